@@ -1,0 +1,53 @@
+# Two entry points: `make run` (demo on the embedded defaults) and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test install lint format migrate demo worker bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+demo: migrate
+	$(PY) manage.py load_profile simulator/profiles/demo_depot.yaml
+	$(PY) manage.py demo_users
+
+# Web server plus a real Celery worker with embedded beat on the serverless
+# filesystem broker; Ctrl-C stops both.
+run: demo
+	@echo "Microgrid is at http://$(HOST):$(PORT)/manage/  (login: operator / operator-demo, support / support-demo)"
+	@trap 'kill 0' INT TERM EXIT; \
+	$(VENV)/bin/celery -A microgrid worker -B --loglevel=INFO --concurrency=1 & \
+	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
+
+worker: install
+	$(VENV)/bin/celery -A microgrid worker -B --loglevel=INFO
+
+# The suite on the embedded default (SQLite). Browser and Redis tests run in .ci/run.
+test: install
+	$(PY) -m pytest -m "not browser and not redis" $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: migrate
+	$(PY) manage.py bench
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,115 @@
+"""The API's error handling and the small base every canonical view shares.
+
+Every 4xx leaves the API with the spec's error body, whatever raised it: a
+service's `DomainError`, DRF's own parse, auth, permission, method and
+not-found errors, or Django's Http404.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions as drf_exc
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from microgrid.common.errors import DomainError, ErrorItem
+
+log = logging.getLogger(__name__)
+
+
+def _drf_to_domain(exc: Exception) -> DomainError | None:
+    if isinstance(exc, DomainError):
+        return exc
+    if isinstance(exc, Http404 | drf_exc.NotFound):
+        return DomainError("NOT_FOUND", "Not found", status=404)
+    if isinstance(exc, drf_exc.NotAuthenticated | drf_exc.AuthenticationFailed):
+        return DomainError("NOT_AUTHENTICATED", str(getattr(exc, "detail", exc)), status=401)
+    if isinstance(exc, drf_exc.PermissionDenied | DjangoPermissionDenied):
+        return DomainError("PERMISSION_DENIED", "You do not have permission to do this", status=403)
+    if isinstance(exc, drf_exc.MethodNotAllowed):
+        return DomainError("METHOD_NOT_ALLOWED", str(exc.detail), status=405)
+    if isinstance(exc, drf_exc.ParseError | drf_exc.UnsupportedMediaType):
+        return DomainError("MALFORMED_REQUEST", str(exc.detail), status=400)
+    if isinstance(exc, drf_exc.NotAcceptable):
+        return DomainError("NOT_ACCEPTABLE", str(exc.detail), status=406)
+    if isinstance(exc, drf_exc.Throttled):
+        return DomainError("THROTTLED", str(exc.detail), status=429)
+    if isinstance(exc, drf_exc.ValidationError):
+        return DomainError.from_errors(_flatten_validation(exc.detail))
+    if isinstance(exc, drf_exc.APIException):
+        return DomainError("MALFORMED_REQUEST", str(exc.detail), status=exc.status_code)
+    return None
+
+
+def _flatten_validation(detail: Any, prefix: str = "") -> list[ErrorItem]:
+    items: list[ErrorItem] = []
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            items.extend(_flatten_validation(value, name))
+    elif isinstance(detail, list):
+        for value in detail:
+            items.extend(_flatten_validation(value, prefix))
+    else:
+        items.append(ErrorItem("FIELD_INVALID", str(detail), field=prefix or None))
+    return items
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    domain = _drf_to_domain(exc)
+    if domain is None:
+        return None  # a real bug: let Django's 500 handling log it
+    response = Response(domain.body(), status=domain.status)
+    if domain.status == 401:
+        response["WWW-Authenticate"] = 'Token realm="api"'
+    return response
+
+
+def error_response(error: DomainError) -> JsonResponse:
+    return JsonResponse(error.body(), status=error.status)
+
+
+def api_404(request, exception=None) -> JsonResponse:
+    return error_response(DomainError("NOT_FOUND", "Not found", status=404))
+
+
+def api_500(request) -> JsonResponse:
+    return JsonResponse(
+        {"code": "INTERNAL_ERROR", "message": "Internal error", "details": {}}, status=500
+    )
+
+
+def json_object(request) -> dict[str, Any]:
+    """The request body as a JSON object, or MALFORMED_REQUEST."""
+    try:
+        data = request.data
+    except drf_exc.ParseError as exc:
+        raise DomainError("MALFORMED_REQUEST", f"Body is not valid JSON: {exc.detail}") from exc
+    if not isinstance(data, dict):
+        raise DomainError("MALFORMED_REQUEST", "Body must be a JSON object", status=400)
+    return data
+
+
+def parse_json_bytes(raw: bytes) -> Any:
+    try:
+        return json.loads(raw or b"null", parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DomainError(
+            "MALFORMED_REQUEST", f"Body is not valid JSON: {exc}", status=400
+        ) from exc
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+class ApiView(APIView):
+    """Base for canonical endpoints: JSON only, the shared error handling."""
+
+    def get_exception_handler(self):
+        return exception_handler

@@ -1,0 +1,43 @@
+from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
+from django.db.models.signals import post_migrate
+
+PRODUCT_APPS = (
+    "common",
+    "topology",
+    "limits",
+    "telemetry",
+    "balancing",
+    "envelopes",
+    "capabilities",
+    "legacy_circuit",
+    "simulator",
+)
+
+
+class SupportAdminConfig(admin_apps.AdminConfig):
+    default = False
+    default_site = "microgrid.common.admin_site.SupportAdminSite"
+
+
+def grant_support_permissions(sender, **kwargs):
+    """Support staff may see and fix every product model in admin.
+
+    Runs after every migrate because permissions only exist once their models
+    have been migrated.
+    """
+    from django.contrib.auth.models import Group, Permission
+
+    group, _ = Group.objects.get_or_create(name="support")
+    perms = Permission.objects.filter(content_type__app_label__in=PRODUCT_APPS)
+    group.permissions.add(*perms)
+
+
+class CommonConfig(AppConfig):
+    default = True
+    name = "microgrid.common"
+    label = "common"
+    verbose_name = "Access and common"
+
+    def ready(self):
+        post_migrate.connect(grant_support_permissions, dispatch_uid="grant_support_permissions")

@@ -1,0 +1,110 @@
+"""Checks of untrusted JSON values, shared by every validator.
+
+Each checker returns the cleaned value or raises `FieldProblem`, which the
+caller turns into a FIELD_INVALID error naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from typing import Any
+
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+
+
+class FieldProblem(ValueError):
+    pass
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_id(value: Any, what: str = "id") -> str:
+    if not isinstance(value, str) or not ID_RE.match(value):
+        raise FieldProblem(
+            f"{what} must be a string of 1-64 letters, digits, '.', '_' or '-' starting with a letter or digit"
+        )
+    return value
+
+
+def check_kw(
+    value: Any,
+    *,
+    minimum: float | None = None,
+    exclusive_minimum: float | None = None,
+    maximum: float = 1e7,
+) -> float:
+    """A power in kW: a finite JSON number, rounded to 3 decimals (spec units)."""
+    if not is_number(value):
+        raise FieldProblem("must be a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise FieldProblem("must be finite")
+    number = round(number, 3)
+    if exclusive_minimum is not None and number <= exclusive_minimum:
+        raise FieldProblem(f"must be greater than {exclusive_minimum:g}")
+    if minimum is not None and number < minimum:
+        raise FieldProblem(f"must be at least {minimum:g}")
+    if abs(number) > maximum:
+        raise FieldProblem(f"must be at most {maximum:g} in magnitude")
+    return number
+
+
+def check_int(value: Any, *, minimum: int, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FieldProblem("must be an integer")
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise FieldProblem("must be an integer")
+        value = int(value)
+    if not minimum <= value <= maximum:
+        raise FieldProblem(f"must be between {minimum} and {maximum}")
+    return value
+
+
+def check_text(value: Any, *, max_length: int = 200, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise FieldProblem("must be a string")
+    value = value.strip()
+    if not value and not allow_empty:
+        raise FieldProblem("must not be empty")
+    if len(value) > max_length:
+        raise FieldProblem(f"must be at most {max_length} characters")
+    if any(ord(c) < 32 for c in value):
+        raise FieldProblem("must not contain control characters")
+    return value
+
+
+def check_choice(value: Any, choices) -> str:
+    allowed = [str(c) for c in choices]
+    if not isinstance(value, str) or value not in allowed:
+        raise FieldProblem(f"must be one of {', '.join(allowed)}")
+    return value
+
+
+def check_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise FieldProblem("must be true or false")
+    return value
+
+
+def check_datetime(value: Any) -> datetime:
+    """An ISO 8601 timestamp with an offset (naive times are ambiguous: refused)."""
+    if not isinstance(value, str):
+        raise FieldProblem("must be an ISO 8601 timestamp string")
+    text = value.strip()
+    if text.endswith("Z") or text.endswith("z"):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise FieldProblem("must be an ISO 8601 timestamp") from exc
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise FieldProblem("must carry a UTC offset")
+    if not 1970 <= parsed.year <= 2200:
+        raise FieldProblem("is out of range")
+    return parsed

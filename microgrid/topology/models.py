@@ -1,0 +1,137 @@
+"""Depot, Microgrid, Microgrid Node, Asset and the saved topology revisions."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from simple_history.models import HistoricalRecords
+
+from microgrid.topology.choices import AssetKind, NodeKind
+
+
+class Depot(models.Model):
+    depot_id = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    timezone = models.CharField(
+        max_length=64, default="UTC", help_text="IANA zone, e.g. Europe/Amsterdam"
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["depot_id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.depot_id})"
+
+
+class Microgrid(models.Model):
+    microgrid_id = models.CharField(max_length=64, unique=True)
+    depot = models.OneToOneField(Depot, on_delete=models.PROTECT, related_name="microgrid")
+    name = models.CharField(max_length=200)
+    topology_version = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    telemetry_stale_after_s = models.PositiveIntegerField(default=60)
+    cycle_interval_s = models.PositiveIntegerField(default=15)
+    enabled = models.BooleanField(default=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["microgrid_id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(telemetry_stale_after_s__gte=1), name="microgrid_stale_after_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(cycle_interval_s__gte=1), name="microgrid_interval_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.microgrid_id
+
+
+class MicrogridNode(models.Model):
+    microgrid = models.ForeignKey(Microgrid, on_delete=models.CASCADE, related_name="nodes")
+    node_id = models.CharField(max_length=64)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    kind = models.CharField(max_length=20, choices=NodeKind.choices)
+    name = models.CharField(max_length=200)
+    physical_rating_kw = models.FloatField()
+    voltage_v = models.FloatField(default=230.0)
+    phases = models.PositiveSmallIntegerField(default=3)
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = "Microgrid Node"
+        ordering = ["microgrid_id", "node_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["microgrid", "node_id"], name="node_id_unique_per_microgrid"
+            ),
+            models.CheckConstraint(
+                condition=Q(physical_rating_kw__gt=0), name="node_rating_positive"
+            ),
+            models.CheckConstraint(condition=Q(voltage_v__gt=0), name="node_voltage_positive"),
+            models.CheckConstraint(condition=Q(phases__in=[1, 3]), name="node_phases_1_or_3"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.node_id})"
+
+
+class Asset(models.Model):
+    microgrid = models.ForeignKey(Microgrid, on_delete=models.CASCADE, related_name="assets")
+    asset_id = models.CharField(max_length=64)
+    node = models.ForeignKey(MicrogridNode, on_delete=models.PROTECT, related_name="assets")
+    kind = models.CharField(max_length=20, choices=AssetKind.choices)
+    name = models.CharField(max_length=200)
+    # CHARGER
+    max_power_kw = models.FloatField(null=True, blank=True)
+    min_power_kw = models.FloatField(null=True, blank=True)
+    priority = models.IntegerField(null=True, blank=True)
+    failsafe_power_kw = models.FloatField(null=True, blank=True)
+    # SITE_LOAD, BATTERY, PV
+    rated_power_kw = models.FloatField(null=True, blank=True)
+    fallback_kw = models.FloatField(null=True, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["microgrid_id", "asset_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["microgrid", "asset_id"], name="asset_id_unique_per_microgrid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.asset_id})"
+
+
+class TopologyRevision(models.Model):
+    """The full topology as saved at one version, so any version can be shown and diffed."""
+
+    microgrid = models.ForeignKey(Microgrid, on_delete=models.CASCADE, related_name="revisions")
+    version = models.PositiveIntegerField()
+    snapshot = models.JSONField()
+    summary = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["microgrid_id", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["microgrid", "version"], name="revision_version_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.microgrid_id} v{self.version}"

@@ -1,0 +1,152 @@
+"""Reads of the canonical topology: a constant number of queries whatever the tree size."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import F, QuerySet
+
+from microgrid.common.errors import DomainError
+from microgrid.topology.choices import ASSET_KIND_FIELDS
+from microgrid.topology.models import Asset, Microgrid, MicrogridNode, TopologyRevision
+from microgrid.topology.tree import tree_order
+
+
+def microgrid_list(*, depot_id: str | None = None) -> QuerySet[Microgrid]:
+    qs = Microgrid.objects.select_related("depot", "updated_by").order_by("microgrid_id")
+    if depot_id:
+        qs = qs.filter(depot__depot_id=depot_id)
+    return qs
+
+
+def microgrid_get(microgrid_id: str) -> Microgrid:
+    try:
+        return Microgrid.objects.select_related("depot", "updated_by").get(
+            microgrid_id=microgrid_id
+        )
+    except Microgrid.DoesNotExist:
+        raise DomainError(
+            "MICROGRID_NOT_FOUND",
+            f"Microgrid {microgrid_id!r} not found",
+            {"microgrid_id": microgrid_id},
+            status=404,
+        ) from None
+
+
+def node_rows(microgrid: Microgrid) -> list[dict[str, Any]]:
+    """Every node as the API shows it, in tree order, in one query."""
+    rows = list(
+        MicrogridNode.objects.filter(microgrid=microgrid).values(
+            "id",
+            "node_id",
+            "parent__node_id",
+            "kind",
+            "name",
+            "physical_rating_kw",
+            "voltage_v",
+            "phases",
+        )
+    )
+    out = [
+        {
+            "node_id": r["node_id"],
+            "parent_id": r["parent__node_id"],
+            "kind": r["kind"],
+            "name": r["name"],
+            "physical_rating_kw": r["physical_rating_kw"],
+            "voltage_v": r["voltage_v"],
+            "phases": r["phases"],
+        }
+        for r in rows
+    ]
+    return tree_order(out)
+
+
+def asset_dict(row: dict[str, Any]) -> dict[str, Any]:
+    out = {
+        "asset_id": row["asset_id"],
+        "node_id": row["node_id"],
+        "kind": row["kind"],
+        "name": row["name"],
+    }
+    for name in ASSET_KIND_FIELDS.get(row["kind"], ()):
+        out[name] = row[name]
+    return out
+
+
+def asset_rows(microgrid: Microgrid) -> list[dict[str, Any]]:
+    """Every asset with its kind's fields, by asset_id, in one query."""
+    rows = (
+        Asset.objects.filter(microgrid=microgrid)
+        .order_by("asset_id")
+        .values(
+            "asset_id",
+            "kind",
+            "name",
+            "max_power_kw",
+            "min_power_kw",
+            "priority",
+            "failsafe_power_kw",
+            "rated_power_kw",
+            "fallback_kw",
+            node_id_str=F("node__node_id"),
+        )
+    )
+    return [asset_dict({**r, "node_id": r["node_id_str"]}) for r in rows]
+
+
+def topology_document(microgrid: Microgrid) -> dict[str, Any]:
+    """The spec's GET topology shape (section 6): one response, three queries."""
+    return {
+        "microgrid_id": microgrid.microgrid_id,
+        "depot_id": microgrid.depot.depot_id,
+        "depot_name": microgrid.depot.name,
+        "topology_version": microgrid.topology_version,
+        "updated_at": microgrid.updated_at.isoformat() if microgrid.updated_at else None,
+        "updated_by": microgrid.updated_by.get_username() if microgrid.updated_by else None,
+        "nodes": node_rows(microgrid),
+        "assets": asset_rows(microgrid),
+    }
+
+
+def revision_list(microgrid: Microgrid) -> QuerySet[TopologyRevision]:
+    return (
+        TopologyRevision.objects.filter(microgrid=microgrid)
+        .select_related("created_by")
+        .order_by("-version")
+    )
+
+
+def revision_get(microgrid: Microgrid, version: int) -> TopologyRevision:
+    try:
+        return revision_list(microgrid).get(version=version)
+    except TopologyRevision.DoesNotExist:
+        raise DomainError(
+            "REVISION_NOT_FOUND",
+            f"Microgrid {microgrid.microgrid_id!r} has no topology version {version}",
+            {"microgrid_id": microgrid.microgrid_id, "version": version},
+            status=404,
+        ) from None
+
+
+def revision_summary(rev: TopologyRevision) -> dict[str, Any]:
+    return {
+        "version": rev.version,
+        "created_at": rev.created_at.isoformat(),
+        "created_by": rev.created_by.get_username() if rev.created_by else None,
+        "summary": rev.summary,
+        "node_count": len(rev.snapshot.get("nodes", [])),
+        "asset_count": len(rev.snapshot.get("assets", [])),
+    }
+
+
+def diff_snapshots(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, list]:
+    """What changed between two snapshots: added, removed and changed node and asset ids."""
+    out: dict[str, list] = {}
+    for key, ident in (("nodes", "node_id"), ("assets", "asset_id")):
+        before = {item[ident]: item for item in (old or {}).get(key, [])}
+        after = {item[ident]: item for item in new.get(key, [])}
+        out[f"{key}_added"] = sorted(set(after) - set(before))
+        out[f"{key}_removed"] = sorted(set(before) - set(after))
+        out[f"{key}_changed"] = sorted(i for i in set(before) & set(after) if before[i] != after[i])
+    return out

@@ -1,0 +1,348 @@
+"""Writes to the canonical topology. Each service is one transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import available_timezones
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from simple_history.utils import bulk_create_with_history
+
+from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.fields import FieldProblem, check_id, check_int, check_text
+from microgrid.topology.choices import ASSET_KIND_FIELDS
+from microgrid.topology.models import Asset, Depot, Microgrid, MicrogridNode, TopologyRevision
+from microgrid.topology.references import references_for
+from microgrid.topology.selectors import diff_snapshots, topology_document
+from microgrid.topology.validation import validate_topology
+
+ASSET_COLUMNS = (
+    "max_power_kw",
+    "min_power_kw",
+    "priority",
+    "failsafe_power_kw",
+    "rated_power_kw",
+    "fallback_kw",
+)
+NODE_COLUMNS = ("kind", "name", "physical_rating_kw", "voltage_v", "phases")
+MICROGRID_CREATE_FIELDS = {
+    "microgrid_id",
+    "name",
+    "depot",
+    "telemetry_stale_after_s",
+    "cycle_interval_s",
+}
+DEPOT_FIELDS = {"depot_id", "name", "timezone"}
+
+
+def _field_errors(
+    errors: list[ErrorItem], data: dict[str, Any], allowed: set[str], prefix: str = ""
+) -> None:
+    for key in sorted(set(data) - allowed, key=str):
+        errors.append(
+            ErrorItem(
+                "FIELD_INVALID", f"{prefix}{key} is not a known field", field=f"{prefix}{key}"
+            )
+        )
+
+
+def microgrid_create(*, data: dict[str, Any], user=None) -> Microgrid:
+    """Create a depot (when new) and its empty microgrid at topology version 0."""
+    errors: list[ErrorItem] = []
+    _field_errors(errors, data, MICROGRID_CREATE_FIELDS)
+    clean: dict[str, Any] = {}
+
+    def take(
+        source: dict, name: str, check, *, prefix: str = "", required: bool = True, default=None
+    ):
+        if name not in source:
+            if required:
+                errors.append(
+                    ErrorItem("FIELD_INVALID", f"{prefix}{name} is required", field=prefix + name)
+                )
+            return default
+        try:
+            return check(source[name])
+        except FieldProblem as exc:
+            errors.append(ErrorItem("FIELD_INVALID", f"{prefix}{name} {exc}", field=prefix + name))
+            return default
+
+    clean["microgrid_id"] = take(data, "microgrid_id", lambda v: check_id(v, "microgrid_id"))
+    clean["name"] = take(data, "name", check_text)
+    clean["telemetry_stale_after_s"] = take(
+        data,
+        "telemetry_stale_after_s",
+        lambda v: check_int(v, minimum=1, maximum=86400),
+        required=False,
+        default=60,
+    )
+    clean["cycle_interval_s"] = take(
+        data,
+        "cycle_interval_s",
+        lambda v: check_int(v, minimum=1, maximum=86400),
+        required=False,
+        default=15,
+    )
+    depot = data.get("depot")
+    depot_clean: dict[str, Any] = {}
+    if not isinstance(depot, dict):
+        errors.append(ErrorItem("FIELD_INVALID", "depot must be an object", field="depot"))
+    else:
+        _field_errors(errors, depot, DEPOT_FIELDS, "depot.")
+        depot_clean["depot_id"] = take(
+            depot, "depot_id", lambda v: check_id(v, "depot_id"), prefix="depot."
+        )
+        depot_clean["name"] = take(depot, "name", check_text, prefix="depot.")
+        depot_clean["timezone"] = take(
+            depot, "timezone", _check_timezone, prefix="depot.", required=False, default="UTC"
+        )
+    if errors:
+        raise DomainError.from_errors(errors)
+    with transaction.atomic():
+        if Microgrid.objects.filter(microgrid_id=clean["microgrid_id"]).exists():
+            raise DomainError(
+                "MICROGRID_EXISTS",
+                f"Microgrid {clean['microgrid_id']!r} already exists",
+                {"microgrid_id": clean["microgrid_id"]},
+            )
+        depot_obj, created = Depot.objects.get_or_create(
+            depot_id=depot_clean["depot_id"],
+            defaults={"name": depot_clean["name"], "timezone": depot_clean["timezone"]},
+        )
+        if not created and hasattr(depot_obj, "microgrid"):
+            raise DomainError(
+                "MICROGRID_EXISTS",
+                f"Depot {depot_obj.depot_id!r} already has microgrid {depot_obj.microgrid.microgrid_id!r}",
+                {"depot_id": depot_obj.depot_id, "microgrid_id": depot_obj.microgrid.microgrid_id},
+            )
+        try:
+            with transaction.atomic():
+                return Microgrid.objects.create(depot=depot_obj, updated_by=user, **clean)
+        except IntegrityError:
+            raise DomainError(
+                "MICROGRID_EXISTS",
+                f"Microgrid {clean['microgrid_id']!r} already exists",
+                {"microgrid_id": clean["microgrid_id"]},
+            ) from None
+
+
+def _check_timezone(value: Any) -> str:
+    if not isinstance(value, str) or value not in _zones():
+        raise FieldProblem("must be an IANA time zone name such as Europe/Amsterdam")
+    return value
+
+
+_ZONES: set[str] | None = None
+
+
+def _zones() -> set[str]:
+    global _ZONES
+    if _ZONES is None:
+        _ZONES = available_timezones() | {"UTC"}
+    return _ZONES
+
+
+def _lock(microgrid: Microgrid) -> Microgrid:
+    return (
+        Microgrid.objects.select_for_update()
+        .select_related("depot", "updated_by")
+        .get(pk=microgrid.pk)
+    )
+
+
+def topology_replace(
+    *, microgrid: Microgrid, base_version: Any, nodes: Any, assets: Any, user=None
+) -> dict[str, Any]:
+    """Replace a microgrid's nodes and assets, saved against the version the editor loaded.
+
+    Validates everything, refuses a stale base_version with
+    TOPOLOGY_VERSION_CONFLICT, applies the difference, bumps the version and
+    writes the revision, all in one transaction: any failure changes nothing.
+    """
+    if isinstance(base_version, bool) or not isinstance(base_version, int):
+        raise DomainError.from_errors(
+            [ErrorItem("FIELD_INVALID", "base_version must be an integer", field="base_version")]
+        )
+    with transaction.atomic():
+        locked = _lock(microgrid)
+        if base_version != locked.topology_version:
+            raise DomainError(
+                "TOPOLOGY_VERSION_CONFLICT",
+                f"The topology changed since version {base_version} was loaded: it is now version "
+                f"{locked.topology_version}",
+                {
+                    "base_version": base_version,
+                    "current_version": locked.topology_version,
+                    "updated_at": locked.updated_at.isoformat() if locked.updated_at else None,
+                    "updated_by": locked.updated_by.get_username() if locked.updated_by else None,
+                },
+            )
+        current_nodes = {n.node_id: n for n in MicrogridNode.objects.filter(microgrid=locked)}
+        current_assets = {a.asset_id: a for a in Asset.objects.filter(microgrid=locked)}
+        result = validate_topology(
+            nodes,
+            assets,
+            current_node_ids=frozenset(current_nodes),
+            current_asset_ids=frozenset(current_assets),
+            references=references_for(locked),
+        )
+        if not result.ok:
+            raise DomainError.from_errors(
+                result.errors, "The topology is invalid; nothing was saved"
+            )
+        before = _latest_snapshot(locked)
+        _apply(
+            locked,
+            result.topology.nodes,
+            result.topology.assets,
+            current_nodes,
+            current_assets,
+            user,
+        )
+        locked.topology_version += 1
+        locked.updated_by = user if getattr(user, "is_authenticated", False) else None
+        locked._history_user = locked.updated_by
+        locked.save()
+        document = topology_document(locked)
+        changes = diff_snapshots(before, document)
+        TopologyRevision.objects.create(
+            microgrid=locked,
+            version=locked.topology_version,
+            snapshot=document,
+            summary=_summary(changes),
+            created_at=locked.updated_at or timezone.now(),
+            created_by=locked.updated_by,
+        )
+    microgrid.topology_version = locked.topology_version
+    microgrid.updated_at = locked.updated_at
+    return document
+
+
+def _latest_snapshot(microgrid: Microgrid) -> dict[str, Any] | None:
+    rev = TopologyRevision.objects.filter(microgrid=microgrid).order_by("-version").first()
+    return rev.snapshot if rev else None
+
+
+def _summary(changes: dict[str, list]) -> str:
+    parts = []
+    for key, label in (("nodes", "node"), ("assets", "asset")):
+        for verb, sign in (("added", "+"), ("removed", "-"), ("changed", "~")):
+            ids = changes[f"{key}_{verb}"]
+            if ids:
+                shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+                parts.append(f"{sign}{len(ids)} {label}{'s' if len(ids) != 1 else ''} ({shown})")
+    return "; ".join(parts)[:500] or "no change"
+
+
+def _apply(microgrid, nodes, assets, current_nodes, current_assets, user) -> None:
+    history_user = user if getattr(user, "is_authenticated", False) else None
+    wanted_parent = {n["node_id"]: n["parent_id"] for n in nodes}
+    wanted_nodes = set(wanted_parent)
+    wanted_assets = {a["asset_id"] for a in assets}
+
+    # Assets first: a removed node may still hold assets that are being removed or moved.
+    for asset_id in sorted(set(current_assets) - wanted_assets):
+        obj = current_assets.pop(asset_id)
+        obj._history_user = history_user
+        obj.delete()
+
+    by_id: dict[str, MicrogridNode] = {}
+    depth: dict[str, int] = {}
+    pending: dict[int, list[MicrogridNode]] = {}
+    # Nodes arrive in tree order, so a parent is always handled before its children.
+    for data in nodes:
+        parent_id = data["parent_id"]
+        depth[data["node_id"]] = 0 if parent_id is None else depth[parent_id] + 1
+        obj = current_nodes.get(data["node_id"])
+        if obj is None:
+            obj = MicrogridNode(microgrid=microgrid, node_id=data["node_id"])
+            _set_columns(obj, data, NODE_COLUMNS)
+            pending.setdefault(depth[data["node_id"]], []).append(obj)
+            by_id[data["node_id"]] = obj
+            continue
+        by_id[data["node_id"]] = obj
+        changed = _set_columns(obj, data, NODE_COLUMNS)
+        new_parent = by_id[parent_id] if parent_id else None
+        if (obj.parent_id or None) != (new_parent.pk if new_parent else None) or (
+            new_parent is not None and new_parent.pk is None
+        ):
+            changed = True
+        if changed:
+            pending.setdefault(depth[data["node_id"]], []).append(obj)
+    # Save level by level so every parent has a primary key before its children.
+    for level in sorted(pending):
+        creates = []
+        for obj in pending[level]:
+            parent_id = wanted_parent[obj.node_id]
+            obj.parent = by_id[parent_id] if parent_id else None
+            if obj.pk is None:
+                creates.append(obj)
+            else:
+                obj._history_user = history_user
+                obj.save()
+        if creates:
+            bulk_create_with_history(creates, MicrogridNode, default_user=history_user)
+            if any(o.pk is None for o in creates):
+                fresh = {
+                    n.node_id: n
+                    for n in MicrogridNode.objects.filter(
+                        microgrid=microgrid, node_id__in=[o.node_id for o in creates]
+                    )
+                }
+                for o in creates:
+                    o.pk = o.id = fresh[o.node_id].pk
+
+    creates = []
+    for data in assets:
+        obj = current_assets.get(data["asset_id"])
+        node = by_id[data["node_id"]]
+        if obj is None:
+            obj = Asset(microgrid=microgrid, asset_id=data["asset_id"], node=node)
+            _set_asset(obj, data)
+            creates.append(obj)
+            continue
+        changed = _set_asset(obj, data)
+        if obj.node_id != node.pk:
+            obj.node = node
+            changed = True
+        if changed:
+            obj._history_user = history_user
+            obj.save()
+    if creates:
+        bulk_create_with_history(creates, Asset, default_user=history_user)
+
+    removed = [current_nodes[n] for n in current_nodes if n not in wanted_nodes]
+    # Children before parents: PROTECT on the parent key must never fire.
+    parent_of = {n.pk: n.parent_id for n in current_nodes.values()}
+
+    def node_depth(node: MicrogridNode) -> int:
+        d, p, seen = 0, parent_of.get(node.pk), set()
+        while p is not None and p not in seen:
+            seen.add(p)
+            d, p = d + 1, parent_of.get(p)
+        return d
+
+    for obj in sorted(removed, key=lambda n: (-node_depth(n), n.node_id)):
+        obj._history_user = history_user
+        obj.delete()
+
+
+def _set_columns(obj, data: dict[str, Any], columns) -> bool:
+    changed = False
+    for name in columns:
+        if getattr(obj, name) != data[name]:
+            setattr(obj, name, data[name])
+            changed = True
+    return changed
+
+
+def _set_asset(obj: Asset, data: dict[str, Any]) -> bool:
+    changed = _set_columns(obj, data, ("kind", "name"))
+    kind_fields = ASSET_KIND_FIELDS[data["kind"]]
+    for name in ASSET_COLUMNS:
+        value = data.get(name) if name in kind_fields else None
+        if getattr(obj, name) != value:
+            setattr(obj, name, value)
+            changed = True
+    return changed

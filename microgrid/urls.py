@@ -1,0 +1,38 @@
+"""Root URLs. Each app owns its API and Manage routes; ids may contain dots."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path, re_path, register_converter
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from microgrid.common import views as common_views
+from microgrid.common.api import api_404
+from microgrid.common.converters import IdConverter
+
+register_converter(IdConverter, "mgid")
+
+api_patterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include("microgrid.topology.api.urls")),
+]
+
+manage_patterns = [
+    path("", RedirectView.as_view(url="/manage/microgrids/", permanent=False)),
+    path("", include("microgrid.topology.urls")),
+]
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/manage/microgrids/", permanent=False)),
+    path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("healthz", common_views.healthz, name="healthz"),
+    path("api/", include(api_patterns)),
+    re_path(r"^api/", api_404),
+    path("manage/", include(manage_patterns)),
+]
+
+handler404 = "microgrid.common.views.handler404"
+handler500 = "microgrid.common.views.handler500"

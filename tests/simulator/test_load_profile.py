@@ -1,0 +1,70 @@
+"""`load_profile` goes through the same services and validator as the API."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from microgrid.topology.models import Asset, Microgrid, MicrogridNode
+
+DEMO = Path(__file__).resolve().parents[2] / "simulator" / "profiles" / "demo_depot.yaml"
+
+
+@pytest.mark.django_db
+def test_demo_profile_loads_the_demo_depot():
+    call_command("load_profile", str(DEMO))
+    microgrid = Microgrid.objects.get(microgrid_id="MG.DEMO-1")
+    assert microgrid.topology_version == 1
+    assert MicrogridNode.objects.filter(microgrid=microgrid).count() == 7
+    assert Asset.objects.filter(microgrid=microgrid, kind="CHARGER").count() == 24
+
+
+@pytest.mark.django_db
+def test_loading_the_same_file_again_changes_nothing():
+    call_command("load_profile", str(DEMO))
+    call_command("load_profile", str(DEMO))
+    assert Microgrid.objects.get(microgrid_id="MG.DEMO-1").topology_version == 1
+
+
+@pytest.mark.django_db
+def test_a_changed_file_is_one_topology_save(tmp_path):
+    call_command("load_profile", str(DEMO))
+    changed = tmp_path / "demo.yaml"
+    changed.write_text(DEMO.read_text().replace("name: Bay D,", "name: Bay D (new),"))
+    call_command("load_profile", str(changed))
+    microgrid = Microgrid.objects.get(microgrid_id="MG.DEMO-1")
+    assert microgrid.topology_version == 2
+    assert MicrogridNode.objects.get(microgrid=microgrid, node_id="grp-d").name == "Bay D (new)"
+
+
+def test_an_invalid_profile_exits_2_listing_every_problem(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "depot: {depot_id: D1, name: D}\n"
+        "microgrid: {microgrid_id: M1, name: M}\n"
+        "nodes:\n"
+        "  - {node_id: grid, parent_id: null, kind: GRID_CONNECTION, name: G, physical_rating_kw: 100}\n"
+        "  - {node_id: a, parent_id: b, kind: FEEDER, name: A, physical_rating_kw: 10}\n"
+        "  - {node_id: b, parent_id: a, kind: FEEDER, name: B, physical_rating_kw: 10}\n"
+        "assets:\n"
+        "  - {asset_id: C1, node_id: zz, kind: CHARGER, name: C, max_power_kw: 10}\n"
+        "surprise: {}\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "manage.py", "load_profile", str(bad)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={
+            "SQLITE_PATH": str(tmp_path / "db.sqlite3"),
+            "PATH": "/usr/bin:/bin",
+            "MICROGRID_VAR_DIR": str(tmp_path),
+        },
+    )
+    assert result.returncode == 2, result.stderr
+    assert "ASSET_NODE_NOT_FOUND asset_id=C1" in result.stderr
+    assert "TOPOLOGY_CYCLE node_id=a" in result.stderr
+    assert "PROFILE_INVALID field=surprise" in result.stderr
