@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "axes",
     "microgrid.common",
     "microgrid.topology",
+    "microgrid.telemetry",
     "simulator",
 ]
 
@@ -190,7 +191,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    "telemetry-prune": {"task": "telemetry.prune", "schedule": 3600.0, "options": {"expires": 3000}},
+}
+
+TELEMETRY_RETENTION_HOURS = env_int("TELEMETRY_RETENTION_HOURS", 48)
+TELEMETRY_MAX_BATCH = env_int("TELEMETRY_MAX_BATCH", 5000)
 
 # Production hardening; `manage.py check --deploy` is clean with DEBUG=false.
 SESSION_COOKIE_HTTPONLY = True

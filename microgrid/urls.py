@@ -16,6 +16,7 @@ api_patterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("microgrid.topology.api.urls")),
+    path("", include("microgrid.telemetry.api.urls")),
 ]
 
 manage_patterns = [

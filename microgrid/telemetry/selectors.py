@@ -1,0 +1,23 @@
+"""Reads of telemetry for cycles and pages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from microgrid.telemetry.models import LatestReading
+
+
+def latest_readings(microgrid) -> dict[str, dict[str, Any]]:
+    """asset_id -> the latest reading (one query); assets that never reported are absent."""
+    rows = LatestReading.objects.filter(microgrid=microgrid, observed_at__isnull=False).values(
+        "asset__asset_id", "power_kw", "observed_at", "connected", "requested_kw", "plugged_in_at"
+    )
+    return {r.pop("asset__asset_id"): r for r in rows}
+
+
+def freshness(observed_at: datetime | None, now: datetime, stale_after_s: int) -> str:
+    """FRESH when now - observed_at <= the threshold, STALE when older, MISSING when none (spec 3.5)."""
+    if observed_at is None:
+        return "MISSING"
+    return "FRESH" if (now - observed_at).total_seconds() <= stale_after_s else "STALE"

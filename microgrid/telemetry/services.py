@@ -1,0 +1,229 @@
+"""Telemetry ingest: a batch is validated whole, then stored set-based.
+
+A batch with any invalid reading is refused whole (TELEMETRY_INVALID with one
+error per bad reading) and stores nothing. A repeated reading (same asset and
+observed_at) is stored once; an older reading never replaces a newer one as
+the asset's latest. The work is a handful of queries whatever the batch size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.fields import FieldProblem, check_bool, check_datetime, check_id, check_kw
+from microgrid.telemetry.models import LatestReading, TelemetryReading
+from microgrid.topology.choices import AssetKind
+from microgrid.topology.models import Asset, Microgrid
+
+READING_FIELDS = {"asset_id", "power_kw", "observed_at", "connected", "requested_kw"}
+FUTURE_TOLERANCE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Reading:
+    asset_pk: int
+    asset_id: str
+    power_kw: float
+    observed_at: datetime
+    connected: bool | None
+    requested_kw: float | None
+
+
+def _validate(raw: Any, index: int, assets: dict[str, tuple[int, str]], now: datetime):
+    errors: list[ErrorItem] = []
+    if not isinstance(raw, dict):
+        return None, [
+            ErrorItem(
+                "FIELD_INVALID", f"readings[{index}] must be an object", field=f"readings[{index}]"
+            )
+        ]
+    asset_id = raw.get("asset_id") if isinstance(raw.get("asset_id"), str) else None
+
+    def bad(field: str, message: str) -> None:
+        errors.append(
+            ErrorItem(
+                "FIELD_INVALID",
+                f"readings[{index}].{field} {message}",
+                asset_id=asset_id,
+                field=field,
+                details={"index": index},
+            )
+        )
+
+    for key in sorted(set(raw) - READING_FIELDS, key=str):
+        bad(str(key), "is not a field of a reading")
+    try:
+        check_id(raw.get("asset_id"), "asset_id")
+    except FieldProblem as exc:
+        bad("asset_id", str(exc))
+        return None, errors
+    found = assets.get(asset_id)
+    if found is None:
+        return None, [
+            ErrorItem(
+                "ASSET_NOT_FOUND",
+                f"readings[{index}]: asset {asset_id!r} is not in this microgrid",
+                asset_id=asset_id,
+                details={"index": index},
+            )
+        ]
+    asset_pk, kind = found
+    power = observed = requested = connected = None
+    if "power_kw" not in raw:
+        bad("power_kw", "is required")
+    else:
+        try:
+            power = check_kw(raw["power_kw"], minimum=None if kind == AssetKind.BATTERY else 0)
+        except FieldProblem as exc:
+            bad("power_kw", str(exc))
+    if "observed_at" not in raw:
+        bad("observed_at", "is required")
+    else:
+        try:
+            observed = check_datetime(raw["observed_at"])
+            if observed > now + FUTURE_TOLERANCE:
+                bad("observed_at", "is more than 60 s in the future")
+                observed = None
+        except FieldProblem as exc:
+            bad("observed_at", str(exc))
+    if kind == AssetKind.CHARGER:
+        if "connected" not in raw:
+            bad("connected", "is required for a charger")
+        else:
+            try:
+                connected = check_bool(raw["connected"])
+            except FieldProblem as exc:
+                bad("connected", str(exc))
+        if raw.get("requested_kw") is None:
+            requested = 0.0
+            if connected:
+                bad("requested_kw", "is required while a charger is connected")
+        else:
+            try:
+                requested = check_kw(raw["requested_kw"], minimum=0)
+            except FieldProblem as exc:
+                bad("requested_kw", str(exc))
+    else:
+        for name in ("connected", "requested_kw"):
+            if name in raw:
+                bad(name, f"is only for chargers, not {kind}")
+    if errors:
+        return None, errors
+    return Reading(asset_pk, asset_id, power, observed, connected, requested), []
+
+
+def telemetry_ingest(*, microgrid: Microgrid, readings: Any, now: datetime | None = None) -> int:
+    """Store a batch of readings; returns how many were accepted."""
+    now = now or timezone.now()
+    if not isinstance(readings, list):
+        raise DomainError(
+            "TELEMETRY_INVALID",
+            "readings must be a list",
+            errors=[ErrorItem("FIELD_INVALID", "readings must be a list", field="readings")],
+        )
+    limit = settings.TELEMETRY_MAX_BATCH
+    if len(readings) > limit:
+        raise DomainError(
+            "TELEMETRY_INVALID",
+            f"a batch holds at most {limit} readings",
+            {"limit": limit},
+            errors=[ErrorItem("FIELD_INVALID", f"at most {limit} readings", field="readings")],
+        )
+    wanted = {
+        r.get("asset_id")
+        for r in readings
+        if isinstance(r, dict) and isinstance(r.get("asset_id"), str)
+    }
+    assets = {
+        a["asset_id"]: (a["id"], a["kind"])
+        for a in Asset.objects.filter(microgrid=microgrid, asset_id__in=wanted).values(
+            "id", "asset_id", "kind"
+        )
+    }
+    clean: list[Reading] = []
+    errors: list[ErrorItem] = []
+    for index, raw in enumerate(readings):
+        reading, problems = _validate(raw, index, assets, now)
+        errors.extend(problems)
+        if reading is not None:
+            clean.append(reading)
+    if errors:
+        raise DomainError(
+            "TELEMETRY_INVALID",
+            f"{len(errors)} invalid reading(s); nothing was stored",
+            errors=errors,
+            status=422,
+        )
+    if not clean:
+        return 0
+    with transaction.atomic():
+        TelemetryReading.objects.bulk_create(
+            [
+                TelemetryReading(
+                    microgrid=microgrid,
+                    asset_id=r.asset_pk,
+                    power_kw=r.power_kw,
+                    observed_at=r.observed_at,
+                    received_at=now,
+                    connected=r.connected,
+                    requested_kw=r.requested_kw,
+                )
+                for r in clean
+            ],
+            ignore_conflicts=True,
+            batch_size=1000,
+        )
+        _advance_latest(microgrid, clean)
+    return len(clean)
+
+
+def _advance_latest(microgrid: Microgrid, readings: list[Reading]) -> None:
+    by_asset: dict[int, list[Reading]] = {}
+    for r in readings:
+        by_asset.setdefault(r.asset_pk, []).append(r)
+    pks = sorted(by_asset)
+    # Make sure every row exists, then lock them in a fixed order so that
+    # concurrent batches queue instead of losing an update or deadlocking.
+    LatestReading.objects.bulk_create(
+        [LatestReading(microgrid=microgrid, asset_id=pk) for pk in pks],
+        ignore_conflicts=True,
+        batch_size=1000,
+    )
+    rows = list(
+        LatestReading.objects.select_for_update().filter(asset_id__in=pks).order_by("asset_id")
+    )
+    changed = []
+    for row in rows:
+        state_changed = False
+        for r in sorted(by_asset[row.asset_id], key=lambda x: x.observed_at):
+            if row.observed_at is not None and r.observed_at <= row.observed_at:
+                continue  # older than what we have: history only
+            if r.connected:
+                if not row.connected:
+                    row.plugged_in_at = r.observed_at
+            else:
+                row.plugged_in_at = None
+            row.power_kw, row.observed_at = r.power_kw, r.observed_at
+            row.connected, row.requested_kw = r.connected, r.requested_kw
+            state_changed = True
+        if state_changed:
+            changed.append(row)
+    if changed:
+        LatestReading.objects.bulk_update(
+            changed,
+            ["power_kw", "observed_at", "connected", "requested_kw", "plugged_in_at", "updated_at"],
+            batch_size=1000,
+        )
+
+
+def telemetry_prune(*, older_than: datetime) -> int:
+    """Drop readings past the retention window (the latest per asset lives on in LatestReading)."""
+    deleted, _ = TelemetryReading.objects.filter(observed_at__lt=older_than).delete()
+    return deleted
