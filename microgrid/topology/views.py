@@ -7,6 +7,7 @@ from collections import defaultdict
 from django.shortcuts import render
 
 from microgrid.common.pages import manage_view
+from microgrid.common.roles import WRITERS, has_any_role
 from microgrid.topology import selectors
 from microgrid.topology.card import microgrid_card, microgrid_tabs, page_sections
 from microgrid.topology.choices import AssetKind, NodeKind
@@ -53,7 +54,12 @@ def topology_page(request, microgrid_id: str):
     return render(
         request,
         "manage/topology.html",
-        _base_context(microgrid, "topology", **topology_context(document)),
+        _base_context(
+            microgrid,
+            "topology",
+            perms_edit=has_any_role(request.user, WRITERS),
+            **topology_context(document),
+        ),
     )
 
 
