@@ -8,6 +8,8 @@ DEBUG=false.
 
 from pathlib import Path
 
+from celery.schedules import crontab
+
 from microgrid.env import database_from_url, env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -38,6 +40,7 @@ INSTALLED_APPS = [
     "axes",
     "microgrid.common",
     "microgrid.topology",
+    "microgrid.limits",
     "microgrid.telemetry",
     "simulator",
 ]
@@ -193,6 +196,12 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict = {
     "telemetry-prune": {"task": "telemetry.prune", "schedule": 3600.0, "options": {"expires": 3000}},
+    # TOU schedule starts and ends, at the top of every minute (schedules are whole minutes).
+    "limits-schedule-transitions": {
+        "task": "limits.record_schedule_transitions",
+        "schedule": crontab(minute="*"),
+        "options": {"expires": 55},
+    },
 }
 
 TELEMETRY_RETENTION_HOURS = env_int("TELEMETRY_RETENTION_HOURS", 48)

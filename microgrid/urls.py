@@ -16,12 +16,14 @@ api_patterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("microgrid.topology.api.urls")),
+    path("", include("microgrid.limits.api.urls")),
     path("", include("microgrid.telemetry.api.urls")),
 ]
 
 manage_patterns = [
     path("", RedirectView.as_view(url="/manage/microgrids/", permanent=False)),
     path("", include("microgrid.topology.urls")),
+    path("", include("microgrid.limits.urls")),
 ]
 
 urlpatterns = [

@@ -41,7 +41,10 @@ def check_kw(
     """A power in kW: a finite JSON number, rounded to 3 decimals (spec units)."""
     if not is_number(value):
         raise FieldProblem("must be a number")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer with hundreds of digits
+        raise FieldProblem("must be finite") from None
     if not math.isfinite(number):
         raise FieldProblem("must be finite")
     number = round(number, 3)

@@ -1,0 +1,370 @@
+"""Reads of limit policies and the effective limit of every Microgrid Node at an instant.
+
+`effective_limits` is the interface the balancing engine and the envelopes
+app build on: for a microgrid at time t it gives each node's effective limit,
+its `limit_source` and every constraint that applies (spec 3.2), reading the
+whole policy set in one query. Reads take the clock from their caller, so
+they never depend on the schedule task having run.
+
+Other apps add constraints through `register_constraint_provider` (the
+envelopes app: OPERATING_ENVELOPE constraints, MICROGRID scope on the root).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.utils import timezone
+
+from microgrid.common.errors import DomainError
+from microgrid.limits.choices import ConstraintSource, LimitScope
+from microgrid.limits.models import LimitPolicy, schedule_from_columns
+from microgrid.limits.schedules import DAY_INDEX, is_active
+from microgrid.limits.validation import NodeFacts, PolicySpec
+from microgrid.topology.models import MicrogridNode
+from microgrid.topology.selectors import node_rows
+
+log = logging.getLogger(__name__)
+
+# The spec's tie order: when several constraints give the same minimum, the
+# first of these is the node's limit_source.
+TIE_ORDER = (
+    ConstraintSource.OPERATING_ENVELOPE,
+    ConstraintSource.MICROGRID_LIMIT,
+    ConstraintSource.TOU_LIMIT,
+    ConstraintSource.NODE_LIMIT,
+    ConstraintSource.PHYSICAL_RATING,
+)
+_RANK = {str(source): i for i, source in enumerate(TIE_ORDER)}
+POLICY_SOURCES = frozenset(
+    {ConstraintSource.MICROGRID_LIMIT, ConstraintSource.TOU_LIMIT, ConstraintSource.NODE_LIMIT}
+)
+
+
+@dataclass(frozen=True)
+class Constraint:
+    source: str  # "PHYSICAL_RATING" | "NODE_LIMIT" | "TOU_LIMIT" | "MICROGRID_LIMIT" | "OPERATING_ENVELOPE"
+    limit_kw: float
+    ref: str | None  # policy_id or envelope_id or None for the rating
+
+
+@dataclass(frozen=True)
+class NodeLimit:
+    node_id: str
+    effective_limit_kw: float
+    limit_source: str
+    active_policy_id: str | None  # the policy giving the min, if a policy does
+    active_schedule: dict | None  # that policy's schedule when it is a TOU cap
+    envelope_ids: tuple[str, ...]  # ACTIVE envelopes on this node
+    constraints: tuple[Constraint, ...]  # every constraint that applies to the node
+
+
+ConstraintProvider = Callable[[Any, datetime, list[dict]], list[tuple[str, Constraint]]]
+_constraint_providers: list[ConstraintProvider] = []
+
+
+def register_constraint_provider(fn: ConstraintProvider) -> None:
+    """fn(microgrid, at, node_rows) -> [(node_id, Constraint), ...], in a constant number of queries."""
+    if fn not in _constraint_providers:
+        _constraint_providers.append(fn)
+
+
+def unregister_constraint_provider(fn: ConstraintProvider) -> None:
+    if fn in _constraint_providers:
+        _constraint_providers.remove(fn)
+
+
+def depot_zone(microgrid) -> ZoneInfo:
+    """The depot's time zone; UTC (logged) if the stored name is not a zone."""
+    name = microgrid.depot.timezone or "UTC"
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("depot %s has an unknown time zone %r: using UTC", microgrid.depot_id, name)
+        return ZoneInfo("UTC")
+
+
+def policy_specs(microgrid) -> list[PolicySpec]:
+    """Every policy of a microgrid, in one query, by policy number."""
+    rows = (
+        LimitPolicy.objects.filter(microgrid=microgrid)
+        .order_by("id")
+        .values(
+            "policy_id",
+            "scope",
+            "node__node_id",
+            "limit_kw",
+            "schedule_days",
+            "schedule_start",
+            "schedule_end",
+            "source",
+            "updated_at",
+        )
+    )
+    return [
+        PolicySpec(
+            scope=r["scope"],
+            node_id=r["node__node_id"],
+            limit_kw=r["limit_kw"],
+            schedule=schedule_from_columns(
+                r["schedule_days"], r["schedule_start"], r["schedule_end"]
+            ),
+            source=r["source"],
+            policy_id=r["policy_id"],
+            updated_at=r["updated_at"],
+        )
+        for r in rows
+    ]
+
+
+def node_facts(microgrid) -> NodeFacts:
+    """Ratings and the root, in one query."""
+    rows = MicrogridNode.objects.filter(microgrid=microgrid).values_list(
+        "node_id", "physical_rating_kw", "parent_id", "kind"
+    )
+    ratings: dict[str, float | None] = {}
+    root_id = None
+    for node_id, rating, parent, kind in rows:
+        ratings[node_id] = rating
+        if parent is None and kind == "GRID_CONNECTION":
+            root_id = node_id
+    return NodeFacts(ratings=ratings, root_id=root_id)
+
+
+def root_of(nodes: list[dict]) -> str | None:
+    for node in nodes:
+        if node["parent_id"] is None and node.get("kind", "GRID_CONNECTION") == "GRID_CONNECTION":
+            return node["node_id"]
+    return None
+
+
+def _active_cap(
+    policies: Iterable[PolicySpec], at: datetime, zone: ZoneInfo, *, schedules: bool
+) -> tuple[PolicySpec | None, bool]:
+    """The policy that caps a target at `at`: an active TOU cap, else the non-scheduled one.
+
+    Scheduled policies of one target never overlap; should stored data say
+    otherwise, the smallest active cap wins (the safe choice).
+    """
+    unscheduled = None
+    active: list[PolicySpec] = []
+    for p in policies:
+        if p.schedule is None:
+            unscheduled = unscheduled or p
+        elif schedules and is_active(p.schedule, at, zone):
+            active.append(p)
+    if active:
+        return min(active, key=lambda p: (p.limit_kw, _number(p.policy_id))), True
+    return unscheduled, False
+
+
+def evaluate(
+    nodes: list[dict],
+    policies: list[PolicySpec],
+    at: datetime,
+    zone: ZoneInfo,
+    extra: Iterable[tuple[str, Constraint]] = (),
+    *,
+    schedules: bool = True,
+) -> dict[str, NodeLimit]:
+    """The effective limits (pure). `schedules=False` gives what applies when no schedule is active."""
+    by_target: dict[tuple[str, str | None], list[PolicySpec]] = {}
+    for p in policies:
+        by_target.setdefault(p.target, []).append(p)
+    by_id = {p.policy_id: p for p in policies if p.policy_id}
+    extra_by_node: dict[str, list[Constraint]] = {}
+    for node_id, constraint in extra:
+        extra_by_node.setdefault(node_id, []).append(constraint)
+    root_id = root_of(nodes)
+
+    out: dict[str, NodeLimit] = {}
+    for node in nodes:
+        node_id = node["node_id"]
+        constraints = [
+            Constraint(ConstraintSource.PHYSICAL_RATING, node["physical_rating_kw"], None)
+        ]
+        cap, scheduled = _active_cap(
+            by_target.get((LimitScope.NODE, node_id), ()), at, zone, schedules=schedules
+        )
+        if cap is not None:
+            source = ConstraintSource.TOU_LIMIT if scheduled else ConstraintSource.NODE_LIMIT
+            constraints.append(Constraint(source, cap.limit_kw, cap.policy_id))
+        if node_id == root_id:
+            cap, scheduled = _active_cap(
+                by_target.get((LimitScope.MICROGRID, None), ()), at, zone, schedules=schedules
+            )
+            if cap is not None:
+                source = (
+                    ConstraintSource.TOU_LIMIT if scheduled else ConstraintSource.MICROGRID_LIMIT
+                )
+                constraints.append(Constraint(source, cap.limit_kw, cap.policy_id))
+        constraints.extend(extra_by_node.get(node_id, ()))
+        constraints = [Constraint(str(c.source), float(c.limit_kw), c.ref) for c in constraints]
+        constraints.sort(
+            key=lambda c: (_RANK.get(c.source, len(_RANK)), c.limit_kw, _number(c.ref))
+        )
+        winner = min(
+            constraints, key=lambda c: (c.limit_kw, _RANK.get(c.source, len(_RANK)), _number(c.ref))
+        )
+        policy = by_id.get(winner.ref) if winner.source in POLICY_SOURCES else None
+        out[node_id] = NodeLimit(
+            node_id=node_id,
+            effective_limit_kw=winner.limit_kw,
+            limit_source=winner.source,
+            active_policy_id=policy.policy_id if policy else None,
+            active_schedule=(
+                policy.schedule.as_dict()
+                if policy and policy.schedule and winner.source == ConstraintSource.TOU_LIMIT
+                else None
+            ),
+            envelope_ids=tuple(
+                sorted(
+                    c.ref
+                    for c in constraints
+                    if c.source == ConstraintSource.OPERATING_ENVELOPE and c.ref
+                )
+            ),
+            constraints=tuple(constraints),
+        )
+    return out
+
+
+def effective_limits(
+    microgrid, at: datetime, *, nodes: list[dict] | None = None
+) -> dict[str, NodeLimit]:
+    """Every node's effective limit at `at`, keyed by node_id in tree order.
+
+    `nodes` = topology.selectors.node_rows(microgrid) if the caller already has
+    them. Two queries plus one per registered constraint provider.
+    """
+    if nodes is None:
+        nodes = node_rows(microgrid)
+    return limits_for(microgrid, at, nodes=nodes, policies=policy_specs(microgrid))
+
+
+def limits_for(
+    microgrid,
+    at: datetime,
+    *,
+    nodes: list[dict],
+    policies: list[PolicySpec],
+    schedules: bool = True,
+) -> dict[str, NodeLimit]:
+    """`effective_limits` on rows the caller already holds (the providers still run)."""
+    if at.tzinfo is None:
+        raise ValueError("at must be an aware datetime")
+    extra: list[tuple[str, Constraint]] = []
+    for provider in _constraint_providers:
+        extra.extend(provider(microgrid, at, nodes))
+    return evaluate(nodes, policies, at, depot_zone(microgrid), extra, schedules=schedules)
+
+
+def node_limit_dict(limit: NodeLimit) -> dict[str, Any]:
+    return {
+        "node_id": limit.node_id,
+        "effective_limit_kw": limit.effective_limit_kw,
+        "limit_source": limit.limit_source,
+        "active_policy_id": limit.active_policy_id,
+        "active_schedule": limit.active_schedule,
+        "envelope_ids": list(limit.envelope_ids),
+    }
+
+
+def active_limits_document(microgrid, at: datetime) -> dict[str, Any]:
+    """The body of GET .../limits/active/: the microgrid's figures are the root node's."""
+    limits = effective_limits(microgrid, at)
+    root = next(iter(limits.values()), None)
+    return {
+        "at": at.astimezone(UTC).isoformat(),
+        "microgrid": {
+            "effective_limit_kw": root.effective_limit_kw if root else None,
+            "limit_source": root.limit_source if root else None,
+            "active_policy_id": root.active_policy_id if root else None,
+        },
+        "nodes": [node_limit_dict(limit) for limit in limits.values()],
+    }
+
+
+def policy_dict(spec: PolicySpec) -> dict[str, Any]:
+    """The API's shape of a policy."""
+    return {
+        "policy_id": spec.policy_id,
+        "scope": spec.scope,
+        "node_id": spec.node_id,
+        "limit_kw": spec.limit_kw,
+        "schedule": spec.schedule.as_dict() if spec.schedule else None,
+        "source": spec.source,
+        "updated_at": spec.updated_at.isoformat() if spec.updated_at else None,
+    }
+
+
+def policy_sort_key(order: dict[str, int]) -> Callable[[PolicySpec], tuple]:
+    """Microgrid limits first, then by node in tree order; per target the non-scheduled cap
+    first, then schedules by their first window of the week; then policy number."""
+
+    def key(p: PolicySpec) -> tuple:
+        target = -1 if p.scope == LimitScope.MICROGRID else order.get(p.node_id, len(order))
+        when = (-1, -1) if p.schedule is None else (DAY_INDEX[p.schedule.days[0]], p.schedule.start)
+        return (target, p.node_id or "", when, _number(p.policy_id))
+
+    return key
+
+
+def _number(policy_id: str | None) -> tuple[int, str]:
+    text = policy_id or ""
+    digits = text.rsplit("-", 1)[-1]
+    return (int(digits), text) if digits.isdigit() else (0, text)
+
+
+def policy_list(microgrid, *, nodes: list[dict] | None = None) -> list[PolicySpec]:
+    """Every policy, in the order the API and the Manage page show them (two queries)."""
+    if nodes is None:
+        nodes = node_rows(microgrid)
+    order = {n["node_id"]: i for i, n in enumerate(nodes)}
+    return sorted(policy_specs(microgrid), key=policy_sort_key(order))
+
+
+def policy_get(microgrid, policy_id: str) -> LimitPolicy:
+    try:
+        return LimitPolicy.objects.select_related("node", "microgrid__depot").get(
+            microgrid=microgrid, policy_id=policy_id
+        )
+    except LimitPolicy.DoesNotExist:
+        raise DomainError(
+            "LIMIT_NOT_FOUND",
+            f"Microgrid {microgrid.microgrid_id!r} has no limit policy {policy_id!r}",
+            {"microgrid_id": microgrid.microgrid_id, "policy_id": policy_id},
+            status=404,
+        ) from None
+
+
+def spec_of(policy: LimitPolicy) -> PolicySpec:
+    return PolicySpec(
+        scope=policy.scope,
+        node_id=policy.node.node_id if policy.node_id else None,
+        limit_kw=policy.limit_kw,
+        schedule=policy.schedule,
+        source=policy.source,
+        policy_id=policy.policy_id,
+        updated_at=policy.updated_at,
+    )
+
+
+def limits_card(microgrid) -> dict[str, Any]:
+    """The microgrid card's limits section: the root's effective limit now, and the policy count."""
+    now = timezone.now()
+    policies = policy_specs(microgrid)
+    limits = limits_for(microgrid, now, nodes=node_rows(microgrid), policies=policies)
+    root = next(iter(limits.values()), None)
+    return {
+        "at": now.astimezone(UTC).isoformat(),
+        "effective_limit_kw": root.effective_limit_kw if root else None,
+        "limit_source": root.limit_source if root else None,
+        "active_policy_id": root.active_policy_id if root else None,
+        "policy_count": len(policies),
+    }
