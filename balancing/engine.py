@@ -22,6 +22,8 @@ from math import floor, inf
 from operator import attrgetter
 from typing import Any
 
+import numpy as np
+
 __all__ = [
     "EXTERNAL_CONTROL",
     "FAILSAFE_TELEMETRY_UNAVAILABLE",
@@ -367,49 +369,17 @@ class EngineResult:
 
 
 # Frozen dataclasses are what callers get, but a frozen __init__ goes through
-# object.__setattr__ once per field, which costs several times a plain attribute store and,
-# for thousands of chargers, most of the engine's budget. These twins have the very same slot
-# layout without the frozen __setattr__: the engine fills one and re-classes it, which CPython
-# allows between layout-identical classes. The object is then an ordinary frozen ChargerResult
-# (equality, hashing, repr and immutability as usual).
-class _ChargerResultTwin:
+# object.__setattr__ once per field, which costs several times a plain slot store and, for
+# thousands of chargers, a large share of the engine's time. These layout classes have the very
+# same slots without the frozen __setattr__: the engine fills one and re-classes it, which
+# CPython allows between layout-identical classes. The object is then an ordinary frozen
+# ChargerResult / NodeResult (equality, hashing, repr and immutability as usual).
+class _ChargerResultLayout:
     __slots__ = ChargerResult.__slots__
 
-    def __init__(self, asset_id, node_id, requested_kw, allocated_kw, reason_codes, binding):  # noqa: PLR0913
-        self.asset_id = asset_id
-        self.node_id = node_id
-        self.requested_kw = requested_kw
-        self.allocated_kw = allocated_kw
-        self.reason_codes = reason_codes
-        self.binding = binding
 
-
-class _NodeResultTwin:
+class _NodeResultLayout:
     __slots__ = NodeResult.__slots__
-
-    def __init__(  # noqa: PLR0913
-        self,
-        node_id,
-        effective_limit_kw,
-        limit_source,
-        uncontrolled_load_kw,
-        allocated_kw,
-        headroom_kw,
-        source_mode,
-        fallback,
-        reason_codes,
-        budget_kw,
-    ):
-        self.node_id = node_id
-        self.effective_limit_kw = effective_limit_kw
-        self.limit_source = limit_source
-        self.uncontrolled_load_kw = uncontrolled_load_kw
-        self.allocated_kw = allocated_kw
-        self.headroom_kw = headroom_kw
-        self.source_mode = source_mode
-        self.fallback = fallback
-        self.reason_codes = reason_codes
-        self.budget_kw = budget_kw
 
 
 def _charger_result(
@@ -420,7 +390,13 @@ def _charger_result(
     reason_codes: tuple[str, ...],
     binding: Binding | None,
 ) -> ChargerResult:
-    obj = _ChargerResultTwin(asset_id, node_id, requested_kw, allocated_kw, reason_codes, binding)
+    obj = object.__new__(_ChargerResultLayout)
+    obj.asset_id = asset_id
+    obj.node_id = node_id
+    obj.requested_kw = requested_kw
+    obj.allocated_kw = allocated_kw
+    obj.reason_codes = reason_codes
+    obj.binding = binding
     obj.__class__ = ChargerResult  # type: ignore[assignment]
     return obj  # type: ignore[return-value]
 
@@ -516,24 +492,36 @@ def _fill_level(us: list[float], ms: list[float], base: float, cap: float) -> fl
     return level
 
 
-def _group_by_class(
-    active: list[tuple], skip: set[int]
-) -> dict[int, dict[int, tuple[list[float], list[float]]]]:
-    """priority -> node -> (demands, minimums) of the chargers taking part in fair share."""
-    groups: dict[int, dict[int, tuple[list[float], list[float]]]] = {}
-    for k, (_c, _pos, ni, d, m, prio, _dr, _req) in enumerate(active):
-        if k in skip:
-            continue
-        by_node = groups.get(prio)
-        if by_node is None:
-            by_node = groups[prio] = {}
-        g = by_node.get(ni)
-        if g is None:
-            by_node[ni] = ([d], [m])
-        else:
-            g[0].append(d)
-            g[1].append(m)
-    return groups
+def _floor3(x: np.ndarray) -> np.ndarray:
+    return np.floor(x * 1000.0 + 0.5) / 1000.0
+
+
+# Charger outcomes are computed as integer codes (vectorised), then turned into reason tuples
+# and bindings by table lookup: codes below _N_FIXED are fixed outcomes, _N_FIXED + n means
+# "bound by node n".
+(
+    _C_DEMAND,
+    _C_ASSET_MAX,
+    _C_NONE,
+    _C_FALLBACK,
+    _C_FAILSAFE,
+    _C_MIN_UNSERVED,
+    _C_EXTERNAL,
+    _C_FALLBACK_EXTERNAL,
+    _C_FAILSAFE_EXTERNAL,
+) = range(9)
+_FIXED_REASONS: tuple[tuple[str, ...], ...] = (
+    _R_DEMAND,
+    _R_ASSET_MAX,
+    _R_NONE,
+    _R_FALLBACK,
+    _R_FAILSAFE,
+    _R_MIN_UNSERVED,
+    _R_EXTERNAL,
+    (TELEMETRY_FALLBACK, EXTERNAL_CONTROL),
+    (FAILSAFE_TELEMETRY_UNAVAILABLE, EXTERNAL_CONTROL),
+)
+_N_FIXED = len(_FIXED_REASONS)
 
 
 def allocate(inp: EngineInput) -> EngineResult:
@@ -544,12 +532,28 @@ def allocate(inp: EngineInput) -> EngineResult:
     order = _tree_order(inp.nodes)
     n_nodes = len(order)
     index = {n.node_id: i for i, n in enumerate(order)}
-    parent = [-1] * n_nodes
-    for i in range(1, n_nodes):
-        parent[i] = index[order[i].parent_id]  # type: ignore[index]
     # Preorder puts every parent before its children: walking the indices backwards is a
     # bottom-up pass, forwards a top-down one.
-    limits = [n.limit_kw for n in order]
+    parent = [-1] * n_nodes
+    depth = [0] * n_nodes
+    for i in range(1, n_nodes):
+        p = parent[i] = index[order[i].parent_id]  # type: ignore[index]
+        depth[i] = depth[p] + 1
+    limits = np.array([n.limit_kw for n in order], dtype=float)
+    # Subtree sums level by level, deepest first: one bincount per level.
+    by_depth: dict[int, list[int]] = {}
+    for i in range(1, n_nodes):
+        by_depth.setdefault(depth[i], []).append(i)
+    levels = [
+        (np.array(by_depth[k], dtype=np.intp), np.array([parent[i] for i in by_depth[k]]))
+        for k in sorted(by_depth, reverse=True)
+    ]
+
+    def subtree_sums(own: np.ndarray) -> np.ndarray:
+        total = np.array(own, dtype=float)  # a copy; bincount of nothing is an int array
+        for kids, parents in levels:
+            total += np.bincount(parents, weights=total[kids], minlength=n_nodes)
+        return total
 
     def path_of(ni: int) -> list[int]:
         out = []
@@ -603,8 +607,9 @@ def allocate(inp: EngineInput) -> EngineResult:
     # whole tree is in fail safe; the rule is still written for any subtree.
     under_failsafe = failsafe[:]
     under_external = [n.external_control for n in order]
+    any_failsafe = any(failsafe)
     any_external = any(under_external)
-    if any_external or any(failsafe):
+    if any_external or any_failsafe:
         for i in range(1, n_nodes):
             p = parent[i]
             if under_failsafe[p]:
@@ -612,175 +617,207 @@ def allocate(inp: EngineInput) -> EngineResult:
             if under_external[p]:
                 under_external[i] = True
 
-    # ---- chargers: classify -----------------------------------------------------------------
+    # ---- chargers: classify -------------------------------------------------------------------
+    # Column-wise from here on: per-charger work is vectorised, and Python loops only visit
+    # the exceptions (stale, unplugged, fail safe, refused minimums).
     chargers = sorted(inp.chargers, key=attrgetter("asset_id"))
     n_ch = len(chargers)
-    results: list[ChargerResult] = [None] * n_ch  # type: ignore[list-item]
-    setpoint = [0.0] * n_ch  # what each charger counts in its nodes' allocated_kw
-    ch_node = [0] * n_ch
+    # (comprehensions read slots faster than attrgetter does)
+    asset_ids = [c.asset_id for c in chargers]
+    node_ids = [c.node_id for c in chargers]
+    fresh_col = [c.freshness for c in chargers]
+    ni_list = list(map(index.get, node_ids))
+    if None in ni_list:
+        k = ni_list.index(None)
+        node_of(node_ids[k], asset_ids[k])
+    ch_node = np.array(ni_list, dtype=np.intp)
+    req = np.array([c.requested_kw for c in chargers], dtype=float)
+    max_kw = np.array([c.max_power_kw for c in chargers], dtype=float)
+    min_kw = np.array([c.min_power_kw for c in chargers], dtype=float)
+    prio = np.array([c.priority for c in chargers], dtype=np.int64)
+    connected = np.array([c.connected for c in chargers], dtype=bool)
+    fresh = np.ones(n_ch, dtype=bool)
+    stale = (
+        [] if fresh_col.count(FRESH) == n_ch else [k for k, f in enumerate(fresh_col) if f != FRESH]
+    )
+    fresh[stale] = False
+    code = np.full(n_ch, _C_DEMAND, dtype=np.intp)
+    setpoint = np.zeros(n_ch)  # what counts in the nodes' allocated_kw
+    alloc_override: dict[int, float | None] = {}  # output allocated_kw that differs from it
+    plugged_fresh = fresh & connected
+    code[fresh & ~connected] = _C_NONE
+    for k in stale:
+        # It cannot be steered: fixed load at what it draws on its own.
+        c = chargers[k]
+        ni = ni_list[k]
+        fs_kw = c.failsafe_power_kw
+        own_unc[ni] += fs_kw
+        entry = FallbackEntry(c.asset_id, c.freshness, c.last_observed_at, _kw(fs_kw), threshold_s)
+        for j in path_of(ni):
+            fallbacks[j].append(entry)
+            has_fallback_value[j] = True
+        code[k] = _C_FALLBACK
+        alloc_override[k] = _kw(fs_kw)
+    requesting = plugged_fresh & (req > 0.0)
+    req_out = np.where(requesting, _floor3(req), 0.0)
     failsafe_list: list[int] = []
-    # Connected, fresh, asking for power, not in fail safe:
-    # (charger, position, node, demand, minimum, priority, demand reason, requested rounded)
-    active: list[tuple] = []
-    own_min = [0.0] * n_nodes
-    index_get = index.get
-    for pos, c in enumerate(chargers):
-        ni = index_get(c.node_id)
-        if ni is None:
-            ni = node_of(c.node_id, c.asset_id)
-        ch_node[pos] = ni
-        if c.freshness != FRESH:
-            # It cannot be steered: fixed load at what it draws on its own.
-            fs_kw = c.failsafe_power_kw
-            own_unc[ni] += fs_kw
-            entry = FallbackEntry(
-                c.asset_id, c.freshness, c.last_observed_at, _kw(fs_kw), threshold_s
-            )
-            for j in path_of(ni):
-                fallbacks[j].append(entry)
-                has_fallback_value[j] = True
-            results[pos] = _charger_result(
-                c.asset_id, c.node_id, 0.0, _kw(fs_kw), _R_FALLBACK, None
-            )
-            continue
-        if not c.connected:
-            results[pos] = _charger_result(c.asset_id, c.node_id, 0.0, 0.0, _R_NONE, None)
-            continue
-        if under_failsafe[ni]:
-            failsafe_list.append(pos)
-            continue
-        req = c.requested_kw
-        if req <= 0.0:
-            results[pos] = _charger_result(c.asset_id, c.node_id, 0.0, 0.0, _R_DEMAND, None)
-            continue
-        mx = c.max_power_kw
-        m = c.min_power_kw
-        if req > mx:
-            d = mx
-            dr = _R_ASSET_MAX
-        else:
-            d = req
-            dr = _R_DEMAND
-        if d < m:
-            d = m  # a charger cannot run below its minimum; the EV simply draws less
-        if m > 0.0:
-            own_min[ni] += m
-        active.append((c, pos, ni, d, m, c.priority, dr, floor(req * 1000.0 + 0.5) / 1000.0))
+    if any_failsafe:
+        in_failsafe = plugged_fresh & np.array(under_failsafe)[ch_node]
+        failsafe_list = np.flatnonzero(in_failsafe).tolist()
+        code[in_failsafe] = _C_FAILSAFE
+        requesting &= ~in_failsafe
+        # asking for 0 still shows what was asked, the setpoint is the failsafe power
+        req_out[in_failsafe] = np.maximum(_floor3(req[in_failsafe]), 0.0)
 
     # ---- budgets ------------------------------------------------------------------------------
-    unc = own_unc[:]
-    for i in range(n_nodes - 1, 0, -1):
-        unc[parent[i]] += unc[i]
-    # remaining[n]: what chargers under n may still take; a negative budget allocates nothing.
-    remaining = [0.0] * n_nodes
-    for i in range(n_nodes):
-        b = limits[i] - unc[i]
-        if b > 0.0:
-            remaining[i] = b
+    unc = subtree_sums(np.array(own_unc))
+    # What chargers under a node may still take; a negative budget allocates nothing.
+    remaining = np.maximum(limits - unc, 0.0)
 
     # ---- fail safe setpoints (spec 4.2), in asset_id order within every known budget ----------
-    for pos in failsafe_list:
-        c = chargers[pos]
-        fs_kw = c.failsafe_power_kw
-        path = path_of(ch_node[pos])
-        if all(remaining[j] >= fs_kw - _EPS for j in path):
-            for j in path:
-                remaining[j] -= fs_kw
-            setpoint[pos] = fs_kw
-        results[pos] = _charger_result(
-            c.asset_id, c.node_id, _kw(c.requested_kw), _kw(setpoint[pos]), _R_FAILSAFE, None
-        )
+    if failsafe_list:
+        room = remaining.tolist()
+        for k in failsafe_list:
+            fs_kw = chargers[k].failsafe_power_kw
+            path = path_of(ni_list[k])
+            if all(room[j] >= fs_kw - _EPS for j in path):
+                for j in path:
+                    room[j] -= fs_kw
+                setpoint[k] = fs_kw
+        remaining = np.array(room)
 
     # ---- minimums (spec 4.3 step 1) -----------------------------------------------------------
-    sub_min = own_min[:]
-    for i in range(n_nodes - 1, 0, -1):
-        sub_min[parent[i]] += sub_min[i]
-    unserved: set[int] = set()
+    act = np.flatnonzero(requesting)  # connected, fresh, asking, not in fail safe
+    a_node = ch_node[act]
+    a_min = min_kw[act]
+    a_over = req[act] > max_kw[act]
+    # a charger cannot run below its minimum; the EV simply draws less
+    a_dem = np.maximum(np.where(a_over, max_kw[act], req[act]), a_min)
+    a_prio = prio[act]
+    sub_min = subtree_sums(np.bincount(a_node, weights=a_min, minlength=n_nodes))
     # Only a node whose minimums do not all fit can refuse one. Under no such node every
     # minimum is served whatever the order, so the ordered pass only visits the chargers below
     # an at-risk node, and only checks those nodes.
-    at_risk = [sub_min[i] > remaining[i] + _EPS for i in range(n_nodes)]
+    at_risk = (sub_min > remaining + _EPS).tolist()
     if any(at_risk):
         risky_paths = [[j for j in path_of(i) if at_risk[j]] for i in range(n_nodes)]
+        a_min_l = a_min.tolist()
+        a_node_l = a_node.tolist()
+        act_l = act.tolist()
 
-        def min_order(k: int) -> tuple[int, bool, str, str]:
-            c = active[k][0]
+        def min_order(q: int) -> tuple[int, bool, str, str]:
+            c = chargers[act_l[q]]
             plugged = c.plugged_in_at
             return (-c.priority, plugged is None, plugged or "", c.asset_id)
 
-        candidates = [k for k, a in enumerate(active) if a[4] > 0.0 and risky_paths[a[2]]]
+        candidates = [q for q in range(len(act_l)) if a_min_l[q] > 0.0 and risky_paths[a_node_l[q]]]
         candidates.sort(key=min_order)
-        room = remaining[:]
-        for k in candidates:
-            m = active[k][4]
-            ni = active[k][2]
-            path = risky_paths[ni]
+        room = remaining.tolist()
+        served = np.ones(len(act_l), dtype=bool)
+        for q in candidates:
+            m = a_min_l[q]
+            path = risky_paths[a_node_l[q]]
             if all(room[j] >= m - _EPS for j in path):
                 for j in path:
                     room[j] -= m
             else:
-                unserved.add(k)
-                own_min[ni] -= m
-                c = active[k][0]
-                results[c_pos := active[k][1]] = _charger_result(
-                    c.asset_id, c.node_id, active[k][7], 0.0, _R_MIN_UNSERVED, None
-                )
-                setpoint[c_pos] = 0.0
-        sub_min = own_min[:]
-        for i in range(n_nodes - 1, 0, -1):
-            sub_min[parent[i]] += sub_min[i]
-    for i in range(n_nodes):
-        remaining[i] -= sub_min[i]
+                served[q] = False
+        code[act[~served]] = _C_MIN_UNSERVED
+        act = act[served]
+        a_node = a_node[served]
+        a_min = a_min[served]
+        a_over = a_over[served]
+        a_dem = a_dem[served]
+        a_prio = a_prio[served]
+        sub_min = subtree_sums(np.bincount(a_node, weights=a_min, minlength=n_nodes))
+    remaining = remaining - sub_min
 
     # ---- fair share, one priority class at a time (spec 4.3 step 2) ---------------------------
-    groups = _group_by_class(active, unserved)
-    classes = sorted(groups, reverse=True)
-    level_of: dict[int, list[float]] = {}  # priority -> each node's effective fill level
-    bind_of: dict[int, list[int]] = {}  # priority -> the node that binds at that level
     bindings: list[Binding | None] = [None] * n_nodes
-    for ci, prio in enumerate(classes):
-        by_node = groups[prio]
+    classes = sorted(set(a_prio.tolist()), reverse=True)
+    for ci, prio_class in enumerate(classes):
+        sel = np.flatnonzero(a_prio == prio_class)
+        # the class's chargers grouped by node, asset_id order within a node
+        sel = sel[np.argsort(a_node[sel], kind="stable")]
+        c_node = a_node[sel]
+        c_dem = a_dem[sel]
+        c_min = a_min[sel]
+        starts = [0, *(np.flatnonzero(c_node[1:] != c_node[:-1]) + 1).tolist()]
+        group_nodes = c_node[starts].tolist()
+        group_base = np.add.reduceat(c_min, starts).tolist()
+        group_total = np.add.reduceat(c_dem, starts).tolist()
+        dem_l = c_dem.tolist()
+        min_l = c_min.tolist()
+        rem = remaining.tolist()
+        # A node below an exhausted one (no room above the minimums, typically taken by a
+        # higher class) can never set anyone's level: the exhausted node holds everything under
+        # it at level 0. Such "dead" nodes only add up their totals, nothing is solved there.
+        dead = [False] * n_nodes
+        if min(rem) <= _EPS:
+            for n in range(1, n_nodes):
+                p = parent[n]
+                if dead[p] or rem[p] <= _EPS:
+                    dead[n] = True
+
         # Bottom-up: each node's fill level given the levels already found below it. A node's
         # lists hold, for the class chargers of its subtree, the upper bounds u_i (capped by the
         # full nodes below) and the non-zero minimums; they are handed up to the parent whole.
+        has = [False] * n_nodes  # class chargers in the subtree
         us: list[list[float] | None] = [None] * n_nodes
         ms: list[list[float]] = [[]] * n_nodes  # shared empty default, replaced before mutating
         base = [0.0] * n_nodes  # sum of the class minimums in the subtree
         total = [0.0] * n_nodes  # sum of u_i in the subtree: what it takes if nothing binds
-        for ni, (ds, mins) in by_node.items():
-            us[ni] = ds[:]
-            b = sum(mins)
-            if b > 0.0:
-                ms[ni] = [m for m in mins if m > 0.0]
-                base[ni] = b
-            total[ni] = sum(ds)
+        n_dem = len(dem_l)
+        for g, n in enumerate(group_nodes):
+            has[n] = True
+            b = base[n] = group_base[g]
+            total[n] = group_total[g]
+            if not dead[n]:
+                lo = starts[g]
+                hi = starts[g + 1] if g + 1 < len(starts) else n_dem
+                us[n] = dem_l[lo:hi]
+                if b > 0.0:
+                    ms[n] = [m for m in min_l[lo:hi] if m > 0.0]
         level = [inf] * n_nodes
         touched: list[int] = []
         for n in range(n_nodes - 1, -1, -1):
-            u = us[n]
-            if u is None:
+            if not has[n]:
                 continue
             touched.append(n)
+            b = base[n]
+            r = rem[n]
+            u = us[n]
             m_list = ms[n]
-            cap = remaining[n] + base[n]
-            if total[n] > cap + _EPS:
-                lam = _fill_level(u, m_list, base[n], cap)
-                level[n] = lam
-                if bindings[n] is None:
+            if total[n] > r + b + _EPS:
+                cap = total[n] = r + b
+                if r <= _EPS:
+                    # Every item stays at its minimum: nothing of this subtree moves any more.
+                    level[n] = 0.0
+                    u = []
+                    m_list = []
+                elif not dead[n]:
+                    lam = level[n] = _fill_level(u, m_list, b, cap)  # type: ignore[arg-type]
+                    # Above this node its items never exceed lam: cap the bounds, and drop the
+                    # items whose minimum is above lam (they stay at it, a constant).
+                    ku = bisect_left(u, lam)  # type: ignore[arg-type]
+                    km = bisect_right(m_list, lam)
+                    keep = len(u) - ku - (len(m_list) - km)  # type: ignore[arg-type]
+                    u = u[:ku]  # type: ignore[index]
+                    if keep:
+                        u.extend([lam] * keep)
+                    m_list = m_list[:km]
+                if level[n] < inf and bindings[n] is None:
                     nd = order[n]
                     bindings[n] = Binding(nd.node_id, nd.limit_source, _kw(nd.limit_kw))
-                # Above this node its items never exceed lam: cap the bounds, and drop the items
-                # whose minimum is above lam (they stay at their minimum, a constant).
-                ku = bisect_left(u, lam)
-                km = bisect_right(m_list, lam)
-                keep = len(u) - ku - (len(m_list) - km)
-                u = u[:ku]
-                if keep:
-                    u.extend([lam] * keep)
-                m_list = m_list[:km]
-                total[n] = cap
             p = parent[n]
-            if p >= 0:
+            if p < 0:
+                continue
+            has[p] = True
+            base[p] += b
+            total[p] += total[n]
+            if not dead[n]:
+                if u is None:
+                    u = []  # only children below an exhausted node: constants, no items
                 pu = us[p]
                 if pu is None:
                     us[p] = u
@@ -792,8 +829,7 @@ def allocate(inp: EngineInput) -> EngineResult:
                             ms[p].extend(m_list)
                         else:
                             ms[p] = m_list
-                base[p] += base[n]
-                total[p] += total[n]
+
         # Top-down: a charger's level is the lowest on its path; the deepest full node at that
         # level is the one that binds it (a tie, up to float noise, goes to the deeper node).
         eff = level  # updated in place: a parent is final before its children are read
@@ -810,164 +846,153 @@ def allocate(inp: EngineInput) -> EngineResult:
             else:
                 eff[n] = above
                 bind_node[n] = bind_node[p]
-        level_of[prio] = eff
-        bind_of[prio] = bind_node
-        if ci + 1 == len(classes):
-            break
-        # What the class took above its minimums comes off every budget on the way up.
-        spent = [0.0] * n_nodes
-        for ni, (ds, mins) in by_node.items():
-            lam = eff[ni]
-            if lam == inf:
-                spent[ni] = total_own = sum(ds) - sum(mins)
-            else:
-                total_own = 0.0
-                for d, m in zip(ds, mins, strict=True):
-                    total_own += m if lam < m else (d if lam > d else lam)
-                spent[ni] = total_own - sum(mins)
-        for n in touched:  # children before parents
-            p = parent[n]
-            if p >= 0:
-                spent[p] += spent[n]
-            remaining[n] -= spent[n]
 
-    # ---- setpoints (spec 4.3 step 3) ----------------------------------------------------------
-    own_alloc = [0.0] * n_nodes
-    binds = [False] * n_nodes
-    limit_reason = [(LIMIT_SOURCE_TO_REASON[n.limit_source],) for n in order]
-    twin = _ChargerResultTwin
-    result_cls = ChargerResult
-    for k, (c, pos, ni, d, m, prio, dr, req) in enumerate(active):
-        if unserved and k in unserved:
-            continue
-        lam = level_of[prio][ni]
-        if lam >= d:
-            a = d
-            reason = dr
-            binding = None
-        else:
-            a = lam if lam > m else m
-            if a >= d - _EPS:
-                reason = dr
-                binding = None
-            else:
-                bn = bind_of[prio][ni]
-                reason = limit_reason[bn]
-                binding = bindings[bn]
-                binds[bn] = True
+        c_level = np.array(eff)[c_node]
+        alloc = np.where(c_level >= c_dem, c_dem, np.maximum(c_level, c_min))
+        if ci + 1 < len(classes):
+            # What the class took above its minimums comes off every budget on the way up.
+            spent = np.bincount(c_node, weights=alloc - c_min, minlength=n_nodes)
+            remaining = remaining - subtree_sums(spent)
         # Round down to 0.1 kW (the 1e-9 absorbs float noise such as 6.9999999999), but never
         # below the minimum: a charger cannot run under it, and the unrounded value it replaces
         # already fitted every budget.
-        r = floor(a * 10.0 + 1e-9) / 10.0
-        if r < m:
-            r = floor(m * 1000.0 + 0.5) / 1000.0
-        own_alloc[ni] += r
-        setpoint[pos] = r
-        obj = twin(c.asset_id, c.node_id, req, r, reason, binding)
-        obj.__class__ = result_cls
-        results[pos] = obj
-    for pos in failsafe_list:
-        own_alloc[ch_node[pos]] += setpoint[pos]
+        rounded = np.floor(alloc * 10.0 + 1e-9) / 10.0
+        low = rounded < c_min
+        if low.any():
+            rounded[low] = _floor3(c_min[low])
+        pos = act[sel]
+        setpoint[pos] = rounded
+        limited = alloc < c_dem - _EPS
+        code[pos] = np.where(
+            limited,
+            _N_FIXED + np.array(bind_node)[c_node],
+            np.where(a_over[sel], _C_ASSET_MAX, _C_DEMAND),
+        )
 
     # ---- external control (spec 3.4) ----------------------------------------------------------
     # The allocation ran through the delegated scope so that it gets a fair amount; the product
     # sets no point inside it, and its limits only count as binding for visible chargers.
-    own_hidden = [0.0] * n_nodes
+    own_hidden = None
     if any_external:
-        binds = [False] * n_nodes
-        for pos, c in enumerate(chargers):
-            ni = ch_node[pos]
-            res = results[pos]
-            if not under_external[ni]:
-                if res.binding is not None:
-                    binds[index[res.binding.node_id]] = True
-                continue
-            if c.freshness == FRESH and not c.connected:
-                continue  # not connected: 0 and no reasons, in every mode
-            own_hidden[ni] += setpoint[pos]
-            kept = [r for r in res.reason_codes if r in _TELEMETRY_CODES]
-            results[pos] = _charger_result(
-                c.asset_id, c.node_id, res.requested_kw, None, (*kept, EXTERNAL_CONTROL), None
-            )
+        hidden = np.array(under_external)[ch_node] & (code != _C_NONE)
+        own_hidden = np.bincount(ch_node[hidden], weights=setpoint[hidden], minlength=n_nodes)
+        hcode = code[hidden]
+        code[hidden] = np.where(
+            hcode == _C_FALLBACK,
+            _C_FALLBACK_EXTERNAL,
+            np.where(hcode == _C_FAILSAFE, _C_FAILSAFE_EXTERNAL, _C_EXTERNAL),
+        )
+        for k in np.flatnonzero(hidden).tolist():
+            alloc_override[k] = None
+
+    # ---- chargers out ---------------------------------------------------------------------------
+    code_list = code.tolist()
+    alloc_out = _floor3(setpoint).tolist()
+    for k, value in alloc_override.items():
+        alloc_out[k] = value
+    limit_reason = [(LIMIT_SOURCE_TO_REASON[n.limit_source],) for n in order]
+    reason_table = [*_FIXED_REASONS, *limit_reason]
+    binding_table = [None] * _N_FIXED + bindings
+    out: list[ChargerResult] = []
+    append = out.append
+    new = object.__new__
+    layout = _ChargerResultLayout
+    result_cls = ChargerResult
+    for asset_id, node_id, requested, allocated, cd in zip(
+        asset_ids, node_ids, req_out.tolist(), alloc_out, code_list, strict=True
+    ):
+        obj = new(layout)
+        obj.asset_id = asset_id
+        obj.node_id = node_id
+        obj.requested_kw = requested
+        obj.allocated_kw = allocated
+        obj.reason_codes = reason_table[cd]
+        obj.binding = binding_table[cd]
+        obj.__class__ = result_cls
+        append(obj)
+    results = tuple(out)
+    used_codes = set(code_list)
+    binds = [False] * n_nodes
+    constrained = _C_MIN_UNSERVED in used_codes
+    for cd in used_codes:
+        if cd >= _N_FIXED:
+            binds[cd - _N_FIXED] = True
+            constrained = True
 
     # ---- nodes --------------------------------------------------------------------------------
-    alloc = own_alloc[:]
-    hidden_sum = own_hidden[:]
-    for i in range(n_nodes - 1, 0, -1):
-        p = parent[i]
-        alloc[p] += alloc[i]
-        if any_external:
-            hidden_sum[p] += hidden_sum[i]
-    headroom = [0.0] * n_nodes
-    for i in range(n_nodes):
-        h = limits[i] - unc[i] - alloc[i]
-        if h > 0.0:
-            headroom[i] = h
+    alloc_sum = subtree_sums(np.bincount(ch_node, weights=setpoint, minlength=n_nodes))
+    headroom = np.maximum(limits - unc - alloc_sum, 0.0)
+    n_modes = [MEASURED] * n_nodes
+    n_fallback: list[tuple[FallbackEntry, ...]] = [()] * n_nodes
+    n_reasons: list[tuple[str, ...]] = [_R_NONE] * n_nodes
+    n_budget: list[float | None] = [None] * n_nodes
     if any_external:
-        # smallest headroom from each node up to the root
-        path_headroom = headroom[:]
+        hidden_sum = subtree_sums(own_hidden).tolist()  # type: ignore[arg-type]
+        headroom_l = headroom.tolist()
+        path_headroom = headroom_l[:]  # smallest headroom from each node up to the root
         for i in range(1, n_nodes):
             if path_headroom[parent[i]] < path_headroom[i]:
                 path_headroom[i] = path_headroom[parent[i]]
-
-    node_results: list[NodeResult] = []
     cycle_codes: set[str] = set()
     worst_rank = 0
-    node_twin = _NodeResultTwin
+    for i in range(n_nodes):
+        fb = fallbacks[i]
+        external = under_external[i] and order[i].external_control
+        if not (fb or binds[i] or external):
+            continue
+        codes: list[str] = []
+        if failsafe[i]:
+            codes.append(FAILSAFE_TELEMETRY_UNAVAILABLE)
+            n_modes[i] = FAILSAFE
+            worst_rank = 2
+        elif fb:
+            n_modes[i] = FALLBACK_DERIVED
+            worst_rank = max(worst_rank, 1)
+        if has_fallback_value[i]:
+            codes.append(TELEMETRY_FALLBACK)
+        if external:
+            codes.append(EXTERNAL_CONTROL)
+            # What the node may draw under every constraint above it without taking power
+            # from anyone else: what its chargers hold now plus the smallest spare room on its
+            # path. Floored to 1 W so that rounding never hands out more than exists.
+            n_budget[i] = floor((hidden_sum[i] + path_headroom[i]) * 1000.0 + 1e-6) / 1000.0
+        if binds[i]:
+            codes.append(limit_reason[i][0])
+        n_reasons[i] = reason_t = tuple(codes)  # appended in precedence order
+        cycle_codes.update(reason_t)
+        n_fallback[i] = tuple(sorted(fb, key=attrgetter("asset_id")))
+    node_out: list[NodeResult] = []
+    node_layout = _NodeResultLayout
     node_cls = NodeResult
-    for i, nd in enumerate(order):
-        fb: tuple[FallbackEntry, ...] | list[FallbackEntry] = fallbacks[i]
-        budget = None
-        if fb or binds[i] or under_external[i]:
-            codes: list[str] = []
-            if failsafe[i]:
-                codes.append(FAILSAFE_TELEMETRY_UNAVAILABLE)
-                mode = FAILSAFE
-            elif fb:
-                mode = FALLBACK_DERIVED
-            else:
-                mode = MEASURED
-            if has_fallback_value[i]:
-                codes.append(TELEMETRY_FALLBACK)
-            if nd.external_control:
-                codes.append(EXTERNAL_CONTROL)
-                # What the node may draw under every constraint above it without taking power
-                # from anyone else: what its chargers hold now plus the smallest spare room on
-                # its path. Floored to 1 W so that rounding never hands out more than exists.
-                budget = floor((hidden_sum[i] + path_headroom[i]) * 1000.0 + 1e-6) / 1000.0
-            if binds[i]:
-                codes.append(limit_reason[i][0])
-            reasons = tuple(codes)  # appended in precedence order
-            cycle_codes.update(reasons)
-            rank = SOURCE_MODE_RANK[mode]
-            if rank > worst_rank:
-                worst_rank = rank
-            fb = tuple(sorted(fb, key=attrgetter("asset_id")))
-        else:
-            mode = MEASURED
-            reasons = _R_NONE
-            fb = ()
-        obj = node_twin(
-            nd.node_id,
-            floor(nd.limit_kw * 1000.0 + 0.5) / 1000.0,
-            nd.limit_source,
-            floor(unc[i] * 1000.0 + 0.5) / 1000.0,
-            floor(alloc[i] * 1000.0 + 0.5) / 1000.0,
-            floor(headroom[i] * 1000.0 + 0.5) / 1000.0,
-            mode,
-            fb,
-            reasons,
-            budget,
-        )
+    for nd, limit, unc_i, alloc_i, head_i, mode, fbs, reasons, budget in zip(
+        order,
+        _floor3(limits).tolist(),
+        _floor3(unc).tolist(),
+        _floor3(alloc_sum).tolist(),
+        _floor3(headroom).tolist(),
+        n_modes,
+        n_fallback,
+        n_reasons,
+        n_budget,
+        strict=True,
+    ):
+        obj = new(node_layout)
+        obj.node_id = nd.node_id
+        obj.effective_limit_kw = limit
+        obj.limit_source = nd.limit_source
+        obj.uncontrolled_load_kw = unc_i
+        obj.allocated_kw = alloc_i
+        obj.headroom_kw = head_i
+        obj.source_mode = mode
+        obj.fallback = fbs
+        obj.reason_codes = reasons
+        obj.budget_kw = budget
         obj.__class__ = node_cls
-        node_results.append(obj)  # type: ignore[arg-type]
+        node_out.append(obj)
+    node_results = tuple(node_out)
 
-    constrained = False
-    for codes_t in set(map(attrgetter("reason_codes"), results)):
-        for code in codes_t:
-            cycle_codes.add(code)
-            if code in LIMIT_REASONS or code == MIN_POWER_UNSERVED:
-                constrained = True
+    for cd in used_codes:
+        cycle_codes.update(reason_table[cd])
     worst_mode = (MEASURED, FALLBACK_DERIVED, FAILSAFE)[worst_rank]
     if worst_mode == FAILSAFE:
         outcome = FAILSAFE
@@ -975,6 +1000,4 @@ def allocate(inp: EngineInput) -> EngineResult:
         outcome = "CONSTRAINED"
     else:
         outcome = "OK"
-    return EngineResult(
-        outcome, worst_mode, sort_reasons(cycle_codes), tuple(node_results), tuple(results)
-    )
+    return EngineResult(outcome, worst_mode, sort_reasons(cycle_codes), node_results, results)

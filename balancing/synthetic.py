@@ -153,13 +153,13 @@ def solve_lp(inp: EngineInput) -> float:
 
     index = {n.node_id: i for i, n in enumerate(inp.nodes)}
     parent = [-1 if n.parent_id is None else index[n.parent_id] for n in inp.nodes]
+    paths: dict[int, list[int]] = {}
 
     def path(i: int) -> list[int]:
-        out = []
-        while i >= 0:
-            out.append(i)
-            i = parent[i]
-        return out
+        found = paths.get(i)
+        if found is None:
+            found = paths[i] = [i] if parent[i] < 0 else [i, *path(parent[i])]
+        return found
 
     own = [0.0] * len(inp.nodes)
     for ld in inp.loads:
@@ -182,9 +182,9 @@ def solve_lp(inp: EngineInput) -> float:
             continue
         col = len(upper)
         upper.append(min(c.requested_kw, c.max_power_kw))
-        for j in path(ni):
-            rows.append(j)
-            cols.append(col)
+        p = path(ni)
+        rows.extend(p)
+        cols.extend([col] * len(p))
     if not upper:
         return 0.0
     unc = own[:]

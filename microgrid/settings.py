@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "microgrid.topology",
     "microgrid.limits",
     "microgrid.telemetry",
+    "balancing",
     "simulator",
 ]
 
@@ -195,6 +196,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict = {
+    "balancing-enqueue-due": {
+        "task": "balancing.enqueue_due_cycles",
+        "schedule": 1.0,
+        "options": {"expires": 1.0},
+    },
     "telemetry-prune": {"task": "telemetry.prune", "schedule": 3600.0, "options": {"expires": 3000}},
     # TOU schedule starts and ends, at the top of every minute (schedules are whole minutes).
     "limits-schedule-transitions": {
@@ -204,6 +210,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     },
 }
 
+BALANCING_DISPATCHER = env_str("BALANCING_DISPATCHER", "balancing.dispatch.LoggingDispatcher")
 TELEMETRY_RETENTION_HOURS = env_int("TELEMETRY_RETENTION_HOURS", 48)
 TELEMETRY_MAX_BATCH = env_int("TELEMETRY_MAX_BATCH", 5000)
 

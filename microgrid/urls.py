@@ -18,12 +18,14 @@ api_patterns = [
     path("", include("microgrid.topology.api.urls")),
     path("", include("microgrid.limits.api.urls")),
     path("", include("microgrid.telemetry.api.urls")),
+    path("", include("balancing.api.urls")),
 ]
 
 manage_patterns = [
     path("", RedirectView.as_view(url="/manage/microgrids/", permanent=False)),
     path("", include("microgrid.topology.urls")),
     path("", include("microgrid.limits.urls")),
+    path("", include("balancing.urls")),
 ]
 
 urlpatterns = [

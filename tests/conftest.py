@@ -193,3 +193,9 @@ def pytest_configure(config):
 
     # Hashing passwords at production strength costs seconds per test for nothing.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Tasks run in-process unless a real broker is under test (tests/integration).
+    if not settings.CELERY_BROKER_URL.startswith("redis://"):
+        from microgrid.celery import app
+
+        app.conf.task_always_eager = True
+        app.conf.task_eager_propagates = True

@@ -1,0 +1,114 @@
+import json
+
+from django.contrib import admin, messages
+from django.utils import timezone
+from django.utils.html import format_html
+from simple_history.admin import SimpleHistoryAdmin
+
+from balancing.choices import BreachStatus
+from balancing.models import Breach, Cycle, CycleSchedule, CycleTrigger
+
+
+@admin.register(Cycle)
+class CycleAdmin(admin.ModelAdmin):
+    list_display = (
+        "microgrid",
+        "seq",
+        "trigger_type",
+        "outcome",
+        "source_mode",
+        "started_at",
+        "cycle_id",
+    )
+    list_filter = ("microgrid", "trigger_type", "outcome", "source_mode")
+    search_fields = ("cycle_id", "microgrid__microgrid_id")
+    date_hierarchy = "started_at"
+    list_select_related = ("microgrid",)
+    exclude = ("document", "snapshot")
+    readonly_fields = (
+        "cycle_id",
+        "microgrid",
+        "seq",
+        "trigger_type",
+        "scope",
+        "started_at",
+        "completed_at",
+        "topology_version",
+        "outcome",
+        "source_mode",
+        "reason_codes",
+        "pretty_document",
+    )
+
+    @admin.display(description="document")
+    def pretty_document(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.document, indent=2))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Breach)
+class BreachAdmin(SimpleHistoryAdmin):
+    list_display = (
+        "microgrid",
+        "node_id",
+        "primary_reason_code",
+        "measured_kw",
+        "limit_kw",
+        "status",
+        "detected_at",
+        "resolved_at",
+    )
+    list_filter = ("microgrid", "status", "primary_reason_code")
+    search_fields = ("breach_id", "node_id")
+    readonly_fields = (
+        "breach_id",
+        "microgrid",
+        "cycle",
+        "node_id",
+        "measured_kw",
+        "limit_kw",
+        "excess_kw",
+        "exceeded",
+        "primary_reason_code",
+        "detected_at",
+        "resolved_by",
+    )
+    actions = ["resolve"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Mark selected open breaches resolved (support decision)")
+    def resolve(self, request, queryset):
+        count = 0
+        for breach in queryset.filter(status=BreachStatus.OPEN):
+            breach.status = BreachStatus.RESOLVED
+            breach.resolved_at = timezone.now()
+            breach._change_reason = f"resolved by {request.user.get_username()} in admin"
+            breach.save()
+            count += 1
+        self.message_user(request, f"Resolved {count} breach(es)", messages.SUCCESS)
+
+
+@admin.register(CycleTrigger)
+class CycleTriggerAdmin(admin.ModelAdmin):
+    list_display = ("microgrid", "trigger", "scope", "requested_at", "served_by")
+    list_filter = ("microgrid",)
+    list_select_related = ("microgrid", "served_by")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CycleSchedule)
+class CycleScheduleAdmin(admin.ModelAdmin):
+    list_display = ("microgrid", "last_enqueued_at")
+    readonly_fields = ("microgrid", "last_enqueued_at")

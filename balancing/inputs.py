@@ -1,0 +1,149 @@
+"""Everything a cycle needs, read in a constant number of queries and turned into engine input.
+
+The engine is pure; this module is the one place that knows how database rows
+become `EngineInput` and breach inputs, and how that input is stored as the
+cycle's snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from balancing.breaches import BreachNodeInput, MeterReading
+from balancing.engine import ChargerInput, EngineInput, LoadInput, NodeInput
+from microgrid.limits.selectors import NodeLimit, effective_limits
+from microgrid.telemetry.selectors import freshness, latest_readings
+from microgrid.topology.selectors import asset_rows, node_rows
+
+# Providers of external control (capabilities app): fn(microgrid, now) ->
+# {node_id: {"binding_id", "source_device_id", "capability_type", ...}} for every
+# node whose subtree is currently under an AVAILABLE external LOAD_MANAGEMENT binding.
+_external_providers: list[Callable[[Any, datetime], dict[str, dict[str, Any]]]] = []
+
+
+def register_external_control_provider(provider) -> None:
+    if provider not in _external_providers:
+        _external_providers.append(provider)
+
+
+def stamp(dt: datetime | None) -> str | None:
+    """One fixed UTC text format, so that text order is time order (plugged-in ties)."""
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class CycleInputs:
+    now: datetime
+    nodes: list[dict[str, Any]]
+    limits: dict[str, NodeLimit]
+    engine: EngineInput
+    breach_nodes: list[BreachNodeInput]
+    meters: list[MeterReading]
+    external: dict[str, dict[str, Any]]
+
+    def snapshot(self, *, topology_version: int) -> dict[str, Any]:
+        return {
+            "now": stamp(self.now),
+            "topology_version": topology_version,
+            "engine": self.engine.to_dict(),
+            "limits": {
+                node_id: {
+                    "effective_limit_kw": lim.effective_limit_kw,
+                    "limit_source": lim.limit_source,
+                    "active_policy_id": lim.active_policy_id,
+                    "envelope_ids": list(lim.envelope_ids),
+                    "constraints": [[c.source, c.limit_kw, c.ref] for c in lim.constraints],
+                }
+                for node_id, lim in self.limits.items()
+            },
+            "meters": [
+                {
+                    "asset_id": m.asset_id,
+                    "node_id": m.node_id,
+                    "power_kw": m.power_kw,
+                    "freshness": m.freshness,
+                }
+                for m in self.meters
+            ],
+            "external": self.external,
+        }
+
+
+def gather_inputs(microgrid, now: datetime) -> CycleInputs:
+    nodes = node_rows(microgrid)
+    assets = asset_rows(microgrid)
+    limits = effective_limits(microgrid, now, nodes=nodes)
+    latest = latest_readings(microgrid)
+    external: dict[str, dict[str, Any]] = {}
+    for provider in _external_providers:
+        external.update(provider(microgrid, now))
+    stale_after = microgrid.telemetry_stale_after_s
+
+    node_inputs = tuple(
+        NodeInput(
+            node_id=n["node_id"],
+            parent_id=n["parent_id"],
+            limit_kw=limits[n["node_id"]].effective_limit_kw,
+            limit_source=limits[n["node_id"]].limit_source,
+            external_control=n["node_id"] in external,
+        )
+        for n in nodes
+    )
+    loads: list[LoadInput] = []
+    chargers: list[ChargerInput] = []
+    meters: list[MeterReading] = []
+    for a in assets:
+        reading = latest.get(a["asset_id"])
+        observed = reading["observed_at"] if reading else None
+        fresh = freshness(observed, now, stale_after)
+        kind = a["kind"]
+        if kind == "CHARGER":
+            chargers.append(
+                ChargerInput(
+                    asset_id=a["asset_id"],
+                    node_id=a["node_id"],
+                    max_power_kw=a["max_power_kw"],
+                    min_power_kw=a["min_power_kw"] or 0.0,
+                    failsafe_power_kw=a["failsafe_power_kw"]
+                    if a["failsafe_power_kw"] is not None
+                    else 0.0,
+                    priority=a["priority"] or 0,
+                    freshness=fresh,
+                    connected=bool(reading and reading["connected"]),
+                    requested_kw=float(reading["requested_kw"] or 0.0) if reading else 0.0,
+                    plugged_in_at=stamp(reading["plugged_in_at"]) if reading else None,
+                    last_observed_at=stamp(observed),
+                )
+            )
+        elif kind in ("SITE_LOAD", "BATTERY", "PV"):
+            loads.append(
+                LoadInput(
+                    asset_id=a["asset_id"],
+                    node_id=a["node_id"],
+                    kind=kind,
+                    freshness=fresh,
+                    power_kw=reading["power_kw"] if reading else None,
+                    last_observed_at=stamp(observed),
+                    fallback_kw=a.get("fallback_kw"),
+                )
+            )
+        elif kind == "METER" and reading:
+            meters.append(MeterReading(a["asset_id"], a["node_id"], reading["power_kw"], fresh))
+    breach_nodes = [
+        BreachNodeInput(
+            node_id=node_id,
+            effective_limit_kw=lim.effective_limit_kw,
+            limit_source=lim.limit_source,
+            constraints=tuple((c.source, c.limit_kw) for c in lim.constraints),
+        )
+        for node_id, lim in limits.items()
+    ]
+    engine = EngineInput(
+        nodes=node_inputs, loads=tuple(loads), chargers=tuple(chargers), threshold_s=stale_after
+    )
+    return CycleInputs(now, nodes, limits, engine, breach_nodes, meters, external)

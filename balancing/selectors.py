@@ -1,0 +1,231 @@
+"""Reads of cycles and breaches: constant query counts, filters validated."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from django.db.models import QuerySet
+
+from balancing.choices import BreachStatus, Outcome, SourceMode, TriggerType
+from balancing.models import Breach, Cycle
+from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.fields import FieldProblem, check_datetime
+
+SUMMARY_FIELDS = (
+    "cycle_id",
+    "seq",
+    "trigger_type",
+    "scope",
+    "started_at",
+    "completed_at",
+    "topology_version",
+    "outcome",
+    "source_mode",
+    "reason_codes",
+)
+
+
+def cycle_summary(row: dict[str, Any] | Cycle) -> dict[str, Any]:
+    get = row.get if isinstance(row, dict) else (lambda k: getattr(row, k))
+    return {
+        "cycle_id": get("cycle_id"),
+        "seq": get("seq"),
+        "trigger": {"type": get("trigger_type")},
+        "scope": get("scope"),
+        "started_at": get("started_at").isoformat(),
+        "completed_at": get("completed_at").isoformat(),
+        "topology_version": get("topology_version"),
+        "outcome": get("outcome"),
+        "source_mode": get("source_mode"),
+        "reason_codes": get("reason_codes"),
+    }
+
+
+def _bad(field: str, message: str) -> DomainError:
+    return DomainError.from_errors([ErrorItem("FIELD_INVALID", f"{field} {message}", field=field)])
+
+
+def cycle_list(microgrid, *, params: dict[str, str], limit: int = 50) -> list[dict[str, Any]]:
+    qs = Cycle.objects.filter(microgrid=microgrid)
+    for name, choices, column in (
+        ("trigger", TriggerType.values, "trigger_type"),
+        ("outcome", Outcome.values, "outcome"),
+        ("source_mode", SourceMode.values, "source_mode"),
+    ):
+        value = params.get(name)
+        if value:
+            if value not in choices:
+                raise _bad(name, f"must be one of {', '.join(choices)}")
+            qs = qs.filter(**{column: value})
+    if params.get("since"):
+        try:
+            qs = qs.filter(started_at__gte=check_datetime(params["since"]))
+        except FieldProblem as exc:
+            raise _bad("since", str(exc)) from None
+    limit = _limit(params, limit)
+    rows = qs.order_by("-started_at", "-seq").values(*SUMMARY_FIELDS)[:limit]
+    out = []
+    for row in rows:
+        summary = cycle_summary(row)
+        out.append(summary)
+    return out
+
+
+def _limit(params: dict[str, str], default: int) -> int:
+    raw = params.get("limit")
+    if raw in (None, ""):
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise _bad("limit", "must be a whole number from 1 to 1000")
+    return int(raw)
+
+
+def cycle_get(microgrid, cycle_id: str) -> Cycle:
+    cycle = Cycle.objects.filter(microgrid=microgrid, cycle_id=cycle_id).first()
+    if cycle is None:
+        raise DomainError(
+            "CYCLE_NOT_FOUND",
+            f"cycle {cycle_id!r} not found in microgrid {microgrid.microgrid_id!r}",
+            {"cycle_id": cycle_id, "microgrid_id": microgrid.microgrid_id},
+            status=404,
+        )
+    return cycle
+
+
+def cycle_document(cycle: Cycle) -> dict[str, Any]:
+    """The stored document with the breaches' current status (they may have resolved since)."""
+    doc = dict(cycle.document)
+    ids = [b["breach_id"] for b in doc.get("breaches", [])]
+    if ids:
+        current = {
+            b.breach_id: b for b in Breach.objects.filter(breach_id__in=ids).select_related("cycle")
+        }
+        doc["breaches"] = [
+            {
+                **b,
+                "status": current[b["breach_id"]].status,
+                "resolved_at": current[b["breach_id"]].resolved_at.isoformat()
+                if current[b["breach_id"]].resolved_at
+                else None,
+            }
+            if b["breach_id"] in current
+            else b
+            for b in doc["breaches"]
+        ]
+    doc["served_triggers"] = list(
+        cycle.triggers.order_by("requested_at", "pk").values_list("trigger", flat=True)
+    )
+    return doc
+
+
+def breach_list(microgrid, *, params: dict[str, str]) -> QuerySet[Breach]:
+    qs = Breach.objects.filter(microgrid=microgrid).select_related("cycle")
+    status = params.get("status")
+    if status:
+        if status not in BreachStatus.values:
+            raise _bad("status", "must be OPEN or RESOLVED")
+        qs = qs.filter(status=status)
+    if params.get("node_id"):
+        qs = qs.filter(node_id=params["node_id"])
+    return qs.order_by("-detected_at", "node_id")[: _limit(params, 200)]
+
+
+def breach_get(microgrid, breach_id: str) -> Breach:
+    breach = (
+        Breach.objects.filter(microgrid=microgrid, breach_id=breach_id)
+        .select_related("cycle")
+        .first()
+    )
+    if breach is None:
+        raise DomainError(
+            "BREACH_NOT_FOUND",
+            f"breach {breach_id!r} not found",
+            {"breach_id": breach_id},
+            status=404,
+        )
+    return breach
+
+
+def latest_cycle_summary(microgrid) -> dict[str, Any] | None:
+    row = (
+        Cycle.objects.filter(microgrid=microgrid)
+        .order_by("-started_at", "-seq")
+        .values(*SUMMARY_FIELDS)
+        .first()
+    )
+    return cycle_summary(row) if row else None
+
+
+def open_breach_count(microgrid) -> int:
+    return Breach.objects.filter(microgrid=microgrid, status=BreachStatus.OPEN).count()
+
+
+def card_page_context(microgrid) -> dict[str, Any]:
+    return {
+        "microgrid": microgrid,
+        "latest_cycle": latest_cycle_summary(microgrid),
+        "open_breaches": list(
+            Breach.objects.filter(microgrid=microgrid, status=BreachStatus.OPEN).order_by(
+                "node_id"
+            )[:10]
+        ),
+        "open_breach_count": open_breach_count(microgrid),
+    }
+
+
+def recent_series(microgrid, *, count: int = 40) -> dict[str, Any]:
+    """Load against limit per node, and allocated vs requested per charger group, over recent cycles.
+
+    One query: the documents of the last `count` cycles, oldest first.
+    """
+    docs = list(
+        Cycle.objects.filter(microgrid=microgrid)
+        .order_by("-started_at", "-seq")
+        .values_list("seq", "started_at", "document")[:count]
+    )
+    docs.reverse()
+    labels = [started.strftime("%H:%M:%S") for _, started, _ in docs]
+    per_node: dict[str, dict[str, list]] = defaultdict(lambda: {"load": [], "limit": []})
+    per_group: dict[str, dict[str, list]] = defaultdict(lambda: {"allocated": [], "requested": []})
+    node_order: list[str] = []
+    for index, (_, _, doc) in enumerate(docs):
+        for node in doc.get("nodes", []):
+            series = per_node[node["node_id"]]
+            if node["node_id"] not in node_order:
+                node_order.append(node["node_id"])
+            _pad(series, index)
+            series["load"].append(round(node["uncontrolled_load_kw"] + node["allocated_kw"], 3))
+            series["limit"].append(node["effective_limit_kw"])
+        sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        for charger in doc.get("chargers", []):
+            sums[charger["node_id"]][0] += charger.get("allocated_kw") or 0.0
+            sums[charger["node_id"]][1] += charger.get("requested_kw") or 0.0
+        for node_id, (allocated, requested) in sums.items():
+            series = per_group[node_id]
+            _pad(series, index)
+            series["allocated"].append(round(allocated, 3))
+            series["requested"].append(round(requested, 3))
+    for series in list(per_node.values()) + list(per_group.values()):
+        _pad(series, len(docs))
+    return {
+        "labels": labels,
+        "nodes": {n: per_node[n] for n in node_order},
+        "groups": dict(sorted(per_group.items())),
+    }
+
+
+def _pad(series: dict[str, list], length: int) -> None:
+    for values in series.values():
+        while len(values) < length:
+            values.append(None)
+
+
+def parse_at(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return check_datetime(value)
+    except FieldProblem as exc:
+        raise _bad("at", str(exc)) from None

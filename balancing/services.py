@@ -1,0 +1,295 @@
+"""Running a cycle: lock, gather, compute, store, dispatch.
+
+At most one cycle runs per microgrid at a time: the cycle holds the
+microgrid's row lock (PostgreSQL `SELECT ... FOR UPDATE`; on SQLite the
+IMMEDIATE transaction serialises writers) from reading its inputs to storing
+its result, so a topology save never interleaves with a cycle either. A
+trigger that arrives meanwhile waits for the lock; if the cycle that held it
+already served that trigger (it was pending when that cycle started), the
+trigger is answered with that cycle: coalesced, never lost, never run in
+parallel. A crash anywhere leaves no partial cycle: everything is written in
+one transaction, and the dispatcher is called only after commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+from simple_history.utils import bulk_create_with_history
+
+from balancing.breaches import detect_breaches
+from balancing.choices import BreachStatus, TriggerType
+from balancing.dispatch import ChargingLimit, Dispatcher, ScopeBudget, default_dispatcher
+from balancing.engine import EngineResult, allocate
+from balancing.inputs import CycleInputs, gather_inputs
+from balancing.models import Breach, Cycle, CycleTrigger
+from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.fields import FieldProblem, check_id
+from microgrid.topology.models import Microgrid, MicrogridNode
+
+# Hooks that enrich a charger's binding (e.g. the envelopes app adds envelope_id
+# and peer_offline): fn(binding_dict, node_limit) -> None.
+_binding_enrichers: list[Callable[[dict[str, Any], Any], None]] = []
+
+
+def register_binding_enricher(fn) -> None:
+    if fn not in _binding_enrichers:
+        _binding_enrichers.append(fn)
+
+
+def check_scope(microgrid: Microgrid, scope: Any) -> dict[str, Any]:
+    """A cycle scope: {"type": "MICROGRID"} or {"type": "NODE", "node_id": X} naming an existing node."""
+    if scope is None:
+        return {"type": "MICROGRID"}
+    if not isinstance(scope, dict) or scope.get("type") not in ("MICROGRID", "NODE"):
+        raise DomainError.from_errors(
+            [
+                ErrorItem(
+                    "FIELD_INVALID",
+                    'scope must be {"type": "MICROGRID"} or {"type": "NODE", "node_id": ...}',
+                    field="scope",
+                )
+            ]
+        )
+    if scope["type"] == "MICROGRID":
+        if set(scope) != {"type"}:
+            raise DomainError.from_errors(
+                [ErrorItem("FIELD_INVALID", "a MICROGRID scope has no other fields", field="scope")]
+            )
+        return {"type": "MICROGRID"}
+    if set(scope) != {"type", "node_id"}:
+        raise DomainError.from_errors(
+            [ErrorItem("FIELD_INVALID", "a NODE scope is {type, node_id}", field="scope")]
+        )
+    try:
+        node_id = check_id(scope["node_id"], "node_id")
+    except FieldProblem as exc:
+        raise DomainError.from_errors(
+            [ErrorItem("FIELD_INVALID", str(exc), field="scope.node_id")]
+        ) from None
+    if not MicrogridNode.objects.filter(microgrid=microgrid, node_id=node_id).exists():
+        raise DomainError(
+            "NODE_NOT_FOUND",
+            f"Microgrid Node {node_id!r} is not in microgrid {microgrid.microgrid_id!r}",
+            {"node_id": node_id, "microgrid_id": microgrid.microgrid_id},
+            errors=[
+                ErrorItem(
+                    "NODE_NOT_FOUND",
+                    f"no Microgrid Node {node_id!r}",
+                    node_id=node_id,
+                    field="scope.node_id",
+                )
+            ],
+        )
+    return {"type": "NODE", "node_id": node_id}
+
+
+@dataclass
+class CycleOutcome:
+    cycle: Cycle
+    coalesced: bool  # True when an earlier-running cycle served this trigger
+
+
+def cycle_request(
+    *,
+    microgrid: Microgrid,
+    trigger: dict[str, Any],
+    scope: dict[str, Any] | None = None,
+    now: Callable[[], datetime] | None = None,
+    dispatcher: Dispatcher | None = None,
+    valid_for_s: int | None = None,
+) -> CycleOutcome:
+    """Record a trigger and make sure a cycle serves it; returns that cycle.
+
+    `now` is a clock (the simulator passes its own); `valid_for_s` is the
+    interval at which cycles actually run (setpoints are valid for 3 of them).
+    """
+    clock = now or timezone.now
+    scope = scope or {"type": "MICROGRID"}
+    pending = CycleTrigger.objects.create(
+        microgrid=microgrid, trigger=trigger, scope=scope, requested_at=clock()
+    )
+    with transaction.atomic():
+        locked = Microgrid.objects.select_for_update().select_related("depot").get(pk=microgrid.pk)
+        pending.refresh_from_db(fields=["served_by"])
+        if pending.served_by_id is not None:
+            return CycleOutcome(Cycle.objects.get(pk=pending.served_by_id), coalesced=True)
+        cycle, result, inputs = _run_locked(
+            locked,
+            trigger=trigger,
+            scope=scope,
+            started_at=clock(),
+            clock=clock,
+            valid_for_s=valid_for_s,
+        )
+        # Every trigger waiting when this cycle started is served by it.
+        CycleTrigger.objects.filter(
+            microgrid=locked, served_by__isnull=True, requested_at__lte=cycle.started_at
+        ).update(served_by=cycle)
+        CycleTrigger.objects.filter(pk=pending.pk).update(served_by=cycle)
+        out = dispatcher or default_dispatcher()
+        limits, budgets = _setpoints(cycle)
+        transaction.on_commit(
+            lambda: out.dispatch(microgrid_id=locked.microgrid_id, limits=limits, budgets=budgets)
+        )
+    return CycleOutcome(cycle, coalesced=False)
+
+
+def _run_locked(
+    microgrid, *, trigger, scope, started_at, clock, valid_for_s
+) -> tuple[Cycle, EngineResult, CycleInputs]:
+    inputs = gather_inputs(microgrid, started_at)
+    result = allocate(inputs.engine)
+    findings = detect_breaches(inputs.breach_nodes, inputs.meters)
+    completed_at = clock()
+    interval = valid_for_s or microgrid.cycle_interval_s
+    valid_until = completed_at + timedelta(seconds=3 * interval)
+    seq = (Cycle.objects.filter(microgrid=microgrid).aggregate(m=Max("seq"))["m"] or 0) + 1
+    cycle_id = uuid.uuid4().hex
+    document = _document(
+        microgrid, cycle_id, scope, trigger, started_at, completed_at, result, inputs, valid_until
+    )
+    cycle = Cycle(
+        cycle_id=cycle_id,
+        microgrid=microgrid,
+        seq=seq,
+        trigger_type=trigger["type"],
+        scope=scope,
+        started_at=started_at,
+        completed_at=completed_at,
+        topology_version=microgrid.topology_version,
+        outcome=result.outcome,
+        source_mode=result.source_mode,
+        reason_codes=list(result.reason_codes),
+        document=document,
+        snapshot=inputs.snapshot(topology_version=microgrid.topology_version),
+    )
+    cycle.save()
+    document["breaches"] = _record_breaches(microgrid, cycle, findings, inputs)
+    Cycle.objects.filter(pk=cycle.pk).update(document=document)
+    cycle.document = document
+    return cycle, result, inputs
+
+
+def _document(
+    microgrid, cycle_id, scope, trigger, started_at, completed_at, result, inputs, valid_until
+):
+    until = valid_until.isoformat()
+    nodes = []
+    for node in result.nodes:
+        entry = node.to_dict()
+        nodes.append(entry)
+    chargers = []
+    for charger in result.chargers:
+        entry = charger.to_dict()
+        binding = entry.get("binding")
+        if binding:
+            for enrich in _binding_enrichers:
+                enrich(binding, inputs.limits.get(binding["node_id"]))
+        if entry.get("allocated_kw") is not None:
+            entry["valid_until"] = until
+        chargers.append(entry)
+    scope_budgets = [
+        {
+            "scope": {"type": "NODE", "node_id": n["node_id"]},
+            "budget_kw": n["budget_kw"],
+            "valid_until": until,
+        }
+        for n in nodes
+        if n.get("budget_kw") is not None
+    ]
+    return {
+        "cycle_id": cycle_id,
+        "microgrid_id": microgrid.microgrid_id,
+        "scope": scope,
+        "trigger": trigger,
+        "started_at": started_at.isoformat(),
+        "completed_at": completed_at.isoformat(),
+        "topology_version": microgrid.topology_version,
+        "outcome": result.outcome,
+        "source_mode": result.source_mode,
+        "reason_codes": list(result.reason_codes),
+        "nodes": nodes,
+        "chargers": chargers,
+        "scope_budgets": scope_budgets,
+        "breaches": [],
+    }
+
+
+def _record_breaches(
+    microgrid, cycle: Cycle, findings, inputs: CycleInputs
+) -> list[dict[str, Any]]:
+    """Open new breaches, keep ongoing ones open, resolve those back within limits."""
+    open_rows = {
+        b.node_id: b for b in Breach.objects.filter(microgrid=microgrid, status=BreachStatus.OPEN)
+    }
+    found = {f.node_id: f for f in findings}
+    out = []
+    creates = []
+    for node_id, f in sorted(found.items()):
+        row = open_rows.get(node_id)
+        if row is None:
+            row = Breach(
+                breach_id=uuid.uuid4().hex,
+                microgrid=microgrid,
+                cycle=cycle,
+                node_id=node_id,
+                measured_kw=f.measured_kw,
+                limit_kw=f.limit_kw,
+                excess_kw=f.excess_kw,
+                exceeded=list(f.exceeded),
+                primary_reason_code=f.primary_reason_code,
+                detected_at=cycle.started_at,
+            )
+            creates.append(row)
+        out.append(
+            {
+                "breach_id": row.breach_id,
+                "node_id": node_id,
+                "measured_kw": f.measured_kw,
+                "limit_kw": f.limit_kw,
+                "excess_kw": f.excess_kw,
+                "exceeded": list(f.exceeded),
+                "primary_reason_code": f.primary_reason_code,
+                "status": BreachStatus.OPEN,
+                "new": row in creates,
+            }
+        )
+    if creates:
+        bulk_create_with_history(creates, Breach)
+    # A node is back within its limit only when a fresh meter says so.
+    metered = {m.node_id for m in inputs.meters if m.freshness == "FRESH"}
+    for node_id, row in open_rows.items():
+        if node_id not in found and (node_id in metered or node_id not in inputs.limits):
+            row.status = BreachStatus.RESOLVED
+            row.resolved_at = cycle.started_at
+            row.resolved_by = cycle
+            row.save(update_fields=["status", "resolved_at", "resolved_by"])
+    return out
+
+
+def _setpoints(cycle: Cycle) -> tuple[list[ChargingLimit], list[ScopeBudget]]:
+    doc = cycle.document
+    limits = [
+        ChargingLimit(c["asset_id"], c["allocated_kw"], doc["cycle_id"], c["valid_until"])
+        for c in doc["chargers"]
+        if c.get("allocated_kw") is not None and "valid_until" in c
+    ]
+    budgets = [
+        ScopeBudget(b["scope"], b["budget_kw"], b["valid_until"], doc["cycle_id"])
+        for b in doc["scope_budgets"]
+    ]
+    return limits, budgets
+
+
+def trigger_of(kind: str, **extra: Any) -> dict[str, Any]:
+    if kind not in TriggerType.values:
+        raise ValueError(kind)
+    return {"type": kind, **extra}
