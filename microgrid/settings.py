@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "microgrid.limits",
     "microgrid.telemetry",
     "balancing",
+    "legacy_circuit",
     "simulator",
 ]
 
