@@ -10,6 +10,15 @@ the ORM, the clock or randomness: the cycle service builds the input from the da
 The result depends only on the content of the input, never on the order of its tuples: every
 collection is put into a canonical order (nodes in tree order, assets by asset_id) before any
 arithmetic, so even float sums are computed in the same order.
+
+How the fair share is computed (it runs every cycle, for thousands of chargers): for each
+priority class, one bottom-up pass finds every node's fill level, the level L at which
+sum_i clamp(L, min_i, u_i) over the class chargers below it reaches the node's budget, where
+u_i is the charger's demand already capped by the levels of the nodes below. A charger's level
+is then the lowest on its path, and the deepest node holding that level is the one that binds
+it. This gives exactly the progressive filling of spec 4.3 without iterating over levels.
+Per-charger work is done column-wise with numpy; Python loops run per node, or over the few
+exceptions (stale, unplugged, fail safe, refused minimums).
 """
 
 from __future__ import annotations
@@ -96,7 +105,6 @@ _R_FALLBACK = (TELEMETRY_FALLBACK,)
 _R_FAILSAFE = (FAILSAFE_TELEMETRY_UNAVAILABLE,)
 _R_EXTERNAL = (EXTERNAL_CONTROL,)
 _R_NONE: tuple[str, ...] = ()
-_TELEMETRY_CODES = (FAILSAFE_TELEMETRY_UNAVAILABLE, TELEMETRY_FALLBACK)
 
 
 def sort_reasons(codes: Iterable[str]) -> tuple[str, ...]:
@@ -382,25 +390,6 @@ class _NodeResultLayout:
     __slots__ = NodeResult.__slots__
 
 
-def _charger_result(
-    asset_id: str,
-    node_id: str,
-    requested_kw: float,
-    allocated_kw: float | None,
-    reason_codes: tuple[str, ...],
-    binding: Binding | None,
-) -> ChargerResult:
-    obj = object.__new__(_ChargerResultLayout)
-    obj.asset_id = asset_id
-    obj.node_id = node_id
-    obj.requested_kw = requested_kw
-    obj.allocated_kw = allocated_kw
-    obj.reason_codes = reason_codes
-    obj.binding = binding
-    obj.__class__ = ChargerResult  # type: ignore[assignment]
-    return obj  # type: ignore[return-value]
-
-
 def _tree_order(nodes: tuple[NodeInput, ...]) -> list[NodeInput]:
     """Depth first, parent before child, siblings by node_id; refuses anything but one tree."""
     children: dict[str | None, list[NodeInput]] = {}
@@ -423,6 +412,9 @@ def _tree_order(nodes: tuple[NodeInput, ...]) -> list[NodeInput]:
         kids = children.get(n.node_id)
         if kids:
             stack.extend(reversed(kids))
+    unknown = {n.limit_source for n in ordered} - LIMIT_SOURCE_TO_REASON.keys()
+    if unknown:
+        raise ValueError(f"unknown limit_source {sorted(unknown)}")
     if len(order) != len(nodes):
         ids = [n.node_id for n in ordered]
         if len(set(ids)) != len(ids):
@@ -462,7 +454,8 @@ def _fill_level(us: list[float], ms: list[float], base: float, cap: float) -> fl
                 return x  # no breakpoint left: total is reached here (float noise)
             reach = val + slope * (nxt - x)
             if reach >= cap:
-                return x + (cap - val) / slope if slope > 0 else x
+                # (cap < val only by float noise, at x = 0: the level is then 0)
+                return x + (cap - val) / slope if slope > 0 and cap > val else x
             x = nxt
             val = reach
     # Large node: with prefix sums one evaluation is two bisections, and the crossing segment
@@ -637,9 +630,9 @@ def allocate(inp: EngineInput) -> EngineResult:
     prio = np.array([c.priority for c in chargers], dtype=np.int64)
     connected = np.array([c.connected for c in chargers], dtype=bool)
     fresh = np.ones(n_ch, dtype=bool)
-    stale = (
-        [] if fresh_col.count(FRESH) == n_ch else [k for k, f in enumerate(fresh_col) if f != FRESH]
-    )
+    stale = []
+    if fresh_col.count(FRESH) != n_ch:
+        stale = [k for k, f in enumerate(fresh_col) if f != FRESH]
     fresh[stale] = False
     code = np.full(n_ch, _C_DEMAND, dtype=np.intp)
     setpoint = np.zeros(n_ch)  # what counts in the nodes' allocated_kw
@@ -734,20 +727,33 @@ def allocate(inp: EngineInput) -> EngineResult:
 
     # ---- fair share, one priority class at a time (spec 4.3 step 2) ---------------------------
     bindings: list[Binding | None] = [None] * n_nodes
-    classes = sorted(set(a_prio.tolist()), reverse=True)
-    for ci, prio_class in enumerate(classes):
-        sel = np.flatnonzero(a_prio == prio_class)
-        # the class's chargers grouped by node, asset_id order within a node
-        sel = sel[np.argsort(a_node[sel], kind="stable")]
-        c_node = a_node[sel]
-        c_dem = a_dem[sel]
-        c_min = a_min[sel]
-        starts = [0, *(np.flatnonzero(c_node[1:] != c_node[:-1]) + 1).tolist()]
-        group_nodes = c_node[starts].tolist()
-        group_base = np.add.reduceat(c_min, starts).tolist()
-        group_total = np.add.reduceat(c_dem, starts).tolist()
-        dem_l = c_dem.tolist()
-        min_l = c_min.tolist()
+    # One sort for every class: priority descending, then node, asset_id order within a node
+    # (lexsort is stable), so that each class is a slice and each node a run within it.
+    by_class = np.lexsort((a_node, -a_prio))
+    act = act[by_class]
+    a_node = a_node[by_class]
+    a_min = a_min[by_class]
+    a_over = a_over[by_class]
+    a_dem = a_dem[by_class]
+    a_prio = a_prio[by_class]
+    a_level = np.empty(len(act))  # each charger's fill level
+    a_bind = np.empty(len(act), dtype=np.intp)  # the node that sets it, -1 for none
+    class_starts = [0, *(np.flatnonzero(a_prio[1:] != a_prio[:-1]) + 1).tolist()]
+    class_ends = [*class_starts[1:], len(act)]
+    dem_all = a_dem.tolist()
+    min_all = a_min.tolist()
+    node_all = a_node.tolist()
+    n_classes = len(class_starts) if len(act) else 0
+    for ci in range(n_classes):
+        lo_c = class_starts[ci]
+        hi_c = class_ends[ci]
+        c_node = a_node[lo_c:hi_c]
+        c_dem = a_dem[lo_c:hi_c]
+        c_min = a_min[lo_c:hi_c]
+        run_starts = [lo_c, *(np.flatnonzero(c_node[1:] != c_node[:-1]) + (lo_c + 1)).tolist()]
+        run_ends = [*run_starts[1:], hi_c]
+        group_base = np.add.reduceat(c_min, np.array(run_starts) - lo_c).tolist()
+        group_total = np.add.reduceat(c_dem, np.array(run_starts) - lo_c).tolist()
         rem = remaining.tolist()
         # A node below an exhausted one (no room above the minimums, typically taken by a
         # higher class) can never set anyone's level: the exhausted node holds everything under
@@ -767,17 +773,15 @@ def allocate(inp: EngineInput) -> EngineResult:
         ms: list[list[float]] = [[]] * n_nodes  # shared empty default, replaced before mutating
         base = [0.0] * n_nodes  # sum of the class minimums in the subtree
         total = [0.0] * n_nodes  # sum of u_i in the subtree: what it takes if nothing binds
-        n_dem = len(dem_l)
-        for g, n in enumerate(group_nodes):
+        for g, (lo, hi) in enumerate(zip(run_starts, run_ends, strict=True)):
+            n = node_all[lo]
             has[n] = True
             b = base[n] = group_base[g]
             total[n] = group_total[g]
             if not dead[n]:
-                lo = starts[g]
-                hi = starts[g + 1] if g + 1 < len(starts) else n_dem
-                us[n] = dem_l[lo:hi]
+                us[n] = dem_all[lo:hi]
                 if b > 0.0:
-                    ms[n] = [m for m in min_l[lo:hi] if m > 0.0]
+                    ms[n] = [m for m in min_all[lo:hi] if m > 0.0]
         level = [inf] * n_nodes
         touched: list[int] = []
         for n in range(n_nodes - 1, -1, -1):
@@ -848,26 +852,28 @@ def allocate(inp: EngineInput) -> EngineResult:
                 bind_node[n] = bind_node[p]
 
         c_level = np.array(eff)[c_node]
-        alloc = np.where(c_level >= c_dem, c_dem, np.maximum(c_level, c_min))
-        if ci + 1 < len(classes):
+        a_level[lo_c:hi_c] = c_level
+        a_bind[lo_c:hi_c] = np.array(bind_node)[c_node]
+        if ci + 1 < n_classes:
             # What the class took above its minimums comes off every budget on the way up.
-            spent = np.bincount(c_node, weights=alloc - c_min, minlength=n_nodes)
-            remaining = remaining - subtree_sums(spent)
-        # Round down to 0.1 kW (the 1e-9 absorbs float noise such as 6.9999999999), but never
-        # below the minimum: a charger cannot run under it, and the unrounded value it replaces
-        # already fitted every budget.
-        rounded = np.floor(alloc * 10.0 + 1e-9) / 10.0
-        low = rounded < c_min
-        if low.any():
-            rounded[low] = _floor3(c_min[low])
-        pos = act[sel]
-        setpoint[pos] = rounded
-        limited = alloc < c_dem - _EPS
-        code[pos] = np.where(
-            limited,
-            _N_FIXED + np.array(bind_node)[c_node],
-            np.where(a_over[sel], _C_ASSET_MAX, _C_DEMAND),
-        )
+            taken = np.where(c_level >= c_dem, c_dem, np.maximum(c_level, c_min)) - c_min
+            remaining = remaining - subtree_sums(np.bincount(c_node, taken, n_nodes))
+
+    # ---- setpoints (spec 4.3 step 3) ----------------------------------------------------------
+    alloc = np.where(a_level >= a_dem, a_dem, np.maximum(a_level, a_min))
+    # Round down to 0.1 kW (the 1e-9 absorbs float noise such as 6.9999999999), but never below
+    # the minimum: a charger cannot run under it, and the unrounded value it replaces already
+    # fitted every budget.
+    rounded = np.floor(alloc * 10.0 + 1e-9) / 10.0
+    low = rounded < a_min
+    if low.any():
+        rounded[low] = _floor3(a_min[low])
+    setpoint[act] = rounded
+    code[act] = np.where(
+        alloc < a_dem - _EPS,
+        _N_FIXED + a_bind,
+        np.where(a_over, _C_ASSET_MAX, _C_DEMAND),
+    )
 
     # ---- external control (spec 3.4) ----------------------------------------------------------
     # The allocation ran through the delegated scope so that it gets a fair amount; the product
@@ -937,7 +943,7 @@ def allocate(inp: EngineInput) -> EngineResult:
     worst_rank = 0
     for i in range(n_nodes):
         fb = fallbacks[i]
-        external = under_external[i] and order[i].external_control
+        external = order[i].external_control
         if not (fb or binds[i] or external):
             continue
         codes: list[str] = []
