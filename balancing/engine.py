@@ -543,6 +543,12 @@ def allocate(inp: EngineInput) -> EngineResult:
     ]
 
     def subtree_sums(own: np.ndarray) -> np.ndarray:
+        if n_nodes <= 64:
+            # A small tree: one Python pass costs less than a few numpy calls per level.
+            acc = own.tolist()
+            for i in range(n_nodes - 1, 0, -1):
+                acc[parent[i]] += acc[i]
+            return np.array(acc, dtype=float)
         total = np.array(own, dtype=float)  # a copy; bincount of nothing is an int array
         for kids, parents in levels:
             total += np.bincount(parents, weights=total[kids], minlength=n_nodes)
@@ -750,10 +756,6 @@ def allocate(inp: EngineInput) -> EngineResult:
         c_node = a_node[lo_c:hi_c]
         c_dem = a_dem[lo_c:hi_c]
         c_min = a_min[lo_c:hi_c]
-        run_starts = [lo_c, *(np.flatnonzero(c_node[1:] != c_node[:-1]) + (lo_c + 1)).tolist()]
-        run_ends = [*run_starts[1:], hi_c]
-        group_base = np.add.reduceat(c_min, np.array(run_starts) - lo_c).tolist()
-        group_total = np.add.reduceat(c_dem, np.array(run_starts) - lo_c).tolist()
         rem = remaining.tolist()
         # A node below an exhausted one (no room above the minimums, typically taken by a
         # higher class) can never set anyone's level: the exhausted node holds everything under
@@ -768,19 +770,17 @@ def allocate(inp: EngineInput) -> EngineResult:
         # Bottom-up: each node's fill level given the levels already found below it. A node's
         # lists hold, for the class chargers of its subtree, the upper bounds u_i (capped by the
         # full nodes below) and the non-zero minimums; they are handed up to the parent whole.
-        has = [False] * n_nodes  # class chargers in the subtree
+        has = (np.bincount(c_node, minlength=n_nodes) > 0).tolist()  # class chargers below
+        base = np.bincount(c_node, c_min, n_nodes).tolist()  # sum of the class minimums
+        total = np.bincount(c_node, c_dem, n_nodes).tolist()  # sum of u_i: what it would take
         us: list[list[float] | None] = [None] * n_nodes
         ms: list[list[float]] = [[]] * n_nodes  # shared empty default, replaced before mutating
-        base = [0.0] * n_nodes  # sum of the class minimums in the subtree
-        total = [0.0] * n_nodes  # sum of u_i in the subtree: what it takes if nothing binds
-        for g, (lo, hi) in enumerate(zip(run_starts, run_ends, strict=True)):
+        run_starts = [lo_c, *(np.flatnonzero(c_node[1:] != c_node[:-1]) + (lo_c + 1)).tolist()]
+        for lo, hi in zip(run_starts, [*run_starts[1:], hi_c], strict=True):
             n = node_all[lo]
-            has[n] = True
-            b = base[n] = group_base[g]
-            total[n] = group_total[g]
             if not dead[n]:
                 us[n] = dem_all[lo:hi]
-                if b > 0.0:
+                if base[n] > 0.0:
                     ms[n] = [m for m in min_all[lo:hi] if m > 0.0]
         level = [inf] * n_nodes
         touched: list[int] = []
@@ -904,16 +904,22 @@ def allocate(inp: EngineInput) -> EngineResult:
     new = object.__new__
     layout = _ChargerResultLayout
     result_cls = ChargerResult
-    for asset_id, node_id, requested, allocated, cd in zip(
-        asset_ids, node_ids, req_out.tolist(), alloc_out, code_list, strict=True
+    for asset_id, node_id, requested, allocated, reasons, binding in zip(
+        asset_ids,
+        node_ids,
+        req_out.tolist(),
+        alloc_out,
+        map(reason_table.__getitem__, code_list),
+        map(binding_table.__getitem__, code_list),
+        strict=True,
     ):
         obj = new(layout)
         obj.asset_id = asset_id
         obj.node_id = node_id
         obj.requested_kw = requested
         obj.allocated_kw = allocated
-        obj.reason_codes = reason_table[cd]
-        obj.binding = binding_table[cd]
+        obj.reason_codes = reasons
+        obj.binding = binding
         obj.__class__ = result_cls
         append(obj)
     results = tuple(out)

@@ -33,6 +33,7 @@ from balancing.models import Breach, Cycle, CycleTrigger
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.fields import FieldProblem, check_id
 from microgrid.topology.models import Microgrid, MicrogridNode
+from microgrid.topology.services import lock_microgrid
 
 # Hooks that enrich a charger's binding (e.g. the envelopes app adds envelope_id
 # and peer_offline): fn(binding_dict, node_limit) -> None.
@@ -117,7 +118,7 @@ def cycle_request(
         microgrid=microgrid, trigger=trigger, scope=scope, requested_at=clock()
     )
     with transaction.atomic():
-        locked = Microgrid.objects.select_for_update().select_related("depot").get(pk=microgrid.pk)
+        locked = lock_microgrid(microgrid)
         pending.refresh_from_db(fields=["served_by"])
         if pending.served_by_id is not None:
             return CycleOutcome(Cycle.objects.get(pk=pending.served_by_id), coalesced=True)

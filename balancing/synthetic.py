@@ -118,12 +118,16 @@ def build_engine_input(chargers: int, nodes: int, depth: int = 5, seed: int = 1)
 
     # Limits, leaves first: a fraction of what the subtree would take, never below what its
     # minimums and site loads need, so limits bind at every level and most minimums are served.
+    children: dict[str, list[str]] = {}
+    for node_id, parent_id in parent_of.items():
+        if parent_id is not None:
+            children.setdefault(parent_id, []).append(node_id)
     limit_of: dict[str, float] = {}
     for lvl in reversed(levels):
         for node_id in lvl:
-            kids = [k for k, p in parent_of.items() if p == node_id] if node_id in has_child else []
+            kids = children.get(node_id)
             wanted = sum(limit_of[k] for k in kids) if kids else demand_under[node_id]
-            factor = 0.45 if node_id == "grid" else rng.uniform(0.6, 0.95)
+            factor = 0.7 if node_id == "grid" else rng.uniform(0.55, 0.95)
             floor_kw = 1.05 * min_under[node_id] + site_load_under[node_id]
             limit_of[node_id] = round(max(factor * wanted, floor_kw, 1.0), 1)
     node_list: list[NodeInput] = []
@@ -140,7 +144,12 @@ def build_engine_input(chargers: int, nodes: int, depth: int = 5, seed: int = 1)
 
 
 def solve_lp(inp: EngineInput) -> float:
-    """The optimal total of the allocation as a linear program (minimums treated as 0).
+    """The optimal total of the allocation as a linear program (minimums treated as 0)."""
+    return solve_lp_problem(lp_problem(inp))
+
+
+def lp_problem(inp: EngineInput) -> tuple | None:
+    """The LP of `solve_lp` as (c, A_ub, b_ub, bounds), built once so a benchmark can time the solve alone.
 
     Variables: one a_i in [0, d_i] per connected fresh charger asking for power, with
     d_i = min(requested_kw, max_power_kw); one row per node: the sum under it stays within
@@ -148,7 +157,6 @@ def solve_lp(inp: EngineInput) -> float:
     a missing fallback counting 0). Maximises the total and returns it.
     """
     import numpy as np
-    from scipy.optimize import linprog
     from scipy.sparse import csr_matrix
 
     index = {n.node_id: i for i, n in enumerate(inp.nodes)}
@@ -186,7 +194,7 @@ def solve_lp(inp: EngineInput) -> float:
         rows.extend(p)
         cols.extend([col] * len(p))
     if not upper:
-        return 0.0
+        return None
     unc = own[:]
     for i in sorted(range(len(inp.nodes)), key=lambda i: -len(path(i))):
         if parent[i] >= 0:
@@ -194,7 +202,17 @@ def solve_lp(inp: EngineInput) -> float:
     budgets = np.array([max(0.0, n.limit_kw - unc[i]) for i, n in enumerate(inp.nodes)])
     a_ub = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(inp.nodes), len(upper)))
     bounds = np.column_stack((np.zeros(len(upper)), np.array(upper)))
-    res = linprog(-np.ones(len(upper)), A_ub=a_ub, b_ub=budgets, bounds=bounds, method="highs")
+    return -np.ones(len(upper)), a_ub, budgets, bounds
+
+
+def solve_lp_problem(problem: tuple | None) -> float:
+    """One HiGHS solve of an `lp_problem`; returns the optimal total kW."""
+    from scipy.optimize import linprog
+
+    if problem is None:
+        return 0.0
+    c, a_ub, budgets, bounds = problem
+    res = linprog(c, A_ub=a_ub, b_ub=budgets, bounds=bounds, method="highs")
     if not res.success:
         raise RuntimeError(f"LP failed: {res.message}")
     return float(-res.fun)

@@ -31,6 +31,7 @@ from microgrid.limits.validation import (
     raise_problems,
 )
 from microgrid.topology.models import Microgrid, MicrogridNode
+from microgrid.topology.services import lock_microgrid
 
 # The beat task looks back at most this far (a worker that was down for a
 # week records the last day, not a week of stale transitions) ...
@@ -44,7 +45,7 @@ def _user(user):
 
 
 def _lock(microgrid: Microgrid) -> Microgrid:
-    return Microgrid.objects.select_for_update().select_related("depot").get(pk=microgrid.pk)
+    return lock_microgrid(microgrid)
 
 
 def _changed(microgrid_id: str) -> None:

@@ -20,6 +20,7 @@ from balancing.engine import (
     allocate,
     sort_reasons,
 )
+from balancing.synthetic import build_engine_input, solve_lp
 
 STAMP = "2025-01-06T08:00:00+00:00"
 
@@ -824,3 +825,44 @@ def test_an_input_that_is_not_one_tree_is_refused():
         run([node("a", None, 10), node("a", None, 10)])
     with pytest.raises(ValueError):
         run([node("a", None, 10)], [charger("CH-1", "nowhere", 1.0)])
+
+
+def test_a_large_depot_respects_every_budget_and_without_minimums_reaches_the_lp_optimum():
+    # Big enough for the engine's paths for large trees and large nodes.
+    inp = build_engine_input(chargers=600, nodes=120, depth=5, seed=7)
+    parent = {n.node_id: n.parent_id for n in inp.nodes}
+    limit = {n.node_id: n.limit_kw for n in inp.nodes}
+
+    def path(node_id):
+        while node_id is not None:
+            yield node_id
+            node_id = parent[node_id]
+
+    uncontrolled = dict.fromkeys(parent, 0.0)
+    for ld in inp.loads:
+        for n in path(ld.node_id):
+            uncontrolled[n] += -ld.power_kw if ld.kind == "PV" else ld.power_kw
+    for inp_case in (inp, without_minimums(inp)):
+        result = allocate(inp_case)
+        used = dict.fromkeys(parent, 0.0)
+        for c, out in zip(inp_case.chargers, result.chargers, strict=True):
+            assert out.asset_id == c.asset_id
+            if "MIN_POWER_UNSERVED" not in out.reason_codes:
+                assert c.min_power_kw <= out.allocated_kw
+            assert out.allocated_kw <= max(c.min_power_kw, min(c.requested_kw, c.max_power_kw))
+            for n in path(c.node_id):
+                used[n] += out.allocated_kw
+        for n in parent:
+            assert used[n] <= max(0.0, limit[n] - uncontrolled[n]) + 1e-6
+        assert {c.reason_codes for c in result.chargers} > {("NODE_LIMIT",), ("DEMAND_MET",)}
+    result = allocate(without_minimums(inp))
+    total = sum(c.allocated_kw for c in result.chargers)
+    optimum = solve_lp(without_minimums(inp))
+    assert optimum - 0.1 * len(inp.chargers) <= total <= optimum + 1e-6
+
+
+def without_minimums(inp: EngineInput) -> EngineInput:
+    chargers = tuple(
+        dataclasses.replace(c, min_power_kw=0.0, failsafe_power_kw=0.0) for c in inp.chargers
+    )
+    return dataclasses.replace(inp, chargers=chargers)

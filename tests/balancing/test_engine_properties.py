@@ -20,6 +20,7 @@ from balancing.synthetic import solve_lp
 
 PROPERTY_SETTINGS = settings(
     derandomize=True,
+    database=None,
     max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
@@ -33,8 +34,9 @@ STAMPS = (
     "2025-01-06T07:05:00+00:00",
     "2025-01-06T08:00:00+00:00",
 )
-LIMIT_CODES = {"OPERATING_ENVELOPE_LIMIT", "MICROGRID_LIMIT", "TOU_LIMIT", "NODE_LIMIT"}
-LIMIT_CODES.add("PHYSICAL_RATING")
+LIMIT_CODES = frozenset(
+    ("OPERATING_ENVELOPE_LIMIT", "MICROGRID_LIMIT", "TOU_LIMIT", "NODE_LIMIT", "PHYSICAL_RATING")
+)
 
 
 def kw(low: int, high: int, scale: int = 10):

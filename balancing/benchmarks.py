@@ -1,0 +1,292 @@
+"""Measurements behind `manage.py bench`: engine, full cycle, reads, ingest.
+
+Each measurement builds its own synthetic data (microgrids named BENCH-*,
+removed afterwards), warms up, repeats, and reports the median and p95 in
+milliseconds plus query counts where the database is involved. Nothing here
+asserts a speed: the figures go to docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from balancing.engine import EngineInput, allocate
+from balancing.synthetic import build_engine_input, lp_problem, solve_lp_problem
+
+
+def timed(fn: Callable[[], Any], *, repeat: int, warmup: int = 2) -> dict[str, float]:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000.0)
+    samples.sort()
+    return {
+        "median_ms": round(statistics.median(samples), 3),
+        "p95_ms": round(samples[min(len(samples) - 1, int(0.95 * len(samples)))], 3),
+        "min_ms": round(samples[0], 3),
+        "repeat": repeat,
+    }
+
+
+ENGINE_SIZES = ((10, 5), (100, 20), (1000, 200), (2000, 400), (10000, 2000))
+
+
+def bench_engine(sizes=ENGINE_SIZES, *, repeat: int = 30) -> list[dict[str, Any]]:
+    """The pure engine against one HiGHS LP solve of the same allocation (minimums as 0)."""
+    rows = []
+    for chargers, nodes in sizes:
+        inp = build_engine_input(chargers, nodes, depth=5, seed=1)
+        engine = timed(
+            lambda inp=inp: allocate(inp),
+            repeat=max(5, repeat if chargers <= 2000 else repeat // 3),
+        )
+        result = allocate(inp)
+        problem = lp_problem(inp)
+        lp = timed(lambda p=problem: solve_lp_problem(p), repeat=max(3, repeat // 3), warmup=1)
+        lp_build = timed(lambda inp=inp: lp_problem(inp), repeat=3, warmup=0)
+        no_min = _without_minimums(inp)
+        rows.append(
+            {
+                "chargers": chargers,
+                "nodes": nodes,
+                "engine": engine,
+                "highs_solve": lp,
+                "highs_build": lp_build,
+                "speedup_vs_highs_solve": round(lp["median_ms"] / engine["median_ms"], 1),
+                "engine_total_kw": round(sum(c.allocated_kw or 0.0 for c in result.chargers), 1),
+                "engine_total_kw_no_minimums": round(
+                    sum(c.allocated_kw or 0.0 for c in allocate(no_min).chargers), 1
+                ),
+                "lp_total_kw": round(solve_lp_problem(problem), 1),
+                "outcome": result.outcome,
+            }
+        )
+    return rows
+
+
+def _without_minimums(inp: EngineInput) -> EngineInput:
+    from dataclasses import replace
+
+    return replace(inp, chargers=tuple(replace(c, min_power_kw=0.0) for c in inp.chargers))
+
+
+def materialise(inp: EngineInput, microgrid_id: str):
+    """A synthetic engine input as a real microgrid: ratings = limits, telemetry fresh now."""
+    from microgrid.telemetry.services import telemetry_ingest
+    from microgrid.topology.models import Depot, Microgrid
+    from microgrid.topology.services import microgrid_create, topology_replace
+
+    old = Microgrid.objects.filter(microgrid_id=microgrid_id).first()
+    if old:
+        depot = old.depot
+        old.delete()
+        depot.delete()
+    Depot.objects.filter(depot_id=f"D-{microgrid_id}").delete()
+    microgrid = microgrid_create(
+        data={
+            "microgrid_id": microgrid_id,
+            "name": microgrid_id,
+            "depot": {"depot_id": f"D-{microgrid_id}", "name": microgrid_id, "timezone": "UTC"},
+        }
+    )
+    kinds = {0: "GRID_CONNECTION", 1: "SWITCHBOARD", 2: "FEEDER"}
+    depth: dict[str, int] = {}
+    nodes = []
+    for n in inp.nodes:
+        depth[n.node_id] = 0 if n.parent_id is None else depth[n.parent_id] + 1
+        nodes.append(
+            {
+                "node_id": n.node_id,
+                "parent_id": n.parent_id,
+                "kind": kinds.get(depth[n.node_id], "CHARGER_GROUP"),
+                "name": n.node_id,
+                "physical_rating_kw": max(n.limit_kw, 0.001),
+            }
+        )
+    assets = []
+    for c in inp.chargers:
+        assets.append(
+            {
+                "asset_id": c.asset_id,
+                "node_id": c.node_id,
+                "kind": "CHARGER",
+                "name": c.asset_id,
+                "max_power_kw": c.max_power_kw,
+                "min_power_kw": c.min_power_kw,
+                "priority": c.priority,
+                "failsafe_power_kw": c.failsafe_power_kw,
+            }
+        )
+    for ld in inp.loads:
+        entry = {
+            "asset_id": ld.asset_id,
+            "node_id": ld.node_id,
+            "kind": ld.kind,
+            "name": ld.asset_id,
+        }
+        if ld.kind != "PV":
+            entry["fallback_kw"] = ld.fallback_kw
+        assets.append(entry)
+    topology_replace(microgrid=microgrid, base_version=0, nodes=nodes, assets=assets)
+    microgrid.refresh_from_db()
+    now = timezone.now()
+    readings = [
+        {
+            "asset_id": c.asset_id,
+            "power_kw": 0.0,
+            "observed_at": now.isoformat(),
+            "connected": c.connected,
+            "requested_kw": c.requested_kw,
+        }
+        for c in inp.chargers
+    ]
+    readings += [
+        {"asset_id": ld.asset_id, "power_kw": ld.power_kw or 0.0, "observed_at": now.isoformat()}
+        for ld in inp.loads
+    ]
+    for start in range(0, len(readings), 2000):
+        telemetry_ingest(microgrid=microgrid, readings=readings[start : start + 2000], now=now)
+    return microgrid
+
+
+class _NullDispatcher:
+    def dispatch(self, **kwargs) -> None:
+        pass
+
+
+CYCLE_SIZES = ((10, 5), (100, 20), (1000, 200), (2000, 400))
+
+
+def bench_cycle(sizes=CYCLE_SIZES, *, repeat: int = 15) -> list[dict[str, Any]]:
+    """A full cycle: load inputs, compute, store cycle and breaches, hand to a dispatcher."""
+    from balancing.services import cycle_request, trigger_of
+
+    rows = []
+    for chargers, nodes in sizes:
+        inp = build_engine_input(chargers, nodes, depth=5, seed=1)
+        microgrid = materialise(inp, f"BENCH-CYCLE-{chargers}")
+        # Telemetry must stay fresh for the whole measurement: pin the clock.
+        now = timezone.now()
+
+        def run(microgrid=microgrid, now=now):
+            cycle_request(
+                microgrid=microgrid,
+                trigger=trigger_of("API"),
+                now=lambda: now,
+                dispatcher=_NullDispatcher(),
+            )
+
+        stats = timed(run, repeat=repeat)
+        with CaptureQueriesContext(connection) as ctx:
+            run()
+        rows.append(
+            {
+                "chargers": chargers,
+                "nodes": nodes,
+                "cycle": stats,
+                "queries": len(ctx.captured_queries),
+                "database": connection.vendor,
+            }
+        )
+        _drop(microgrid)
+    return rows
+
+
+def _drop(microgrid) -> None:
+    depot = microgrid.depot
+    with transaction.atomic():
+        microgrid.delete()
+        depot.delete()
+
+
+def bench_reads(*, repeat: int = 15) -> dict[str, Any]:
+    """The topology endpoint for a 500-node, 2,000-asset microgrid, and query counts of the reads."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.test import Client
+
+    from balancing.services import cycle_request, trigger_of
+
+    inp = build_engine_input(1990, 500, depth=5, seed=2)
+    microgrid = materialise(inp, "BENCH-READS")
+    user, _ = get_user_model().objects.get_or_create(username="bench-reader")
+    user.groups.add(Group.objects.get(name="operator"))
+    client = Client()
+    client.force_login(user)
+    cycle = cycle_request(
+        microgrid=microgrid, trigger=trigger_of("API"), dispatcher=_NullDispatcher()
+    ).cycle
+    base = f"/api/microgrids/{microgrid.microgrid_id}/"
+    out: dict[str, Any] = {"nodes": len(inp.nodes), "assets": len(inp.chargers) + len(inp.loads)}
+    for name, url in (
+        ("topology", base + "topology/"),
+        ("card", base),
+        ("cycle_list", base + "cycles/"),
+        ("cycle_detail", base + f"cycles/{cycle.cycle_id}/"),
+    ):
+        stats = timed(lambda url=url: client.get(url), repeat=repeat)
+        with CaptureQueriesContext(connection) as ctx:
+            response = client.get(url)
+        assert response.status_code == 200, (url, response.status_code)
+        out[name] = {**stats, "queries": len(ctx.captured_queries), "bytes": len(response.content)}
+    _drop(microgrid)
+    return out
+
+
+def bench_ingest(*, batches: int = 20, batch_size: int = 500) -> dict[str, Any]:
+    """Telemetry through the API in batches of 500: readings per second."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.test import Client
+
+    inp = build_engine_input(batch_size, 50, depth=4, seed=3)
+    microgrid = materialise(inp, "BENCH-INGEST")
+    user, _ = get_user_model().objects.get_or_create(username="bench-ingest")
+    user.groups.add(Group.objects.get(name="integration"))
+    client = Client()
+    client.force_login(user)
+    url = f"/api/microgrids/{microgrid.microgrid_id}/telemetry/"
+    start = timezone.now() - timedelta(seconds=batches + 5)
+    bodies = []
+    for b in range(batches):
+        at = (start + timedelta(seconds=b)).isoformat()
+        bodies.append(
+            {
+                "readings": [
+                    {
+                        "asset_id": c.asset_id,
+                        "power_kw": 1.0,
+                        "observed_at": at,
+                        "connected": True,
+                        "requested_kw": 10.0,
+                    }
+                    for c in inp.chargers
+                ]
+            }
+        )
+    client.post(url, bodies[0], content_type="application/json")  # warm-up
+    samples = []
+    for body in bodies[1:]:
+        t = time.perf_counter()
+        response = client.post(url, body, content_type="application/json")
+        samples.append(time.perf_counter() - t)
+        assert response.status_code == 202, response.content
+    total = sum(samples)
+    _drop(microgrid)
+    return {
+        "batch_size": batch_size,
+        "batches": len(samples),
+        "readings_per_s": round(batch_size * len(samples) / total),
+        "batch_median_ms": round(statistics.median(samples) * 1000, 2),
+    }
