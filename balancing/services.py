@@ -92,6 +92,18 @@ def check_scope(microgrid: Microgrid, scope: Any) -> dict[str, Any]:
     return {"type": "NODE", "node_id": node_id}
 
 
+_ID_NAMESPACE = uuid.UUID("6f1d3c2a-9a57-4d0e-8f7b-2b8e4c1d5a90")
+
+
+def stable_id(*parts: object) -> str:
+    """A globally unique id derived from what identifies the row (not random, not a database pk).
+
+    The same microgrid, sequence and node give the same id, so a simulator run
+    replayed from scratch writes byte-identical artifacts.
+    """
+    return uuid.uuid5(_ID_NAMESPACE, ":".join(str(p) for p in parts)).hex
+
+
 @dataclass
 class CycleOutcome:
     cycle: Cycle
@@ -153,7 +165,7 @@ def _run_locked(
     interval = valid_for_s or microgrid.cycle_interval_s
     valid_until = completed_at + timedelta(seconds=3 * interval)
     seq = (Cycle.objects.filter(microgrid=microgrid).aggregate(m=Max("seq"))["m"] or 0) + 1
-    cycle_id = uuid.uuid4().hex
+    cycle_id = stable_id("cycle", microgrid.microgrid_id, seq)
     document = _document(
         microgrid, cycle_id, scope, trigger, started_at, completed_at, result, inputs, valid_until
     )
@@ -238,7 +250,7 @@ def _record_breaches(
         row = open_rows.get(node_id)
         if row is None:
             row = Breach(
-                breach_id=uuid.uuid4().hex,
+                breach_id=stable_id("breach", microgrid.microgrid_id, cycle.seq, node_id),
                 microgrid=microgrid,
                 cycle=cycle,
                 node_id=node_id,
