@@ -48,5 +48,20 @@ def enqueue_due_cycles() -> int:
 
 
 def enqueue_cycle(microgrid_id: str, trigger: dict, scope: dict | None = None) -> None:
-    """Ask for a cycle soon (after commit); used by TOU and envelope changes."""
-    run_cycle.apply_async(args=[microgrid_id, trigger, scope])
+    """Ask for a cycle soon; used by TOU and envelope changes.
+
+    A new limit must not wait for the broker: when it cannot take the task
+    (Redis down), the cycle runs here, in-process, under the same lock.
+    """
+    try:
+        run_cycle.apply_async(args=[microgrid_id, trigger, scope], retry=True)
+    except Exception as exc:  # kombu/redis connection errors have no common base class
+        log.warning(
+            "broker unavailable (%s); running the %s cycle for %s in-process",
+            exc.__class__.__name__,
+            trigger.get("type"),
+            microgrid_id,
+        )
+        microgrid = Microgrid.objects.filter(microgrid_id=microgrid_id, enabled=True).first()
+        if microgrid is not None:
+            cycle_request(microgrid=microgrid, trigger=trigger, scope=scope)

@@ -185,8 +185,15 @@ if CELERY_BROKER_URL.startswith("filesystem"):
     }
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": 300,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+    }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A web request that enqueues work must not hang on a broker that is down:
+# one quick retry, then the caller falls back (see balancing.tasks.enqueue_cycle).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
@@ -202,6 +209,7 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": 1.0,
         "options": {"expires": 1.0},
     },
+    "idempotency-prune": {"task": "common.prune_idempotency", "schedule": 3600.0, "options": {"expires": 3000}},
     "telemetry-prune": {"task": "telemetry.prune", "schedule": 3600.0, "options": {"expires": 3000}},
     # TOU schedule starts and ends, at the top of every minute (schedules are whole minutes).
     "limits-schedule-transitions": {
@@ -238,3 +246,5 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.request": {"level": "ERROR"}, "axes": {"level": "WARNING"}},
 }
+
+IDEMPOTENCY_TTL_HOURS = env_int("IDEMPOTENCY_TTL_HOURS", 24)

@@ -7,6 +7,7 @@ not-found errors, or Django's Http404.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from typing import Any
@@ -18,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.roles import RolePermission
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +110,79 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class _Replay(Exception):
+    def __init__(self, record):
+        self.record = record
+
+
 class ApiView(APIView):
-    """Base for canonical endpoints: JSON only, the shared error handling."""
+    """Base for canonical endpoints: JSON only, the shared error handling, roles, and
+    `Idempotency-Key` on POST: a repeat with the same key and body answers as the first
+    did and changes nothing; the same key with another body is 422 IDEMPOTENCY_KEY_REUSED.
+    """
+
+    permission_classes = [RolePermission]
 
     def get_exception_handler(self):
         return exception_handler
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self._idempotency = None
+        key = request.headers.get("Idempotency-Key")
+        if request.method != "POST" or not key:
+            return
+        from microgrid.common.models import IdempotencyRecord
+
+        if len(key) > 200:
+            raise DomainError.from_errors(
+                [
+                    ErrorItem(
+                        "FIELD_INVALID",
+                        "Idempotency-Key is at most 200 characters",
+                        field="Idempotency-Key",
+                    )
+                ]
+            )
+        body_hash = hashlib.sha256(request._request.body).hexdigest()
+        found = IdempotencyRecord.objects.filter(
+            user=request.user, key=key, method=request.method, path=request.path
+        ).first()
+        if found is not None:
+            if found.body_hash != body_hash:
+                raise DomainError(
+                    "IDEMPOTENCY_KEY_REUSED",
+                    "This Idempotency-Key was used with a different body",
+                    {"idempotency_key": key},
+                )
+            raise _Replay(found)
+        self._idempotency = (key, body_hash)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, _Replay):
+            response = Response(exc.record.response_body, status=exc.record.status_code)
+            response["Idempotent-Replayed"] = "true"
+            return response
+        return super().handle_exception(exc)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        pending = getattr(self, "_idempotency", None)
+        if pending and response.status_code < 500:
+            from django.db import IntegrityError, transaction
+
+            from microgrid.common.models import IdempotencyRecord
+
+            try:
+                with transaction.atomic():
+                    IdempotencyRecord.objects.create(
+                        user=request.user,
+                        key=pending[0],
+                        method=request.method,
+                        path=request.path,
+                        body_hash=pending[1],
+                        status_code=response.status_code,
+                        response_body=getattr(response, "data", None),
+                    )
+            except IntegrityError:
+                pass  # a concurrent twin stored the answer first
+        return super().finalize_response(request, response, *args, **kwargs)

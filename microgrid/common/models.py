@@ -48,3 +48,29 @@ class ApiToken(models.Model):
             user=user, name=name, key_prefix=key[:8], key_hash=hash_token(key)
         )
         return token, key
+
+
+class IdempotencyRecord(models.Model):
+    """The answer to a canonical POST sent with an Idempotency-Key, replayed for a repeat.
+
+    No history: it is a cache of answers, kept for IDEMPOTENCY_TTL_HOURS.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    body_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField()
+    response_body = models.JSONField(null=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "key", "method", "path"], name="idempotency_key_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.method} {self.path} {self.key}"
