@@ -46,3 +46,19 @@ def codes(values):
 @register.filter
 def label(value):
     return CODE_LABELS.get(value, "")
+
+
+@register.filter
+def when(value):
+    """An ISO timestamp (as stored in cycle documents) shown as 'YYYY-MM-DD HH:MM:SS UTC'."""
+    from datetime import UTC, datetime
+
+    if not value:
+        return ""
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC)
+    return parsed.strftime("%Y-%m-%d %H:%M:%S UTC")
