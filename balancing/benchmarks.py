@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -89,9 +89,7 @@ def materialise(inp: EngineInput, microgrid_id: str):
 
     old = Microgrid.objects.filter(microgrid_id=microgrid_id).first()
     if old:
-        depot = old.depot
-        old.delete()
-        depot.delete()
+        _drop(old)
     Depot.objects.filter(depot_id=f"D-{microgrid_id}").delete()
     microgrid = microgrid_create(
         data={
@@ -204,10 +202,9 @@ def bench_cycle(sizes=CYCLE_SIZES, *, repeat: int = 15) -> list[dict[str, Any]]:
 
 
 def _drop(microgrid) -> None:
-    depot = microgrid.depot
-    with transaction.atomic():
-        microgrid.delete()
-        depot.delete()
+    from microgrid.topology.services import microgrid_delete
+
+    microgrid_delete(microgrid=microgrid)
 
 
 def bench_reads(*, repeat: int = 15) -> dict[str, Any]:

@@ -356,3 +356,40 @@ def _set_asset(obj: Asset, data: dict[str, Any]) -> bool:
             setattr(obj, name, value)
             changed = True
     return changed
+
+
+def microgrid_delete(*, microgrid: Microgrid, delete_depot: bool = True) -> None:
+    """Remove a microgrid with everything that hangs off it (support clean-up, simulator reset).
+
+    Nodes and assets protect each other (an asset's node, a node's parent), so
+    they are detached and removed before the cascade from the microgrid runs.
+    """
+    with transaction.atomic():
+        locked = lock_microgrid(microgrid)
+        depot = locked.depot
+        for model in _dependent_models_before_nodes():
+            model.objects.filter(microgrid=locked).delete()
+        Asset.objects.filter(microgrid=locked).delete()
+        MicrogridNode.objects.filter(microgrid=locked).update(parent=None)
+        MicrogridNode.objects.filter(microgrid=locked).delete()
+        locked.delete()
+        if delete_depot:
+            depot.delete()
+
+
+def _dependent_models_before_nodes() -> list:
+    """Models with a microgrid FK that also point at nodes or assets (deleted first)."""
+    from django.apps import apps
+
+    out = []
+    for model in apps.get_models():
+        if model in (Asset, MicrogridNode, Microgrid) or model._meta.app_label == "topology":
+            continue
+        fields = {f.name: f for f in model._meta.get_fields() if getattr(f, "many_to_one", False)}
+        microgrid_fk = fields.get("microgrid")
+        points_at_topology = any(
+            f.related_model in (Asset, MicrogridNode) for f in fields.values() if f.name != "microgrid"
+        )
+        if microgrid_fk is not None and microgrid_fk.related_model is Microgrid and points_at_topology:
+            out.append(model)
+    return out

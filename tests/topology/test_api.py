@@ -365,3 +365,17 @@ def test_oversized_body_is_413(operator_api, microgrid, settings):
     response = operator_api.generic("PUT", URL, "x" * 2000, content_type="application/json")
     assert response.status_code == 413
     assert response.json()["code"] == "REQUEST_TOO_LARGE"
+
+
+@pytest.mark.django_db
+def test_microgrid_delete_removes_the_whole_tree_and_its_rows(microgrid):
+    from balancing.services import cycle_request, trigger_of
+    from microgrid.topology.models import Depot, Microgrid
+    from microgrid.topology.services import microgrid_delete
+
+    cycle_request(microgrid=microgrid, trigger=trigger_of("API"))
+    microgrid_delete(microgrid=microgrid)
+    assert not Microgrid.objects.exists()
+    assert not MicrogridNode.objects.exists()
+    assert not Asset.objects.exists()
+    assert not Depot.objects.filter(depot_id="DEPOT-N").exists()
