@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.shortcuts import redirect, render
 
 from legacy_circuit import selectors
@@ -38,6 +40,11 @@ def alias_usage_page(request):
     except DomainError as exc:
         filter_error = exc
         report = selectors.usage_report({"limit": str(RECENT_USAGE_ROWS)})
+    for row in report["usage"]:
+        row["at_text"] = _when(row["at"])
+    for row in report["summary"]:
+        row["first_text"] = _when(row["first_used_at"])
+        row["last_text"] = _when(row["last_used_at"])
     context = {
         "nav": "usage",
         "report": report,
@@ -46,3 +53,8 @@ def alias_usage_page(request):
         "recent_rows": RECENT_USAGE_ROWS,
     }
     return render(request, "legacy/alias_usage.html", context)
+
+
+def _when(iso: str | None) -> str:
+    """An ISO timestamp (UTC) as the pages show times: to the second."""
+    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S") if iso else ""
