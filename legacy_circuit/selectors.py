@@ -33,7 +33,10 @@ ENDPOINT_TOU = "/api/circuit/{circuit_id}/tou_limits"
 
 @dataclass(frozen=True)
 class Targets:
-    """What exists in the microgrids some aliases name (three queries for any number of aliases)."""
+    """What exists in the microgrids some aliases name (two queries for any number of aliases).
+
+    The one place that says what an alias's target is and whether it exists.
+    """
 
     roots: dict[int, str]  # microgrid pk -> root node_id
     nodes: set[tuple[int, str]]  # (microgrid pk, node_id)
@@ -124,7 +127,7 @@ class Resolution:
 
 
 def circuit_resolution(circuit_id: str) -> Resolution:
-    """How a circuit id resolves (three queries; two when the circuit is unknown)."""
+    """How a circuit id resolves (four queries; one when the circuit is unknown)."""
     circuit = LegacyCircuit.objects.filter(circuit_id=circuit_id).first()
     if circuit is None:
         return Resolution(circuit_id=circuit_id, circuit=None)
@@ -136,30 +139,12 @@ def circuit_resolution(circuit_id: str) -> Resolution:
     resolution = Resolution(circuit_id=circuit_id, circuit=circuit, active=active)
     if len(active) == 1:
         alias = active[0]
+        node_id = Targets.load([alias.microgrid_id]).node_of(alias)
         resolution.alias = alias
-        resolution.target_exists, resolution.charger_node_id = _target_of(alias)
+        resolution.target_exists = node_id is not None
+        if alias.scope_type == AliasScope.ASSET:
+            resolution.charger_node_id = node_id
     return resolution
-
-
-def _target_of(alias: CircuitAlias) -> tuple[bool, str | None]:
-    if alias.scope_type == AliasScope.MICROGRID:
-        exists = MicrogridNode.objects.filter(
-            microgrid_id=alias.microgrid_id, parent__isnull=True, kind=NodeKind.GRID_CONNECTION
-        ).exists()
-        return exists, None
-    if alias.scope_type == AliasScope.NODE:
-        exists = MicrogridNode.objects.filter(
-            microgrid_id=alias.microgrid_id, node_id=alias.node_id
-        ).exists()
-        return exists, None
-    node_id = (
-        Asset.objects.filter(
-            microgrid_id=alias.microgrid_id, asset_id=alias.asset_id, kind=AssetKind.CHARGER
-        )
-        .values_list("node__node_id", flat=True)
-        .first()
-    )
-    return node_id is not None, node_id
 
 
 def circuit_resolve(circuit_id: str) -> Resolution:

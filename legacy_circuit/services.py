@@ -13,6 +13,7 @@ the refusal rolled back (`alias_usage_record`), so the audit outlives it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from balancing.dispatch import Dispatcher
 from balancing.services import cycle_request, trigger_of
 from legacy_circuit.choices import AliasScope
 from legacy_circuit.models import AliasUsage, CircuitAlias, LegacyCircuit
@@ -100,12 +102,20 @@ def alias_usage_record(
 # --- Rebalance -------------------------------------------------------------------------------
 
 
-def circuit_rebalance(*, circuit_id: str, usage: UsageContext) -> dict[str, Any]:
+def circuit_rebalance(
+    *,
+    circuit_id: str,
+    usage: UsageContext,
+    now: Callable[[], datetime] | None = None,
+    dispatcher: Dispatcher | None = None,
+    valid_for_s: int | None = None,
+) -> dict[str, Any]:
     """Resolve the circuit and run one canonical cycle for its microgrid and scope.
 
     The cycle runs in its own transaction (it holds the microgrid's lock and
     serves triggers that arrive meanwhile), so the audit row follows it in
-    a second one rather than wrapping it.
+    a second one rather than wrapping it. `now`, `dispatcher` and
+    `valid_for_s` go to `cycle_request` (the simulator runs on its own clock).
     """
     resolution = circuit_resolution(circuit_id)
     usage.note(resolution)
@@ -116,6 +126,9 @@ def circuit_rebalance(*, circuit_id: str, usage: UsageContext) -> dict[str, Any]
         microgrid=resolution.microgrid,
         trigger=trigger_of("LEGACY_ALIAS", circuit_id=resolution.circuit.circuit_id),
         scope=scope,
+        now=now,
+        dispatcher=dispatcher,
+        valid_for_s=valid_for_s,
     )
     usage.cycle_id = outcome.cycle.cycle_id
     body = {
@@ -126,7 +139,7 @@ def circuit_rebalance(*, circuit_id: str, usage: UsageContext) -> dict[str, Any]
         "cycle_id": outcome.cycle.cycle_id,
         "status": "COMPLETED",
     }
-    alias_usage_record(usage=usage, status_code=200)
+    alias_usage_record(usage=usage, status_code=200, at=now() if now else None)
     return body
 
 

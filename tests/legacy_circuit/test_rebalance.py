@@ -169,3 +169,25 @@ def test_the_path_has_no_trailing_slash(integration_api, circuits):
     response = integration_api.post("/api/circuit/CIR-101/rebalance_load/")
     assert response.status_code == 404
     assert not Cycle.objects.exists()
+
+
+def test_the_simulator_can_run_a_legacy_rebalance_on_its_own_clock(circuits):
+    from datetime import UTC, datetime
+
+    from balancing.models import Cycle
+    from legacy_circuit.models import AliasUsage
+    from legacy_circuit.services import UsageContext, circuit_rebalance
+
+    at = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)
+    usage = UsageContext(
+        circuit_id="CIR-101",
+        endpoint="/api/circuit/{circuit_id}/rebalance_load",
+        method="POST",
+        client="simulator",
+    )
+
+    body = circuit_rebalance(circuit_id="CIR-101", usage=usage, now=lambda: at, valid_for_s=60)
+
+    cycle = Cycle.objects.get(cycle_id=body["cycle_id"])
+    assert cycle.started_at == at
+    assert AliasUsage.objects.get().at == at
