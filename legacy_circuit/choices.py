@@ -8,7 +8,18 @@ class AliasScope(models.TextChoices):
 
 
 class ResolutionFailure(models.TextChoices):
-    UNKNOWN_CIRCUIT = "UNKNOWN_CIRCUIT"
-    NO_ALIAS = "NO_ALIAS"
-    AMBIGUOUS = "AMBIGUOUS"
-    TARGET_MISSING = "TARGET_MISSING"
+    """Why a circuit id does not resolve (the `reason` of CIRCUIT_ALIAS_NOT_RESOLVABLE)."""
+
+    UNKNOWN_CIRCUIT = "UNKNOWN_CIRCUIT", "No such circuit"
+    NO_ALIAS = "NO_ALIAS", "No active alias"
+    AMBIGUOUS = "AMBIGUOUS", "More than one active alias"
+    TARGET_MISSING = "TARGET_MISSING", "The alias names a target that does not exist"
+
+
+# Why one alias does not resolve its circuit, on the pages and in admin.
+INACTIVE = "INACTIVE"
+ALIAS_PROBLEM_LABELS = {
+    INACTIVE: "Deactivated",
+    ResolutionFailure.AMBIGUOUS: "The circuit has another active alias",
+    ResolutionFailure.TARGET_MISSING: "Its target does not exist",
+}

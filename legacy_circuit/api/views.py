@@ -1,0 +1,126 @@
+"""The frozen legacy circuit endpoints and the alias usage report.
+
+Every call to a legacy endpoint leaves one AliasUsage row, whatever its
+answer: a successful write records it in its own transaction; every other
+answer (reads, refusals of any kind, 401 and 403 included) is recorded here
+after the response is made, outside the refused transaction, so the refusal
+rolls back and the audit row stays.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.response import Response
+
+from legacy_circuit import selectors, services
+from legacy_circuit.services import UsageContext
+from microgrid.common.api import ApiView, json_object
+from microgrid.common.roles import INGEST, READERS
+
+OBJ = OpenApiTypes.OBJECT
+
+
+def _client(request) -> str:
+    user = getattr(request, "user", None)
+    if user is None or not getattr(user, "is_authenticated", False):
+        return ""
+    return user.get_username()
+
+
+class LegacyView(ApiView):
+    """Base of the /api/circuit/ endpoints: integration clients (and support), audited."""
+
+    read_roles = INGEST
+    write_roles = INGEST
+    endpoint = ""
+
+    def usage(self) -> UsageContext:
+        if getattr(self, "_usage", None) is None:
+            self._usage = UsageContext(
+                circuit_id=str(self.kwargs.get("circuit_id", "")),
+                endpoint=self.endpoint,
+                method=self.request.method,
+            )
+        return self._usage
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        usage = self.usage()
+        if not usage.recorded:
+            usage.client = _client(request)
+            failure_code = failure_reason = ""
+            if response.status_code >= 400 and isinstance(response.data, dict):
+                failure_code = str(response.data.get("code") or "")
+                details = response.data.get("details")
+                if isinstance(details, dict) and isinstance(details.get("reason"), str):
+                    failure_reason = details["reason"]
+            services.alias_usage_record(
+                usage=usage,
+                status_code=response.status_code,
+                failure_code=failure_code,
+                failure_reason=failure_reason,
+            )
+        return response
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self.usage().client = _client(request)
+
+
+class CircuitView(LegacyView):
+    endpoint = selectors.ENDPOINT_CIRCUIT
+
+    @extend_schema(responses={200: OBJ}, operation_id="legacy_circuit_get")
+    def get(self, request, circuit_id: str):
+        return Response(selectors.circuit_document(selectors.circuit_get(circuit_id)))
+
+
+class RebalanceLoadView(LegacyView):
+    endpoint = selectors.ENDPOINT_REBALANCE
+
+    @extend_schema(
+        request=None,
+        responses={200: OBJ},
+        operation_id="legacy_circuit_rebalance_load",
+        description="Runs one canonical cycle for the circuit's microgrid and scope. "
+        "A request body is not read.",
+    )
+    def post(self, request, circuit_id: str):
+        return Response(services.circuit_rebalance(circuit_id=circuit_id, usage=self.usage()))
+
+
+class TouLimitsView(LegacyView):
+    endpoint = selectors.ENDPOINT_TOU
+
+    @extend_schema(responses={200: OBJ}, operation_id="legacy_circuit_tou_limits_get")
+    def get(self, request, circuit_id: str):
+        return Response(services.circuit_tou_read(circuit_id=circuit_id, usage=self.usage()))
+
+    @extend_schema(request=OBJ, responses={200: OBJ}, operation_id="legacy_circuit_tou_limits_set")
+    def post(self, request, circuit_id: str):
+        data = json_object(request)
+        return Response(
+            services.circuit_tou_replace(
+                circuit_id=circuit_id, data=data, usage=self.usage(), user=request.user
+            )
+        )
+
+
+class AliasUsageView(ApiView):
+    read_roles = READERS
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("circuit_id", str, required=False),
+            OpenApiParameter("client", str, required=False),
+            OpenApiParameter("since", OpenApiTypes.DATETIME, required=False),
+            OpenApiParameter(
+                "limit", int, required=False, description="rows (1-1000, default 200)"
+            ),
+        ],
+        responses={200: OBJ},
+        operation_id="legacy_alias_usage",
+    )
+    def get(self, request):
+        return Response(selectors.usage_report(request.query_params))
