@@ -132,6 +132,12 @@ def cycle_request(
     with transaction.atomic():
         locked = lock_microgrid(microgrid)
         pending.refresh_from_db(fields=["served_by"])
+        if locked.topology_version == 0:
+            raise DomainError(
+                "MICROGRID_HAS_NO_TOPOLOGY",
+                f"Microgrid {locked.microgrid_id!r} has no topology yet: there is nothing to balance",
+                {"microgrid_id": locked.microgrid_id},
+            )
         if pending.served_by_id is not None:
             return CycleOutcome(Cycle.objects.get(pk=pending.served_by_id), coalesced=True)
         cycle, result, inputs = _run_locked(

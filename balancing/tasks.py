@@ -28,8 +28,8 @@ def run_cycle(
     microgrid_id: str, trigger: dict | None = None, scope: dict | None = None
 ) -> str | None:
     microgrid = Microgrid.objects.filter(microgrid_id=microgrid_id, enabled=True).first()
-    if microgrid is None:
-        return None
+    if microgrid is None or microgrid.topology_version == 0:
+        return None  # nothing to balance yet; not an error for the schedule
     outcome = cycle_request(
         microgrid=microgrid, trigger=trigger or trigger_of("SCHEDULED"), scope=scope
     )

@@ -17,7 +17,9 @@ from microgrid.topology.models import Depot, Microgrid
 
 class LegacyCircuit(models.Model):
     circuit_id = models.CharField(max_length=64, unique=True)
-    depot = models.ForeignKey(Depot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    depot = models.ForeignKey(
+        Depot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     name = models.CharField(max_length=200)
     configured_capacity_kw = models.FloatField()
     available_capacity_kw = models.FloatField(
@@ -28,7 +30,9 @@ class LegacyCircuit(models.Model):
     class Meta:
         ordering = ["circuit_id"]
         constraints = [
-            models.CheckConstraint(condition=Q(configured_capacity_kw__gte=0), name="circuit_configured_nonneg"),
+            models.CheckConstraint(
+                condition=Q(configured_capacity_kw__gte=0), name="circuit_configured_nonneg"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -37,7 +41,9 @@ class LegacyCircuit(models.Model):
 
 class CircuitAlias(models.Model):
     circuit = models.ForeignKey(LegacyCircuit, on_delete=models.CASCADE, related_name="aliases")
-    microgrid = models.ForeignKey(Microgrid, on_delete=models.CASCADE, related_name="circuit_aliases")
+    microgrid = models.ForeignKey(
+        Microgrid, on_delete=models.CASCADE, related_name="circuit_aliases"
+    )
     scope_type = models.CharField(max_length=10, choices=AliasScope.choices)
     node_id = models.CharField(max_length=64, blank=True, default="")
     asset_id = models.CharField(max_length=64, blank=True, default="")

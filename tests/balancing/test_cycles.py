@@ -276,3 +276,11 @@ def test_cycle_pages_show_source_mode_fallback_and_reason_codes(operator_client,
     listing = operator_client.get("/manage/microgrids/MG.NORTH-1/cycles/").content.decode()
     assert "<svg" in listing and cycle.cycle_id in listing
     assert operator_client.get("/manage/microgrids/MG.NORTH-1/breaches/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_rebalancing_a_microgrid_without_topology_is_a_clear_409(operator_api, empty_microgrid):
+    response = operator_api.post(REBALANCE, {}, format="json")
+    assert response.status_code == 409
+    assert response.json()["code"] == "MICROGRID_HAS_NO_TOPOLOGY"
+    assert Cycle.objects.count() == 0

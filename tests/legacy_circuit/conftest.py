@@ -8,7 +8,6 @@ cannot drift without a test failing.
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
@@ -68,12 +67,9 @@ def circuits(microgrid):
 
 
 @pytest.fixture
-def fixed_ids(monkeypatch):
-    """Cycle (and breach) ids 00..01, 00..02, ... instead of random ones."""
-    import balancing.services
-
-    counter = iter(range(1, 10_000))
-    monkeypatch.setattr(balancing.services.uuid, "uuid4", lambda: uuid.UUID(int=next(counter)))
+def fixed_ids():
+    """Cycle ids are already stable (uuid5 of microgrid id and sequence): the first cycle of
+    MG.NORTH-1 always has the id the fixtures hold."""
 
 
 @pytest.fixture
