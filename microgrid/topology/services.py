@@ -143,12 +143,22 @@ def _zones() -> set[str]:
     return _ZONES
 
 
-def _lock(microgrid: Microgrid) -> Microgrid:
+def lock_microgrid(microgrid: Microgrid) -> Microgrid:
+    """The microgrid row, locked until the transaction ends: the one lock every writer takes.
+
+    Topology saves, limit writes, capability binds and cycles all serialise on
+    it, so none of them sees the others half done. Only the microgrid row is
+    locked (`of=("self",)`): PostgreSQL refuses FOR UPDATE across the outer
+    join to the nullable updated_by, and the depot needs no lock.
+    """
     return (
-        Microgrid.objects.select_for_update()
+        Microgrid.objects.select_for_update(of=("self",))
         .select_related("depot", "updated_by")
         .get(pk=microgrid.pk)
     )
+
+
+_lock = lock_microgrid
 
 
 def topology_replace(
