@@ -19,6 +19,7 @@ api_patterns = [
     path("", include("microgrid.limits.api.urls")),
     path("", include("microgrid.telemetry.api.urls")),
     path("", include("balancing.api.urls")),
+    path("", include("microgrid.capabilities.api.urls")),
 ]
 
 manage_patterns = [
@@ -26,6 +27,7 @@ manage_patterns = [
     path("", include("microgrid.topology.urls")),
     path("", include("microgrid.limits.urls")),
     path("", include("balancing.urls")),
+    path("", include("microgrid.capabilities.urls")),
 ]
 
 urlpatterns = [
