@@ -242,3 +242,40 @@ def test_an_unknown_microgrid_is_404(support_api, microgrid):
     )
     assert response.status_code == 404
     assert response.json()["code"] == "MICROGRID_NOT_FOUND"
+
+
+ODD_BODIES = [
+    "null",
+    "[]",
+    '"text"',
+    "1e999",
+    "{}",
+    '{"scope": []}',
+    '{"scope": {"type": "NODE", "node_id": null}}',
+    '{"capability_type": {}, "scope": {"type": null}, "source_device_id": []}',
+    '{"capability_type": "LOAD_MANAGEMENT", "scope": {"type": "NODE", "node_id": "x"}, '
+    '"source_device_id": "p", "expected_source_device_id": "p", "new_source_device_id": "q", '
+    '"event_ref": 1, "state": "AVAILABLE", "observed_at": "+275760-09-13T00:00:00+00:00"}',
+    '{"capability_type": "LOAD_MANAGEMENT", "scope": {"type": "MICROGRID"}, '
+    '"source_device_id": "p", "event_ref": "e", "state": "AVAILABLE", '
+    '"observed_at": "2026-01-01T00:00:00+99:00", "detail": {"a": [1, {"b": null}]}}',
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("raw", ODD_BODIES)
+@pytest.mark.parametrize(
+    "path",
+    ["bindings/", "bindings/transfer/", "bindings/CB-1/release/", "events/"],
+)
+def test_odd_bodies_on_every_capability_endpoint_get_an_error_body_never_a_500(
+    support_api, microgrid, bind, row_counts, raw, path
+):
+    bind("plc-a", node("grp-a"))
+    before = row_counts()
+    response = support_api.post(LIST + path, raw, content_type="application/json")
+    if response.status_code == 200 and path.endswith("release/"):
+        return  # "{}" releases: the one valid body among them
+    assert response.status_code in (400, 404, 409, 422), (response.status_code, response.content)
+    assert response.json()["code"]
+    assert row_counts() == before
