@@ -215,11 +215,19 @@ def _document(
         if entry.get("allocated_kw") is not None:
             entry["valid_until"] = until
         chargers.append(entry)
+    # Each budget goes to the external controller in the scope it was bound for (a
+    # MICROGRID binding controls the root), naming the binding and its source device.
     scope_budgets = [
         {
-            "scope": {"type": "NODE", "node_id": n["node_id"]},
+            "scope": inputs.external.get(n["node_id"], {}).get("scope")
+            or {"type": "NODE", "node_id": n["node_id"]},
             "budget_kw": n["budget_kw"],
             "valid_until": until,
+            **{
+                key: inputs.external[n["node_id"]][key]
+                for key in ("binding_id", "source_device_id")
+                if key in inputs.external.get(n["node_id"], {})
+            },
         }
         for n in nodes
         if n.get("budget_kw") is not None

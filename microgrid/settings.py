@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "microgrid.topology",
     "microgrid.limits",
     "microgrid.telemetry",
+    "microgrid.capabilities",
     "balancing",
     "legacy_circuit",
     "simulator",

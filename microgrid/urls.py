@@ -20,6 +20,7 @@ api_patterns = [
     path("", include("microgrid.telemetry.api.urls")),
     path("", include("balancing.api.urls")),
     path("", include("legacy_circuit.api.urls")),
+    path("", include("microgrid.capabilities.api.urls")),
 ]
 
 manage_patterns = [
@@ -28,6 +29,7 @@ manage_patterns = [
     path("", include("microgrid.limits.urls")),
     path("", include("balancing.urls")),
     path("legacy/", include("legacy_circuit.urls")),
+    path("", include("microgrid.capabilities.urls")),
 ]
 
 urlpatterns = [
