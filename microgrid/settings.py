@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "microgrid.topology",
     "microgrid.limits",
     "microgrid.telemetry",
+    "microgrid.envelopes",
     "balancing",
     "legacy_circuit",
     "simulator",
@@ -208,6 +209,12 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "limits.record_schedule_transitions",
         "schedule": crontab(minute="*"),
         "options": {"expires": 55},
+    },
+    # Operating envelopes that became ACTIVE or EXPIRED, OSCP peers gone offline.
+    "envelopes-transitions": {
+        "task": "envelopes.record_transitions",
+        "schedule": 5.0,
+        "options": {"expires": 5.0},
     },
 }
 
