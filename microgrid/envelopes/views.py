@@ -51,12 +51,15 @@ def format_kw(value: float | None) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
-def _local(value: str | datetime | None, zone) -> str:
+def _local(value: str | datetime | None, zone, fmt: str = "%Y-%m-%d %H:%M:%S %Z") -> str:
     if value is None:
         return "—"
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return value.astimezone(zone).strftime(fmt)
+
+
+SHORT = "%Y-%m-%d %H:%M"
 
 
 def _scope_text(scope: dict) -> str:
@@ -75,6 +78,9 @@ def _row(doc: dict[str, Any], zone, legacy: dict) -> dict[str, Any]:
         "from_local": _local(doc["valid_from"], zone),
         "until_local": _local(doc["valid_until"], zone),
         "received_local": _local(doc["source"]["received_at"], zone),
+        "from_short": _local(doc["valid_from"], zone, SHORT),
+        "until_short": _local(doc["valid_until"], zone, SHORT),
+        "received_short": _local(doc["source"]["received_at"], zone, SHORT),
         "status_tone": STATUS_TONE.get(doc["status"], "muted"),
         "status_label": EnvelopeStatus(doc["status"]).label,
         "enforcement_tone": ENFORCEMENT_TONE.get(doc["enforcement"], "muted"),
@@ -152,7 +158,15 @@ def envelopes_page(request, microgrid_id: str):
 @manage_view()
 def envelope_detail_page(request, microgrid_id: str, envelope_id: str):
     microgrid = microgrid_get(microgrid_id)
-    envelope = selectors.envelope_get(microgrid, envelope_id)
+    try:
+        envelope = selectors.envelope_get(microgrid, envelope_id)
+    except DomainError as exc:
+        context = {
+            "microgrid": microgrid,
+            "tabs": microgrid_tabs(microgrid, "envelopes"),
+            "error": exc,
+        }
+        return render(request, "manage/envelope_not_found.html", context, status=404)
     now = timezone.now()
     zone = depot_zone(microgrid)
     legacy = legacy_values(microgrid)
@@ -182,7 +196,9 @@ def _timeline(doc: dict[str, Any], zone) -> list[dict[str, Any]]:
         {
             "at": h["at"],
             "change": h["change"],
-            "by": h["by"] or ("OSCP peer" if h["change"] == "RECEIVED" else "system"),
+            # Receipts and supersedes come from a peer's message; withdrawals name their user.
+            "by": h["by"]
+            or ("OSCP peer" if h["change"] in ("RECEIVED", "SUPERSEDED") else "system"),
             "state": h["state"],
             "superseded_by": h["superseded_by"],
             "note": h["reason"] or "",
