@@ -129,6 +129,26 @@ class EnvelopeRef(str):
         ref.peer_offline = peer_offline
         return ref
 
+    # Lists of envelope ids (NodeLimit.envelope_ids) sort by number: OE-2 before OE-10.
+    def _key(self, other: str) -> tuple[tuple[int, str], tuple[int, str]]:
+        return (envelope_number(self), str(self)), (envelope_number(other), str(other))
+
+    def __lt__(self, other: str) -> bool:
+        mine, theirs = self._key(other)
+        return mine < theirs
+
+    def __gt__(self, other: str) -> bool:
+        mine, theirs = self._key(other)
+        return mine > theirs
+
+    def __le__(self, other: str) -> bool:
+        return not self > other
+
+    def __ge__(self, other: str) -> bool:
+        return not self < other
+
+    __hash__ = str.__hash__
+
 
 def envelope_constraints(
     microgrid, at: datetime, nodes: list[dict]

@@ -327,3 +327,20 @@ def test_several_active_envelopes_on_one_scope_the_smallest_binds(bound, receive
     assert root.envelope_ids == ("OE-1", "OE-3")
     assert (root.effective_limit_kw, root.limit_source) == (280.0, "OPERATING_ENVELOPE")
     assert effective_limits(bound, T0)["sb-1"].envelope_ids == ("OE-2",)
+
+
+@pytest.mark.django_db
+def test_the_envelope_ids_of_a_node_are_listed_by_number(bound, peer, receive):
+    from microgrid.envelopes.services import oscp_group_binding_save
+
+    oscp_group_binding_save(
+        peer=peer, group_id="GRP-R", microgrid=bound, scope={"type": "NODE", "node_id": "grid"}
+    )
+    later = [block(T0 + i * H, T0 + (i + 1) * H) for i in range(1, 9)]
+    receive(forecast_body(group_id="GRP-A", blocks=later[:1]), now=T0)  # OE-1
+    receive(forecast_body(blocks=[block(T0, T0 + H, 400)]), now=T0)  # OE-2
+    receive(forecast_body(group_id="GRP-G", blocks=later[1:]), now=T0)  # OE-3 .. OE-9
+    receive(forecast_body(group_id="GRP-R", blocks=[block(T0, T0 + H, 300)]), now=T0)  # OE-10
+    root = root_limit(bound, T0)
+    assert root.envelope_ids == ("OE-2", "OE-10")
+    assert (root.effective_limit_kw, root.envelope_ids[-1]) == (300.0, "OE-10")
