@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
@@ -503,18 +504,19 @@ def envelope_transitions_record(*, now: datetime | None = None) -> int:
             (TransitionKind.ACTIVATED, "valid_from"),
             (TransitionKind.EXPIRED, "valid_until"),
         ):
+            # A boundary an envelope had already passed when it arrived is no transition.
             rows = (
                 OperatingEnvelope.objects.filter(
+                    Q(**{f"{column}__lte": now})
+                    & Q(**{f"{column}__gt": horizon})
+                    & Q(**{f"{column}__gt": F("received_at")}),
                     state=EnvelopeState.RECEIVED,
-                    **{f"{column}__lte": now, f"{column}__gt": horizon},
                 )
                 .exclude(transitions__transition=kind)
                 .select_related("microgrid")
             )
             for envelope in rows:
                 at = getattr(envelope, column)
-                if at <= envelope.received_at:
-                    continue  # it arrived already past this boundary: nothing happened then
                 found.append(
                     EnvelopeTransition(envelope=envelope, transition=kind, at=at, recorded_at=now)
                 )
