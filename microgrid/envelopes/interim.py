@@ -23,6 +23,7 @@ from django.db import transaction
 from legacy_circuit.models import CircuitAlias, LegacyCircuit
 from microgrid.envelopes.choices import ScopeType
 from microgrid.envelopes.selectors import enforced_envelopes, scope_key
+from microgrid.topology.models import MicrogridNode
 
 FOLLOWING_SCOPES = (ScopeType.MICROGRID, ScopeType.NODE)
 
@@ -81,8 +82,15 @@ def legacy_capacity_reconcile(*, microgrid, now: datetime) -> list[str]:
         by_record = _aliases(microgrid)
         if not by_record:
             return []
+        nodes = set(
+            MicrogridNode.objects.filter(microgrid=microgrid).values_list("node_id", flat=True)
+        )
         smallest: dict[tuple[str, str], Any] = {}
         for envelope in enforced_envelopes(microgrid, now):
+            # As for the effective limits: an envelope whose node is gone limits nothing.
+            target = envelope.node_id if envelope.scope_type == ScopeType.NODE else None
+            if (target is not None and target not in nodes) or (target is None and not nodes):
+                continue
             key = scope_key(envelope)
             held = smallest.get(key)
             if held is None or envelope.capacity_kw < held.capacity_kw:
