@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "microgrid.limits",
     "microgrid.telemetry",
     "microgrid.capabilities",
+    "microgrid.envelopes",
     "balancing",
     "legacy_circuit",
     "simulator",
@@ -217,6 +218,12 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "limits.record_schedule_transitions",
         "schedule": crontab(minute="*"),
         "options": {"expires": 55},
+    },
+    # Operating envelopes that became ACTIVE or EXPIRED, OSCP peers gone offline.
+    "envelopes-transitions": {
+        "task": "envelopes.record_transitions",
+        "schedule": 5.0,
+        "options": {"expires": 5.0},
     },
 }
 

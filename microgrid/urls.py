@@ -18,6 +18,7 @@ api_patterns = [
     path("", include("microgrid.topology.api.urls")),
     path("", include("microgrid.limits.api.urls")),
     path("", include("microgrid.telemetry.api.urls")),
+    path("", include("microgrid.envelopes.api.urls")),
     path("", include("balancing.api.urls")),
     path("", include("legacy_circuit.api.urls")),
     path("", include("microgrid.capabilities.api.urls")),
@@ -27,6 +28,7 @@ manage_patterns = [
     path("", RedirectView.as_view(url="/manage/microgrids/", permanent=False)),
     path("", include("microgrid.topology.urls")),
     path("", include("microgrid.limits.urls")),
+    path("", include("microgrid.envelopes.urls")),
     path("", include("balancing.urls")),
     path("legacy/", include("legacy_circuit.urls")),
     path("", include("microgrid.capabilities.urls")),
@@ -40,6 +42,8 @@ urlpatterns = [
     path("healthz", common_views.healthz, name="healthz"),
     path("api/", include(api_patterns)),
     re_path(r"^api/", api_404),
+    path("oscp/fp/2.0/", include("microgrid.envelopes.api.oscp_urls")),
+    re_path(r"^oscp/", api_404),
     path("manage/", include(manage_patterns)),
 ]
 
