@@ -52,6 +52,7 @@ from microgrid.envelopes.selectors import (
     next_number,
 )
 from microgrid.topology.models import Microgrid, MicrogridNode
+from microgrid.topology.services import lock_microgrid
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def _user(user):
 
 
 def _lock_microgrid(microgrid_pk: int) -> Microgrid:
-    return Microgrid.objects.select_for_update().select_related("depot").get(pk=microgrid_pk)
+    return lock_microgrid(Microgrid(pk=microgrid_pk))
 
 
 def _ask_for_cycle(microgrid: Microgrid, envelope_ids: set[str], scopes: list[dict]) -> None:
