@@ -30,22 +30,27 @@ def charger(cycle, asset_id):
 
 def assert_allocations_within_budgets(run):
     """From the artifacts alone: what the chargers under a node were given never exceeds what
-    that node had left after its uncontrolled load (stale chargers count as uncontrolled)."""
+    that node had left after its uncontrolled load (stale chargers count as uncontrolled, a
+    subtree under external control with the budget handed to its controller)."""
     pairs = [(n["node_id"], n["parent_id"]) for n in run.profile["nodes"]]
     below = {n: subtree_ids(pairs, n) for n, _ in pairs}
     assert run.cycles
     for cycle in run.cycles:
         for n in cycle["nodes"]:
-            given = sum(
+            inside = below[n["node_id"]]
+            steered = sum(
                 c["allocated_kw"]
                 for c in cycle["chargers"]
-                if c["node_id"] in below[n["node_id"]]
+                if c["node_id"] in inside
                 and c["allocated_kw"] is not None
                 and "TELEMETRY_FALLBACK" not in c["reason_codes"]
             )
+            delegated = [d for d in cycle["nodes"] if d["node_id"] in inside and "budget_kw" in d]
             budget = max(n["effective_limit_kw"] - n["uncontrolled_load_kw"], 0.0)
-            assert given <= budget + 1e-6, (cycle["seq"], n["node_id"], given, budget)
-            assert given == pytest.approx(n["allocated_kw"], abs=1e-3)
+            handed_out = steered + sum(d["budget_kw"] for d in delegated)
+            assert handed_out <= budget + 1e-6, (cycle["seq"], n["node_id"], handed_out, budget)
+            booked = steered + sum(d["allocated_kw"] for d in delegated)
+            assert booked == pytest.approx(n["allocated_kw"], abs=1e-3)
     assert run.summary["max_allocation_excess_kw"] == 0.0
 
 
