@@ -304,9 +304,7 @@ def schedule_transitions_record(
     policies = LimitPolicy.objects.filter(schedule_start__isnull=False)
     if microgrid is not None:
         policies = policies.filter(microgrid=microgrid)
-    rows = list(
-        policies.select_related("microgrid__depot", "node").order_by("microgrid_id", "id")
-    )
+    rows = list(policies.select_related("microgrid__depot", "node").order_by("microgrid_id", "id"))
     by_microgrid: dict[int, list[LimitPolicy]] = {}
     for policy in rows:
         by_microgrid.setdefault(policy.microgrid_id, []).append(policy)
