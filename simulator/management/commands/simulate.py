@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand
 from microgrid.common.errors import DomainError
 from simulator.loader import read_profile
 from simulator.management.commands.load_profile import print_errors
-from simulator.runner import simulate
+from simulator.runner import checked_scenario, simulate
 
 
 class ProgressBar:
@@ -49,11 +49,14 @@ class Command(BaseCommand):
     def handle(self, *args, file, seed, out, no_chart, **options):
         try:
             profile = read_profile(file)
-            bar = ProgressBar(self.stderr, "simulating")
-            result = simulate(profile, out_dir=out, seed=seed, progress=bar, chart=not no_chart)
+            checked_scenario(profile, seed=seed)
         except DomainError as exc:
             print_errors(self.stderr, exc)
             sys.exit(2)
+        # A DomainError from here on is the product refusing its own simulator: a bug, not a
+        # bad profile, so it is not reported as exit status 2.
+        bar = ProgressBar(self.stderr, "simulating")
+        result = simulate(profile, out_dir=out, seed=seed, progress=bar, chart=not no_chart)
         s = result.summary
         cycles = s["cycles"]
         self.stdout.write(
