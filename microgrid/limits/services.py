@@ -286,7 +286,9 @@ def limit_policies_replace(
     return result
 
 
-def schedule_transitions_record(*, now: datetime | None = None) -> int:
+def schedule_transitions_record(
+    *, now: datetime | None = None, microgrid: Microgrid | None = None
+) -> int:
     """Record every schedule start and end since the last run; returns how many were new.
 
     Per microgrid, in its own transaction: the window is (watermark, now],
@@ -295,13 +297,14 @@ def schedule_transitions_record(*, now: datetime | None = None) -> int:
     unique), so running twice for the same instant writes nothing. A policy
     is looked at only from its last change on: a transition before it was
     written is not one it had. Hooks (balancing) are told after the commit.
+    `microgrid` limits the run to one microgrid (the simulator, whose clock
+    must not move the others' watermarks).
     """
     now = now or timezone.now()
-    rows = list(
-        LimitPolicy.objects.filter(schedule_start__isnull=False)
-        .select_related("microgrid__depot", "node")
-        .order_by("microgrid_id", "id")
-    )
+    policies = LimitPolicy.objects.filter(schedule_start__isnull=False)
+    if microgrid is not None:
+        policies = policies.filter(microgrid=microgrid)
+    rows = list(policies.select_related("microgrid__depot", "node").order_by("microgrid_id", "id"))
     by_microgrid: dict[int, list[LimitPolicy]] = {}
     for policy in rows:
         by_microgrid.setdefault(policy.microgrid_id, []).append(policy)

@@ -24,6 +24,14 @@ from microgrid.topology.models import Asset, Microgrid
 
 READING_FIELDS = {"asset_id", "power_kw", "observed_at", "connected", "requested_kw"}
 FUTURE_TOLERANCE = timedelta(seconds=60)
+LATEST_FIELDS = [
+    "power_kw",
+    "observed_at",
+    "connected",
+    "requested_kw",
+    "plugged_in_at",
+    "updated_at",
+]
 
 
 @dataclass(frozen=True)
@@ -216,9 +224,24 @@ def _advance_latest(microgrid: Microgrid, readings: list[Reading]) -> None:
         if state_changed:
             changed.append(row)
     if changed:
-        LatestReading.objects.bulk_update(
-            changed,
-            ["power_kw", "observed_at", "connected", "requested_kw", "plugged_in_at", "updated_at"],
+        # One upsert on the rows just locked: bulk_update's CASE expressions cost milliseconds
+        # per row to build, which a depot reporting every few seconds cannot afford.
+        LatestReading.objects.bulk_create(
+            [
+                LatestReading(
+                    microgrid=microgrid,
+                    asset_id=row.asset_id,
+                    power_kw=row.power_kw,
+                    observed_at=row.observed_at,
+                    connected=row.connected,
+                    requested_kw=row.requested_kw,
+                    plugged_in_at=row.plugged_in_at,
+                )
+                for row in changed
+            ],
+            update_conflicts=True,
+            unique_fields=["asset"],
+            update_fields=LATEST_FIELDS,
             batch_size=1000,
         )
 

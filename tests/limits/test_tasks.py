@@ -231,3 +231,27 @@ def test_the_beat_schedule_runs_the_task_every_minute_and_lets_stale_runs_expire
     assert entry["task"] == record_schedule_transitions.name
     assert entry["options"]["expires"] < 60
     assert entry["schedule"].minute == set(range(60))
+
+
+@pytest.mark.django_db
+def test_a_run_scoped_to_one_microgrid_leaves_the_others_watermarks_alone(scheduled, microgrid):
+    from microgrid.topology.services import microgrid_create
+
+    scheduled(
+        {"scope": "NODE", "node_id": "sb-1", "limit_kw": 200, "schedule": EVENING},
+        datetime(2026, 3, 1, tzinfo=UTC),
+    )
+    other = microgrid_create(
+        data={
+            "microgrid_id": "MG.OTHER-1",
+            "name": "Another depot",
+            "depot": {"depot_id": "DEPOT-O", "name": "Other", "timezone": "Europe/Amsterdam"},
+        }
+    )
+    five_pm = datetime(2026, 3, 2, 17, 0, tzinfo=AMS)
+    schedule_transitions_record(now=five_pm, microgrid=other)
+    assert rows() == []
+    state = LimitState.objects.filter(microgrid=microgrid).first()
+    assert state is None or state.transitions_checked_until is None
+    schedule_transitions_record(now=five_pm, microgrid=microgrid)
+    assert [r[:2] for r in rows()] == [("LP-1", "START")]

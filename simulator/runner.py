@@ -1,0 +1,451 @@
+"""Running a scenario (spec 8.2, 8.3) on the simulated clock, through the product's own code.
+
+`simulate(profile, out_dir=...)`:
+1. checks the whole profile, scenario included, and refuses it with every
+   problem before anything is written (DomainError, PROFILE_INVALID and the
+   API's codes);
+2. resets the profile's depot (its microgrid with everything that cascades
+   from it, the depot, the profile's legacy circuits and OSCP peers) and loads
+   the profile afresh through `load_profile`, at the scenario's start time;
+3. walks the steps `t = 0, step_s, ...` (< duration_s). At each step: the
+   simulated EVs draw until t; MISSING windows remove their targets' latest
+   readings; every asset that is not degraded reports through
+   `telemetry_ingest`; the per-step work of the apps runs (TOU transitions,
+   which trigger TOU_TRANSITION cycles through the real Celery task, run
+   eagerly); the scenario's requests at t are made over HTTP; then the step's
+   scheduled cycle runs through `cycle_request` (trigger SIMULATOR, setpoints
+   valid for 3 steps). Requests between steps run at their own time.
+4. writes the artifacts from what the product stored.
+
+Every cycle's setpoints, whoever triggered it, reach the simulated chargers
+through `simulator.dispatch`. Nothing here wraps the run in a transaction:
+each service commits its own, and setpoints are dispatched after each commit
+as in production (so a caller already inside a transaction is refused).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import ProtectedError, Q, RestrictedError
+from django.test.utils import override_settings
+
+from balancing.dispatch import ChargingLimit, ScopeBudget
+from balancing.models import Breach, Cycle
+from balancing.services import cycle_request
+from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.fields import check_datetime
+from microgrid.limits.services import schedule_transitions_record
+from microgrid.telemetry.models import LatestReading
+from microgrid.telemetry.services import telemetry_ingest
+from microgrid.topology.models import Depot, Microgrid
+from microgrid.topology.selectors import asset_rows, node_rows
+from simulator import artifacts, dispatch
+from simulator.calls import Caller, prepare
+from simulator.clock import SimClock, simulated_time
+from simulator.loader import check_profile, load_profile
+from simulator.scenario import SECTION, Scenario, parse_scenario
+from simulator.world import World
+
+# Per-step work of other apps (beat tasks that matter to a cycle's inputs), scoped to the
+# simulated microgrid: fn(microgrid, now) -> None. Registered in apps' ready().
+StepTask = Callable[[Microgrid, Any], None]
+_step_tasks: list[StepTask] = []
+
+
+def register_step_task(fn: StepTask) -> None:
+    if fn not in _step_tasks:
+        _step_tasks.append(fn)
+
+
+def _tou_transitions(microgrid: Microgrid, now) -> None:
+    schedule_transitions_record(now=now, microgrid=microgrid)
+
+
+register_step_task(_tou_transitions)
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    summary: dict[str, Any]
+
+
+def checked_scenario(profile: dict[str, Any], *, seed: int | None = None) -> Scenario:
+    """The profile's scenario, or DomainError listing every problem of the profile."""
+    errors = check_profile(profile)
+    if SECTION not in profile:
+        errors.append(
+            ErrorItem(
+                "PROFILE_INVALID", "section 'scenario' is required to simulate", field=SECTION
+            )
+        )
+    if errors:
+        raise DomainError.from_errors(errors, f"the profile is invalid: {len(errors)} problem(s)")
+    scenario, problems = parse_scenario(profile[SECTION], profile)
+    if problems or scenario is None:  # check_profile has reported them already
+        raise DomainError.from_errors(problems or [ErrorItem("PROFILE_INVALID", "no scenario")])
+    if seed is not None:
+        scenario = dataclasses.replace(scenario, seed=seed)
+    return scenario
+
+
+def simulate(
+    profile: dict[str, Any],
+    *,
+    out_dir: str | Path,
+    seed: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    chart: bool = True,
+) -> RunResult:
+    scenario = checked_scenario(profile, seed=seed)
+    if connection.in_atomic_block:
+        raise RuntimeError(
+            "simulate runs outside any transaction: setpoints are dispatched after each commit"
+        )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    clock = SimClock(scenario.start)
+    with (
+        simulated_time(clock),
+        override_settings(
+            BALANCING_DISPATCHER="simulator.dispatch.SimulatorDispatcher",
+            ALLOWED_HOSTS=[*settings.ALLOWED_HOSTS, "testserver"],
+        ),
+        _eager_celery(),
+        _quiet("celery.app.trace", "kombu.connection"),
+    ):
+        reset_depot(profile)
+        microgrid = load_profile(profile).microgrid
+        run = _Run(scenario, profile, microgrid, clock, progress)
+        dispatch.activate(run.receive)
+        try:
+            run.go()
+        finally:
+            dispatch.activate(None)
+            run.caller.close()
+        summary = _write(out, scenario, profile, microgrid, run, chart=chart)
+    return RunResult(out, summary)
+
+
+@contextmanager
+def _eager_celery():
+    """Tasks enqueued during the run (TOU, envelope cycles) run at once, in this process."""
+    from microgrid.celery import app
+
+    before = (app.conf.task_always_eager, app.conf.task_eager_propagates)
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager, app.conf.task_eager_propagates = before
+
+
+@contextmanager
+def _quiet(*names: str):
+    """Eager tasks log a line each; a run of hundreds of cycles would drown its progress bar."""
+    loggers = [logging.getLogger(n) for n in names]
+    before = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, before, strict=True):
+            lg.setLevel(level)
+
+
+# ---- reset ------------------------------------------------------------------------------------
+
+
+def reset_depot(profile: dict[str, Any]) -> None:
+    """Remove what an earlier run (or load) of this profile left, so a run starts from nothing."""
+    microgrid_id = profile["microgrid"]["microgrid_id"]
+    depot_id = profile["depot"]["depot_id"]
+    with transaction.atomic():
+        _delete_all(
+            Microgrid.objects.filter(Q(microgrid_id=microgrid_id) | Q(depot__depot_id=depot_id))
+        )
+        _delete_all(Depot.objects.filter(depot_id=depot_id))
+        circuits = [c.get("circuit_id") for c in profile.get("legacy_circuits") or []]
+        peers = [p.get("name") for p in profile.get("oscp_peers") or []]
+        for model_name, field, values in (
+            ("LegacyCircuit", "circuit_id", circuits),
+            ("OscpPeer", "name", peers),
+        ):
+            model = _model_named(model_name)
+            if model is not None and values:
+                _delete_all(model.objects.filter(**{f"{field}__in": values}))
+
+
+def _model_named(name: str):
+    """The model of that class name, if its app is installed (apps are merged independently)."""
+    for model in apps.get_models():
+        if model.__name__ == name:
+            return model
+    return None
+
+
+def _delete_all(queryset, depth: int = 0) -> None:
+    """Delete with everything that refers to it, also through PROTECT/RESTRICT (audit rows of a
+    simulated depot, such as an OSCP peer's messages)."""
+    for _ in range(20):
+        try:
+            queryset.delete()
+            return
+        except (ProtectedError, RestrictedError) as exc:
+            if depth > 5:
+                raise
+            blocking = (
+                exc.protected_objects if isinstance(exc, ProtectedError) else exc.restricted_objects
+            )
+            by_model: dict[type, list[Any]] = {}
+            for obj in blocking:
+                by_model.setdefault(type(obj), []).append(obj.pk)
+            for model, pks in by_model.items():
+                _delete_all(model.objects.filter(pk__in=pks), depth + 1)
+    queryset.delete()
+
+
+# ---- the run ----------------------------------------------------------------------------------
+
+
+class _Run:
+    def __init__(
+        self, scenario: Scenario, profile, microgrid: Microgrid, clock: SimClock, progress
+    ):
+        self.scenario = scenario
+        self.microgrid = microgrid
+        self.clock = clock
+        self.progress = progress
+        self.nodes = node_rows(microgrid)
+        self.assets = asset_rows(microgrid)
+        self.world = World(
+            scenario,
+            nodes=self.nodes,
+            assets=self.assets,
+            timezone_name=microgrid.depot.timezone,
+            rng=random.Random(scenario.seed),
+        )
+        self.chargers_below = {
+            n: [a for a in assets if a in self.world.chargers]
+            for n, assets in self.world.below.items()
+        }
+        peers = {
+            p["name"]: p.get("token", "")
+            for p in profile.get("oscp_peers") or []
+            if isinstance(p, dict) and isinstance(p.get("name"), str)
+        }
+        self.caller = Caller(peers)
+        self.requests: list[dict[str, Any]] = []
+
+    def go(self) -> None:
+        s = self.scenario
+        pending = list(s.requests)
+        steps = s.step_times()
+        for done, t in enumerate(steps):
+            while pending and pending[0].at_s < t:
+                self._request(pending.pop(0))
+            self._at(t)
+            self._telemetry(t)
+            for task in _step_tasks:
+                task(self.microgrid, self.clock.now())
+            while pending and pending[0].at_s == t:
+                self._request(pending.pop(0))
+            cycle_request(
+                microgrid=self.microgrid,
+                trigger={"type": "SIMULATOR"},
+                now=self.clock.now,
+                dispatcher=dispatch.SimulatorDispatcher(),
+                valid_for_s=s.step_s,
+            )
+            if self.progress:
+                self.progress(done + 1, len(steps))
+        while pending:
+            self._request(pending.pop(0))
+        self._at(s.duration_s)
+
+    def _at(self, t: float) -> None:
+        self.world.advance(t)
+        self.clock.set(t)
+
+    def _telemetry(self, t: int) -> None:
+        silent: set[str] = set()
+        missing: set[str] = set()
+        for d in self.scenario.degradations:
+            if d.covers(t):
+                silent.update(d.asset_ids)
+                if d.kind == "MISSING":
+                    missing.update(d.asset_ids)
+        if missing:
+            # As if the asset had never reported: the product has no latest reading for it.
+            LatestReading.objects.filter(
+                microgrid=self.microgrid, asset__asset_id__in=sorted(missing)
+            ).delete()
+        self.world.update_loads(t)
+        readings = self.world.readings(t, silent, self.clock.now().isoformat())
+        limit = settings.TELEMETRY_MAX_BATCH
+        for i in range(0, len(readings), limit):
+            telemetry_ingest(
+                microgrid=self.microgrid, readings=readings[i : i + limit], now=self.clock.now()
+            )
+
+    def _request(self, request) -> None:
+        self._at(request.at_s)
+        prepared = prepare(
+            request, microgrid_id=self.microgrid.microgrid_id, start=self.clock.start
+        )
+        status, answer = self.caller.call(prepared)
+        self.requests.append(
+            {
+                "t_s": request.at_s,
+                "index": request.index,
+                "kind": request.kind,
+                "method": prepared.method,
+                "path": prepared.path,
+                "sent": prepared.body,
+                "status": status,
+                "answer": answer,
+            }
+        )
+
+    def receive(self, microgrid_id: str, limits: list[ChargingLimit], budgets: list[ScopeBudget]):
+        if microgrid_id != self.microgrid.microgrid_id:
+            return
+        for limit in limits:
+            until = _seconds(self.clock, limit.valid_until)
+            self.world.apply_setpoint(limit.asset_id, limit.limit_kw, until)
+        for budget in budgets:
+            scope = budget.scope or {}
+            node_id = (
+                scope.get("node_id") if scope.get("type") == "NODE" else self.nodes[0]["node_id"]
+            )
+            self.world.apply_budget(
+                self.chargers_below.get(node_id, []),
+                budget.budget_kw,
+                _seconds(self.clock, budget.valid_until),
+            )
+
+
+def _seconds(clock: SimClock, stamp: str) -> float:
+    return clock.seconds(check_datetime(stamp))
+
+
+# ---- artifacts --------------------------------------------------------------------------------
+
+
+def _breadth_first(nodes: list[dict[str, Any]]) -> list[str]:
+    depth: dict[str, int] = {}
+    for n in nodes:  # tree order: a parent comes before its children
+        depth[n["node_id"]] = 0 if n["parent_id"] is None else depth[n["parent_id"]] + 1
+    return [n["node_id"] for n in sorted(nodes, key=lambda n: depth[n["node_id"]])]
+
+
+def _write(out: Path, scenario: Scenario, profile, microgrid, run: _Run, *, chart: bool):
+    cycles = Cycle.objects.filter(microgrid=microgrid).order_by("seq")
+    seq_of = dict(cycles.values_list("cycle_id", "seq"))
+    normalise = artifacts.Normaliser(run.clock.start, seq_of)
+    summary = artifacts.Summary()
+    lines = []
+    for cycle in cycles.iterator(chunk_size=200):
+        line = artifacts.cycle_line(cycle.seq, cycle.document, normalise)
+        summary.add(line)
+        lines.append(line)
+    artifacts.write_jsonl(out / "cycles.jsonl", lines)
+
+    breaches = []
+    for b in (
+        Breach.objects.filter(microgrid=microgrid)
+        .select_related("cycle", "resolved_by")
+        .order_by("detected_at", "node_id")
+    ):
+        breaches.append(
+            {
+                "node_id": b.node_id,
+                "detected_at_s": normalise.seconds(b.detected_at),
+                "detected_by_seq": b.cycle.seq,
+                "measured_kw": b.measured_kw,
+                "limit_kw": b.limit_kw,
+                "excess_kw": b.excess_kw,
+                "exceeded": b.exceeded,
+                "primary_reason_code": b.primary_reason_code,
+                "status": b.status,
+                "resolved_at_s": normalise.seconds(b.resolved_at),
+                "resolved_by_seq": b.resolved_by.seq if b.resolved_by else None,
+            }
+        )
+    artifacts.write_jsonl(out / "breaches.jsonl", breaches)
+
+    requests = [
+        {**r, "sent": normalise(r["sent"]), "answer": normalise(r["answer"])} for r in run.requests
+    ]
+    artifacts.write_jsonl(out / "requests.jsonl", requests)
+
+    sessions = run.world.sessions()
+    departed = [s for s in sessions if s.departed]
+    short = [
+        {
+            "asset_id": s.asset_id,
+            "origin": s.origin,
+            "arrive_s": s.arrive_s,
+            "depart_s": s.depart_s,
+            "energy_kwh": s.energy_kwh,
+            "delivered_kwh": s.delivered_kwh,
+            "short_kwh": s.energy_kwh - s.delivered_kwh,
+        }
+        for s in departed
+        if s.energy_kwh - s.delivered_kwh >= 0.0005
+    ]
+    request_outcomes = Counter(f"{r['kind']} {r['status']}" for r in run.requests)
+    doc = {
+        "microgrid_id": microgrid.microgrid_id,
+        "depot_id": microgrid.depot.depot_id,
+        "seed": scenario.seed,
+        "start": scenario.start.isoformat(),
+        "duration_s": scenario.duration_s,
+        "step_s": scenario.step_s,
+        "cycles": summary.cycles_part(),
+        "reason_codes": dict(sorted(summary.reason_codes.items())),
+        "charger_reason_codes": dict(sorted(summary.charger_reason_codes.items())),
+        "energy_delivered_kwh": sum(s.delivered_kwh for s in sessions),
+        "sessions": {
+            "total": len(sessions),
+            "turned_away": run.world.turned_away,
+            "departed": len(departed),
+            "still_connected": len(sessions) - len(departed),
+            "left_short": len(short),
+            "short_kwh": sum(s["short_kwh"] for s in short),
+            "left_short_sessions": short,
+        },
+        "max_allocation_excess_kw": summary.max_excess,
+        "max_allocation_excess_at": summary.max_excess_at,
+        "breaches": {
+            "total": len(breaches),
+            "by_primary_reason_code": dict(
+                sorted(Counter(b["primary_reason_code"] for b in breaches).items())
+            ),
+            "max_excess_kw": max((b["excess_kw"] for b in breaches), default=0.0),
+        },
+        "requests": {
+            "total": len(run.requests),
+            "by_kind_and_status": dict(sorted(request_outcomes.items())),
+        },
+    }
+    artifacts.write_json(out / "summary.json", doc)
+    if chart:
+        artifacts.render_chart(
+            out / "chart.png", lines, title=microgrid.microgrid_id, nodes=_breadth_first(run.nodes)
+        )
+    return doc
