@@ -23,12 +23,13 @@ demo: migrate
 	$(PY) manage.py load_profile simulator/profiles/demo_depot.yaml
 	$(PY) manage.py demo_users
 
-# Web server plus a real Celery worker with embedded beat on the serverless
-# filesystem broker; Ctrl-C stops both.
+# Web server, a real Celery worker with embedded beat on the serverless
+# filesystem broker, and live demo telemetry; Ctrl-C stops all three.
 run: demo
 	@echo "Microgrid is at http://$(HOST):$(PORT)/manage/  (login: operator / operator-demo, support / support-demo)"
 	@trap 'kill 0' INT TERM EXIT; \
 	$(VENV)/bin/celery -A microgrid worker -B --loglevel=INFO --concurrency=1 & \
+	$(PY) manage.py demo_feed & \
 	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
 
 worker: install

@@ -68,3 +68,14 @@ def test_an_invalid_profile_exits_2_listing_every_problem(tmp_path):
     assert "ASSET_NODE_NOT_FOUND asset_id=C1" in result.stderr
     assert "TOPOLOGY_CYCLE node_id=a" in result.stderr
     assert "PROFILE_INVALID field=surprise" in result.stderr
+
+
+@pytest.mark.django_db
+def test_demo_feed_sends_live_telemetry_for_the_demo_depot():
+    from microgrid.telemetry.models import LatestReading
+
+    call_command("load_profile", str(DEMO))
+    call_command("demo_feed", "--ticks", "2", "--every", "0")
+    microgrid = Microgrid.objects.get(microgrid_id="MG.DEMO-1")
+    assert LatestReading.objects.filter(microgrid=microgrid, asset__kind="CHARGER").count() == 24
+    assert LatestReading.objects.filter(microgrid=microgrid, asset__asset_id="SITE").exists()
