@@ -171,6 +171,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Like every API endpoint, the schema refuses anonymous callers (microgrid/common/schema.py).
+    "SERVE_PERMISSIONS": ["microgrid.common.roles.AnyRole"],
 }
 
 # Celery: a broker that needs no server unless CELERY_BROKER_URL says otherwise.
