@@ -110,11 +110,13 @@ def test_every_surface_sends_the_security_headers(operator_client, microgrid):
 
 
 def production_env(tmp_path) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DATABASE_URL", "CELERY_BROKER_URL", "SQLITE_PATH", "SQLITE_TEST_PATH")
-    }
+    """A deployment's environment: only what runs Python, plus the production settings.
+
+    Nothing else leaks in from the test run (e.g. the browser tests'
+    DJANGO_ALLOW_ASYNC_UNSAFE, which check --deploy rightly refuses).
+    """
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
+    env = {key: os.environ[key] for key in keep if key in os.environ}
     env.update(
         DEBUG="false",
         SECRET_KEY=secrets.token_urlsafe(64),
