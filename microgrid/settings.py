@@ -123,6 +123,8 @@ AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 10)
 AXES_COOLOFF_TIME = 0.25  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_ENABLED = env_bool("AXES_ENABLED", True)
+AXES_RESET_ON_SUCCESS = True  # a user's successful login clears their failures
+AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"
@@ -171,6 +173,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Like every API endpoint, the schema refuses anonymous callers (microgrid/common/schema.py).
+    "SERVE_PERMISSIONS": ["microgrid.common.roles.AnyRole"],
 }
 
 # Celery: a broker that needs no server unless CELERY_BROKER_URL says otherwise.

@@ -4,17 +4,17 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path, register_converter
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from microgrid.common import views as common_views
 from microgrid.common.api import api_404
 from microgrid.common.converters import IdConverter
+from microgrid.common.schema import DocsView, SchemaView
 
 register_converter(IdConverter, "mgid")
 
 api_patterns = [
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("schema/", SchemaView.as_view(), name="api-schema"),
+    path("docs/", DocsView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("microgrid.topology.api.urls")),
     path("", include("microgrid.limits.api.urls")),
     path("", include("microgrid.telemetry.api.urls")),

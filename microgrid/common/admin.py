@@ -1,8 +1,8 @@
 from django.contrib import admin, messages
-from django.utils import timezone
 from simple_history.admin import SimpleHistoryAdmin
 
 from microgrid.common.models import ApiToken
+from microgrid.common.services import api_tokens_revoke
 
 
 @admin.register(ApiToken)
@@ -10,7 +10,9 @@ class ApiTokenAdmin(SimpleHistoryAdmin):
     list_display = ("key_prefix", "user", "name", "created_at", "last_used_at", "revoked_at")
     list_filter = ("revoked_at",)
     search_fields = ("user__username", "name", "key_prefix")
-    readonly_fields = ("key_prefix", "created_at", "last_used_at")
+    # A token's user and revocation are final: revoke with the action, issue a new key with
+    # `manage.py create_api_token`; only the label may change.
+    readonly_fields = ("user", "key_prefix", "created_at", "last_used_at", "revoked_at")
     actions = ["revoke"]
 
     def has_add_permission(self, request):
@@ -19,9 +21,5 @@ class ApiTokenAdmin(SimpleHistoryAdmin):
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request, queryset):
-        count = 0
-        for token in queryset.filter(revoked_at__isnull=True):
-            token.revoked_at = timezone.now()
-            token.save(update_fields=["revoked_at"])
-            count += 1
-        self.message_user(request, f"Revoked {count} token(s)", messages.SUCCESS)
+        revoked = api_tokens_revoke(tokens=queryset, user=request.user)
+        self.message_user(request, f"Revoked {len(revoked)} token(s)", messages.SUCCESS)

@@ -32,6 +32,10 @@ def _drf_to_domain(exc: Exception) -> DomainError | None:
     if isinstance(exc, drf_exc.NotAuthenticated | drf_exc.AuthenticationFailed):
         return DomainError("NOT_AUTHENTICATED", str(getattr(exc, "detail", exc)), status=401)
     if isinstance(exc, drf_exc.PermissionDenied | DjangoPermissionDenied):
+        detail = str(getattr(exc, "detail", ""))
+        if detail.startswith("CSRF Failed"):
+            # A session caller without the CSRF token: say so, or it looks like a role problem.
+            return DomainError("PERMISSION_DENIED", detail, {"reason": "CSRF"}, status=403)
         return DomainError("PERMISSION_DENIED", "You do not have permission to do this", status=403)
     if isinstance(exc, drf_exc.MethodNotAllowed):
         return DomainError("METHOD_NOT_ALLOWED", str(exc.detail), status=405)

@@ -13,6 +13,9 @@ PRODUCT_APPS = (
     "legacy_circuit",
     "simulator",
 )
+# Support staff may also see and clear login lockouts (django-axes) in admin; users and
+# groups stay with superusers.
+SUPPORT_ADMIN_APPS = (*PRODUCT_APPS, "axes")
 
 
 class SupportAdminConfig(admin_apps.AdminConfig):
@@ -29,7 +32,7 @@ def grant_support_permissions(sender, **kwargs):
     from django.contrib.auth.models import Group, Permission
 
     group, _ = Group.objects.get_or_create(name="support")
-    perms = Permission.objects.filter(content_type__app_label__in=PRODUCT_APPS)
+    perms = Permission.objects.filter(content_type__app_label__in=SUPPORT_ADMIN_APPS)
     group.permissions.add(*perms)
 
 
@@ -40,4 +43,6 @@ class CommonConfig(AppConfig):
     verbose_name = "Access and common"
 
     def ready(self):
+        from microgrid.common import schema  # noqa: F401  (registers the token scheme)
+
         post_migrate.connect(grant_support_permissions, dispatch_uid="grant_support_permissions")

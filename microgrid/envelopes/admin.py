@@ -114,8 +114,18 @@ class OscpPeerAdmin(SimpleHistoryAdmin):
         "created_at",
     )
 
+    actions = ["deactivate"]
+
     def get_readonly_fields(self, request, obj=None):
         return (("name",) if obj is not None else ()) + self.readonly_fields
+
+    @admin.action(description="Deactivate selected peers (their tokens are refused)")
+    def deactivate(self, request, queryset):
+        count = 0
+        for peer in queryset.filter(active=True):
+            _, changed = oscp_peer_save(name=peer.name, active=False, user=request.user)
+            count += changed
+        self.message_user(request, f"Deactivated {count} OSCP peer(s)", messages.SUCCESS)
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
