@@ -171,6 +171,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Shared component schemas, security schemes, required bodies: microgrid/common/openapi.py.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "microgrid.common.openapi.postprocess",
+    ],
 }
 
 # Celery: a broker that needs no server unless CELERY_BROKER_URL says otherwise.

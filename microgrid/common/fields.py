@@ -11,8 +11,9 @@ import re
 from datetime import datetime
 from typing import Any
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+# \Z, not $: "$" also matches before a trailing newline, which would let "MG-1\n" in.
+ID_RE = re.compile(rf"^{ID_PATTERN}\Z")
 
 
 class FieldProblem(ValueError):

@@ -716,7 +716,7 @@ def oscp_group_binding_save(
             peer=peer, group_id=group_id, microgrid=microgrid, scope=scope
         )
         binding = (
-            OscpGroupBinding.objects.select_for_update()
+            OscpGroupBinding.objects.select_for_update(of=("self",))
             .select_related("microgrid", "node")
             .filter(peer=peer, group_id=group_id)
             .first()

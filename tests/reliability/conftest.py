@@ -1,4 +1,5 @@
 import threading
+from collections import Counter
 from collections.abc import Callable
 
 import pytest
@@ -8,7 +9,9 @@ from django.db import connection, connections
 @pytest.fixture
 def postgres_only():
     if connection.vendor != "postgresql":
-        pytest.skip("real row locks and concurrency: run with DATABASE_URL=postgres://... (.ci/run does)")
+        pytest.skip(
+            "real row locks and concurrency: run with DATABASE_URL=postgres://... (.ci/run does)"
+        )
 
 
 def run_concurrently(count: int, work: Callable[[int], object]) -> list[object]:
@@ -31,3 +34,20 @@ def run_concurrently(count: int, work: Callable[[int], object]) -> list[object]:
     for t in threads:
         t.join(timeout=120)
     return results
+
+
+# Filled by tests/reliability/test_schemathesis.py; reported at the end of the run.
+SCHEMATHESIS_STATS = {"requests": 0, "failures": 0, "seconds": 0.0, "statuses": Counter()}
+
+
+def pytest_terminal_summary(terminalreporter):
+    if SCHEMATHESIS_STATS["requests"]:
+        terminalreporter.write_line(
+            f"schemathesis: {SCHEMATHESIS_STATS['requests']} requests, "
+            f"{SCHEMATHESIS_STATS['failures']} failures "
+            f"({SCHEMATHESIS_STATS['seconds']:.0f} s in requests)"
+        )
+        statuses = sorted(SCHEMATHESIS_STATS["statuses"].items())
+        terminalreporter.write_line(
+            "schemathesis statuses: " + ", ".join(f"{code}: {n}" for code, n in statuses)
+        )
