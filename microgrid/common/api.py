@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.fields import ID_RE
+from microgrid.common.fields import ID_RE, contains_nul
 from microgrid.common.roles import RolePermission
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,11 @@ class ApiView(APIView):
 
     def finalize_response(self, request, response, *args, **kwargs):
         pending = getattr(self, "_idempotency", None)
-        if pending and response.status_code < 500:
+        body = getattr(response, "data", None)
+        # A refusal may echo a NUL the client sent, which PostgreSQL's jsonb cannot hold: such
+        # an answer is not stored (the request changed nothing; a repeat is judged again).
+        storable = not contains_nul(body)
+        if pending and response.status_code < 500 and storable:
             from django.db import IntegrityError, transaction
 
             from microgrid.common.models import IdempotencyRecord
@@ -198,7 +202,7 @@ class ApiView(APIView):
                         path=request.path,
                         body_hash=pending[1],
                         status_code=response.status_code,
-                        response_body=getattr(response, "data", None),
+                        response_body=body,
                     )
             except IntegrityError:
                 pass  # a concurrent twin stored the answer first

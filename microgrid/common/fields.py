@@ -96,6 +96,18 @@ def check_bool(value: Any) -> bool:
     return value
 
 
+def contains_nul(value: Any) -> bool:
+    """Whether a JSON value holds a NUL character in any string or key (PostgreSQL's text and
+    jsonb cannot store one)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(contains_nul(v) for v in value)
+    return False
+
+
 def check_datetime(value: Any) -> datetime:
     """An ISO 8601 timestamp with an offset (naive times are ambiguous: refused)."""
     if not isinstance(value, str):

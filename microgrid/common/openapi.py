@@ -1081,7 +1081,8 @@ def api_doc(
     return extend_schema(
         operation_id=operation_id,
         summary=summary,
-        description=description,
+        # Never the base view's docstring, which drf-spectacular would inherit otherwise.
+        description=description or summary,
         request={"application/json": request} if request is not None else None,
         responses=_responses(ok, error_map),
         parameters=params,
@@ -1122,6 +1123,7 @@ def oscp_doc(*, operation_id: str, summary: str, request: str, not_found: bool =
     return extend_schema(
         operation_id=operation_id,
         summary=summary,
+        description=summary,
         request={"application/json": ref(request)},
         responses=_responses({204: (None, "Accepted (also for a repeated X-Request-ID)")}, errors),
         parameters=OSCP_HEADERS,
