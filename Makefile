@@ -35,9 +35,9 @@ run: demo
 worker: install
 	$(VENV)/bin/celery -A microgrid worker -B --loglevel=INFO
 
-# The suite on the embedded default (SQLite). Browser and Redis tests run in .ci/run.
+# The suite on the embedded default (SQLite). Browser, Redis and schemathesis tests run in .ci/run.
 test: install
-	$(PY) -m pytest -m "not browser and not redis" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not browser and not redis and not schemathesis" $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from balancing.choices import BreachStatus, Outcome, SourceMode, TriggerType
 from balancing.models import Breach, Cycle
 from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.fields import FieldProblem, check_datetime
+from microgrid.common.fields import ID_RE, FieldProblem, check_datetime
 
 SUMMARY_FIELDS = (
     "cycle_id",
@@ -77,7 +77,8 @@ def _limit(params: dict[str, str], default: int) -> int:
     raw = params.get("limit")
     if raw in (None, ""):
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    # isdigit() alone lets "²" through, which int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
         raise _bad("limit", "must be a whole number from 1 to 1000")
     return int(raw)
 
@@ -128,6 +129,8 @@ def breach_list(microgrid, *, params: dict[str, str]) -> QuerySet[Breach]:
             raise _bad("status", "must be OPEN or RESOLVED")
         qs = qs.filter(status=status)
     if params.get("node_id"):
+        if not ID_RE.match(params["node_id"]):
+            raise _bad("node_id", "must be an id of the spec's pattern")
         qs = qs.filter(node_id=params["node_id"])
     return qs.order_by("-detected_at", "node_id")[: _limit(params, 200)]
 

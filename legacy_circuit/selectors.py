@@ -9,6 +9,7 @@ for an ASSET alias. Every read here runs in a constant number of queries.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +20,7 @@ from django.db.models import Count, Max, Min, Q
 from legacy_circuit.choices import ALIAS_PROBLEM_LABELS, INACTIVE, AliasScope, ResolutionFailure
 from legacy_circuit.models import AliasUsage, CircuitAlias, LegacyCircuit
 from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.fields import FieldProblem, check_datetime
+from microgrid.common.fields import ID_RE, FieldProblem, check_datetime
 from microgrid.limits.choices import LimitScope
 from microgrid.limits.selectors import policy_list
 from microgrid.limits.validation import PolicySpec
@@ -338,6 +339,10 @@ USAGE_FILTERS = ("circuit_id", "client", "since", "limit")
 DEFAULT_USAGE_LIMIT = 200
 
 
+# A username (AliasUsage.client): printable, at most 150 characters (Django's limit).
+_CLIENT_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,150}\Z")
+
+
 def _bad(name: str, message: str) -> DomainError:
     return DomainError.from_errors([ErrorItem("FIELD_INVALID", f"{name} {message}", field=name)])
 
@@ -355,9 +360,13 @@ def usage_filters(params) -> dict[str, Any]:
             ]
         )
     out: dict[str, Any] = {}
-    for name in ("circuit_id", "client"):
+    for name, pattern in (("circuit_id", ID_RE), ("client", _CLIENT_RE)):
         value = (params.get(name) or "").strip()
         if value:
+            if not pattern.match(value):
+                raise _bad(
+                    name, "is not a circuit id" if name == "circuit_id" else "is no username"
+                )
             out[name] = value
     since = (params.get("since") or "").strip()
     if since:
@@ -370,7 +379,7 @@ def usage_filters(params) -> dict[str, Any]:
             raise _bad("since", str(exc)) from None
     raw = (params.get("limit") or "").strip()
     if raw:
-        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
             raise _bad("limit", "must be a whole number from 1 to 1000")
         out["limit"] = int(raw)
     return out

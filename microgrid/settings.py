@@ -175,6 +175,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Like every API endpoint, the schema refuses anonymous callers (microgrid/common/schema.py).
     "SERVE_PERMISSIONS": ["microgrid.common.roles.AnyRole"],
+    # Shared component schemas, security schemes, required bodies: microgrid/common/openapi.py.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "microgrid.common.openapi.postprocess",
+    ],
 }
 
 # Celery: a broker that needs no server unless CELERY_BROKER_URL says otherwise.

@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
 from balancing import selectors
+from balancing.choices import BreachStatus, Outcome, SourceMode, TriggerType
 from balancing.services import check_scope, cycle_request, trigger_of
 from microgrid.common.api import ApiView, json_object
 from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.openapi import ID, LIMIT_PARAM, api_doc, query, ref
 from microgrid.common.roles import WRITERS
 from microgrid.topology.selectors import microgrid_get
 
-OBJ = OpenApiTypes.OBJECT
+TAG = "balancing"
 
 
 class RebalanceView(ApiView):
     write_roles = WRITERS
 
-    @extend_schema(request=OBJ, responses={200: OBJ}, operation_id="rebalance")
+    @api_doc(
+        operation_id="rebalance",
+        summary="Run one cycle now, in the request (operator, support)",
+        request=ref("Rebalance"),
+        ok={200: (ref("Cycle"), "The cycle that served the request")},
+        errors={
+            400: None,
+            404: "MICROGRID_NOT_FOUND",
+            409: "MICROGRID_HAS_NO_TOPOLOGY",
+            413: None,
+            422: "FIELD_INVALID, NODE_NOT_FOUND (field scope.node_id)",
+        },
+        tag=TAG,
+        idempotent=True,
+    )
     def post(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id)
         body = json_object(request) if request.body else {}
@@ -39,16 +53,19 @@ class RebalanceView(ApiView):
 
 
 class CycleListView(ApiView):
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("trigger", str, required=False),
-            OpenApiParameter("outcome", str, required=False),
-            OpenApiParameter("source_mode", str, required=False),
-            OpenApiParameter("since", str, required=False),
-            OpenApiParameter("limit", int, required=False),
-        ],
-        responses={200: OBJ},
+    @api_doc(
         operation_id="cycles_list",
+        summary="The latest cycles, newest first",
+        parameters=[
+            query("trigger", {"type": "string", "enum": TriggerType.values}),
+            query("outcome", {"type": "string", "enum": Outcome.values}),
+            query("source_mode", {"type": "string", "enum": SourceMode.values}),
+            query("since", {"type": "string", "format": "date-time"}, "started at or after"),
+            query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "default 50"),
+        ],
+        ok={200: ref("CycleList")},
+        errors={404: "MICROGRID_NOT_FOUND", 422: "FIELD_INVALID naming the filter"},
+        tag=TAG,
     )
     def get(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id)
@@ -57,21 +74,30 @@ class CycleListView(ApiView):
 
 
 class CycleDetailView(ApiView):
-    @extend_schema(responses={200: OBJ}, operation_id="cycles_get")
+    @api_doc(
+        operation_id="cycles_get",
+        summary="One cycle document",
+        ok={200: ref("Cycle")},
+        errors={404: "MICROGRID_NOT_FOUND, CYCLE_NOT_FOUND"},
+        tag=TAG,
+    )
     def get(self, request, microgrid_id: str, cycle_id: str):
         microgrid = microgrid_get(microgrid_id)
         return Response(selectors.cycle_document(selectors.cycle_get(microgrid, cycle_id)))
 
 
 class BreachListView(ApiView):
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("status", str, required=False, enum=["OPEN", "RESOLVED"]),
-            OpenApiParameter("node_id", str, required=False),
-            OpenApiParameter("limit", int, required=False),
-        ],
-        responses={200: OBJ},
+    @api_doc(
         operation_id="breaches_list",
+        summary="Breaches, newest first",
+        parameters=[
+            query("status", {"type": "string", "enum": BreachStatus.values}),
+            query("node_id", ID),
+            LIMIT_PARAM,
+        ],
+        ok={200: ref("BreachList")},
+        errors={404: "MICROGRID_NOT_FOUND", 422: "FIELD_INVALID naming the filter"},
+        tag=TAG,
     )
     def get(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id)
@@ -82,7 +108,13 @@ class BreachListView(ApiView):
 
 
 class BreachDetailView(ApiView):
-    @extend_schema(responses={200: OBJ}, operation_id="breaches_get")
+    @api_doc(
+        operation_id="breaches_get",
+        summary="One breach",
+        ok={200: ref("Breach")},
+        errors={404: "MICROGRID_NOT_FOUND, BREACH_NOT_FOUND"},
+        tag=TAG,
+    )
     def get(self, request, microgrid_id: str, breach_id: str):
         microgrid = microgrid_get(microgrid_id)
         return Response(selectors.breach_get(microgrid, breach_id).to_dict())

@@ -9,16 +9,17 @@ rolls back and the audit row stays.
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
 from legacy_circuit import selectors, services
 from legacy_circuit.services import UsageContext
 from microgrid.common.api import ApiView, json_object
+from microgrid.common.openapi import ID, LIMIT_PARAM, api_doc, query, ref
 from microgrid.common.roles import INGEST, READERS
 
-OBJ = OpenApiTypes.OBJECT
+TAG = "legacy"
+NOT_RESOLVABLE = "CIRCUIT_ALIAS_NOT_RESOLVABLE: details {circuit_id, reason}"
+TOU_MAPPING = "TOU_MAPPING_AMBIGUOUS, TOU_SCOPE_UNSUPPORTED"
 
 
 def _client(request) -> str:
@@ -71,7 +72,13 @@ class LegacyView(ApiView):
 class CircuitView(LegacyView):
     endpoint = selectors.ENDPOINT_CIRCUIT
 
-    @extend_schema(responses={200: OBJ}, operation_id="legacy_circuit_get")
+    @api_doc(
+        operation_id="legacy_circuit_get",
+        summary="A legacy circuit (frozen contract)",
+        ok={200: ref("LegacyCircuit")},
+        errors={404: "CIRCUIT_NOT_FOUND"},
+        tag=TAG,
+    )
     def get(self, request, circuit_id: str):
         return Response(selectors.circuit_document(selectors.circuit_get(circuit_id)))
 
@@ -79,12 +86,14 @@ class CircuitView(LegacyView):
 class RebalanceLoadView(LegacyView):
     endpoint = selectors.ENDPOINT_REBALANCE
 
-    @extend_schema(
-        request=None,
-        responses={200: OBJ},
+    @api_doc(
         operation_id="legacy_circuit_rebalance_load",
+        summary="Rebalance a legacy circuit (frozen contract)",
         description="Runs one canonical cycle for the circuit's microgrid and scope. "
         "A request body is not read.",
+        ok={200: ref("LegacyRebalance")},
+        errors={409: NOT_RESOLVABLE, 413: None},
+        tag=TAG,
     )
     def post(self, request, circuit_id: str):
         return Response(services.circuit_rebalance(circuit_id=circuit_id, usage=self.usage()))
@@ -93,11 +102,30 @@ class RebalanceLoadView(LegacyView):
 class TouLimitsView(LegacyView):
     endpoint = selectors.ENDPOINT_TOU
 
-    @extend_schema(responses={200: OBJ}, operation_id="legacy_circuit_tou_limits_get")
+    @api_doc(
+        operation_id="legacy_circuit_tou_limits_get",
+        summary="A legacy circuit's TOU limits (frozen contract)",
+        ok={200: ref("LegacyTouLimits")},
+        errors={409: NOT_RESOLVABLE, 422: TOU_MAPPING},
+        tag=TAG,
+    )
     def get(self, request, circuit_id: str):
         return Response(services.circuit_tou_read(circuit_id=circuit_id, usage=self.usage()))
 
-    @extend_schema(request=OBJ, responses={200: OBJ}, operation_id="legacy_circuit_tou_limits_set")
+    @api_doc(
+        operation_id="legacy_circuit_tou_limits_set",
+        summary="Replace a legacy circuit's TOU limits (frozen contract)",
+        request=ref("LegacyTouLimitsInput"),
+        ok={200: (ref("LegacyTouLimits"), "The circuit's TOU limits as written")},
+        errors={
+            400: None,
+            409: NOT_RESOLVABLE,
+            413: None,
+            422: f"{TOU_MAPPING}, FIELD_INVALID, LIMIT_EXCEEDS_PHYSICAL_RATING, "
+            "LIMIT_SCHEDULE_OVERLAP (legacy field names)",
+        },
+        tag=TAG,
+    )
     def post(self, request, circuit_id: str):
         data = json_object(request)
         return Response(
@@ -110,17 +138,19 @@ class TouLimitsView(LegacyView):
 class AliasUsageView(ApiView):
     read_roles = READERS
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("circuit_id", str, required=False),
-            OpenApiParameter("client", str, required=False),
-            OpenApiParameter("since", OpenApiTypes.DATETIME, required=False),
-            OpenApiParameter(
-                "limit", int, required=False, description="rows (1-1000, default 200)"
-            ),
-        ],
-        responses={200: OBJ},
+    @api_doc(
         operation_id="legacy_alias_usage",
+        path_ids=False,
+        summary="Legacy alias usage: the newest calls and a per-client, per-circuit summary",
+        parameters=[
+            query("circuit_id", ID),
+            query("client", {"type": "string", "minLength": 1, "maxLength": 150}, "a username"),
+            query("since", {"type": "string", "format": "date-time"}),
+            LIMIT_PARAM,
+        ],
+        ok={200: ref("AliasUsageReport")},
+        errors={422: "FIELD_INVALID naming the bad or unknown parameter"},
+        tag=TAG,
     )
     def get(self, request):
         return Response(selectors.usage_report(request.query_params))

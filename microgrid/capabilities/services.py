@@ -27,7 +27,14 @@ from microgrid.capabilities.models import CapabilityBinding, CapabilityStatusEve
 from microgrid.capabilities.scopes import Scope, overlaps, parse_scope
 from microgrid.capabilities.selectors import node_facts
 from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.fields import FieldProblem, check_choice, check_datetime, check_id, check_text
+from microgrid.common.fields import (
+    FieldProblem,
+    check_choice,
+    check_datetime,
+    check_id,
+    check_text,
+    contains_nul,
+)
 from microgrid.topology.models import Microgrid
 from microgrid.topology.services import lock_microgrid
 
@@ -126,6 +133,11 @@ def _parse(
                     f"detail must be at most {MAX_DETAIL_CHARS} characters",
                     field="detail",
                 )
+            )
+        elif contains_nul(detail):
+            # PostgreSQL's jsonb cannot hold a NUL character: refused, never a 500.
+            errors.append(
+                ErrorItem("FIELD_INVALID", "detail must not contain NUL characters", field="detail")
             )
         else:
             clean["detail"] = detail

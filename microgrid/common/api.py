@@ -14,11 +14,13 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exc
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.fields import ID_RE, contains_nul
 from microgrid.common.roles import RolePermission
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,7 @@ def error_response(error: DomainError) -> JsonResponse:
     return JsonResponse(error.body(), status=error.status)
 
 
+@csrf_exempt  # a JSON 404 for every method: never Django's HTML CSRF 403 for an unknown path
 def api_404(request, exception=None) -> JsonResponse:
     return error_response(DomainError("NOT_FOUND", "Not found", status=404))
 
@@ -99,6 +102,20 @@ def json_object(request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise DomainError("MALFORMED_REQUEST", "Body must be a JSON object", status=400)
     return data
+
+
+def query_id(request, name: str) -> str | None:
+    """An optional id filter of the query string: None when absent or empty, else an id of
+    the spec's pattern or 422 FIELD_INVALID naming it (a NUL or a 1000-character value never
+    reaches the database)."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    if not ID_RE.match(raw):
+        raise DomainError.from_errors(
+            [ErrorItem("FIELD_INVALID", f"{name} must be an id of the spec's pattern", field=name)]
+        )
+    return raw
 
 
 def parse_json_bytes(raw: bytes) -> Any:
@@ -171,7 +188,11 @@ class ApiView(APIView):
 
     def finalize_response(self, request, response, *args, **kwargs):
         pending = getattr(self, "_idempotency", None)
-        if pending and response.status_code < 500:
+        body = getattr(response, "data", None)
+        # A refusal may echo a NUL the client sent, which PostgreSQL's jsonb cannot hold: such
+        # an answer is not stored (the request changed nothing; a repeat is judged again).
+        storable = not contains_nul(body)
+        if pending and response.status_code < 500 and storable:
             from django.db import IntegrityError, transaction
 
             from microgrid.common.models import IdempotencyRecord
@@ -185,7 +206,7 @@ class ApiView(APIView):
                         path=request.path,
                         body_hash=pending[1],
                         status_code=response.status_code,
-                        response_body=getattr(response, "data", None),
+                        response_body=body,
                     )
             except IntegrityError:
                 pass  # a concurrent twin stored the answer first

@@ -11,8 +11,9 @@ import re
 from datetime import datetime
 from typing import Any
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+# \Z, not $: "$" also matches before a trailing newline, which would let "MG-1\n" in.
+ID_RE = re.compile(rf"^{ID_PATTERN}\Z")
 
 
 class FieldProblem(ValueError):
@@ -93,6 +94,18 @@ def check_bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise FieldProblem("must be true or false")
     return value
+
+
+def contains_nul(value: Any) -> bool:
+    """Whether a JSON value holds a NUL character in any string or key (PostgreSQL's text and
+    jsonb cannot store one)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(contains_nul(v) for v in value)
+    return False
 
 
 def check_datetime(value: Any) -> datetime:

@@ -225,7 +225,7 @@ def parse_statuses(raw: str | None) -> list[str]:
 def parse_limit(raw: str | None) -> int:
     if raw in (None, ""):
         return DEFAULT_LIST_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIST_LIMIT:
         raise DomainError.from_errors(
             [
                 ErrorItem(

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
 from microgrid.capabilities import selectors, services
 from microgrid.common.api import ApiView, json_object
 from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.openapi import api_doc, ref
 from microgrid.common.roles import INGEST, READERS, SUPPORT_ONLY
 from microgrid.topology.selectors import microgrid_get
 
-OBJ = OpenApiTypes.OBJECT
+TAG = "capabilities"
+WRITE_ERRORS = {400: None, 413: None, 422: "FIELD_INVALID, NODE_NOT_FOUND (field scope.node_id)"}
 
 
 def _empty_body(request) -> None:
@@ -33,7 +33,13 @@ def _empty_body(request) -> None:
 class CapabilitiesView(ApiView):
     read_roles = READERS
 
-    @extend_schema(responses={200: OBJ}, operation_id="capabilities_list")
+    @api_doc(
+        operation_id="capabilities_list",
+        summary="Capability bindings with their latest status, active first",
+        ok={200: ref("CapabilityList")},
+        errors={404: "MICROGRID_NOT_FOUND"},
+        tag=TAG,
+    )
     def get(self, request, microgrid_id: str):
         return Response(selectors.capabilities_document(microgrid_get(microgrid_id)))
 
@@ -41,7 +47,22 @@ class CapabilitiesView(ApiView):
 class BindingsView(ApiView):
     write_roles = SUPPORT_ONLY
 
-    @extend_schema(request=OBJ, responses={201: OBJ, 200: OBJ}, operation_id="capabilities_bind")
+    @api_doc(
+        operation_id="capabilities_bind",
+        summary="Bind an external source to a capability and scope (support)",
+        request=ref("CapabilityBind"),
+        ok={
+            201: (ref("CapabilityBinding"), "A new binding"),
+            200: (ref("CapabilityBinding"), "The same source already holds this binding"),
+        },
+        errors={
+            **WRITE_ERRORS,
+            404: "MICROGRID_NOT_FOUND",
+            409: "CAPABILITY_SOURCE_CONFLICT, with the remediation paths",
+        },
+        tag=TAG,
+        idempotent=True,
+    )
     def post(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id)
         outcome = services.capability_binding_create(
@@ -56,7 +77,21 @@ class BindingsView(ApiView):
 class BindingReleaseView(ApiView):
     write_roles = SUPPORT_ONLY
 
-    @extend_schema(request=None, responses={200: OBJ}, operation_id="capabilities_release")
+    @api_doc(
+        operation_id="capabilities_release",
+        summary="End a binding (support); it stays in history",
+        request=ref("CapabilityRelease"),
+        ok={200: (ref("CapabilityBinding"), "The ended binding")},
+        errors={
+            400: None,
+            404: "MICROGRID_NOT_FOUND, BINDING_NOT_FOUND",
+            409: "BINDING_NOT_ACTIVE",
+            413: None,
+            422: "FIELD_INVALID: release takes no fields",
+        },
+        tag=TAG,
+        idempotent=True,
+    )
     def post(self, request, microgrid_id: str, binding_id: str):
         microgrid = microgrid_get(microgrid_id)
         _empty_body(request)
@@ -69,7 +104,19 @@ class BindingReleaseView(ApiView):
 class BindingTransferView(ApiView):
     write_roles = SUPPORT_ONLY
 
-    @extend_schema(request=OBJ, responses={200: OBJ}, operation_id="capabilities_transfer")
+    @api_doc(
+        operation_id="capabilities_transfer",
+        summary="Hand a binding to a new source if the expected one still holds it (support)",
+        request=ref("CapabilityTransfer"),
+        ok={200: (ref("CapabilityBinding"), "The new binding (or the current one, when retried)")},
+        errors={
+            **WRITE_ERRORS,
+            404: "MICROGRID_NOT_FOUND",
+            409: "CAPABILITY_TRANSFER_CONFLICT",
+        },
+        tag=TAG,
+        idempotent=True,
+    )
     def post(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id)
         outcome = services.capability_binding_transfer(
@@ -81,7 +128,22 @@ class BindingTransferView(ApiView):
 class EventsView(ApiView):
     write_roles = INGEST
 
-    @extend_schema(request=OBJ, responses={201: OBJ, 200: OBJ}, operation_id="capabilities_event")
+    @api_doc(
+        operation_id="capabilities_event",
+        summary="Record a capability status event (integration, support)",
+        request=ref("CapabilityEventInput"),
+        ok={
+            201: (ref("CapabilityEventAnswer"), "A new event"),
+            200: (ref("CapabilityEventAnswer"), "A repeated event_ref: the stored event"),
+        },
+        errors={
+            **WRITE_ERRORS,
+            404: "MICROGRID_NOT_FOUND",
+            409: "CAPABILITY_SOURCE_NOT_ACTIVE",
+        },
+        tag=TAG,
+        idempotent=True,
+    )
     def post(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id)
         outcome = services.capability_event_record(microgrid=microgrid, data=json_object(request))

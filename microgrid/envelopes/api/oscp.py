@@ -10,25 +10,13 @@ MALFORMED_REQUEST / OSCP_MESSAGE_INVALID, 404 OSCP_GROUP_NOT_FOUND.
 from __future__ import annotations
 
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
 from microgrid.common.api import ApiView
+from microgrid.common.openapi import oscp_doc
 from microgrid.envelopes import services
 from microgrid.envelopes.choices import MessageType
-
-HEADERS = [
-    OpenApiParameter(
-        "X-Request-ID",
-        str,
-        OpenApiParameter.HEADER,
-        required=True,
-        description="unique per message",
-    ),
-    OpenApiParameter("X-Correlation-ID", str, OpenApiParameter.HEADER, required=False),
-]
 
 
 class OscpView(ApiView):
@@ -54,12 +42,10 @@ class OscpView(ApiView):
 class HandshakeView(OscpView):
     message_type = MessageType.HANDSHAKE
 
-    @extend_schema(
-        request=OpenApiTypes.OBJECT,
-        responses={204: None},
-        parameters=HEADERS,
+    @oscp_doc(
         operation_id="oscp_handshake",
-        auth=[],
+        summary="Handshake: the peer's required behaviour; ends offline mode",
+        request="OscpHandshake",
     )
     def post(self, request):
         return super().post(request)
@@ -68,12 +54,10 @@ class HandshakeView(OscpView):
 class HeartbeatView(OscpView):
     message_type = MessageType.HEARTBEAT
 
-    @extend_schema(
-        request=OpenApiTypes.OBJECT,
-        responses={204: None},
-        parameters=HEADERS,
+    @oscp_doc(
         operation_id="oscp_heartbeat",
-        auth=[],
+        summary="Heartbeat: when the peer would go offline",
+        request="OscpHeartbeat",
     )
     def post(self, request):
         return super().post(request)
@@ -82,12 +66,11 @@ class HeartbeatView(OscpView):
 class UpdateGroupCapacityForecastView(OscpView):
     message_type = MessageType.UPDATE_GROUP_CAPACITY_FORECAST
 
-    @extend_schema(
-        request=OpenApiTypes.OBJECT,
-        responses={204: None},
-        parameters=HEADERS,
+    @oscp_doc(
         operation_id="oscp_update_group_capacity_forecast",
-        auth=[],
+        summary="Capacity forecast blocks for a group: stored as operating envelopes",
+        request="OscpUpdateGroupCapacityForecast",
+        not_found=True,
     )
     def post(self, request):
         return super().post(request)

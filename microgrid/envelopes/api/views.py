@@ -2,39 +2,43 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
 from microgrid.common.api import ApiView, json_object
 from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.openapi import AT_PARAM, LIMIT_PARAM, api_doc, query, ref
 from microgrid.common.roles import READERS, SUPPORT_ONLY
 from microgrid.envelopes import selectors, services
+from microgrid.envelopes.choices import EnvelopeStatus
 from microgrid.envelopes.interim import legacy_values
 from microgrid.limits.api.views import parse_at
 from microgrid.topology.selectors import microgrid_get
 
-OBJ = OpenApiTypes.OBJECT
+TAG = "operating envelopes"
 
 
 class EnvelopeListView(ApiView):
     read_roles = READERS
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter(
-                "status",
-                str,
-                required=False,
-                description="PENDING, ACTIVE, EXPIRED, WITHDRAWN, SUPERSEDED (comma-separated)",
-            ),
-            OpenApiParameter(
-                "at", OpenApiTypes.DATETIME, required=False, description="default now"
-            ),
-            OpenApiParameter("limit", int, required=False, description="1-1000, default 200"),
-        ],
-        responses={200: OBJ},
+    @api_doc(
         operation_id="operating_envelopes_list",
+        summary="Envelopes, latest window first",
+        parameters=[
+            query(
+                "status",
+                {
+                    "type": "string",
+                    "pattern": rf"^({'|'.join(EnvelopeStatus.values)})"
+                    rf"(,({'|'.join(EnvelopeStatus.values)}))*$",
+                },
+                "one status or a comma-separated list",
+            ),
+            AT_PARAM,
+            LIMIT_PARAM,
+        ],
+        ok={200: ref("EnvelopeList")},
+        errors={404: "MICROGRID_NOT_FOUND", 422: "FIELD_INVALID (status, at or limit)"},
+        tag=TAG,
     )
     def get(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id)
@@ -56,12 +60,13 @@ class EnvelopeListView(ApiView):
 class EnvelopeDetailView(ApiView):
     read_roles = READERS
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("at", OpenApiTypes.DATETIME, required=False, description="default now")
-        ],
-        responses={200: OBJ},
+    @api_doc(
         operation_id="operating_envelopes_get",
+        summary="One envelope with what it superseded, its transitions and its history",
+        parameters=[AT_PARAM],
+        ok={200: ref("EnvelopeDetail")},
+        errors={404: "MICROGRID_NOT_FOUND, ENVELOPE_NOT_FOUND", 422: "FIELD_INVALID (at)"},
+        tag=TAG,
     )
     def get(self, request, microgrid_id: str, envelope_id: str):
         microgrid = microgrid_get(microgrid_id)
@@ -73,7 +78,21 @@ class EnvelopeDetailView(ApiView):
 class EnvelopeWithdrawView(ApiView):
     write_roles = SUPPORT_ONLY
 
-    @extend_schema(request=OBJ, responses={200: OBJ}, operation_id="operating_envelopes_withdraw")
+    @api_doc(
+        operation_id="operating_envelopes_withdraw",
+        summary="Withdraw a pending or active envelope (support)",
+        request=ref("EnvelopeWithdraw"),
+        ok={200: (ref("EnvelopeDetail"), "The withdrawn envelope")},
+        errors={
+            400: None,
+            404: "MICROGRID_NOT_FOUND, ENVELOPE_NOT_FOUND",
+            409: "ENVELOPE_NOT_WITHDRAWABLE",
+            413: None,
+            422: "FIELD_INVALID",
+        },
+        tag=TAG,
+        idempotent=True,
+    )
     def post(self, request, microgrid_id: str, envelope_id: str):
         microgrid = microgrid_get(microgrid_id)
         envelope = selectors.envelope_get(microgrid, envelope_id)

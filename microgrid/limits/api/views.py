@@ -5,19 +5,25 @@ from __future__ import annotations
 import re
 
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
 from microgrid.common.api import ApiView, json_object
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.fields import FieldProblem, check_datetime
+from microgrid.common.openapi import AT_PARAM, api_doc, ref
 from microgrid.common.roles import READERS, WRITERS
 from microgrid.limits import selectors, services
 from microgrid.topology.selectors import microgrid_get
 
-OBJ = OpenApiTypes.OBJECT
+TAG = "limits"
+POLICY_ERRORS = {
+    400: None,
+    404: "MICROGRID_NOT_FOUND, LIMIT_NOT_FOUND",
+    409: "LIMIT_ALREADY_EXISTS: a second non-scheduled cap on one target",
+    413: None,
+    422: "FIELD_INVALID, NODE_NOT_FOUND, LIMIT_EXCEEDS_PHYSICAL_RATING, LIMIT_SCHEDULE_OVERLAP",
+}
 
 
 def _policy_body(policy) -> dict:
@@ -28,7 +34,13 @@ class LimitListView(ApiView):
     read_roles = READERS
     write_roles = WRITERS
 
-    @extend_schema(responses={200: OBJ}, operation_id="limits_list")
+    @api_doc(
+        operation_id="limits_list",
+        summary="The limit policies: Microgrid limits first, then by node in tree order",
+        ok={200: ref("LimitList")},
+        errors={404: "MICROGRID_NOT_FOUND"},
+        tag=TAG,
+    )
     def get(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id)
         return Response(
@@ -39,7 +51,15 @@ class LimitListView(ApiView):
             }
         )
 
-    @extend_schema(request=OBJ, responses={201: OBJ}, operation_id="limits_create")
+    @api_doc(
+        operation_id="limits_create",
+        summary="Create a Node Limit or Microgrid limit, optionally scheduled (TOU)",
+        request=ref("LimitPolicyInput"),
+        ok={201: ref("LimitPolicy")},
+        errors={**POLICY_ERRORS, 404: "MICROGRID_NOT_FOUND"},
+        tag=TAG,
+        idempotent=True,
+    )
     def post(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id)
         policy = services.limit_policy_create(
@@ -52,12 +72,25 @@ class LimitDetailView(ApiView):
     read_roles = READERS
     write_roles = WRITERS
 
-    @extend_schema(responses={200: OBJ}, operation_id="limits_get")
+    @api_doc(
+        operation_id="limits_get",
+        summary="One limit policy",
+        ok={200: ref("LimitPolicy")},
+        errors={404: "MICROGRID_NOT_FOUND, LIMIT_NOT_FOUND"},
+        tag=TAG,
+    )
     def get(self, request, microgrid_id: str, policy_id: str):
         microgrid = microgrid_get(microgrid_id)
         return Response(_policy_body(selectors.policy_get(microgrid, policy_id)))
 
-    @extend_schema(request=OBJ, responses={200: OBJ}, operation_id="limits_update")
+    @api_doc(
+        operation_id="limits_update",
+        summary="Replace a limit policy's scope, node, limit, schedule and source",
+        request=ref("LimitPolicyInput"),
+        ok={200: ref("LimitPolicy")},
+        errors=POLICY_ERRORS,
+        tag=TAG,
+    )
     def put(self, request, microgrid_id: str, policy_id: str):
         microgrid = microgrid_get(microgrid_id)
         policy = selectors.policy_get(microgrid, policy_id)
@@ -66,7 +99,13 @@ class LimitDetailView(ApiView):
         )
         return Response(_policy_body(selectors.policy_get(microgrid, policy.policy_id)))
 
-    @extend_schema(responses={204: None}, operation_id="limits_delete")
+    @api_doc(
+        operation_id="limits_delete",
+        summary="Delete a limit policy (kept in history)",
+        ok={204: None},
+        errors={404: "MICROGRID_NOT_FOUND, LIMIT_NOT_FOUND"},
+        tag=TAG,
+    )
     def delete(self, request, microgrid_id: str, policy_id: str):
         microgrid = microgrid_get(microgrid_id)
         services.limit_policy_delete(
@@ -78,14 +117,13 @@ class LimitDetailView(ApiView):
 class ActiveLimitsView(ApiView):
     read_roles = READERS
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter(
-                "at", OpenApiTypes.DATETIME, required=False, description="ISO 8601; default now"
-            )
-        ],
-        responses={200: OBJ},
+    @api_doc(
         operation_id="limits_active",
+        summary="The effective limit of every node at a time, and what gives it",
+        parameters=[AT_PARAM],
+        ok={200: ref("ActiveLimits")},
+        errors={404: "MICROGRID_NOT_FOUND", 422: "FIELD_INVALID (field at)"},
+        tag=TAG,
     )
     def get(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id)

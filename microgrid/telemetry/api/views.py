@@ -1,9 +1,8 @@
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
 from microgrid.common.api import ApiView, json_object
 from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.openapi import api_doc, ref
 from microgrid.common.roles import INGEST
 from microgrid.telemetry.services import telemetry_ingest
 from microgrid.topology.selectors import microgrid_get
@@ -12,10 +11,21 @@ from microgrid.topology.selectors import microgrid_get
 class TelemetryView(ApiView):
     write_roles = INGEST
 
-    @extend_schema(
-        request=OpenApiTypes.OBJECT,
-        responses={202: OpenApiTypes.OBJECT},
+    @api_doc(
         operation_id="telemetry_ingest",
+        summary="Ingest a batch of readings (integration, support)",
+        description="All or nothing: one bad reading refuses the batch.",
+        request=ref("TelemetryBatch"),
+        ok={202: ref("TelemetryAccepted")},
+        errors={
+            400: None,
+            404: "MICROGRID_NOT_FOUND",
+            413: None,
+            422: "TELEMETRY_INVALID with one errors entry per bad reading (ASSET_NOT_FOUND or "
+            "FIELD_INVALID); FIELD_INVALID for a body that is not {readings}",
+        },
+        tag="telemetry",
+        idempotent=True,
     )
     def post(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id)

@@ -2,31 +2,34 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
-from microgrid.common.api import ApiView, json_object
+from microgrid.common.api import ApiView, json_object, query_id
 from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.openapi import ID, api_doc, query, ref
 from microgrid.common.roles import READERS, SUPPORT_ONLY, WRITERS
 from microgrid.topology import selectors, services
 from microgrid.topology.card import microgrid_card, microgrid_summary
 
-OBJ = OpenApiTypes.OBJECT
+TAG = "topology"
 
 
 class MicrogridListView(ApiView):
     read_roles = READERS
     write_roles = SUPPORT_ONLY
 
-    @extend_schema(
-        parameters=[OpenApiParameter("depot_id", str, required=False)],
-        responses={200: OBJ},
+    @api_doc(
         operation_id="microgrids_list",
+        path_ids=False,
+        summary="List the microgrids",
+        parameters=[query("depot_id", ID, "only this depot's")],
+        ok={200: ref("MicrogridList")},
+        errors={422: "FIELD_INVALID (field depot_id)"},
+        tag=TAG,
     )
     def get(self, request):
-        depot_id = request.query_params.get("depot_id") or None
+        depot_id = query_id(request, "depot_id")
         return Response(
             {
                 "microgrids": [
@@ -35,7 +38,16 @@ class MicrogridListView(ApiView):
             }
         )
 
-    @extend_schema(request=OBJ, responses={201: OBJ}, operation_id="microgrids_create")
+    @api_doc(
+        operation_id="microgrids_create",
+        path_ids=False,
+        summary="Create a depot (when new) and an empty microgrid (support)",
+        request=ref("MicrogridCreate"),
+        ok={201: (ref("MicrogridCard"), "The new microgrid's card (topology_version 0)")},
+        errors={400: None, 409: "MICROGRID_EXISTS", 413: None, 422: None},
+        tag=TAG,
+        idempotent=True,
+    )
     def post(self, request):
         microgrid = services.microgrid_create(data=json_object(request), user=request.user)
         return Response(
@@ -45,7 +57,13 @@ class MicrogridListView(ApiView):
 
 
 class MicrogridDetailView(ApiView):
-    @extend_schema(responses={200: OBJ}, operation_id="microgrids_card")
+    @api_doc(
+        operation_id="microgrids_card",
+        summary="The microgrid card",
+        ok={200: ref("MicrogridCard")},
+        errors={404: "MICROGRID_NOT_FOUND"},
+        tag=TAG,
+    )
     def get(self, request, microgrid_id: str):
         return Response(microgrid_card(selectors.microgrid_get(microgrid_id)))
 
@@ -53,11 +71,32 @@ class MicrogridDetailView(ApiView):
 class TopologyView(ApiView):
     write_roles = WRITERS
 
-    @extend_schema(responses={200: OBJ}, operation_id="topology_get")
+    @api_doc(
+        operation_id="topology_get",
+        summary="The topology: every node in tree order and every asset",
+        ok={200: ref("Topology")},
+        errors={404: "MICROGRID_NOT_FOUND"},
+        tag=TAG,
+    )
     def get(self, request, microgrid_id: str):
         return Response(selectors.topology_document(selectors.microgrid_get(microgrid_id)))
 
-    @extend_schema(request=OBJ, responses={200: OBJ}, operation_id="topology_replace")
+    @api_doc(
+        operation_id="topology_replace",
+        summary="Replace the nodes and assets (operator, support)",
+        description="Validated as a whole; nothing changes on any error.",
+        request=ref("TopologyReplace"),
+        ok={200: (ref("Topology"), "The new topology")},
+        errors={
+            400: None,
+            404: "MICROGRID_NOT_FOUND",
+            409: "TOPOLOGY_VERSION_CONFLICT: details {base_version, current_version, "
+            "updated_at, updated_by}",
+            413: None,
+            422: "every validation error (spec 3.1), sorted; the first one's code on top",
+        },
+        tag=TAG,
+    )
     def put(self, request, microgrid_id: str):
         microgrid = selectors.microgrid_get(microgrid_id)
         body = json_object(request)
@@ -96,7 +135,13 @@ _READ_ONLY_TOPOLOGY_KEYS = {
 
 
 class RevisionListView(ApiView):
-    @extend_schema(responses={200: OBJ}, operation_id="topology_revisions_list")
+    @api_doc(
+        operation_id="topology_revisions_list",
+        summary="The saved topology versions, newest first",
+        ok={200: ref("RevisionList")},
+        errors={404: "MICROGRID_NOT_FOUND"},
+        tag=TAG,
+    )
     def get(self, request, microgrid_id: str):
         microgrid = selectors.microgrid_get(microgrid_id)
         return Response(
@@ -110,7 +155,13 @@ class RevisionListView(ApiView):
 
 
 class RevisionDetailView(ApiView):
-    @extend_schema(responses={200: OBJ}, operation_id="topology_revisions_get")
+    @api_doc(
+        operation_id="topology_revisions_get",
+        summary="One saved version with its snapshot and what changed from the one before",
+        ok={200: ref("RevisionDetail")},
+        errors={404: "MICROGRID_NOT_FOUND, REVISION_NOT_FOUND"},
+        tag=TAG,
+    )
     def get(self, request, microgrid_id: str, version: int):
         microgrid = selectors.microgrid_get(microgrid_id)
         rev = selectors.revision_get(microgrid, version)

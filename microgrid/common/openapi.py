@@ -1,0 +1,1171 @@
+"""The OpenAPI document's shared parts: component schemas, security schemes, error responses.
+
+Views describe their operations with `api_doc(...)` / `oscp_doc(...)`, naming
+the components here by `ref("Name")`; `postprocess` (a drf-spectacular
+postprocessing hook, see SPECTACULAR_SETTINGS) adds the components and the
+security schemes to the document and settles what the decorators cannot say
+(required request bodies, OSCP paths without a trailing slash).
+
+The shapes are the spec's (sections 3 to 6) as the code answers them: a test
+runs schemathesis against this document (tests/reliability/test_schemathesis.py),
+so a response that drifts from its schema fails there. Fix the schema when the
+schema is wrong, never the response to fit a schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+
+from balancing.choices import BreachStatus, Outcome, SourceMode, TriggerType
+from microgrid.capabilities.choices import BindingEnd, CapabilityState, CapabilityType
+from microgrid.envelopes.choices import (
+    CapacityUnit,
+    Direction,
+    Enforcement,
+    EnvelopeState,
+    EnvelopeStatus,
+    ForecastType,
+    Phase,
+)
+from microgrid.limits.choices import ConstraintSource, LimitScope, LimitSource
+from microgrid.topology.choices import AssetKind, NodeKind
+
+ID_REGEX = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# Text fields: trimmed, not blank, no control characters (common.fields.check_text).
+TEXT_REGEX = r"^[^\u0000-\u001f]*\S[^\u0000-\u001f]*$"
+HHMM_REGEX = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+DAYS = ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
+MAX_KW = 1e7
+
+TOKEN_SCHEME = "tokenAuth"
+SESSION_SCHEME = "cookieAuth"
+OSCP_SCHEME = "oscpPeerToken"
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _enum(choices) -> dict[str, Any]:
+    values = choices.values if hasattr(choices, "values") else list(choices)
+    return {"type": "string", "enum": [str(v) for v in values]}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in schema:
+        return {"allOf": [schema], "nullable": True}
+    return {**schema, "nullable": True}
+
+
+def _obj(
+    properties: Mapping[str, Any],
+    *,
+    optional: Iterable[str] = (),
+    closed: bool = False,
+    description: str | None = None,
+) -> dict[str, Any]:
+    """An object whose properties are all required except `optional`; `closed` refuses others."""
+    optional = set(optional)
+    out: dict[str, Any] = {"type": "object", "properties": dict(properties)}
+    required = [name for name in properties if name not in optional]
+    if required:
+        out["required"] = required
+    if closed:
+        out["additionalProperties"] = False
+    if description:
+        out["description"] = description
+    return out
+
+
+def _arr(items: dict[str, Any], **extra) -> dict[str, Any]:
+    return {"type": "array", "items": items, **extra}
+
+
+ID = {"type": "string", "pattern": ID_REGEX}
+STR = {"type": "string"}
+TEXT = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": TEXT_REGEX}
+INT = {"type": "integer"}
+NUM = {"type": "number"}
+BOOL = {"type": "boolean"}
+DT = {"type": "string", "format": "date-time"}
+# Inputs: a JSON number, finite (JSON has no NaN/Infinity; the parser refuses them too).
+KW_POSITIVE = {"type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": MAX_KW}
+KW_NON_NEGATIVE = {"type": "number", "minimum": 0, "maximum": MAX_KW}
+TIMESTAMP_IN = {
+    "type": "string",
+    "format": "date-time",
+    "description": "ISO 8601 with a UTC offset (a time without one is refused)",
+}
+
+LIMIT_SOURCE = _enum(ConstraintSource)
+REASON_CODE = {
+    "type": "string",
+    "enum": [
+        "FAILSAFE_TELEMETRY_UNAVAILABLE",
+        "TELEMETRY_FALLBACK",
+        "EXTERNAL_CONTROL",
+        "OPERATING_ENVELOPE_LIMIT",
+        "MICROGRID_LIMIT",
+        "TOU_LIMIT",
+        "NODE_LIMIT",
+        "PHYSICAL_RATING",
+        "MIN_POWER_UNSERVED",
+        "ASSET_MAX_POWER",
+        "DEMAND_MET",
+    ],
+}
+BREACH_CODE = {
+    "type": "string",
+    "enum": [
+        "BREACH_PHYSICAL_RATING",
+        "BREACH_OPERATING_ENVELOPE",
+        "BREACH_MICROGRID_LIMIT",
+        "BREACH_TOU_LIMIT",
+        "BREACH_NODE_LIMIT",
+    ],
+}
+
+
+def _asset_variants(*, request: bool) -> list[dict[str, Any]]:
+    """One schema per asset kind: only that kind's fields (spec 3.1)."""
+    if request:
+        base = {"asset_id": ID, "node_id": ID, "name": TEXT}
+        fields = {
+            "CHARGER": {
+                "max_power_kw": KW_POSITIVE,
+                "min_power_kw": {**KW_NON_NEGATIVE, "default": 0},
+                "priority": {"type": "integer", "minimum": -1000, "maximum": 1000, "default": 0},
+                "failsafe_power_kw": _nullable(
+                    {**KW_NON_NEGATIVE, "description": "default: min_power_kw"}
+                ),
+            },
+            "SITE_LOAD": {
+                "rated_power_kw": _nullable(KW_POSITIVE),
+                "fallback_kw": _nullable(KW_NON_NEGATIVE),
+            },
+            "BATTERY": {
+                "rated_power_kw": _nullable(KW_POSITIVE),
+                "fallback_kw": _nullable({"type": "number", "minimum": -MAX_KW, "maximum": MAX_KW}),
+            },
+            "PV": {"rated_power_kw": _nullable(KW_POSITIVE)},
+            "METER": {},
+        }
+        optional_of = {kind: set(f) - {"max_power_kw"} for kind, f in fields.items()}
+    else:
+        base = {"asset_id": ID, "node_id": ID, "name": STR}
+        fields = {
+            "CHARGER": {
+                "max_power_kw": NUM,
+                "min_power_kw": NUM,
+                "priority": INT,
+                "failsafe_power_kw": NUM,
+            },
+            "SITE_LOAD": {"rated_power_kw": _nullable(NUM), "fallback_kw": _nullable(NUM)},
+            "BATTERY": {"rated_power_kw": _nullable(NUM), "fallback_kw": _nullable(NUM)},
+            "PV": {"rated_power_kw": _nullable(NUM)},
+            "METER": {},
+        }
+        optional_of = {kind: set() for kind in fields}
+    assert set(fields) == set(AssetKind.values)
+    return [
+        _obj(
+            {**base, "kind": {"type": "string", "enum": [kind]}, **extra},
+            optional=optional_of[kind],
+            closed=request,
+            description=f"a {kind} asset",
+        )
+        for kind, extra in fields.items()
+    ]
+
+
+def _schemas() -> dict[str, dict[str, Any]]:
+    s: dict[str, dict[str, Any]] = {}
+
+    # -- errors (spec 6) ---------------------------------------------------------------------
+    s["ErrorItem"] = _obj(
+        {
+            "code": STR,
+            "node_id": STR,
+            "asset_id": STR,
+            "field": STR,
+            "message": STR,
+            "details": {"type": "object", "additionalProperties": True},
+        },
+        optional=("node_id", "asset_id", "field", "details"),
+        description="One validation finding; lists are sorted by code, then id.",
+    )
+    s["Error"] = _obj(
+        {
+            "code": {"type": "string", "example": "FIELD_INVALID"},
+            "message": STR,
+            "details": {"type": "object", "additionalProperties": True},
+            "errors": _arr(ref("ErrorItem")),
+        },
+        optional=("errors",),
+        description="Every refusal: `code` says what, `errors` itemises validation problems.",
+    )
+
+    # -- scopes -------------------------------------------------------------------------------
+    s["MicrogridScope"] = _obj(
+        {"type": {"type": "string", "enum": ["MICROGRID"]}},
+        closed=True,
+        description="The whole microgrid.",
+    )
+    s["NodeScope"] = _obj(
+        {"type": {"type": "string", "enum": ["NODE"]}, "node_id": ID},
+        closed=True,
+        description="The subtree rooted at a Microgrid Node.",
+    )
+    s["Scope"] = {"oneOf": [ref("MicrogridScope"), ref("NodeScope")]}
+    s["LegacyScope"] = _obj(
+        {"type": {"type": "string", "enum": ["MICROGRID", "NODE"]}, "node_id": _nullable(ID)},
+        description="The frozen legacy shape: node_id is null for the whole microgrid.",
+    )
+    s["AliasScope"] = _obj(
+        {
+            "type": {"type": "string", "enum": ["MICROGRID", "NODE", "ASSET"]},
+            "node_id": ID,
+            "asset_id": ID,
+        },
+        optional=("node_id", "asset_id"),
+        description="A circuit alias's scope as resolved (ASSET for a per-charger circuit).",
+    )
+
+    # -- topology (3.1) -----------------------------------------------------------------------
+    s["Depot"] = _obj({"depot_id": ID, "name": STR, "timezone": STR})
+    s["MicrogridSummary"] = _obj(
+        {
+            "microgrid_id": ID,
+            "name": STR,
+            "depot_id": ID,
+            "depot_name": STR,
+            "topology_version": INT,
+            "updated_at": _nullable(DT),
+            "enabled": BOOL,
+        }
+    )
+    s["MicrogridList"] = _obj({"microgrids": _arr(ref("MicrogridSummary"))})
+    s["MicrogridCreate"] = _obj(
+        {
+            "microgrid_id": {**ID, "example": "MG.SOUTH-1"},
+            "name": TEXT,
+            "depot": _obj(
+                {
+                    "depot_id": ID,
+                    "name": TEXT,
+                    "timezone": {
+                        "type": "string",
+                        "description": "IANA zone name; default UTC",
+                        "example": "Europe/Amsterdam",
+                    },
+                },
+                optional=("timezone",),
+                closed=True,
+            ),
+            "telemetry_stale_after_s": {"type": "integer", "minimum": 1, "maximum": 86400},
+            "cycle_interval_s": {"type": "integer", "minimum": 1, "maximum": 86400},
+        },
+        optional=("telemetry_stale_after_s", "cycle_interval_s"),
+        closed=True,
+    )
+    s["MicrogridNode"] = _obj(
+        {
+            "node_id": ID,
+            "parent_id": _nullable(ID),
+            "kind": _enum(NodeKind),
+            "name": STR,
+            "physical_rating_kw": NUM,
+            "voltage_v": NUM,
+            "phases": {"type": "integer", "enum": [1, 3]},
+        }
+    )
+    s["Asset"] = {"oneOf": _asset_variants(request=False)}
+    s["Topology"] = _obj(
+        {
+            "microgrid_id": ID,
+            "depot_id": ID,
+            "depot_name": STR,
+            "topology_version": INT,
+            "updated_at": _nullable(DT),
+            "updated_by": _nullable(STR),
+            "nodes": _arr(ref("MicrogridNode"), description="tree order"),
+            "assets": _arr(ref("Asset"), description="by asset_id"),
+        },
+        description="The topology document (spec 6): nodes in tree order, assets by asset_id.",
+    )
+    s["MicrogridNodeInput"] = _obj(
+        {
+            "node_id": ID,
+            "parent_id": _nullable(ID),
+            "kind": _enum(NodeKind),
+            "name": TEXT,
+            "physical_rating_kw": KW_POSITIVE,
+            "voltage_v": {
+                "type": "number",
+                "exclusiveMinimum": True,
+                "minimum": 0,
+                "maximum": 100000,
+                "default": 230,
+            },
+            "phases": {"type": "integer", "enum": [1, 3], "default": 3},
+        },
+        optional=("parent_id", "name", "voltage_v", "phases"),
+        closed=True,
+    )
+    s["AssetInput"] = {"oneOf": _asset_variants(request=True)}
+    s["TopologyReplace"] = _obj(
+        {
+            "base_version": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "the topology_version the edit was made on",
+            },
+            "nodes": _arr(ref("MicrogridNodeInput")),
+            "assets": _arr(ref("AssetInput")),
+            # What a GET answered may be sent back: these keys are ignored.
+            "microgrid_id": {"description": "read-only: ignored"},
+            "depot_id": {"description": "read-only: ignored"},
+            "depot_name": {"description": "read-only: ignored"},
+            "topology_version": {"description": "read-only: ignored"},
+            "updated_at": {"description": "read-only: ignored"},
+            "updated_by": {"description": "read-only: ignored"},
+        },
+        optional=(
+            "microgrid_id",
+            "depot_id",
+            "depot_name",
+            "topology_version",
+            "updated_at",
+            "updated_by",
+        ),
+        closed=True,
+        description="Replaces every node and asset; the GET shape may be sent back edited.",
+    )
+    s["RevisionSummary"] = _obj(
+        {
+            "version": INT,
+            "created_at": DT,
+            "created_by": _nullable(STR),
+            "summary": STR,
+            "node_count": INT,
+            "asset_count": INT,
+        }
+    )
+    s["RevisionList"] = _obj({"microgrid_id": ID, "revisions": _arr(ref("RevisionSummary"))})
+    s["RevisionDetail"] = {
+        "allOf": [
+            ref("RevisionSummary"),
+            _obj(
+                {
+                    "changes": _obj(
+                        {
+                            name: _arr(ID)
+                            for name in (
+                                "nodes_added",
+                                "nodes_removed",
+                                "nodes_changed",
+                                "assets_added",
+                                "assets_removed",
+                                "assets_changed",
+                            )
+                        }
+                    ),
+                    "topology": ref("Topology"),
+                }
+            ),
+        ]
+    }
+
+    # -- limits (3.2) ---------------------------------------------------------------------------
+    s["Schedule"] = _obj(
+        {
+            "days": _arr(
+                {"type": "string", "enum": DAYS},
+                minItems=1,
+                maxItems=7,
+                uniqueItems=True,
+                description="the days a window starts on",
+            ),
+            "start": {"type": "string", "pattern": HHMM_REGEX, "example": "17:00"},
+            "end": {"type": "string", "pattern": HHMM_REGEX, "example": "21:00"},
+        },
+        closed=True,
+        description="A weekly window [start, end) in the depot's time zone; end < start "
+        "crosses midnight; start == end is refused.",
+    )
+    s["LimitPolicy"] = _obj(
+        {
+            "policy_id": {"type": "string", "example": "LP-1"},
+            "scope": _enum(LimitScope),
+            "node_id": _nullable(ID),
+            "limit_kw": NUM,
+            "schedule": _nullable(ref("Schedule")),
+            "source": _enum(LimitSource),
+            "updated_at": _nullable(DT),
+        }
+    )
+    s["LimitPolicyInput"] = _obj(
+        {
+            "scope": _enum(LimitScope),
+            "node_id": _nullable({**ID, "description": "the node of a NODE limit; null else"}),
+            "limit_kw": KW_POSITIVE,
+            "schedule": _nullable(ref("Schedule")),
+            "source": {**_enum(LimitSource), "default": "MANUAL"},
+            "policy_id": {"type": "string", "description": "read-only: must name this policy"},
+            "updated_at": {"description": "read-only: ignored"},
+        },
+        optional=("node_id", "schedule", "source", "policy_id", "updated_at"),
+        closed=True,
+    )
+    s["LimitList"] = _obj({"microgrid_id": ID, "timezone": STR, "limits": _arr(ref("LimitPolicy"))})
+    s["ActiveLimits"] = _obj(
+        {
+            "at": DT,
+            "microgrid": _obj(
+                {
+                    "effective_limit_kw": _nullable(NUM),
+                    "limit_source": _nullable(LIMIT_SOURCE),
+                    "active_policy_id": _nullable(STR),
+                }
+            ),
+            "nodes": _arr(
+                _obj(
+                    {
+                        "node_id": ID,
+                        "effective_limit_kw": NUM,
+                        "limit_source": LIMIT_SOURCE,
+                        "active_policy_id": _nullable(STR),
+                        "active_schedule": _nullable(ref("Schedule")),
+                        "envelope_ids": _arr(STR),
+                    }
+                ),
+                description="tree order",
+            ),
+        }
+    )
+    s["TelemetryBatch"] = _obj(
+        {
+            "readings": _arr(
+                _obj(
+                    {
+                        "asset_id": ID,
+                        "power_kw": {
+                            "type": "number",
+                            "minimum": -MAX_KW,
+                            "maximum": MAX_KW,
+                            "description": ">= 0 except for batteries (negative: discharging)",
+                        },
+                        "observed_at": TIMESTAMP_IN,
+                        "connected": {**BOOL, "description": "chargers only (required there)"},
+                        "requested_kw": _nullable(
+                            {**KW_NON_NEGATIVE, "description": "chargers only"}
+                        ),
+                    },
+                    optional=("connected", "requested_kw"),
+                    closed=True,
+                )
+            )
+        },
+        closed=True,
+    )
+    s["TelemetryAccepted"] = _obj({"accepted": {"type": "integer", "minimum": 0}})
+
+    # -- operating envelopes (3.3) --------------------------------------------------------------
+    s["Envelope"] = _obj(
+        {
+            "envelope_id": {"type": "string", "example": "OE-1"},
+            "microgrid_id": ID,
+            "scope": ref("Scope"),
+            "direction": _enum(Direction),
+            "forecast_type": _enum(ForecastType),
+            "capacity": NUM,
+            "unit": _enum(CapacityUnit),
+            "phase": _enum(Phase),
+            "capacity_kw": NUM,
+            "conversion": _nullable(_obj({"voltage_v": NUM, "phases": INT})),
+            "valid_from": DT,
+            "valid_until": DT,
+            "state": _enum(EnvelopeState),
+            "status": _enum(EnvelopeStatus),
+            "enforcement": _enum(Enforcement),
+            "peer_offline": BOOL,
+            "source": _obj(
+                {
+                    "protocol": {"type": "string", "enum": ["OSCP"]},
+                    "version": STR,
+                    "message_type": STR,
+                    "peer": STR,
+                    "group_id": STR,
+                    "request_id": STR,
+                    "correlation_id": _nullable(STR),
+                    "received_at": DT,
+                    "block_index": INT,
+                }
+            ),
+            "superseded_by": _nullable(STR),
+            "superseded_at": _nullable(DT),
+            "withdrawn_at": _nullable(DT),
+            "withdrawn_by": _nullable(STR),
+            "withdraw_reason": _nullable(STR),
+            "legacy_circuit": _nullable(
+                _obj({"circuit_id": ID, "available_capacity_kw": NUM}),
+            ),
+        }
+    )
+    s["EnvelopeDetail"] = {
+        "allOf": [
+            ref("Envelope"),
+            _obj(
+                {
+                    "supersedes": _arr(STR),
+                    "transitions": _arr(
+                        _obj({"transition": STR, "at": DT, "recorded_at": DT}),
+                    ),
+                    "history": _arr(
+                        _obj(
+                            {
+                                "at": DT,
+                                "change": STR,
+                                "by": _nullable(STR),
+                                "state": _enum(EnvelopeState),
+                                "superseded_by": _nullable(STR),
+                                "reason": _nullable(STR),
+                            }
+                        ),
+                        description="oldest first",
+                    ),
+                }
+            ),
+        ]
+    }
+    s["EnvelopeList"] = _obj({"microgrid_id": ID, "at": DT, "envelopes": _arr(ref("Envelope"))})
+    s["EnvelopeWithdraw"] = _obj(
+        {"reason": {"type": "string", "maxLength": 500}}, optional=("reason",), closed=True
+    )
+
+    # -- capabilities (3.4) ----------------------------------------------------------------------
+    s["CapabilityStatus"] = _obj(
+        {"state": _enum(CapabilityState), "observed_at": DT, "event_ref": STR}
+    )
+    s["CapabilityBinding"] = _obj(
+        {
+            "binding_id": {"type": "string", "example": "CB-1"},
+            "capability_type": _enum(CapabilityType),
+            "scope": ref("Scope"),
+            "source_device_id": ID,
+            "active": BOOL,
+            "created_at": DT,
+            "released_at": _nullable(DT),
+            "latest_status": _nullable(ref("CapabilityStatus")),
+        }
+    )
+    s["CapabilityList"] = _obj(
+        {"bindings": _arr(ref("CapabilityBinding"), description="active first")}
+    )
+    s["CapabilityBind"] = _obj(
+        {"capability_type": _enum(CapabilityType), "scope": ref("Scope"), "source_device_id": ID},
+        closed=True,
+    )
+    s["CapabilityTransfer"] = _obj(
+        {
+            "capability_type": _enum(CapabilityType),
+            "scope": ref("Scope"),
+            "expected_source_device_id": ID,
+            "new_source_device_id": ID,
+        },
+        closed=True,
+    )
+    s["CapabilityRelease"] = {
+        "type": "object",
+        "maxProperties": 0,
+        "description": "Release takes no fields: an empty body or {}.",
+    }
+    s["CapabilityEventInput"] = _obj(
+        {
+            "capability_type": _enum(CapabilityType),
+            "scope": ref("Scope"),
+            "source_device_id": ID,
+            "event_ref": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 128,
+                "pattern": TEXT_REGEX,
+            },
+            "state": _enum(CapabilityState),
+            "observed_at": {
+                **TIMESTAMP_IN,
+                "description": "with an offset; at most 5 minutes ahead of the product's clock",
+            },
+            "detail": {
+                "nullable": True,
+                "description": "a string or an object (at most 4000 characters as JSON)",
+                "oneOf": [{"type": "string"}, {"type": "object"}],
+            },
+        },
+        optional=("detail",),
+        closed=True,
+    )
+    s["CapabilityEvent"] = _obj(
+        {
+            "binding_id": STR,
+            "capability_type": _enum(CapabilityType),
+            "scope": ref("Scope"),
+            "source_device_id": ID,
+            "event_ref": STR,
+            "state": _enum(CapabilityState),
+            "observed_at": DT,
+            "received_at": DT,
+            "detail": {"nullable": True, "oneOf": [{"type": "string"}, {"type": "object"}]},
+        }
+    )
+    s["CapabilityEventAnswer"] = _obj(
+        {"event": ref("CapabilityEvent"), "binding": ref("CapabilityBinding")}
+    )
+
+    # -- cycles and breaches (4) ----------------------------------------------------------------
+    s["Trigger"] = {
+        **_obj({"type": _enum(TriggerType)}),
+        "additionalProperties": True,
+        "description": "what asked for the cycle, with its particulars (e.g. circuit_id)",
+    }
+    s["CycleSummary"] = _obj(
+        {
+            "cycle_id": STR,
+            "seq": INT,
+            "trigger": ref("Trigger"),
+            "scope": ref("Scope"),
+            "started_at": DT,
+            "completed_at": DT,
+            "topology_version": INT,
+            "outcome": _enum(Outcome),
+            "source_mode": _enum(SourceMode),
+            "reason_codes": _arr(REASON_CODE),
+        }
+    )
+    s["CycleList"] = _obj({"microgrid_id": ID, "cycles": _arr(ref("CycleSummary"))})
+    s["Binding"] = _obj(
+        {
+            "node_id": ID,
+            "limit_source": LIMIT_SOURCE,
+            "limit_kw": NUM,
+            "envelope_id": STR,
+            "peer_offline": BOOL,
+        },
+        optional=("envelope_id", "peer_offline"),
+        description="the node whose limit stopped the charger",
+    )
+    s["Cycle"] = _obj(
+        {
+            "cycle_id": STR,
+            "microgrid_id": ID,
+            "scope": ref("Scope"),
+            "trigger": ref("Trigger"),
+            "started_at": DT,
+            "completed_at": DT,
+            "topology_version": INT,
+            "outcome": _enum(Outcome),
+            "source_mode": _enum(SourceMode),
+            "reason_codes": _arr(REASON_CODE),
+            "nodes": _arr(
+                _obj(
+                    {
+                        "node_id": ID,
+                        "effective_limit_kw": NUM,
+                        "limit_source": LIMIT_SOURCE,
+                        "uncontrolled_load_kw": NUM,
+                        "allocated_kw": NUM,
+                        "headroom_kw": NUM,
+                        "source_mode": _enum(SourceMode),
+                        "fallback": _arr(
+                            _obj(
+                                {
+                                    "asset_id": ID,
+                                    "why": {"type": "string", "enum": ["STALE", "MISSING"]},
+                                    "last_observed_at": _nullable(DT),
+                                    "value_kw": NUM,
+                                    "threshold_s": INT,
+                                }
+                            )
+                        ),
+                        "reason_codes": _arr(REASON_CODE),
+                        "budget_kw": {
+                            "type": "number",
+                            "description": "only for a node under external control",
+                        },
+                    },
+                    optional=("budget_kw",),
+                ),
+                description="tree order",
+            ),
+            "chargers": _arr(
+                _obj(
+                    {
+                        "asset_id": ID,
+                        "node_id": ID,
+                        "requested_kw": NUM,
+                        "allocated_kw": _nullable(
+                            {**NUM, "description": "null: set by an external controller"}
+                        ),
+                        "reason_codes": _arr(REASON_CODE),
+                        "binding": _nullable(ref("Binding")),
+                        "valid_until": {**DT, "description": "with every setpoint"},
+                    },
+                    optional=("valid_until",),
+                ),
+                description="by asset_id",
+            ),
+            "scope_budgets": _arr(
+                _obj(
+                    {
+                        "scope": ref("Scope"),
+                        "budget_kw": NUM,
+                        "valid_until": DT,
+                        "binding_id": STR,
+                        "source_device_id": ID,
+                    },
+                    optional=("binding_id", "source_device_id"),
+                ),
+                description="what external controllers may draw in their scopes",
+            ),
+            "breaches": _arr(
+                _obj(
+                    {
+                        "breach_id": STR,
+                        "node_id": ID,
+                        "measured_kw": NUM,
+                        "limit_kw": NUM,
+                        "excess_kw": NUM,
+                        "exceeded": _arr(BREACH_CODE),
+                        "primary_reason_code": BREACH_CODE,
+                        "status": _enum(BreachStatus),
+                        "new": BOOL,
+                        "resolved_at": _nullable(DT),
+                    },
+                    optional=("resolved_at",),
+                )
+            ),
+            "served_triggers": _arr(ref("Trigger")),
+        },
+        description="The cycle document of spec 4.1.",
+    )
+    s["Breach"] = _obj(
+        {
+            "breach_id": STR,
+            "cycle_id": _nullable(STR),
+            "node_id": ID,
+            "measured_kw": NUM,
+            "limit_kw": NUM,
+            "excess_kw": NUM,
+            "exceeded": _arr(BREACH_CODE),
+            "primary_reason_code": BREACH_CODE,
+            "status": _enum(BreachStatus),
+            "detected_at": DT,
+            "resolved_at": _nullable(DT),
+        }
+    )
+    s["BreachList"] = _obj({"microgrid_id": ID, "breaches": _arr(ref("Breach"))})
+    s["Rebalance"] = _obj(
+        {"scope": _nullable({**ref("Scope"), "description": "default: the whole microgrid"})},
+        optional=("scope",),
+        closed=True,
+    )
+
+    # -- the microgrid card ------------------------------------------------------------------------
+    s["MicrogridCard"] = _obj(
+        {
+            "microgrid_id": ID,
+            "name": STR,
+            "depot": ref("Depot"),
+            "topology_version": INT,
+            "updated_at": _nullable(DT),
+            "updated_by": _nullable(STR),
+            "telemetry_stale_after_s": INT,
+            "cycle_interval_s": INT,
+            "enabled": BOOL,
+            "active_envelopes": _arr(
+                _obj(
+                    {
+                        "envelope_id": STR,
+                        "scope": ref("Scope"),
+                        "direction": _enum(Direction),
+                        "forecast_type": _enum(ForecastType),
+                        "capacity_kw": NUM,
+                        "valid_from": DT,
+                        "valid_until": DT,
+                        "enforcement": _enum(Enforcement),
+                        "peer": STR,
+                        "peer_offline": BOOL,
+                    }
+                )
+            ),
+            "capabilities": _obj(
+                {
+                    "bindings": _arr(
+                        {
+                            "allOf": [
+                                ref("CapabilityBinding"),
+                                _obj(
+                                    {
+                                        "scope_label": STR,
+                                        "status_fresh": BOOL,
+                                        "external_control": BOOL,
+                                    }
+                                ),
+                            ]
+                        }
+                    ),
+                    "ended_binding_count": INT,
+                }
+            ),
+            "latest_cycle": _nullable(ref("CycleSummary")),
+            "limits": _obj(
+                {
+                    "at": DT,
+                    "effective_limit_kw": _nullable(NUM),
+                    "limit_source": _nullable(LIMIT_SOURCE),
+                    "active_policy_id": _nullable(STR),
+                    "policy_count": INT,
+                }
+            ),
+            "open_breach_count": INT,
+        },
+        description="Identity, depot, version and the current state of every concern.",
+    )
+
+    # -- legacy (5) --------------------------------------------------------------------------------
+    s["LegacyCircuit"] = _obj(
+        {
+            "circuit_id": ID,
+            "name": STR,
+            "available_capacity_kw": NUM,
+            "configured_capacity_kw": NUM,
+        }
+    )
+    s["LegacyRebalance"] = _obj(
+        {
+            "circuit_id": ID,
+            "microgrid_id": ID,
+            "scope": ref("LegacyScope"),
+            "cycle_id": STR,
+            "status": {"type": "string", "enum": ["COMPLETED"]},
+        }
+    )
+    tou_entry = {
+        "start": {"type": "string", "pattern": HHMM_REGEX},
+        "end": {"type": "string", "pattern": HHMM_REGEX},
+        "days": _arr({"type": "string", "enum": DAYS}, minItems=1, maxItems=7, uniqueItems=True),
+        "limit_kw": NUM,
+    }
+    s["LegacyTouLimits"] = _obj({"circuit_id": ID, "tou_limits": _arr(_obj(tou_entry))})
+    s["LegacyTouLimitsInput"] = _obj(
+        {
+            "tou_limits": _arr(
+                _obj({**tou_entry, "limit_kw": KW_POSITIVE}, closed=True), maxItems=500
+            ),
+            "circuit_id": {**ID, "description": "may be sent back as read: the URL's circuit"},
+        },
+        optional=("circuit_id",),
+        closed=True,
+    )
+    s["AliasUsageReport"] = _obj(
+        {
+            "filters": _obj(
+                {"circuit_id": _nullable(STR), "client": _nullable(STR), "since": _nullable(DT)}
+            ),
+            "usage": _arr(
+                _obj(
+                    {
+                        "circuit_id": STR,
+                        "endpoint": STR,
+                        "method": STR,
+                        "client": _nullable(STR),
+                        "status_code": INT,
+                        "microgrid_id": _nullable(STR),
+                        "scope": _nullable(ref("AliasScope")),
+                        "failure_code": _nullable(STR),
+                        "failure_reason": _nullable(STR),
+                        "cycle_id": _nullable(STR),
+                        "at": DT,
+                    }
+                ),
+                description="newest first",
+            ),
+            "summary": _arr(
+                _obj(
+                    {
+                        "client": _nullable(STR),
+                        "circuit_id": STR,
+                        "calls": INT,
+                        "failures": INT,
+                        "first_used_at": DT,
+                        "last_used_at": DT,
+                    }
+                ),
+                description="by client, then circuit",
+            ),
+        }
+    )
+
+    # -- OSCP 2.0 inbound ----------------------------------------------------------------------------
+    s["OscpForecastedBlock"] = _obj(
+        {
+            "capacity": {"type": "number", "minimum": 0, "description": "0 means pause"},
+            "phase": _enum(Phase),
+            "unit": _enum(CapacityUnit),
+            "start_time": TIMESTAMP_IN,
+            "end_time": {**TIMESTAMP_IN, "description": "after start_time"},
+        },
+        closed=True,
+    )
+    s["OscpUpdateGroupCapacityForecast"] = _obj(
+        {
+            "group_id": {**ID, "example": "GRP-N"},
+            "type": _enum(ForecastType),
+            "forecasted_blocks": _arr(
+                ref("OscpForecastedBlock"),
+                minItems=1,
+                maxItems=1000,
+                description="blocks of one message must not overlap",
+            ),
+        },
+        closed=True,
+    )
+    s["OscpHeartbeat"] = _obj({"offline_mode_at": TIMESTAMP_IN}, closed=True)
+    s["OscpHandshake"] = _obj(
+        {
+            "required_behaviour": _obj(
+                {
+                    "heartbeat_interval": {
+                        "type": "number",
+                        "exclusiveMinimum": True,
+                        "minimum": 0,
+                        "maximum": 86400,
+                        "nullable": True,
+                    },
+                    "measurement_configuration": _arr(
+                        {"type": "string", "enum": ["CONTINUOUS", "INTERMITTENT"]}
+                    ),
+                },
+                optional=("heartbeat_interval",),
+                closed=True,
+            )
+        },
+        closed=True,
+    )
+    return s
+
+
+SCHEMAS = _schemas()
+assert set(BindingEnd.values) == {"RELEASED", "TRANSFERRED"}
+
+SECURITY_SCHEMES = {
+    TOKEN_SCHEME: {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "`Token <key>`; keys come from `manage.py create_api_token USER --role ROLE`",
+    },
+    SESSION_SCHEME: {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "sessionid",
+        "description": "the Manage login session (browsable API)",
+    },
+    OSCP_SCHEME: {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "`Token <peer token>`: an OSCP peer's own token, valid on /oscp/ only",
+    },
+}
+
+
+class TokenAuthScheme(OpenApiAuthenticationExtension):
+    target_class = "microgrid.common.auth.HashedTokenAuthentication"
+    name = TOKEN_SCHEME
+
+    def get_security_definition(self, auto_schema):
+        return SECURITY_SCHEMES[TOKEN_SCHEME]
+
+
+# -- responses -------------------------------------------------------------------------------------
+
+ERROR_TEXT = {
+    400: "MALFORMED_REQUEST: the body is not a JSON object (or not UTF-8 JSON)",
+    401: "NOT_AUTHENTICATED: no token, or an unknown or revoked one",
+    403: "PERMISSION_DENIED: the token's role may not do this",
+    404: "not found (MICROGRID_NOT_FOUND and the resource's own *_NOT_FOUND)",
+    405: "METHOD_NOT_ALLOWED",
+    409: "a conflict with the current state",
+    413: "REQUEST_TOO_LARGE: the body is larger than the cap",
+    422: "semantically invalid input (FIELD_INVALID and the codes of the spec), itemised",
+}
+
+
+def _responses(
+    ok: Mapping[int, Any], errors: Mapping[int, str] | Iterable[int]
+) -> dict[int, OpenApiResponse]:
+    out: dict[int, OpenApiResponse] = {}
+    for status, schema in ok.items():
+        if isinstance(schema, tuple):
+            schema, text = schema
+        else:
+            text = {200: "OK", 201: "Created", 202: "Accepted", 204: "No content"}[status]
+        out[status] = OpenApiResponse(response=schema, description=text)
+    items = errors.items() if isinstance(errors, Mapping) else ((s, None) for s in errors)
+    for status, text in sorted(items):
+        out[status] = OpenApiResponse(response=ref("Error"), description=text or ERROR_TEXT[status])
+    return out
+
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="A repeat with the same key and body answers as the first did and changes "
+    "nothing; the same key with another body is 422 IDEMPOTENCY_KEY_REUSED. At most 200 "
+    "characters.",
+)
+
+
+def query(name: str, schema: dict[str, Any], description: str = "") -> OpenApiParameter:
+    """An optional query parameter with its raw schema (enum, pattern, bounds)."""
+    return OpenApiParameter(
+        name, schema, OpenApiParameter.QUERY, required=False, description=description
+    )
+
+
+AT_PARAM = query(
+    "at",
+    {"type": "string", "format": "date-time"},
+    "ISO 8601 with an offset (an unencoded '+' that arrives as a space is read as '+'); "
+    "default now",
+)
+LIMIT_PARAM = query(
+    "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "rows (default 200)"
+)
+
+
+def api_doc(
+    *,
+    operation_id: str,
+    summary: str,
+    ok: Mapping[int, Any],
+    errors: Mapping[int, str] | Iterable[int] = (),
+    request: Any = None,
+    parameters: Iterable[OpenApiParameter] = (),
+    description: str | None = None,
+    tag: str,
+    idempotent: bool = False,
+    path_ids: bool = True,
+):
+    """One /api/ operation: 401 and 403 always, 404 where the path has ids, the other error
+    statuses as named."""
+    error_map = dict(errors) if isinstance(errors, Mapping) else dict.fromkeys(errors)
+    error_map.setdefault(401, None)
+    error_map.setdefault(403, None)
+    if path_ids:
+        # An id outside the pattern (or with a character no id has) matches no endpoint.
+        text = error_map.get(404)
+        error_map[404] = f"{text}; " if text else ""
+        error_map[404] += "NOT_FOUND: a path id outside the id pattern"
+    params = list(parameters)
+    if idempotent:
+        params.append(IDEMPOTENCY_KEY)
+    return extend_schema(
+        operation_id=operation_id,
+        summary=summary,
+        # Never the base view's docstring, which drf-spectacular would inherit otherwise.
+        description=description or summary,
+        request={"application/json": request} if request is not None else None,
+        responses=_responses(ok, error_map),
+        parameters=params,
+        tags=[tag],
+    )
+
+
+OSCP_HEADERS = [
+    OpenApiParameter(
+        "X-Request-ID",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        required=True,
+        description="unique per message: a repeat changes nothing and answers 204 again; "
+        "at most 128 printable ASCII characters",
+        pattern=r"^[!-~]([ -~]{0,126}[!-~])?$",
+    ),
+    OpenApiParameter(
+        "X-Correlation-ID",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        required=False,
+        description="at most 128 printable ASCII characters",
+        pattern=r"^[!-~]([ -~]{0,126}[!-~])?$",
+    ),
+]
+
+
+def oscp_doc(*, operation_id: str, summary: str, request: str, not_found: bool = False):
+    errors = {
+        400: "MALFORMED_REQUEST (not a UTF-8 JSON object) or OSCP_MESSAGE_INVALID "
+        "(headers, or one FIELD_INVALID per bad field)",
+        401: "NOT_AUTHENTICATED: no, unknown or inactive peer token",
+        413: None,
+    }
+    if not_found:
+        errors[404] = "OSCP_GROUP_NOT_FOUND: the group is not bound for this peer"
+    return extend_schema(
+        operation_id=operation_id,
+        summary=summary,
+        description=summary,
+        request={"application/json": ref(request)},
+        responses=_responses({204: (None, "Accepted (also for a repeated X-Request-ID)")}, errors),
+        parameters=OSCP_HEADERS,
+        tags=["oscp"],
+        auth=[{OSCP_SCHEME: []}],
+    )
+
+
+# Operations whose body is optional (an empty body is the default); every other documented
+# body is required.
+OPTIONAL_BODIES = {"rebalance", "operating_envelopes_withdraw", "capabilities_release"}
+
+PATH_EXAMPLES = {
+    "microgrid_id": "MG.NORTH-1",
+    "circuit_id": "CIR-101",
+    "policy_id": "LP-1",
+    "envelope_id": "OE-1",
+    "binding_id": "CB-1",
+}
+
+
+def postprocess(result: dict[str, Any], generator, request, public) -> dict[str, Any]:
+    """drf-spectacular hook: components, security schemes, required bodies, OSCP paths."""
+    components = result.setdefault("components", {})
+    components.setdefault("schemas", {}).update(SCHEMAS)
+    components["securitySchemes"] = {
+        **components.get("securitySchemes", {}),
+        **SECURITY_SCHEMES,
+    }
+    paths = {}
+    for path, item in result.get("paths", {}).items():
+        if path.startswith("/oscp/") and path.endswith("/"):
+            path = path.rstrip("/")  # the spec's OSCP paths have none (one is tolerated)
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue
+            body = operation.get("requestBody")
+            if body is not None:
+                body["required"] = operation.get("operationId") not in OPTIONAL_BODIES
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "path" and parameter["name"] in PATH_EXAMPLES:
+                    parameter.setdefault("example", PATH_EXAMPLES[parameter["name"]])
+        paths[path] = item
+    result["paths"] = paths
+    return result
