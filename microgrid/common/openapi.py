@@ -314,7 +314,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
             },
             "phases": {"type": "integer", "enum": [1, 3], "default": 3},
         },
-        optional=("parent_id", "name", "voltage_v", "phases"),
+        optional=("parent_id", "voltage_v", "phases"),
         closed=True,
     )
     s["AssetInput"] = {"oneOf": _asset_variants(request=True)}

@@ -30,7 +30,7 @@ from tests.reliability.conftest import PEER_TOKEN, SCHEMATHESIS_STATS
 
 SEED = 20260302
 # Fuzzing examples per operation and mode; the examples and coverage phases add their own.
-MAX_EXAMPLES = 40
+MAX_EXAMPLES = 25
 # 27 canonical operations, 5 legacy, 3 OSCP: a route left out of the document fails here.
 EXPECTED_OPERATIONS = 35
 
