@@ -14,9 +14,12 @@ from typing import Any
 
 from balancing.breaches import BreachNodeInput, MeterReading
 from balancing.engine import ChargerInput, EngineInput, LoadInput, NodeInput
+from microgrid.common.prepared import PreparedRead
 from microgrid.limits.selectors import NodeLimit, effective_limits
-from microgrid.telemetry.selectors import freshness, latest_readings
-from microgrid.topology.selectors import asset_rows, node_rows
+from microgrid.telemetry.selectors import freshness
+from microgrid.topology.choices import ASSET_KIND_FIELDS
+from microgrid.topology.models import Asset
+from microgrid.topology.selectors import node_rows
 
 # Providers of external control (capabilities app): fn(microgrid, now) ->
 # {node_id: {"binding_id", "source_device_id", "capability_type", ...}} for every
@@ -74,11 +77,57 @@ class CycleInputs:
         }
 
 
+_ASSET_COLUMNS = (
+    "asset_id",
+    "node__node_id",
+    "kind",
+    "max_power_kw",
+    "min_power_kw",
+    "priority",
+    "failsafe_power_kw",
+    "fallback_kw",
+)
+_READING_COLUMNS = ("power_kw", "observed_at", "connected", "requested_kw", "plugged_in_at")
+
+
+_asset_rows = PreparedRead(
+    lambda microgrid: (
+        Asset.objects.filter(microgrid_id=microgrid)
+        .order_by("asset_id")
+        .values_list(*_ASSET_COLUMNS, *(f"latest_reading__{c}" for c in _READING_COLUMNS))
+    ),
+    microgrid=int,
+)
+
+
+def assets_with_readings(microgrid) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The assets a cycle balances and their latest readings, in one query.
+
+    The same rows as `topology.selectors.asset_rows` (the fields the engine needs, by
+    asset_id) and `telemetry.selectors.latest_readings` (an asset without a reading, or
+    whose reading has no observed_at, is absent), read together through the one-to-one
+    latest reading: the cycle runs for every microgrid every interval, and each query
+    saved is one round trip fewer, and the read is prepared (compiled once).
+    """
+    rows = _asset_rows(microgrid=microgrid.pk)
+    assets: list[dict[str, Any]] = []
+    latest: dict[str, dict[str, Any]] = {}
+    width = len(_ASSET_COLUMNS)
+    for row in rows:
+        asset = dict(zip(("asset_id", "node_id", *_ASSET_COLUMNS[2:]), row[:width], strict=True))
+        if "fallback_kw" not in ASSET_KIND_FIELDS.get(asset["kind"], ()):
+            asset["fallback_kw"] = None  # as asset_rows: only the kind's own fields count
+        assets.append(asset)
+        reading = dict(zip(_READING_COLUMNS, row[width:], strict=True))
+        if reading["observed_at"] is not None:
+            latest[asset["asset_id"]] = reading
+    return assets, latest
+
+
 def gather_inputs(microgrid, now: datetime) -> CycleInputs:
     nodes = node_rows(microgrid)
-    assets = asset_rows(microgrid)
+    assets, latest = assets_with_readings(microgrid)
     limits = effective_limits(microgrid, now, nodes=nodes)
-    latest = latest_readings(microgrid)
     external: dict[str, dict[str, Any]] = {}
     for provider in _external_providers:
         external.update(provider(microgrid, now))

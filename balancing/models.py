@@ -123,32 +123,43 @@ class CycleSchedule(models.Model):
     def claim_due(cls, now) -> list[tuple[str, int]]:
         """Mark every due microgrid as enqueued now and return (microgrid_id, interval) pairs.
 
-        Claiming with a conditional UPDATE makes two beat processes (or a
-        restarted one) enqueue each due cycle once.
+        One transaction whatever the fleet size: the due schedule rows are read
+        with FOR UPDATE SKIP LOCKED and claimed with one UPDATE, so two beat
+        processes (or a restarted one, or two enqueue tasks on two workers)
+        enqueue each due cycle once: the second skips the rows the first holds
+        and, once the first has committed, no longer finds them due. On SQLite
+        the IMMEDIATE transaction serialises the claims instead. Only the
+        schedule rows are locked (`of=("self",)`), never the microgrid rows a
+        running cycle holds.
         """
         from datetime import timedelta
 
-        rows = list(
-            Microgrid.objects.filter(enabled=True).values_list(
-                "pk", "microgrid_id", "cycle_interval_s"
-            )
+        from django.db import transaction
+
+        missing = Microgrid.objects.filter(enabled=True, cycle_schedule__isnull=True).values_list(
+            "pk", flat=True
         )
-        existing = dict(
-            cls.objects.filter(microgrid_id__in=[r[0] for r in rows]).values_list(
-                "microgrid_id", "last_enqueued_at"
-            )
-        )
-        missing = [cls(microgrid_id=pk) for pk, _, _ in rows if pk not in existing]
-        if missing:
-            cls.objects.bulk_create(missing, ignore_conflicts=True)
-        due = []
-        for pk, microgrid_id, interval in rows:
-            last = existing.get(pk)
-            # Half a second of slack: beat ticks every second and must not skip a beat.
-            if last is None or last <= now - timedelta(seconds=interval - 0.5):
-                claimed = cls.objects.filter(microgrid_id=pk, last_enqueued_at=last).update(
-                    last_enqueued_at=now
+        new = [cls(microgrid_id=pk) for pk in missing]
+        if new:
+            cls.objects.bulk_create(new, ignore_conflicts=True)
+        with transaction.atomic():
+            rows = list(
+                cls.objects.select_for_update(of=("self",), skip_locked=True)
+                .filter(microgrid__enabled=True)
+                .order_by("microgrid__microgrid_id")
+                .values_list(
+                    "pk",
+                    "microgrid__microgrid_id",
+                    "microgrid__cycle_interval_s",
+                    "last_enqueued_at",
                 )
-                if claimed:
-                    due.append((microgrid_id, interval))
-        return due
+            )
+            # Half a second of slack: beat ticks every second and must not skip a beat.
+            due = [
+                (pk, microgrid_id, interval)
+                for pk, microgrid_id, interval, last in rows
+                if last is None or last <= now - timedelta(seconds=interval - 0.5)
+            ]
+            if due:
+                cls.objects.filter(pk__in=[pk for pk, _, _ in due]).update(last_enqueued_at=now)
+        return [(microgrid_id, interval) for _, microgrid_id, interval in due]

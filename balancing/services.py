@@ -20,20 +20,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
 from balancing.breaches import detect_breaches
 from balancing.choices import BreachStatus, TriggerType
 from balancing.dispatch import ChargingLimit, Dispatcher, ScopeBudget, default_dispatcher
-from balancing.engine import EngineResult, allocate
+from balancing.engine import allocate
 from balancing.inputs import CycleInputs, gather_inputs
 from balancing.models import Breach, Cycle, CycleTrigger
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.fields import FieldProblem, check_id
+from microgrid.common.prepared import PreparedRead
 from microgrid.topology.models import Microgrid, MicrogridNode
-from microgrid.topology.services import lock_microgrid
+from microgrid.topology.services import lock_microgrid, try_lock_microgrid
 
 # Hooks that enrich a charger's binding (e.g. the envelopes app adds envelope_id
 # and peer_offline): fn(binding_dict, node_limit) -> None.
@@ -118,63 +118,118 @@ def cycle_request(
     now: Callable[[], datetime] | None = None,
     dispatcher: Dispatcher | None = None,
     valid_for_s: int | None = None,
+    requested_at: datetime | None = None,
 ) -> CycleOutcome:
     """Record a trigger and make sure a cycle serves it; returns that cycle.
 
     `now` is a clock (the simulator passes its own); `valid_for_s` is the
     interval at which cycles actually run (setpoints are valid for 3 of them).
+    `requested_at` is when the cycle was asked for if that was earlier than now
+    (the schedule found the microgrid due, then the task waited in the queue).
+
+    When no cycle holds the microgrid, the trigger waits for nothing: it is
+    recorded, served and committed in the cycle's own transaction. Only when
+    the lock is taken is the trigger committed first, so that the running
+    cycle can see it and serve it (coalescing) while this call waits.
     """
     clock = now or timezone.now
     scope = scope or {"type": "MICROGRID"}
+    asked = clock()
+    if requested_at is not None and requested_at < asked:
+        asked = requested_at
+    out = dispatcher or default_dispatcher()
+    with transaction.atomic():
+        locked = try_lock_microgrid(microgrid)
+        if locked is not None:
+            _check_topology(locked)
+            pending = CycleTrigger(
+                microgrid=locked, trigger=trigger, scope=scope, requested_at=asked
+            )
+            cycle = _serve(locked, pending, trigger, scope, clock, valid_for_s, out)
+            return CycleOutcome(cycle, coalesced=False)
     pending = CycleTrigger.objects.create(
-        microgrid=microgrid, trigger=trigger, scope=scope, requested_at=clock()
+        microgrid=microgrid, trigger=trigger, scope=scope, requested_at=asked
     )
     with transaction.atomic():
         locked = lock_microgrid(microgrid)
         pending.refresh_from_db(fields=["served_by"])
-        if locked.topology_version == 0:
-            raise DomainError(
-                "MICROGRID_HAS_NO_TOPOLOGY",
-                f"Microgrid {locked.microgrid_id!r} has no topology yet: there is nothing to balance",
-                {"microgrid_id": locked.microgrid_id},
-            )
+        _check_topology(locked)
         if pending.served_by_id is not None:
             return CycleOutcome(Cycle.objects.get(pk=pending.served_by_id), coalesced=True)
-        cycle, result, inputs = _run_locked(
-            locked,
-            trigger=trigger,
-            scope=scope,
-            started_at=clock(),
-            clock=clock,
-            valid_for_s=valid_for_s,
-        )
-        # Every trigger waiting when this cycle started is served by it.
-        CycleTrigger.objects.filter(
-            microgrid=locked, served_by__isnull=True, requested_at__lte=cycle.started_at
-        ).update(served_by=cycle)
-        CycleTrigger.objects.filter(pk=pending.pk).update(served_by=cycle)
-        out = dispatcher or default_dispatcher()
-        limits, budgets = _setpoints(cycle)
-        transaction.on_commit(
-            lambda: out.dispatch(microgrid_id=locked.microgrid_id, limits=limits, budgets=budgets)
-        )
+        cycle = _serve(locked, pending, trigger, scope, clock, valid_for_s, out)
     return CycleOutcome(cycle, coalesced=False)
 
 
-def _run_locked(
-    microgrid, *, trigger, scope, started_at, clock, valid_for_s
-) -> tuple[Cycle, EngineResult, CycleInputs]:
+def _check_topology(locked: Microgrid) -> None:
+    if locked.topology_version == 0:
+        raise DomainError(
+            "MICROGRID_HAS_NO_TOPOLOGY",
+            f"Microgrid {locked.microgrid_id!r} has no topology yet: there is nothing to balance",
+            {"microgrid_id": locked.microgrid_id},
+        )
+
+
+def _serve(locked, pending: CycleTrigger, trigger, scope, clock, valid_for_s, out) -> Cycle:
+    """Inside the transaction, the microgrid locked: run the cycle, serve the waiting
+    triggers, dispatch after the commit."""
+    cycle = _run_locked(
+        locked,
+        trigger=trigger,
+        scope=scope,
+        started_at=clock(),
+        clock=clock,
+        valid_for_s=valid_for_s,
+    )
+    # Every trigger waiting when this cycle started is served by it.
+    CycleTrigger.objects.filter(
+        microgrid=locked, served_by__isnull=True, requested_at__lte=cycle.started_at
+    ).update(served_by=cycle)
+    if pending.pk is None:
+        pending.served_by = cycle
+        pending.save()
+    else:
+        CycleTrigger.objects.filter(pk=pending.pk).update(served_by=cycle)
+    limits, budgets = _setpoints(cycle)
+    transaction.on_commit(
+        lambda: out.dispatch(microgrid_id=locked.microgrid_id, limits=limits, budgets=budgets)
+    )
+    return cycle
+
+
+# Reads every cycle makes (prepared: compiled once per process, see microgrid.common.prepared).
+_last_seq = PreparedRead(
+    lambda microgrid: (
+        Cycle.objects.filter(microgrid_id=microgrid)
+        .order_by("-seq")
+        .values_list("seq", flat=True)[:1]
+    ),
+    microgrid=int,
+)
+_open_breaches = PreparedRead(
+    lambda microgrid: Breach.objects.filter(
+        microgrid_id=microgrid, status=BreachStatus.OPEN
+    ).order_by(),
+    microgrid=int,
+)
+
+
+def _run_locked(microgrid, *, trigger, scope, started_at, clock, valid_for_s) -> Cycle:
     inputs = gather_inputs(microgrid, started_at)
     result = allocate(inputs.engine)
     findings = detect_breaches(inputs.breach_nodes, inputs.meters)
     completed_at = clock()
     interval = valid_for_s or microgrid.cycle_interval_s
     valid_until = completed_at + timedelta(seconds=3 * interval)
-    seq = (Cycle.objects.filter(microgrid=microgrid).aggregate(m=Max("seq"))["m"] or 0) + 1
+    last = _last_seq(microgrid=microgrid.pk)
+    seq = (last[0] if last else 0) + 1
     cycle_id = stable_id("cycle", microgrid.microgrid_id, seq)
     document = _document(
         microgrid, cycle_id, scope, trigger, started_at, completed_at, result, inputs, valid_until
     )
+    # The breaches are worked out before the cycle row exists, so that the cycle is
+    # written once, whole, with its breaches in its document.
+    breaches = _plan_breaches(microgrid, seq, started_at, findings, inputs)
+    document["breaches"] = breaches.documents
     cycle = Cycle(
         cycle_id=cycle_id,
         microgrid=microgrid,
@@ -191,10 +246,8 @@ def _run_locked(
         snapshot=inputs.snapshot(topology_version=microgrid.topology_version),
     )
     cycle.save()
-    document["breaches"] = _record_breaches(microgrid, cycle, findings, inputs)
-    Cycle.objects.filter(pk=cycle.pk).update(document=document)
-    cycle.document = document
-    return cycle, result, inputs
+    breaches.apply(cycle)
+    return cycle
 
 
 def _document(
@@ -250,13 +303,27 @@ def _document(
     }
 
 
-def _record_breaches(
-    microgrid, cycle: Cycle, findings, inputs: CycleInputs
-) -> list[dict[str, Any]]:
+@dataclass
+class BreachPlan:
+    """What a cycle does to breaches, decided before the cycle row is written."""
+
+    documents: list[dict[str, Any]]
+    opened: list[Breach]
+    resolved: list[Breach]
+
+    def apply(self, cycle: Cycle) -> None:
+        for row in self.opened:
+            row.cycle = cycle
+        if self.opened:
+            bulk_create_with_history(self.opened, Breach)
+        for row in self.resolved:
+            row.resolved_by = cycle
+            row.save(update_fields=["status", "resolved_at", "resolved_by"])
+
+
+def _plan_breaches(microgrid, seq: int, started_at, findings, inputs: CycleInputs) -> BreachPlan:
     """Open new breaches, keep ongoing ones open, resolve those back within limits."""
-    open_rows = {
-        b.node_id: b for b in Breach.objects.filter(microgrid=microgrid, status=BreachStatus.OPEN)
-    }
+    open_rows = {b.node_id: b for b in _open_breaches(microgrid=microgrid.pk)}
     found = {f.node_id: f for f in findings}
     out = []
     creates = []
@@ -264,16 +331,15 @@ def _record_breaches(
         row = open_rows.get(node_id)
         if row is None:
             row = Breach(
-                breach_id=stable_id("breach", microgrid.microgrid_id, cycle.seq, node_id),
+                breach_id=stable_id("breach", microgrid.microgrid_id, seq, node_id),
                 microgrid=microgrid,
-                cycle=cycle,
                 node_id=node_id,
                 measured_kw=f.measured_kw,
                 limit_kw=f.limit_kw,
                 excess_kw=f.excess_kw,
                 exceeded=list(f.exceeded),
                 primary_reason_code=f.primary_reason_code,
-                detected_at=cycle.started_at,
+                detected_at=started_at,
             )
             creates.append(row)
         out.append(
@@ -289,17 +355,15 @@ def _record_breaches(
                 "new": row in creates,
             }
         )
-    if creates:
-        bulk_create_with_history(creates, Breach)
     # A node is back within its limit only when a fresh meter says so.
     metered = {m.node_id for m in inputs.meters if m.freshness == "FRESH"}
-    for node_id, row in open_rows.items():
+    resolved = []
+    for node_id, row in sorted(open_rows.items()):
         if node_id not in found and (node_id in metered or node_id not in inputs.limits):
             row.status = BreachStatus.RESOLVED
-            row.resolved_at = cycle.started_at
-            row.resolved_by = cycle
-            row.save(update_fields=["status", "resolved_at", "resolved_by"])
-    return out
+            row.resolved_at = started_at
+            resolved.append(row)
+    return BreachPlan(out, creates, resolved)
 
 
 def _setpoints(cycle: Cycle) -> tuple[list[ChargingLimit], list[ScopeBudget]]:

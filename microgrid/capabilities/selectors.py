@@ -21,6 +21,7 @@ from microgrid.capabilities.choices import CapabilityState, CapabilityType, Scop
 from microgrid.capabilities.models import CapabilityBinding, CapabilityStatusEvent
 from microgrid.capabilities.scopes import Scope
 from microgrid.common.errors import DomainError
+from microgrid.common.prepared import PreparedRead
 from microgrid.telemetry.selectors import freshness
 from microgrid.topology.selectors import node_rows
 from microgrid.topology.tree import ancestors_map
@@ -246,6 +247,14 @@ def event_history(
     return rows, total
 
 
+_load_management_bindings = PreparedRead(
+    lambda microgrid: CapabilityBinding.objects.filter(
+        microgrid_id=microgrid, active=True, capability_type=CapabilityType.LOAD_MANAGEMENT
+    ).order_by(),  # sorted by seq below
+    microgrid=int,
+)
+
+
 def external_control(microgrid, now: datetime) -> dict[str, dict[str, Any]]:
     """The balancing provider (spec 3.4): node_id -> the binding that controls its subtree.
 
@@ -255,11 +264,7 @@ def external_control(microgrid, now: datetime) -> dict[str, dict[str, Any]]:
     at the cycle's `now`. UNAVAILABLE, DEGRADED, no status, or a stale one:
     the product keeps control.
     """
-    bindings = list(
-        CapabilityBinding.objects.filter(
-            microgrid=microgrid, active=True, capability_type=CapabilityType.LOAD_MANAGEMENT
-        )
-    )
+    bindings = _load_management_bindings(microgrid=microgrid.pk)
     if not bindings:
         return {}
     latest = latest_events(b.pk for b in bindings)

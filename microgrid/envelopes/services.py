@@ -715,6 +715,8 @@ def oscp_group_binding_save(
         group_id, scope = oscp_group_binding_validate(
             peer=peer, group_id=group_id, microgrid=microgrid, scope=scope
         )
+        # Only the binding row: PostgreSQL refuses FOR UPDATE across the outer join to the
+        # nullable node.
         binding = (
             OscpGroupBinding.objects.select_for_update(of=("self",))
             .select_related("microgrid", "node")

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.utils import timezone
 
 from microgrid.common.errors import DomainError
+from microgrid.common.prepared import PreparedRead
 from microgrid.limits.choices import ConstraintSource, LimitScope
 from microgrid.limits.models import LimitPolicy, schedule_from_columns
 from microgrid.limits.schedules import DAY_INDEX, is_active
@@ -89,10 +90,9 @@ def depot_zone(microgrid) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def policy_specs(microgrid) -> list[PolicySpec]:
-    """Every policy of a microgrid, in one query, by policy number."""
-    rows = (
-        LimitPolicy.objects.filter(microgrid=microgrid)
+_policy_rows = PreparedRead(
+    lambda microgrid: (
+        LimitPolicy.objects.filter(microgrid_id=microgrid)
         .order_by("id")
         .values(
             "policy_id",
@@ -105,7 +105,15 @@ def policy_specs(microgrid) -> list[PolicySpec]:
             "source",
             "updated_at",
         )
-    )
+    ),
+    microgrid=int,
+)
+
+
+def policy_specs(microgrid) -> list[PolicySpec]:
+    """Every policy of a microgrid, in one query, by policy number (every cycle reads them:
+    a prepared read)."""
+    rows = _policy_rows(microgrid=microgrid.pk)
     return [
         PolicySpec(
             scope=r["scope"],

@@ -11,6 +11,7 @@ from simple_history.utils import bulk_create_with_history
 
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.fields import FieldProblem, check_id, check_int, check_text
+from microgrid.common.prepared import PreparedRead
 from microgrid.topology.choices import ASSET_KIND_FIELDS
 from microgrid.topology.models import Asset, Depot, Microgrid, MicrogridNode, TopologyRevision
 from microgrid.topology.references import references_for
@@ -156,6 +157,26 @@ def lock_microgrid(microgrid: Microgrid) -> Microgrid:
         .select_related("depot", "updated_by")
         .get(pk=microgrid.pk)
     )
+
+
+# Every balancing cycle takes it: a prepared read (microgrid.common.prepared).
+_try_lock = PreparedRead(
+    lambda microgrid: (
+        Microgrid.objects.select_for_update(of=("self",), skip_locked=True)
+        .select_related("depot")
+        .filter(pk=microgrid)
+        .order_by()[:1]
+    ),
+    microgrid=int,
+)
+
+
+def try_lock_microgrid(microgrid: Microgrid) -> Microgrid | None:
+    """`lock_microgrid` without waiting: the locked row, or None when another transaction
+    holds it (PostgreSQL SKIP LOCKED; on SQLite the IMMEDIATE transaction has already
+    waited for the one writer, so the row is always returned)."""
+    rows = _try_lock(microgrid=microgrid.pk)
+    return rows[0] if rows else None
 
 
 _lock = lock_microgrid

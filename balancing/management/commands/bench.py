@@ -1,4 +1,9 @@
-"""`manage.py bench [engine|cycle|reads|ingest|all] [--out FILE]`: measure, print a table, write JSON."""
+"""`manage.py bench [engine|cycle|reads|ingest|oscp|fleet|all] [--out FILE]`: measure, print a
+table, write JSON.
+
+`all` is everything that runs in one process on any database; `fleet` starts Celery beat and
+worker processes and needs Redis and PostgreSQL, so it runs only when asked for by name.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,15 @@ import platform
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
+from django.test.utils import override_settings
 
 from balancing import benchmarks
+from balancing import fleet as fleet_bench
 
-WHAT = ("engine", "cycle", "reads", "ingest")
+WHAT = ("engine", "cycle", "reads", "ingest", "oscp")
+ALONE = ("fleet",)
 
 
 def machine() -> dict:
@@ -34,18 +42,53 @@ def machine() -> dict:
 
 
 class Command(BaseCommand):
-    help = "Benchmarks of the performance goals on synthetic depots (engine, cycle, reads, ingest)."
+    help = (
+        "Benchmarks of the performance goals on synthetic depots (engine, cycle, reads, ingest, "
+        "oscp; fleet runs Celery beat and workers on Redis and PostgreSQL)."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("what", nargs="*", choices=[*WHAT, "all"], default=["all"])
+        parser.add_argument("what", nargs="*", choices=[*WHAT, *ALONE, "all"], default=["all"])
         parser.add_argument("--out", default=str(Path(settings.VAR_DIR) / "bench" / "bench.json"))
         parser.add_argument("--repeat", type=int, default=30)
         parser.add_argument(
             "--quick", action="store_true", help="small sizes only (for CI smoke runs)"
         )
+        fleet = parser.add_argument_group("fleet")
+        fleet.add_argument(
+            "--microgrids",
+            type=int,
+            nargs="+",
+            default=[1000],
+            help="fleet sizes; several give a scaling table (e.g. 10 100 1000)",
+        )
+        fleet.add_argument("--chargers", type=int, default=50, help="chargers per microgrid")
+        fleet.add_argument("--interval", type=int, default=15, help="cycle interval, seconds")
+        fleet.add_argument(
+            "--duration", type=int, default=45, help="seconds beat runs (at least 3 intervals)"
+        )
+        fleet.add_argument("--workers", type=int, default=2, help="Celery worker processes")
+        fleet.add_argument(
+            "--pool",
+            choices=("prefork", "solo"),
+            default="prefork",
+            help="each worker's pool (concurrency 1)",
+        )
 
     def handle(self, *args, what, out, repeat, quick, **options):
         chosen = WHAT if "all" in what else tuple(what)
+        if "fleet" in chosen:
+            problem = fleet_bench.refuse_unless_real_services()
+            if problem:
+                raise CommandError(problem)
+            if options["duration"] < 3 * options["interval"]:
+                raise CommandError("--duration must cover at least three --interval")
+        # Measured as production runs: DEBUG off, so no SQL is kept per query (query counts
+        # come from CaptureQueriesContext, which turns the log on for its own block).
+        with override_settings(DEBUG=False):
+            self.measure(chosen, out=out, repeat=repeat, quick=quick, options=options)
+
+    def measure(self, chosen, *, out, repeat, quick, options) -> None:
         report: dict = {"machine": machine()}
         w = self.stdout.write
         if "engine" in chosen:
@@ -91,7 +134,75 @@ class Command(BaseCommand):
                 f"\nTelemetry ingest: {r['readings_per_s']} readings/s in batches of {r['batch_size']} "
                 f"(median batch {r['batch_median_ms']} ms)"
             )
+        if "oscp" in chosen:
+            r = report["oscp"] = benchmarks.bench_oscp(repeat=max(5, repeat // 2))
+            w(f"\nOSCP UpdateGroupCapacityForecast of {r['blocks']} blocks (day ahead)")
+            for label, key, queries in (
+                ("new day, over HTTP", "http", r["queries"]),
+                ("new day, service", "service", None),
+                ("same day again, over HTTP", "http_revision", r["queries_revision"]),
+            ):
+                s = r[key]
+                w(
+                    f"  {label:<27} p50 {s['median_ms']:>8.2f}ms  p95 {s['p95_ms']:>8.2f}ms"
+                    + (f"  queries {queries:>3}" if queries is not None else "")
+                )
+        if "fleet" in chosen:
+            report["fleet"] = self.fleet(options)
         path = Path(out)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=2) + "\n")
         w(f"\nwrote {path}")
+
+    def fleet(self, options) -> list[dict]:
+        w = self.stdout.write
+        runs = []
+        for size in options["microgrids"]:
+            w(
+                f"\nFleet: {size} microgrids x {options['chargers']} chargers, interval "
+                f"{options['interval']} s, {options['workers']} workers ({options['pool']})"
+            )
+            r = fleet_bench.bench_fleet(
+                microgrids=size,
+                chargers=options["chargers"],
+                interval_s=options["interval"],
+                duration_s=options["duration"],
+                workers=options["workers"],
+                pool=options["pool"],
+                say=w,
+            )
+            runs.append(r)
+            ct, lag = r["cycle_time"], r["lag"]
+            w(
+                f"  {'PASS' if r['ok'] else 'FAIL'}: {r['cycles']} scheduled cycles, "
+                f"{r['skipped']} skipped, {r['overlaps']} overlapping, "
+                f"{r['without_cycle']} microgrids without a cycle"
+            )
+            w(
+                f"  {r['cycles_per_s']} cycles/s over {r['steady_window_s']} s "
+                f"(offered {r['offered_cycles_per_s']}/s; {r['busy_cycles_per_s']}/s while busy); "
+                f"fleet done {r['max_makespan_s']} s after it was due (interval {r['interval_s']} s)"
+            )
+            w(
+                f"  cycle time p50 {ct['p50_ms']} ms  p95 {ct['p95_ms']} ms  p99 {ct['p99_ms']} ms;"
+                f"  queue lag p50 {lag['p50_ms']} ms  p95 {lag['p95_ms']} ms  p99 {lag['p99_ms']} ms"
+            )
+            w(
+                f"  source modes {r['source_mode']}; CPU ms per cycle {r['cpu_ms_per_cycle']}; "
+                f"load {r['load_average_before'][0]} -> {r['load_average_after'][0]}"
+            )
+        if len(runs) > 1:
+            w("\nFleet scaling")
+            w(
+                f"{'microgrids':>10} {'chargers':>9} {'cycles/s':>9} {'busy/s':>7} {'done in':>8} "
+                f"{'p50':>8} {'p95':>8} {'p99':>8} {'lag p99':>9} {'skipped':>8} {'overlaps':>8}"
+            )
+            for r in runs:
+                ct = r["cycle_time"]
+                w(
+                    f"{r['microgrids']:>10} {r['chargers']:>9} {r['cycles_per_s']:>9} "
+                    f"{r['busy_cycles_per_s'] or 0:>7} {r['max_makespan_s'] or 0:>7}s "
+                    f"{ct['p50_ms']:>6}ms {ct['p95_ms']:>6}ms {ct['p99_ms']:>6}ms "
+                    f"{r['lag']['p99_ms']:>7}ms {r['skipped']:>8} {r['overlaps']:>8}"
+                )
+        return runs

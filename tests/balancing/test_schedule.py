@@ -1,0 +1,104 @@
+"""The schedule: which microgrids are due, claimed once, and when their cycles were asked for."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from balancing.models import Cycle, CycleSchedule, CycleTrigger
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def t0():
+    return timezone.now().replace(microsecond=0)
+
+
+def test_a_new_microgrid_is_due_at_once_and_claimed_once(microgrid, t0):
+    assert CycleSchedule.claim_due(t0) == [("MG.NORTH-1", 15)]
+    assert CycleSchedule.claim_due(t0) == []
+    assert CycleSchedule.objects.get(microgrid=microgrid).last_enqueued_at == t0
+
+
+def test_a_microgrid_is_due_again_half_a_second_before_its_interval_has_passed(microgrid, t0):
+    CycleSchedule.claim_due(t0)
+    assert CycleSchedule.claim_due(t0 + timedelta(seconds=14.4)) == []
+    assert CycleSchedule.claim_due(t0 + timedelta(seconds=14.5)) == [("MG.NORTH-1", 15)]
+
+
+def test_each_microgrid_follows_its_own_interval(microgrid, small_topology, t0):
+    from microgrid.topology.services import microgrid_create
+
+    slow = microgrid_create(
+        data={
+            "microgrid_id": "MG.SLOW",
+            "name": "Slow",
+            "depot": {"depot_id": "DEPOT-SLOW", "name": "Slow", "timezone": "UTC"},
+        }
+    )
+    slow.cycle_interval_s = 60
+    slow.save()
+    assert sorted(CycleSchedule.claim_due(t0)) == [("MG.NORTH-1", 15), ("MG.SLOW", 60)]
+    assert CycleSchedule.claim_due(t0 + timedelta(seconds=20)) == [("MG.NORTH-1", 15)]
+    assert CycleSchedule.claim_due(t0 + timedelta(seconds=60)) == [
+        ("MG.NORTH-1", 15),
+        ("MG.SLOW", 60),
+    ]
+
+
+def test_a_disabled_microgrid_is_never_claimed(microgrid, t0):
+    microgrid.enabled = False
+    microgrid.save()
+    assert CycleSchedule.claim_due(t0) == []
+    assert CycleSchedule.claim_due(t0 + timedelta(hours=1)) == []
+
+
+def test_claiming_a_thousand_microgrids_takes_the_same_few_queries_as_one(
+    microgrid, t0, django_assert_max_num_queries
+):
+    from microgrid.topology.models import Depot, Microgrid
+
+    depots = Depot.objects.bulk_create(
+        [Depot(depot_id=f"D-{i}", name=str(i), timezone="UTC") for i in range(1000)]
+    )
+    Microgrid.objects.bulk_create(
+        [Microgrid(microgrid_id=f"MG-{i}", depot=d, name=str(i)) for i, d in enumerate(depots)]
+    )
+    CycleSchedule.claim_due(t0)
+    later = t0 + timedelta(seconds=15)
+    with django_assert_max_num_queries(6):
+        due = CycleSchedule.claim_due(later)
+    assert len(due) == 1001
+
+
+def test_a_scheduled_cycle_records_when_the_schedule_asked_for_it(microgrid, t0):
+    from balancing.tasks import run_cycle
+
+    asked = timezone.now() - timedelta(seconds=3)
+    run_cycle.run("MG.NORTH-1", {"type": "SCHEDULED"}, None, asked.isoformat())
+    cycle = Cycle.objects.get()
+    trigger = CycleTrigger.objects.get()
+    assert trigger.served_by == cycle
+    assert trigger.requested_at == asked
+    assert cycle.started_at > trigger.requested_at
+
+
+def test_the_beat_task_passes_the_instant_it_claimed_the_microgrid(microgrid):
+    from balancing.tasks import enqueue_due_cycles
+
+    assert enqueue_due_cycles() == 1  # Celery runs eagerly in tests: the cycle ran
+    claimed = CycleSchedule.objects.get(microgrid=microgrid).last_enqueued_at
+    assert CycleTrigger.objects.get().requested_at == claimed
+
+
+def test_a_requested_at_that_is_not_a_time_or_in_the_future_is_replaced_by_now(microgrid):
+    from balancing.tasks import run_cycle
+
+    before = timezone.now()
+    run_cycle.run("MG.NORTH-1", {"type": "SCHEDULED"}, None, "yesterday-ish")
+    run_cycle.run(
+        "MG.NORTH-1", {"type": "SCHEDULED"}, None, (before + timedelta(hours=1)).isoformat()
+    )
+    for trigger in CycleTrigger.objects.all():
+        assert before <= trigger.requested_at <= timezone.now()
