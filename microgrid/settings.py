@@ -225,8 +225,16 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": 1.0,
         "options": {"expires": 1.0},
     },
-    "idempotency-prune": {"task": "common.prune_idempotency", "schedule": 3600.0, "options": {"expires": 3000}},
-    "telemetry-prune": {"task": "telemetry.prune", "schedule": 3600.0, "options": {"expires": 3000}},
+    "idempotency-prune": {
+        "task": "common.prune_idempotency",
+        "schedule": 3600.0,
+        "options": {"expires": 3000},
+    },
+    "telemetry-prune": {
+        "task": "telemetry.prune",
+        "schedule": 3600.0,
+        "options": {"expires": 3000},
+    },
     # TOU schedule starts and ends, at the top of every minute (schedules are whole minutes).
     "limits-schedule-transitions": {
         "task": "limits.record_schedule_transitions",
@@ -241,6 +249,9 @@ CELERY_BEAT_SCHEDULE: dict = {
     },
 }
 
+# Scheduled cycles per Celery task (balancing.tasks.run_scheduled_cycles): one broker round
+# trip and acknowledgement for this many cycles; 1 gives a task per microgrid.
+BALANCING_SCHEDULE_BATCH = env_int("BALANCING_SCHEDULE_BATCH", 10)
 BALANCING_DISPATCHER = env_str("BALANCING_DISPATCHER", "balancing.dispatch.LoggingDispatcher")
 TELEMETRY_RETENTION_HOURS = env_int("TELEMETRY_RETENTION_HOURS", 48)
 TELEMETRY_MAX_BATCH = env_int("TELEMETRY_MAX_BATCH", 5000)

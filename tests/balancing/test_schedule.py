@@ -102,3 +102,97 @@ def test_a_requested_at_that_is_not_a_time_or_in_the_future_is_replaced_by_now(m
     )
     for trigger in CycleTrigger.objects.all():
         assert before <= trigger.requested_at <= timezone.now()
+
+
+def test_due_microgrids_go_out_in_batches_that_share_an_interval():
+    from balancing.tasks import _batches
+
+    due = [(f"MG-{i}", 15) for i in range(23)] + [("SLOW-1", 60), ("SLOW-2", 60)]
+    batches = _batches(due, 10)
+    assert [(len(ids), interval) for ids, interval in batches] == [
+        (10, 15),
+        (10, 15),
+        (3, 15),
+        (2, 60),
+    ]
+    assert [m for ids, _ in batches for m in ids] == [m for m, _ in due]
+    assert _batches([], 10) == []
+
+
+def test_the_beat_task_sends_one_task_per_batch(microgrid, small_topology, settings, monkeypatch):
+    from balancing import tasks
+    from microgrid.topology.services import microgrid_create
+
+    for i in range(2):
+        microgrid_create(
+            data={
+                "microgrid_id": f"MG.B{i}",
+                "name": f"B{i}",
+                "depot": {"depot_id": f"DEPOT-B{i}", "name": "B", "timezone": "UTC"},
+            }
+        )
+    sent = []
+    monkeypatch.setattr(
+        tasks.run_scheduled_cycles,
+        "apply_async",
+        lambda args, expires: sent.append((args, expires)),
+    )
+    settings.BALANCING_SCHEDULE_BATCH = 2
+    assert tasks.enqueue_due_cycles() == 3
+    assert [(args[0], args[2], expires) for args, expires in sent] == [
+        (["MG.B0", "MG.B1"], 15, 15),
+        (["MG.NORTH-1"], 15, 15),
+    ]
+    claimed = CycleSchedule.objects.get(microgrid=microgrid).last_enqueued_at
+    assert {args[1] for args, _ in sent} == {claimed.isoformat()}
+
+
+def test_a_failing_microgrid_does_not_hold_back_the_rest_of_its_batch(
+    microgrid, small_topology, monkeypatch
+):
+    from balancing import tasks
+
+    real = tasks._run_one
+    calls = []
+
+    def flaky(microgrid_id, *args):
+        calls.append(microgrid_id)
+        if microgrid_id == "MG.BROKEN":
+            raise RuntimeError("boom")
+        return real(microgrid_id, *args)
+
+    monkeypatch.setattr(tasks, "_run_one", flaky)
+    asked = timezone.now().isoformat()
+    assert tasks.run_scheduled_cycles.run(["MG.BROKEN", "MG.NORTH-1"], asked, 15) == 2
+    assert calls == ["MG.BROKEN", "MG.NORTH-1"]
+    assert Cycle.objects.filter(microgrid=microgrid, trigger_type="SCHEDULED").count() == 1
+
+
+def test_a_database_error_hands_the_microgrid_to_its_own_retrying_task(
+    microgrid, small_topology, monkeypatch
+):
+    from django.db import OperationalError
+
+    from balancing import tasks
+
+    def down(*args):
+        raise OperationalError("server closed the connection")
+
+    retried = []
+    monkeypatch.setattr(tasks, "_run_one", down)
+    monkeypatch.setattr(
+        tasks.run_cycle, "apply_async", lambda args, expires: retried.append((args, expires))
+    )
+    asked = timezone.now().isoformat()
+    tasks.run_scheduled_cycles.run(["MG.NORTH-1"], asked, 15)
+    assert retried == [(["MG.NORTH-1", {"type": "SCHEDULED"}, None, asked], 15)]
+
+
+def test_a_batch_older_than_its_interval_leaves_the_rest_to_the_next_round(
+    microgrid, small_topology
+):
+    from balancing import tasks
+
+    stale = (timezone.now() - timedelta(seconds=16)).isoformat()
+    assert tasks.run_scheduled_cycles.run(["MG.NORTH-1"], stale, 15) == 0
+    assert not Cycle.objects.exists()

@@ -25,10 +25,19 @@ def send(microgrid, at, **values):
     for asset_id, value in values.items():
         asset_id = asset_id.replace("_", "-")
         if asset_id.startswith("CH"):
-            readings.append({"asset_id": asset_id, "power_kw": 0, "observed_at": at.isoformat(),
-                             "connected": True, "requested_kw": value})
+            readings.append(
+                {
+                    "asset_id": asset_id,
+                    "power_kw": 0,
+                    "observed_at": at.isoformat(),
+                    "connected": True,
+                    "requested_kw": value,
+                }
+            )
         else:
-            readings.append({"asset_id": asset_id, "power_kw": value, "observed_at": at.isoformat()})
+            readings.append(
+                {"asset_id": asset_id, "power_kw": value, "observed_at": at.isoformat()}
+            )
     telemetry_ingest(microgrid=microgrid, readings=readings, now=timezone.now())
 
 
@@ -64,7 +73,9 @@ def test_a_stale_site_load_shows_fallback_derived_with_its_inputs(page, microgri
     screenshot(page, "cycle-fallback")
 
 
-def test_a_missing_site_load_without_fallback_fails_safe(page, microgrid, small_topology, screenshot):
+def test_a_missing_site_load_without_fallback_fails_safe(
+    page, microgrid, small_topology, screenshot
+):
     from microgrid.topology.services import topology_replace
 
     for asset in small_topology["assets"]:
@@ -74,7 +85,9 @@ def test_a_missing_site_load_without_fallback_fails_safe(page, microgrid, small_
     send(microgrid, timezone.now(), PV_1=0, CH_01=50)
     rebalance(page)
     expect(page.get_by_test_id("cycle-outcome")).to_contain_text("FAILSAFE")
-    expect(page.get_by_test_id("cycle-reason-codes")).to_contain_text("FAILSAFE_TELEMETRY_UNAVAILABLE")
+    expect(page.get_by_test_id("cycle-reason-codes")).to_contain_text(
+        "FAILSAFE_TELEMETRY_UNAVAILABLE"
+    )
     expect(page.get_by_test_id("fallback-inputs")).to_contain_text("none configured")
     screenshot(page, "cycle-failsafe")
     page.goto(CYCLES)

@@ -24,13 +24,17 @@ def fill_node_limit(page, node_id: str, kw: str) -> None:
     page.wait_for_load_state()
 
 
-def test_a_node_limit_above_the_rating_is_refused_naming_node_and_field(page, microgrid, screenshot):
+def test_a_node_limit_above_the_rating_is_refused_naming_node_and_field(
+    page, microgrid, screenshot
+):
     page.goto(LIMITS)
     fill_node_limit(page, "sb-1", "400.5")
     errors = page.get_by_test_id("limit-errors")
     expect(errors).to_contain_text("LIMIT_EXCEEDS_PHYSICAL_RATING")
     expect(errors).to_contain_text("sb-1")
-    expect(page.locator('.field-error[data-field="limit_kw"]')).to_contain_text("LIMIT_EXCEEDS_PHYSICAL_RATING")
+    expect(page.locator('.field-error[data-field="limit_kw"]')).to_contain_text(
+        "LIMIT_EXCEEDS_PHYSICAL_RATING"
+    )
     screenshot(page, "limits-rejected")
     page.goto(LIMITS)
     expect(page.get_by_test_id("limit-policies")).not_to_contain_text("400.5")

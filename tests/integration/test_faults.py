@@ -27,9 +27,26 @@ def _start_worker(tmp_path, name: str):
     env = {**os.environ, "DATABASE_URL": _database_url(), "MICROGRID_VAR_DIR": str(tmp_path)}
     log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 (lives as long as the worker)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "microgrid", "worker", "-B", "--loglevel=INFO",
-         "--concurrency=1", "-s", str(tmp_path / f"{name}-beat"), "-n", f"{name}@%h"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "microgrid",
+            "worker",
+            "-B",
+            "--loglevel=INFO",
+            "--concurrency=1",
+            "-s",
+            str(tmp_path / f"{name}-beat"),
+            "-n",
+            f"{name}@%h",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     return proc, tmp_path / f"{name}.log"
 
@@ -51,7 +68,9 @@ def _blocked_on_cycle_insert() -> bool:
         return cursor.fetchone()[0] > 0
 
 
-def test_a_worker_killed_mid_cycle_leaves_no_partial_cycle_and_no_lock(tmp_path, microgrid, settings):
+def test_a_worker_killed_mid_cycle_leaves_no_partial_cycle_and_no_lock(
+    tmp_path, microgrid, settings
+):
     if not settings.CELERY_BROKER_URL.startswith("redis://") or connection.vendor != "postgresql":
         pytest.skip("needs Redis and PostgreSQL (run by .ci/run)")
     import redis

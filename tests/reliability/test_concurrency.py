@@ -22,7 +22,9 @@ def test_twenty_concurrent_topology_saves_from_one_base_version_have_one_winner(
         body["nodes"][1]["name"] = f"Board by writer {i}"
         mg = Microgrid.objects.get(pk=microgrid.pk)
         try:
-            topology_replace(microgrid=mg, base_version=1, nodes=body["nodes"], assets=body["assets"])
+            topology_replace(
+                microgrid=mg, base_version=1, nodes=body["nodes"], assets=body["assets"]
+            )
             return "saved"
         except DomainError as exc:
             return exc.code
@@ -33,11 +35,15 @@ def test_twenty_concurrent_topology_saves_from_one_base_version_have_one_winner(
     microgrid.refresh_from_db()
     assert microgrid.topology_version == 2
     assert TopologyRevision.objects.filter(microgrid=microgrid).count() == 2
-    assert MicrogridNode.objects.get(microgrid=microgrid, node_id="sb-1").name.startswith("Board by writer")
+    assert MicrogridNode.objects.get(microgrid=microgrid, node_id="sb-1").name.startswith(
+        "Board by writer"
+    )
     assert MicrogridNode.objects.filter(microgrid=microgrid).count() == 4
 
 
-def test_fifty_concurrent_rebalance_triggers_never_overlap_and_none_is_lost(postgres_only, microgrid):
+def test_fifty_concurrent_rebalance_triggers_never_overlap_and_none_is_lost(
+    postgres_only, microgrid
+):
     from balancing.services import cycle_request, trigger_of
 
     def trigger(i: int):
