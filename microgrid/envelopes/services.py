@@ -17,12 +17,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
-from simple_history.utils import bulk_create_with_history
 
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.fields import FieldProblem, check_id, check_text
+from microgrid.common.history import record_history
 from microgrid.common.models import hash_token
 from microgrid.envelopes import oscp
 from microgrid.envelopes.choices import (
@@ -294,11 +294,14 @@ def _receive_forecast(peer, request_id, correlation_id, raw, data, now) -> Recei
             )
         # Supersede first: the new rows are not candidates of their own message.
         superseded = _supersede(microgrid, locked, forecast, created, now)
-        bulk_create_with_history(created, OperatingEnvelope, default_date=now)
+        OperatingEnvelope.objects.bulk_create(created)
+        record_history(
+            OperatingEnvelope.objects.filter(message=message), history_type="+", date=now
+        )
+        _link_superseded(superseded, message, now)
         created = list(
             OperatingEnvelope.objects.filter(message=message).order_by("number")
         )  # with their primary keys on every database
-        _link_superseded(superseded, created, now)
         changed = _settle(microgrid, before, now)
     return Receipt(message, False, created, [e.envelope_id for e, _ in superseded], changed)
 
@@ -334,14 +337,26 @@ def _supersede(microgrid, peer, forecast, created, now) -> list[tuple[OperatingE
     return out
 
 
-def _link_superseded(superseded, created, now) -> None:
-    by_number = {e.number: e for e in created}
-    for old, number in superseded:
-        old.state = EnvelopeState.SUPERSEDED
-        old.superseded_by = by_number[number]
-        old.superseded_at = now
-        old._history_date = now
-        old.save(update_fields=["state", "superseded_by", "superseded_at"])
+def _link_superseded(superseded, message, now) -> None:
+    """Mark the superseded envelopes, each pointing at the first new envelope of `message` that
+    overlaps it: one UPDATE and one history INSERT for the whole forecast (a revised day
+    supersedes 96 envelopes)."""
+    if not superseded:
+        return
+    first_overlap = (
+        OperatingEnvelope.objects.filter(
+            message=message,
+            valid_from__lt=OuterRef("valid_until"),
+            valid_until__gt=OuterRef("valid_from"),
+        )
+        .order_by("number")
+        .values("pk")[:1]
+    )
+    rows = OperatingEnvelope.objects.filter(pk__in=[old.pk for old, _ in superseded])
+    rows.update(
+        state=EnvelopeState.SUPERSEDED, superseded_at=now, superseded_by=Subquery(first_overlap)
+    )
+    record_history(rows, history_type="~", date=now)
 
 
 def _bound_microgrids(peer: OscpPeer) -> list[Microgrid]:

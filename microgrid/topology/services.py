@@ -409,8 +409,14 @@ def _dependent_models_before_nodes() -> list:
         fields = {f.name: f for f in model._meta.get_fields() if getattr(f, "many_to_one", False)}
         microgrid_fk = fields.get("microgrid")
         points_at_topology = any(
-            f.related_model in (Asset, MicrogridNode) for f in fields.values() if f.name != "microgrid"
+            f.related_model in (Asset, MicrogridNode)
+            for f in fields.values()
+            if f.name != "microgrid"
         )
-        if microgrid_fk is not None and microgrid_fk.related_model is Microgrid and points_at_topology:
+        if (
+            microgrid_fk is not None
+            and microgrid_fk.related_model is Microgrid
+            and points_at_topology
+        ):
             out.append(model)
     return out
