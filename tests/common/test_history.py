@@ -11,7 +11,6 @@ from microgrid.topology.models import Depot
 pytestmark = pytest.mark.django_db
 
 
-
 def test_rows_created_in_bulk_get_the_history_a_save_would_have_written():
     saved = Depot.objects.create(depot_id="D-SAVED", name="Saved", timezone="UTC")
     Depot.objects.bulk_create(
