@@ -24,14 +24,20 @@ class SupportAdminConfig(admin_apps.AdminConfig):
 
 
 def grant_support_permissions(sender, **kwargs):
-    """Support staff may see and fix every product model in admin.
+    """The three roles exist, and support staff may see and fix every product model in admin.
 
     Runs after every migrate because permissions only exist once their models
-    have been migrated.
+    have been migrated, and after every flush (a test database emptied between
+    transactional tests), which would otherwise leave the roles of the data
+    migration common/0002_roles behind.
     """
     from django.contrib.auth.models import Group, Permission
 
-    group, _ = Group.objects.get_or_create(name="support")
+    from microgrid.common.roles import ALL_ROLES
+
+    for role in ALL_ROLES:
+        Group.objects.get_or_create(name=role)
+    group = Group.objects.get(name="support")
     perms = Permission.objects.filter(content_type__app_label__in=SUPPORT_ADMIN_APPS)
     group.permissions.add(*perms)
 

@@ -25,7 +25,7 @@ THREADS = 20
 
 
 @pytest.fixture
-def pg(transactional_db, django_db_serialized_rollback):
+def pg(transactional_db):
     if connection.vendor != "postgresql":
         pytest.skip("concurrency needs PostgreSQL: set DATABASE_URL=postgres://... and -m postgres")
 
