@@ -157,3 +157,20 @@ def test_a_96_block_day_ahead_forecast_is_accepted_whole_and_pending(microgrid):
     envelopes = list(OperatingEnvelope.objects.order_by("valid_from"))
     assert envelopes[0].valid_from == tomorrow
     assert envelopes[-1].valid_until == tomorrow + timedelta(days=1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bench_without_arguments_measures_everything_that_runs_in_process(tmp_path):
+    import json
+    from io import StringIO
+
+    out = StringIO()
+    call_command("bench", "--quick", "--repeat", "1", "--out", str(tmp_path / "b.json"), stdout=out)
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert {"engine", "cycle", "ingest", "oscp"} <= set(report)
+    assert "fleet" not in report
+    assert [r["chargers"] for r in report["engine"]] == [10, 100]
+    assert all(
+        r["engine_total_kw_no_minimums"] <= r["lp_total_kw"] + 0.01 for r in report["engine"]
+    )
+    assert "Full cycle" in out.getvalue()

@@ -48,7 +48,8 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("what", nargs="*", choices=[*WHAT, *ALONE, "all"], default=["all"])
+        # A string default: argparse checks a list default against the choices as one value.
+        parser.add_argument("what", nargs="*", choices=[*WHAT, *ALONE, "all"], default="all")
         parser.add_argument("--out", default=str(Path(settings.VAR_DIR) / "bench" / "bench.json"))
         parser.add_argument("--repeat", type=int, default=30)
         parser.add_argument(
@@ -76,6 +77,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, what, out, repeat, quick, **options):
+        what = [what] if isinstance(what, str) else what
         chosen = WHAT if "all" in what else tuple(what)
         if "fleet" in chosen:
             problem = fleet_bench.refuse_unless_real_services()
