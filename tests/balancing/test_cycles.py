@@ -284,3 +284,33 @@ def test_rebalancing_a_microgrid_without_topology_is_a_clear_409(operator_api, e
     assert response.status_code == 409
     assert response.json()["code"] == "MICROGRID_HAS_NO_TOPOLOGY"
     assert Cycle.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_cycle_takes_the_same_queries_for_a_small_and_a_twenty_times_larger_depot():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from balancing.benchmarks import materialise
+    from balancing.dispatch import Dispatcher
+    from balancing.synthetic import build_engine_input
+
+    class Quiet(Dispatcher):
+        def dispatch(self, **kwargs):
+            pass
+
+    counts = []
+    for chargers, nodes in ((10, 5), (200, 40)):
+        microgrid = materialise(
+            build_engine_input(chargers, nodes, depth=4, seed=1), f"Q-{chargers}"
+        )
+        now = timezone.now()
+        run_once = lambda: cycle_request(  # noqa: E731
+            microgrid=microgrid, trigger=trigger_of("API"), now=lambda: now, dispatcher=Quiet()
+        )
+        run_once()  # prepared statements and caches warm, as in a worker
+        with CaptureQueriesContext(connection) as ctx:
+            cycle = run_once().cycle
+        assert cycle.outcome == "CONSTRAINED"
+        counts.append(len(ctx.captured_queries))
+    assert counts[0] == counts[1] <= 15, counts
