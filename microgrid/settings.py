@@ -125,6 +125,9 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_ENABLED = env_bool("AXES_ENABLED", True)
 AXES_RESET_ON_SUCCESS = True  # a user's successful login clears their failures
 AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
+# Behind N reverse proxies the client is the N-th X-Forwarded-For entry from the right.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+AXES_CLIENT_IP_CALLABLE = "microgrid.common.client_ip.client_ip"
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"

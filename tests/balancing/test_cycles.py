@@ -305,9 +305,12 @@ def test_a_cycle_takes_the_same_queries_for_a_small_and_a_twenty_times_larger_de
             build_engine_input(chargers, nodes, depth=4, seed=1), f"Q-{chargers}"
         )
         now = timezone.now()
-        run_once = lambda: cycle_request(  # noqa: E731
-            microgrid=microgrid, trigger=trigger_of("API"), now=lambda: now, dispatcher=Quiet()
-        )
+
+        def run_once(microgrid=microgrid, now=now):
+            return cycle_request(
+                microgrid=microgrid, trigger=trigger_of("API"), now=lambda: now, dispatcher=Quiet()
+            )
+
         run_once()  # prepared statements and caches warm, as in a worker
         with CaptureQueriesContext(connection) as ctx:
             cycle = run_once().cycle

@@ -84,6 +84,66 @@ def test_the_admin_login_counts_towards_the_same_lockout(make_user):
     assert login("support-user", PASSWORD, HOME_IP)[1] is False
 
 
+PROXY_IP = "198.51.100.1"
+
+
+def login_via_proxy(username: str, password: str, forwarded_for: str):
+    client = Client(REMOTE_ADDR=PROXY_IP, HTTP_X_FORWARDED_FOR=forwarded_for)
+    response = client.post("/accounts/login/", {"username": username, "password": password})
+    return response, "_auth_user_id" in client.session
+
+
+@pytest.mark.django_db
+def test_behind_a_trusted_proxy_a_lockout_holds_the_forwarded_client_only(make_user, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    make_user("operator")
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        login_via_proxy("operator-user", "wrong-guess", HOME_IP)
+    assert login_via_proxy("operator-user", PASSWORD, HOME_IP)[1] is False
+    assert login_via_proxy("operator-user", PASSWORD, OTHER_IP)[1] is True
+
+
+@pytest.mark.django_db
+def test_a_client_cannot_escape_a_lockout_by_prepending_addresses(make_user, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    make_user("operator")
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        login_via_proxy("operator-user", "wrong-guess", HOME_IP)
+    # The proxy appends the address it saw; what the client wrote before it is ignored.
+    assert login_via_proxy("operator-user", PASSWORD, f"{OTHER_IP}, {HOME_IP}")[1] is False
+
+
+@pytest.mark.django_db
+def test_without_trusted_proxies_a_forwarded_header_changes_nothing(make_user):
+    make_user("operator")
+    for i in range(settings.AXES_FAILURE_LIMIT):
+        login_via_proxy("operator-user", "wrong-guess", f"192.0.2.{100 + i}")
+    assert login_via_proxy("operator-user", PASSWORD, OTHER_IP)[1] is False
+
+
+@pytest.mark.parametrize(
+    "count, forwarded, expected",
+    [
+        (0, "192.0.2.10", PROXY_IP),
+        (1, "192.0.2.10", "192.0.2.10"),
+        (1, "10.0.0.9, 192.0.2.10", "192.0.2.10"),
+        (2, "192.0.2.10, 10.0.0.2", "192.0.2.10"),
+        (2, "10.0.0.2", PROXY_IP),  # fewer hops than proxies
+        (1, "not-an-address", PROXY_IP),
+        (1, "", PROXY_IP),
+        (1, " 2001:db8::1 ", "2001:db8::1"),
+    ],
+)
+def test_the_client_address_is_counted_from_the_right(count, forwarded, expected, settings):
+    from django.test import RequestFactory
+
+    from microgrid.common.client_ip import client_ip
+
+    settings.TRUSTED_PROXY_COUNT = count
+    request = RequestFactory().get("/", REMOTE_ADDR=PROXY_IP, HTTP_X_FORWARDED_FOR=forwarded)
+    assert client_ip(request) == expected
+
+
 # -- security headers ------------------------------------------------------------------------------
 
 HEADERS = {
