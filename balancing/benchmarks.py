@@ -20,7 +20,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from balancing.engine import EngineInput, allocate
-from balancing.synthetic import build_engine_input, lp_problem, solve_lp_problem
+from balancing.synthetic import (
+    build_engine_input,
+    fair_lp_allocation,
+    lp_problem,
+    solve_lp_problem,
+)
 
 
 def timed(fn: Callable[[], Any], *, repeat: int, warmup: int = 2) -> dict[str, float]:
@@ -57,6 +62,7 @@ def bench_engine(sizes=ENGINE_SIZES, *, repeat: int = 30) -> list[dict[str, Any]
         lp = timed(lambda p=problem: solve_lp_problem(p), repeat=max(3, repeat // 3), warmup=1)
         lp_build = timed(lambda inp=inp: lp_problem(inp), repeat=3, warmup=0)
         no_min = _without_minimums(inp)
+        fair = _fair_lp(no_min) if chargers <= FAIR_LP_MAX_CHARGERS else None
         rows.append(
             {
                 "chargers": chargers,
@@ -71,9 +77,33 @@ def bench_engine(sizes=ENGINE_SIZES, *, repeat: int = 30) -> list[dict[str, Any]
                 ),
                 "lp_total_kw": round(solve_lp_problem(problem), 1),
                 "outcome": result.outcome,
+                "fair_lp": fair,
+                "speedup_vs_fair_lp": round(fair["timing"]["median_ms"] / engine["median_ms"], 1)
+                if fair
+                else None,
             }
         )
     return rows
+
+
+# One LP solve per fill level: a 2,000-charger depot takes about 200 solves (over a second).
+FAIR_LP_MAX_CHARGERS = 2000
+
+
+def _fair_lp(inp: EngineInput) -> dict[str, Any]:
+    """The engine's own allocation (minimums 0) by LP progressive filling: its time, the
+    number of HiGHS solves, and how far the engine's setpoints are from it per charger."""
+    allocation, solves = fair_lp_allocation(inp)
+    timing = timed(lambda: fair_lp_allocation(inp), repeat=3, warmup=0)
+    gaps = [
+        (c.allocated_kw or 0.0) - allocation.get(c.asset_id, 0.0) for c in allocate(inp).chargers
+    ]
+    return {
+        "timing": timing,
+        "solves": solves,
+        "max_abs_diff_kw": round(max((abs(g) for g in gaps), default=0.0), 4),
+        "max_engine_above_lp_kw": round(max(gaps, default=0.0), 6),
+    }
 
 
 def _without_minimums(inp: EngineInput) -> EngineInput:

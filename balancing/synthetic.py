@@ -186,7 +186,7 @@ def lp_problem(inp: EngineInput) -> tuple | None:
         if c.freshness != "FRESH":
             own[ni] += c.failsafe_power_kw
             continue
-        if not c.connected or c.requested_kw <= 0.0:
+        if not _lp_column(c):
             continue
         col = len(upper)
         upper.append(min(c.requested_kw, c.max_power_kw))
@@ -203,6 +203,87 @@ def lp_problem(inp: EngineInput) -> tuple | None:
     a_ub = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(inp.nodes), len(upper)))
     bounds = np.column_stack((np.zeros(len(upper)), np.array(upper)))
     return -np.ones(len(upper)), a_ub, budgets, bounds
+
+
+def _lp_column(c: ChargerInput) -> bool:
+    """Whether a charger is a variable of the LP: fresh, connected and asking for power."""
+    return c.freshness == "FRESH" and c.connected and c.requested_kw > 0.0
+
+
+def fair_lp_allocation(inp: EngineInput) -> tuple[dict[str, float], int]:
+    """The engine's allocation (minimums as 0) computed with a linear-programming solver.
+
+    One LP gives the largest total but not who gets it. The max-min fair split of the engine
+    (spec 4.3: priority classes in order, within a class a common level under every node
+    budget, capped by each charger's demand) is found the way an LP-based allocator finds it,
+    by progressive filling: per class, maximise the level t that every not yet frozen charger
+    reaches (a_i >= t) with the frozen ones fixed and the lower classes at 0; freeze those at
+    their demand and those under a node that is full at t; solve again until none is left.
+    One HiGHS solve per fill level. Returns (asset_id -> kW unrounded, number of solves).
+    """
+    import numpy as np
+    from scipy.optimize import linprog
+    from scipy.sparse import csr_matrix, hstack, vstack
+
+    problem = lp_problem(inp)
+    if problem is None:
+        return {}, 0
+    _, a_nodes, budgets, bounds = problem
+    columns = [c for c in inp.chargers if _lp_column(c)]
+    n = len(columns)
+    demand = bounds[:, 1]
+    priority = np.array([c.priority for c in columns])
+    value = np.zeros(n)
+    # The node rows with a zero column for t.
+    node_rows = hstack([a_nodes, csr_matrix((a_nodes.shape[0], 1))]).tocsr()
+    members = a_nodes.tocsc()
+    solves = 0
+    for p in sorted(set(priority.tolist()), reverse=True):
+        moving = priority == p
+        while moving.any():
+            idx = np.flatnonzero(moving)
+            k = len(idx)
+            # t - a_i <= 0 for every moving charger
+            level_rows = csr_matrix(
+                (
+                    np.concatenate([-np.ones(k), np.ones(k)]),
+                    (
+                        np.concatenate([np.arange(k), np.arange(k)]),
+                        np.concatenate([idx, np.full(k, n)]),
+                    ),
+                ),
+                shape=(k, n + 1),
+            )
+            lo = value.copy()
+            hi = value.copy()
+            lo[idx] = 0.0
+            hi[idx] = demand[idx]
+            var_bounds = np.column_stack((np.append(lo, 0.0), np.append(hi, np.inf)))
+            objective = np.zeros(n + 1)
+            objective[n] = -1.0
+            res = linprog(
+                objective,
+                A_ub=vstack([node_rows, level_rows]).tocsr(),
+                b_ub=np.concatenate([budgets, np.zeros(k)]),
+                bounds=var_bounds,
+                method="highs",
+            )
+            solves += 1
+            if not res.success:
+                raise RuntimeError(f"LP failed: {res.message}")
+            t = float(res.x[n])
+            # Every moving charger exactly at t is feasible (the constraints only pack): the
+            # nodes that are then full stop everyone under them.
+            at = value.copy()
+            at[idx] = np.minimum(t, demand[idx])
+            full = a_nodes @ at >= budgets - 1e-7 * (1.0 + np.abs(budgets))
+            under_full = np.asarray(members[full.nonzero()[0], :].sum(axis=0)).ravel()[idx] > 0
+            done = under_full | (demand[idx] <= t + 1e-9)
+            if not done.any():
+                raise RuntimeError("progressive filling made no progress")
+            value[idx[done]] = at[idx[done]]
+            moving[idx[done]] = False
+    return {c.asset_id: float(v) for c, v in zip(columns, value, strict=True)}, solves
 
 
 def solve_lp_problem(problem: tuple | None) -> float:

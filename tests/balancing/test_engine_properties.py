@@ -16,7 +16,7 @@ from balancing.engine import (
     NodeInput,
     allocate,
 )
-from balancing.synthetic import solve_lp
+from balancing.synthetic import fair_lp_allocation, solve_lp
 
 PROPERTY_SETTINGS = settings(
     derandomize=True,
@@ -256,6 +256,19 @@ def test_without_minimums_the_allocation_is_maximal_and_matches_the_lp_optimum(i
     total = sum(out.allocated_kw for out in steered)
     assert total <= optimum + 1e-6
     assert total >= optimum - 0.1 * len(steered) - 1e-6
+
+
+@PROPERTY_SETTINGS
+@given(depots(minimums=False, degraded=False, external=False))
+def test_the_allocation_is_the_fair_one_an_lp_solver_finds(inp):
+    """Against an independent reference: HiGHS, one solve per fill level (no minimums)."""
+    expected, solves = fair_lp_allocation(inp)
+    steered = [c for c in inp.chargers if c.connected and c.requested_kw > 0]
+    assert solves <= 2 * len(steered) + 1
+    for out in allocate(inp).chargers:
+        if out.asset_id in expected:
+            want = expected[out.asset_id]
+            assert want - 0.1 - 1e-6 <= out.allocated_kw <= want + 1e-6, (out, want)
 
 
 def progressive_filling(inp: EngineInput) -> dict[str, float]:

@@ -111,6 +111,21 @@ class Command(BaseCommand):
             w(
                 "  * engine total with minimums set to 0, the LP's problem; rounding down to 0.1 kW per charger"
             )
+            w(
+                "\nThe same fair allocation by LP: progressive filling, one HiGHS solve per fill level"
+            )
+            w(
+                f"{'chargers':>9} {'solves':>7} {'fair LP p50':>12} {'engine p50':>11} "
+                f"{'speedup':>8} {'max |diff| kW':>14}"
+            )
+            for r in rows:
+                fair = r["fair_lp"]
+                if fair:
+                    w(
+                        f"{r['chargers']:>9} {fair['solves']:>7} "
+                        f"{fair['timing']['median_ms']:>10.1f}ms {r['engine']['median_ms']:>9.2f}ms "
+                        f"{r['speedup_vs_fair_lp']:>7.0f}x {fair['max_abs_diff_kw']:>14.4f}"
+                    )
         if "cycle" in chosen:
             sizes = ((10, 5), (100, 20)) if quick else benchmarks.CYCLE_SIZES
             rows = report["cycle"] = benchmarks.bench_cycle(sizes, repeat=max(5, repeat // 2))
