@@ -30,6 +30,7 @@ _enabled_microgrid = PreparedRead(
 
 
 def _run_one(microgrid_id: str, trigger: dict, scope: dict | None, requested_at: str | None):
+    """One cycle of an enabled microgrid with a topology; returns its cycle_id (else None)."""
     found = _enabled_microgrid(microgrid_id=microgrid_id)
     if not found or found[0][1] == 0:
         return None  # nothing to balance yet; not an error for the schedule

@@ -303,12 +303,12 @@ def _receive_forecast(peer, request_id, correlation_id, raw, data, now) -> Recei
             OperatingEnvelope.objects.filter(message=message).order_by("number")
         )  # with their primary keys on every database
         changed = _settle(microgrid, before, now)
-    return Receipt(message, False, created, [e.envelope_id for e, _ in superseded], changed)
+    return Receipt(message, False, created, [e.envelope_id for e in superseded], changed)
 
 
-def _supersede(microgrid, peer, forecast, created, now) -> list[tuple[OperatingEnvelope, int]]:
-    """Not-yet-expired envelopes of this group and type whose window overlaps a new block:
-    (envelope, the number of the first new envelope it overlaps)."""
+def _supersede(microgrid, peer, forecast, created, now) -> list[OperatingEnvelope]:
+    """Not-yet-expired envelopes of this group and type whose window overlaps a new block,
+    locked, in number order."""
     start = min(e.valid_from for e in created)
     end = max(e.valid_until for e in created)
     candidates = OperatingEnvelope.objects.select_for_update().filter(
@@ -320,21 +320,12 @@ def _supersede(microgrid, peer, forecast, created, now) -> list[tuple[OperatingE
         valid_until__gt=max(now, start),
         valid_from__lt=end,
     )
-    out = []
-    for old in candidates.order_by("number"):
-        if old.valid_until <= now:
-            continue
-        by = next(
-            (
-                new
-                for new in created
-                if new.valid_from < old.valid_until and old.valid_from < new.valid_until
-            ),
-            None,
-        )
-        if by is not None:
-            out.append((old, by.number))
-    return out
+    windows = [(new.valid_from, new.valid_until) for new in created]
+    return [
+        old
+        for old in candidates.order_by("number")
+        if any(frm < old.valid_until and old.valid_from < until for frm, until in windows)
+    ]
 
 
 def _link_superseded(superseded, message, now) -> None:
@@ -352,7 +343,7 @@ def _link_superseded(superseded, message, now) -> None:
         .order_by("number")
         .values("pk")[:1]
     )
-    rows = OperatingEnvelope.objects.filter(pk__in=[old.pk for old, _ in superseded])
+    rows = OperatingEnvelope.objects.filter(pk__in=[old.pk for old in superseded])
     rows.update(
         state=EnvelopeState.SUPERSEDED, superseded_at=now, superseded_by=Subquery(first_overlap)
     )
