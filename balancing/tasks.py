@@ -29,24 +29,25 @@ _enabled_microgrid = PreparedRead(
 )
 
 
-def _run_one(microgrid_id: str, trigger: dict, scope: dict | None, requested_at: str | None):
+def _asked_at(requested_at: str | None) -> datetime | None:
+    """The ISO 8601 instant a cycle was asked for; None when absent, unreadable or naive."""
+    if not requested_at:
+        return None
+    try:
+        asked = datetime.fromisoformat(requested_at)
+    except ValueError:
+        log.warning("ignoring requested_at %r: not an ISO 8601 time", requested_at)
+        return None
+    return asked if asked.tzinfo else None
+
+
+def _run_one(microgrid_id: str, trigger: dict, scope: dict | None, asked: datetime | None):
     """One cycle of an enabled microgrid with a topology; returns its cycle_id (else None)."""
     found = _enabled_microgrid(microgrid_id=microgrid_id)
     if not found or found[0][1] == 0:
         return None  # nothing to balance yet; not an error for the schedule
     microgrid = Microgrid(pk=found[0][0], microgrid_id=microgrid_id)
-    asked = None
-    if requested_at:
-        try:
-            asked = datetime.fromisoformat(requested_at)
-        except ValueError:
-            log.warning("run_cycle for %s: ignoring requested_at %r", microgrid_id, requested_at)
-    outcome = cycle_request(
-        microgrid=microgrid,
-        trigger=trigger,
-        scope=scope,
-        requested_at=asked if asked and asked.tzinfo else None,
-    )
+    outcome = cycle_request(microgrid=microgrid, trigger=trigger, scope=scope, requested_at=asked)
     return outcome.cycle.cycle_id
 
 
@@ -67,7 +68,9 @@ def run_cycle(
 ) -> str | None:
     """`requested_at` (ISO 8601) is when the cycle was asked for; the schedule passes the
     instant it found the microgrid due, so the trigger records how long the cycle waited."""
-    return _run_one(microgrid_id, trigger or trigger_of("SCHEDULED"), scope, requested_at)
+    return _run_one(
+        microgrid_id, trigger or trigger_of("SCHEDULED"), scope, _asked_at(requested_at)
+    )
 
 
 @shared_task(name="balancing.run_scheduled_cycles", ignore_result=True, acks_late=True)
@@ -83,17 +86,10 @@ def run_scheduled_cycles(microgrid_ids: list[str], requested_at: str, interval_s
     task's own `expires` does for a batch that waited too long in the queue.
     """
     trigger = trigger_of("SCHEDULED")
-    try:
-        asked = datetime.fromisoformat(requested_at)
-    except ValueError:
-        asked = None
+    asked = _asked_at(requested_at)
     done = 0
     for microgrid_id in microgrid_ids:
-        if (
-            asked is not None
-            and asked.tzinfo
-            and (timezone.now() - asked).total_seconds() >= interval_s
-        ):
+        if asked is not None and (timezone.now() - asked).total_seconds() >= interval_s:
             log.warning(
                 "scheduled cycles of %s and %d more superseded: the round is older than %s s",
                 microgrid_id,
@@ -102,7 +98,7 @@ def run_scheduled_cycles(microgrid_ids: list[str], requested_at: str, interval_s
             )
             break
         try:
-            _run_one(microgrid_id, trigger, None, requested_at)
+            _run_one(microgrid_id, trigger, None, asked)
         except OperationalError as exc:
             log.warning("scheduled cycle of %s: %s; retrying on its own", microgrid_id, exc)
             run_cycle.apply_async(

@@ -28,16 +28,11 @@ def _database_url() -> str:
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{connection.settings_dict['NAME']}"
 
 
-@pytest.fixture
-def worker(tmp_path):
-    if not settings.CELERY_BROKER_URL.startswith("redis://"):
-        pytest.skip("needs CELERY_BROKER_URL=redis://... (run by .ci/run)")
-    if connection.vendor != "postgresql":
-        pytest.skip("needs DATABASE_URL=postgres://... so the worker shares the test database")
-    import redis
-
-    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+def start_worker(tmp_path, name: str, *, concurrency: int = 1):
+    """A Celery worker with embedded beat on the test database, in its own process group;
+    returns the process and its log file."""
     env = {**os.environ, "DATABASE_URL": _database_url(), "MICROGRID_VAR_DIR": str(tmp_path)}
+    log = tmp_path / f"{name}.log"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -48,17 +43,32 @@ def worker(tmp_path):
             "worker",
             "-B",
             "--loglevel=INFO",
-            "--concurrency=2",
+            f"--concurrency={concurrency}",
             "-s",
-            str(tmp_path / "beat-schedule"),
+            str(tmp_path / f"{name}-beat"),
+            "-n",
+            f"{name}@%h",
         ],
         cwd=ROOT,
         env=env,
-        stdout=open(tmp_path / "worker.log", "w"),  # noqa: SIM115 (lives as long as the worker)
+        stdout=open(log, "w"),  # noqa: SIM115 (lives as long as the worker)
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    yield proc, tmp_path / "worker.log"
+    return proc, log
+
+
+@pytest.fixture
+def worker(tmp_path):
+    if not settings.CELERY_BROKER_URL.startswith("redis://"):
+        pytest.skip("needs CELERY_BROKER_URL=redis://... (run by .ci/run)")
+    if connection.vendor != "postgresql":
+        pytest.skip("needs DATABASE_URL=postgres://... so the worker shares the test database")
+    import redis
+
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    proc, log = start_worker(tmp_path, "worker", concurrency=2)
+    yield proc, log
     os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=20)

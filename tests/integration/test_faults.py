@@ -9,8 +9,6 @@ released, and a fresh worker must run the next scheduled cycle normally.
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -18,37 +16,9 @@ from django.db import connection, transaction
 
 from balancing.models import Cycle
 from microgrid.topology.models import Microgrid
-from tests.integration.test_celery_redis import ROOT, _database_url, _wait_for
+from tests.integration.test_celery_redis import _wait_for, start_worker
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
-
-
-def _start_worker(tmp_path, name: str):
-    env = {**os.environ, "DATABASE_URL": _database_url(), "MICROGRID_VAR_DIR": str(tmp_path)}
-    log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 (lives as long as the worker)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "microgrid",
-            "worker",
-            "-B",
-            "--loglevel=INFO",
-            "--concurrency=1",
-            "-s",
-            str(tmp_path / f"{name}-beat"),
-            "-n",
-            f"{name}@%h",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    return proc, tmp_path / f"{name}.log"
 
 
 def _kill(proc) -> None:
@@ -77,7 +47,7 @@ def test_a_worker_killed_mid_cycle_leaves_no_partial_cycle_and_no_lock(
 
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
     Microgrid.objects.filter(pk=microgrid.pk).update(cycle_interval_s=2)
-    proc, log = _start_worker(tmp_path, "doomed")
+    proc, log = start_worker(tmp_path, "doomed")
     try:
         with transaction.atomic():
             with connection.cursor() as cursor:
@@ -95,7 +65,7 @@ def test_a_worker_killed_mid_cycle_leaves_no_partial_cycle_and_no_lock(
             Microgrid.objects.select_for_update(nowait=True).get(pk=microgrid.pk)  # not left locked
     finally:
         _kill(proc)
-    fresh, fresh_log = _start_worker(tmp_path, "fresh")
+    fresh, fresh_log = start_worker(tmp_path, "fresh")
     try:
         assert _wait_for(lambda: Cycle.objects.filter(trigger_type="SCHEDULED").exists(), 60), (
             fresh_log.read_text()[-3000:]
