@@ -110,5 +110,3 @@ class CpuMeter:
             earlier = self.before.get(name, {})
             out[name] = round(sum(cpu - earlier.get(pid, 0.0) for pid, cpu in pids.items()), 2)
         return out
-
-
