@@ -7,29 +7,19 @@ cycle's snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from balancing.breaches import BreachNodeInput, MeterReading
 from balancing.engine import ChargerInput, EngineInput, LoadInput, NodeInput
+from microgrid.capabilities.selectors import external_control
 from microgrid.common.prepared import PreparedRead
 from microgrid.limits.selectors import NodeLimit, effective_limits
 from microgrid.telemetry.selectors import freshness
 from microgrid.topology.choices import ASSET_KIND_FIELDS
 from microgrid.topology.models import Asset
 from microgrid.topology.selectors import node_rows
-
-# Providers of external control (capabilities app): fn(microgrid, now) ->
-# {node_id: {"binding_id", "source_device_id", "capability_type", ...}} for every
-# node whose subtree is currently under an AVAILABLE external LOAD_MANAGEMENT binding.
-_external_providers: list[Callable[[Any, datetime], dict[str, dict[str, Any]]]] = []
-
-
-def register_external_control_provider(provider) -> None:
-    if provider not in _external_providers:
-        _external_providers.append(provider)
 
 
 def stamp(dt: datetime | None) -> str | None:
@@ -128,9 +118,9 @@ def gather_inputs(microgrid, now: datetime) -> CycleInputs:
     nodes = node_rows(microgrid)
     assets, latest = assets_with_readings(microgrid)
     limits = effective_limits(microgrid, now, nodes=nodes)
-    external: dict[str, dict[str, Any]] = {}
-    for provider in _external_providers:
-        external.update(provider(microgrid, now))
+    # {node_id: {"binding_id", "source_device_id", "capability_type", ...}} for every node
+    # whose subtree is under an AVAILABLE external LOAD_MANAGEMENT binding now.
+    external = external_control(microgrid, now)
     stale_after = microgrid.telemetry_stale_after_s
 
     node_inputs = tuple(

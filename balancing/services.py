@@ -29,68 +29,11 @@ from balancing.dispatch import ChargingLimit, Dispatcher, ScopeBudget, default_d
 from balancing.engine import allocate
 from balancing.inputs import CycleInputs, gather_inputs
 from balancing.models import Breach, Cycle, CycleTrigger
-from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.fields import FieldProblem, check_id
+from microgrid.common.errors import DomainError
 from microgrid.common.prepared import PreparedRead
-from microgrid.topology.models import Microgrid, MicrogridNode
+from microgrid.envelopes.selectors import enrich_binding
+from microgrid.topology.models import Microgrid
 from microgrid.topology.services import lock_microgrid, try_lock_microgrid
-
-# Hooks that enrich a charger's binding (e.g. the envelopes app adds envelope_id
-# and peer_offline): fn(binding_dict, node_limit) -> None.
-_binding_enrichers: list[Callable[[dict[str, Any], Any], None]] = []
-
-
-def register_binding_enricher(fn) -> None:
-    if fn not in _binding_enrichers:
-        _binding_enrichers.append(fn)
-
-
-def check_scope(microgrid: Microgrid, scope: Any) -> dict[str, Any]:
-    """A cycle scope: {"type": "MICROGRID"} or {"type": "NODE", "node_id": X} naming an existing node."""
-    if scope is None:
-        return {"type": "MICROGRID"}
-    if not isinstance(scope, dict) or scope.get("type") not in ("MICROGRID", "NODE"):
-        raise DomainError.from_errors(
-            [
-                ErrorItem(
-                    "FIELD_INVALID",
-                    'scope must be {"type": "MICROGRID"} or {"type": "NODE", "node_id": ...}',
-                    field="scope",
-                )
-            ]
-        )
-    if scope["type"] == "MICROGRID":
-        if set(scope) != {"type"}:
-            raise DomainError.from_errors(
-                [ErrorItem("FIELD_INVALID", "a MICROGRID scope has no other fields", field="scope")]
-            )
-        return {"type": "MICROGRID"}
-    if set(scope) != {"type", "node_id"}:
-        raise DomainError.from_errors(
-            [ErrorItem("FIELD_INVALID", "a NODE scope is {type, node_id}", field="scope")]
-        )
-    try:
-        node_id = check_id(scope["node_id"], "node_id")
-    except FieldProblem as exc:
-        raise DomainError.from_errors(
-            [ErrorItem("FIELD_INVALID", str(exc), field="scope.node_id")]
-        ) from None
-    if not MicrogridNode.objects.filter(microgrid=microgrid, node_id=node_id).exists():
-        raise DomainError(
-            "NODE_NOT_FOUND",
-            f"Microgrid Node {node_id!r} is not in microgrid {microgrid.microgrid_id!r}",
-            {"node_id": node_id, "microgrid_id": microgrid.microgrid_id},
-            errors=[
-                ErrorItem(
-                    "NODE_NOT_FOUND",
-                    f"no Microgrid Node {node_id!r}",
-                    node_id=node_id,
-                    field="scope.node_id",
-                )
-            ],
-        )
-    return {"type": "NODE", "node_id": node_id}
-
 
 _ID_NAMESPACE = uuid.UUID("6f1d3c2a-9a57-4d0e-8f7b-2b8e4c1d5a90")
 
@@ -263,8 +206,8 @@ def _document(
         entry = charger.to_dict()
         binding = entry.get("binding")
         if binding:
-            for enrich in _binding_enrichers:
-                enrich(binding, inputs.limits.get(binding["node_id"]))
+            # The envelopes app names the envelope that binds (envelope_id, peer_offline).
+            enrich_binding(binding, inputs.limits.get(binding["node_id"]))
         if entry.get("allocated_kw") is not None:
             entry["valid_until"] = until
         chargers.append(entry)

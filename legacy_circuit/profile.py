@@ -178,3 +178,10 @@ def apply_legacy_circuits(microgrid, value: Any, user) -> None:
                 ),
                 user=user,
             )
+
+
+# Found by the simulator's profile loader (simulator/loader.py): the section, its order, its
+# check and how it is applied.
+ORDER = 60
+check = check_legacy_circuits
+apply = apply_legacy_circuits

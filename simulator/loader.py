@@ -5,19 +5,26 @@ fields, an invalid topology, bad policies or references are all reported at
 once (PROFILE_INVALID with the API's codes in `errors`). Loading the same
 file twice changes nothing; a changed file is applied as one topology save.
 
-Apps that own a profile section register it with `register_section`, so the
-loader knows every section and refuses the ones nobody handles.
+Apps that own a profile section say so in a `profile.py` module, which the loader
+discovers through the app registry as Django's admin discovers `admin.py` (no app imports the
+simulator): `SECTION` (its key), `ORDER` (sections apply in this order, after the topology),
+`check(value, profile)` -> [ErrorItem] (pure) and `apply(microgrid, value, user)` (inside the
+load transaction). The loader refuses sections nobody handles.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 import yaml
+from django.apps import apps
 from django.db import transaction
+from django.utils.module_loading import module_has_submodule
 
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.topology import selectors as topology_selectors
@@ -38,15 +45,19 @@ class Section:
     apply: Callable[[Microgrid, Any, Any], None]
 
 
-_sections: dict[str, Section] = {}
-
-
-def register_section(section: Section) -> None:
-    _sections[section.name] = section
+@functools.cache
+def sections() -> dict[str, Section]:
+    """Every app's profile section (its `<app>/profile.py`), in the order they apply."""
+    found = []
+    for config in apps.get_app_configs():
+        if module_has_submodule(config.module, "profile"):
+            module = import_module(f"{config.name}.profile")
+            found.append(Section(module.SECTION, module.ORDER, module.check, module.apply))
+    return {s.name: s for s in sorted(found, key=lambda s: s.order)}
 
 
 def known_sections() -> list[str]:
-    return list(CORE_SECTIONS) + sorted(_sections)
+    return list(CORE_SECTIONS) + sorted(sections())
 
 
 @dataclass
@@ -116,7 +127,7 @@ def check_profile(profile: dict[str, Any]) -> list[ErrorItem]:
             )
     result = validate_topology(profile.get("nodes", []), profile.get("assets", []) or [])
     errors.extend(result.errors)
-    for name, section in sorted(_sections.items(), key=lambda s: s[1].order):
+    for name, section in sections().items():
         if name in profile:
             errors.extend(section.check(profile[name], profile))
     return errors
@@ -151,7 +162,7 @@ def load_profile(profile: dict[str, Any], *, user=None) -> LoadResult:
                 assets=profile.get("assets") or [],
                 user=user,
             )
-        for name, section in sorted(_sections.items(), key=lambda s: s[1].order):
+        for name, section in sections().items():
             if name in profile:
                 section.apply(microgrid, profile[name], user)
     return LoadResult(microgrid=microgrid, created=created, topology_changed=changed)

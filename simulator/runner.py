@@ -58,23 +58,6 @@ from simulator.loader import check_profile, load_profile
 from simulator.scenario import SECTION, Scenario, parse_scenario
 from simulator.world import World
 
-# Per-step work of other apps (beat tasks that matter to a cycle's inputs), scoped to the
-# simulated microgrid: fn(microgrid, now) -> None. Registered in apps' ready().
-StepTask = Callable[[Microgrid, Any], None]
-_step_tasks: list[StepTask] = []
-
-
-def register_step_task(fn: StepTask) -> None:
-    if fn not in _step_tasks:
-        _step_tasks.append(fn)
-
-
-def _tou_transitions(microgrid: Microgrid, now) -> None:
-    schedule_transitions_record(now=now, microgrid=microgrid)
-
-
-register_step_task(_tou_transitions)
-
 
 @dataclass
 class RunResult:
@@ -260,8 +243,9 @@ class _Run:
                 self._request(pending.pop(0))
             self._at(t)
             self._telemetry(t)
-            for task in _step_tasks:
-                task(self.microgrid, self.clock.now())
+            # The beat tasks that matter to a cycle's inputs, scoped to this microgrid: TOU
+            # starts and ends (their TOU_TRANSITION cycles run at once, see below).
+            schedule_transitions_record(now=self.clock.now(), microgrid=self.microgrid)
             while pending and pending[0].at_s == t:
                 self._request(pending.pop(0))
             cycle_request(

@@ -6,12 +6,12 @@ from rest_framework.response import Response
 
 from balancing import selectors
 from balancing.choices import BreachStatus, Outcome, SourceMode, TriggerType
-from balancing.services import check_scope, cycle_request, trigger_of
+from balancing.services import cycle_request, trigger_of
 from microgrid.common.api import ApiView, json_object
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.openapi import ID, LIMIT_PARAM, api_doc, query, ref
 from microgrid.common.roles import WRITERS
-from microgrid.topology.selectors import microgrid_get
+from microgrid.topology.selectors import check_scope, microgrid_get
 
 TAG = "balancing"
 

@@ -86,3 +86,10 @@ def check_bindings(value: Any, profile: dict[str, Any]) -> list[ErrorItem]:
 def apply_bindings(microgrid, value: Any, user) -> None:
     for raw in value:
         capability_binding_create(microgrid=microgrid, data=raw, user=user)
+
+
+# Found by the simulator's profile loader (simulator/loader.py): the section, its order, its
+# check and how it is applied.
+ORDER = 40
+check = check_bindings
+apply = apply_bindings

@@ -22,10 +22,11 @@ from django.db.models import Max
 from django.urls import reverse
 from django.utils import timezone
 
+from microgrid.capabilities import signals
 from microgrid.capabilities.choices import BindingEnd, CapabilityState, CapabilityType
 from microgrid.capabilities.models import CapabilityBinding, CapabilityStatusEvent
 from microgrid.capabilities.scopes import Scope, overlaps, parse_scope
-from microgrid.capabilities.selectors import node_facts
+from microgrid.capabilities.selectors import latest_events, node_facts
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.fields import (
     FieldProblem,
@@ -35,6 +36,8 @@ from microgrid.common.fields import (
     check_text,
     contains_nul,
 )
+from microgrid.common.signals import send_on_commit
+from microgrid.telemetry.selectors import freshness
 from microgrid.topology.models import Microgrid
 from microgrid.topology.services import lock_microgrid
 
@@ -61,6 +64,28 @@ def _user(user):
 
 def _lock(microgrid: Microgrid) -> Microgrid:
     return lock_microgrid(microgrid)
+
+
+def _changed(microgrid: Microgrid, *bindings: CapabilityBinding) -> None:
+    """After the commit: who controls a scope may have changed (only LOAD_MANAGEMENT bindings
+    take part in the cycle, spec 3.4)."""
+    ids = [b.binding_id for b in bindings if b.capability_type == CapabilityType.LOAD_MANAGEMENT]
+    if ids:
+        send_on_commit(
+            signals.capability_changed, microgrid_id=microgrid.microgrid_id, binding_ids=ids
+        )
+
+
+def _status_moves(microgrid: Microgrid, binding: CapabilityBinding, event, now) -> bool:
+    """Whether `event` changes the binding's current status: it becomes the latest, and its
+    state differs from the one before or that one was no longer fresh."""
+    before = latest_events([binding.pk]).get(binding.pk)
+    if before is None:
+        return True
+    if (event.observed_at, event.event_ref) < (before.observed_at, before.event_ref):
+        return False
+    stale = freshness(before.observed_at, now, microgrid.telemetry_stale_after_s) != "FRESH"
+    return event.state != before.state or stale
 
 
 def _summary(binding: CapabilityBinding) -> dict[str, Any]:
@@ -345,7 +370,9 @@ def capability_binding_create(
         ).first()
         if same is not None:
             return BindOutcome(same, created=False)
-        return BindOutcome(_create(locked, request, user=user, now=now), created=True)
+        binding = _create(locked, request, user=user, now=now)
+        _changed(locked, binding)
+        return BindOutcome(binding, created=True)
 
 
 def _end(binding: CapabilityBinding, *, how: str, user, now: datetime) -> None:
@@ -390,6 +417,7 @@ def capability_binding_release(
                 status=409,
             )
         _end(binding, how=BindingEnd.RELEASED, user=user, now=now)
+        _changed(microgrid, binding)
     return binding
 
 
@@ -451,6 +479,7 @@ def capability_binding_transfer(
             now=now,
             transferred_from=current,
         )
+        _changed(microgrid, current, binding)
     return TransferOutcome(binding, transferred=True)
 
 
@@ -512,6 +541,7 @@ def capability_event_record(
             received_at=now,
             detail=clean.get("detail"),
         )
+        moves = _status_moves(microgrid, binding, event, now)
         try:
             with transaction.atomic():
                 event.save()
@@ -522,6 +552,8 @@ def capability_event_record(
                 binding=binding, event_ref=clean["event_ref"]
             )
             return EventOutcome(stored, binding, created=False)
+        if moves:
+            _changed(microgrid, binding)
     return EventOutcome(event, binding, created=True)
 
 

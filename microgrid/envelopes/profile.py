@@ -188,3 +188,10 @@ def apply_oscp_peers(microgrid, value: Any, user) -> None:
                 [ErrorItem(exc.code, exc.message, field=item["field"], details=exc.details)],
                 f"the profile is invalid: {exc.message}",
             ) from None
+
+
+# Found by the simulator's profile loader (simulator/loader.py): the section, its order, its
+# check and how it is applied.
+ORDER = 20
+check = check_oscp_peers
+apply = apply_oscp_peers

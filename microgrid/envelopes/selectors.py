@@ -23,6 +23,8 @@ from django.utils import timezone
 
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.prepared import PreparedRead
+from microgrid.common.signals import collect
+from microgrid.envelopes import signals
 from microgrid.envelopes.choices import (
     FALLBACK_TYPES,
     NORMAL_TYPES,
@@ -429,3 +431,13 @@ def next_number(microgrid) -> int:
     return (
         OperatingEnvelope.objects.filter(microgrid=microgrid).aggregate(m=Max("number"))["m"] or 0
     ) + 1
+
+
+def legacy_followers(microgrid) -> dict[tuple[str, str], dict[str, Any]]:
+    """(scope_type, node_id) -> the legacy record that follows that scope's envelopes, as the
+    apps above answer `scope_followers` (the legacy app, interim path)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for answer in collect(signals.scope_followers, microgrid=microgrid):
+        for key, values in answer.items():
+            out.setdefault(key, values)
+    return out

@@ -1,10 +1,10 @@
 """Writes of the envelopes app: OSCP messages, withdrawals, transitions, peers and bindings.
 
 Every service is one transaction and changes nothing when it refuses. After a
-change that alters which envelopes are enforced now, the interim legacy
-values are reconciled in the same transaction and, after the commit, a cycle
-is asked for (`ENVELOPE_CHANGE`), so a new limit holds within seconds rather
-than at the next scheduled cycle. Services take the clock (`now`) from their
+change that alters which envelopes are enforced now, `envelopes_settled` is sent in the same
+transaction (the interim legacy values follow, `legacy_circuit/interim.py`) and, after the
+commit, `enforcement_changed` (balancing asks for an `ENVELOPE_CHANGE` cycle), so a new limit
+holds within seconds rather than at the next scheduled cycle. Services take the clock (`now`) from their
 caller; tests and the simulator pass their own.
 """
 
@@ -24,7 +24,8 @@ from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.fields import FieldProblem, check_id, check_text
 from microgrid.common.history import record_history
 from microgrid.common.models import hash_token
-from microgrid.envelopes import oscp
+from microgrid.common.signals import collect, send_on_commit
+from microgrid.envelopes import oscp, signals
 from microgrid.envelopes.choices import (
     DIRECTION_OF,
     Direction,
@@ -37,7 +38,6 @@ from microgrid.envelopes.choices import (
     ScopeType,
     TransitionKind,
 )
-from microgrid.envelopes.interim import legacy_capacity_reconcile
 from microgrid.envelopes.models import (
     EnvelopeTransition,
     OperatingEnvelope,
@@ -52,6 +52,7 @@ from microgrid.envelopes.selectors import (
     next_number,
 )
 from microgrid.topology.models import Microgrid, MicrogridNode
+from microgrid.topology.selectors import check_scope
 from microgrid.topology.services import lock_microgrid
 
 log = logging.getLogger(__name__)
@@ -69,23 +70,22 @@ def _lock_microgrid(microgrid_pk: int) -> Microgrid:
     return lock_microgrid(Microgrid(pk=microgrid_pk))
 
 
-def _ask_for_cycle(microgrid: Microgrid, envelope_ids: set[str], scopes: list[dict]) -> None:
-    """After the commit: one ENVELOPE_CHANGE cycle (a failing broker is logged; the
-    scheduled cycle still picks the change up)."""
-    from balancing.services import trigger_of
-    from balancing.tasks import enqueue_cycle
-
+def _enforcement_changed(microgrid: Microgrid, envelope_ids: set[str], scopes: list[dict]) -> None:
+    """After the commit: the enforced set changed (balancing asks for an ENVELOPE_CHANGE
+    cycle, in their shared scope if they share one)."""
     distinct = {json.dumps(s, sort_keys=True) for s in scopes}
-    scope = scopes[0] if len(distinct) == 1 else None
-    trigger = trigger_of("ENVELOPE_CHANGE", envelope_ids=sorted(envelope_ids))
-    microgrid_id = microgrid.microgrid_id
-    transaction.on_commit(lambda: enqueue_cycle(microgrid_id, trigger, scope), robust=True)
+    send_on_commit(
+        signals.enforcement_changed,
+        microgrid_id=microgrid.microgrid_id,
+        envelope_ids=sorted(envelope_ids),
+        scope=scopes[0] if len(distinct) == 1 else None,
+    )
 
 
 def _settle(microgrid: Microgrid, before: set[str], now: datetime) -> set[str]:
-    """Reconcile the legacy values; ask for a cycle if the enforced set changed. Returns
-    the envelope ids that started or stopped being enforced."""
-    legacy_capacity_reconcile(microgrid=microgrid, now=now)
+    """Tell the apps above (the legacy values follow); announce it if the enforced set
+    changed. Returns the envelope ids that started or stopped being enforced."""
+    collect(signals.envelopes_settled, microgrid=microgrid, now=now)
     after = enforced_ids(microgrid, now)
     changed = before ^ after
     if changed:
@@ -93,7 +93,7 @@ def _settle(microgrid: Microgrid, before: set[str], now: datetime) -> set[str]:
             e.scope_dict()
             for e in OperatingEnvelope.objects.filter(microgrid=microgrid, envelope_id__in=changed)
         ]
-        _ask_for_cycle(microgrid, changed, scopes)
+        _enforcement_changed(microgrid, changed, scopes)
     return changed
 
 
@@ -563,7 +563,7 @@ def envelope_transitions_record(*, now: datetime | None = None) -> int:
                 affected.setdefault(microgrid_id, set())
         for microgrid_pk in sorted(affected):
             microgrid = _lock_microgrid(microgrid_pk)
-            legacy_capacity_reconcile(microgrid=microgrid, now=now)
+            collect(signals.envelopes_settled, microgrid=microgrid, now=now)
             ids = affected[microgrid_pk]
             if ids:
                 scopes = [
@@ -572,7 +572,7 @@ def envelope_transitions_record(*, now: datetime | None = None) -> int:
                         microgrid=microgrid, envelope_id__in=ids
                     )
                 ]
-                _ask_for_cycle(microgrid, ids, scopes)
+                _enforcement_changed(microgrid, ids, scopes)
     return len(found) + len(lapsed)
 
 
@@ -664,8 +664,6 @@ def oscp_peer_save(
 
 def check_binding_scope(microgrid: Microgrid, scope: Any, *, field: str = "scope") -> dict:
     """{"type": "MICROGRID"} or {"type": "NODE", "node_id": X} naming a node of this microgrid."""
-    from balancing.services import check_scope
-
     try:
         return check_scope(microgrid, scope)
     except DomainError as exc:

@@ -22,7 +22,6 @@ from microgrid.common.pages import manage_view
 from microgrid.common.roles import SUPPORT, SUPPORT_ONLY, user_roles
 from microgrid.envelopes import selectors, services
 from microgrid.envelopes.choices import Enforcement, EnvelopeStatus
-from microgrid.envelopes.interim import legacy_values
 from microgrid.limits.selectors import depot_zone
 from microgrid.topology.card import microgrid_tabs
 from microgrid.topology.selectors import microgrid_get
@@ -126,7 +125,7 @@ def envelopes_page(request, microgrid_id: str):
     except DomainError as exc:
         filter_error, statuses = exc, []
     rows = selectors.envelope_list(microgrid, at=now, limit=PAGE_LIMIT)
-    legacy = legacy_values(microgrid) if rows else {}
+    legacy = selectors.legacy_followers(microgrid) if rows else {}
     docs = [_row(selectors.envelope_dict(e, at=now, legacy=legacy), zone, legacy) for e in rows]
     current = {EnvelopeStatus.ACTIVE, EnvelopeStatus.PENDING}
     active = [d for d in docs if d["status"] == EnvelopeStatus.ACTIVE]
@@ -169,7 +168,7 @@ def envelope_detail_page(request, microgrid_id: str, envelope_id: str):
         return render(request, "manage/envelope_not_found.html", context, status=404)
     now = timezone.now()
     zone = depot_zone(microgrid)
-    legacy = legacy_values(microgrid)
+    legacy = selectors.legacy_followers(microgrid)
     doc = selectors.envelope_detail(envelope, at=now, legacy=legacy)
     try:
         body = json.dumps(json.loads(envelope.message.body), indent=2, sort_keys=False)

@@ -65,3 +65,10 @@ def apply_limits(microgrid, value: Any, user) -> None:
         user=user,
         field=SECTION,
     )
+
+
+# Found by the simulator's profile loader (simulator/loader.py): the section, its order, its
+# check and how it is applied.
+ORDER = 10
+check = check_limits
+apply = apply_limits

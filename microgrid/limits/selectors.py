@@ -6,7 +6,7 @@ its `limit_source` and every constraint that applies (spec 3.2), reading the
 whole policy set in one query. Reads take the clock from their caller, so
 they never depend on the schedule task having run.
 
-Other apps add constraints through `register_constraint_provider` (the
+Other apps add constraints by answering `microgrid.limits.signals.limit_constraints` (the
 envelopes app: OPERATING_ENVELOPE constraints, MICROGRID scope on the root).
 """
 
@@ -23,6 +23,8 @@ from django.utils import timezone
 
 from microgrid.common.errors import DomainError
 from microgrid.common.prepared import PreparedRead
+from microgrid.common.signals import collect
+from microgrid.limits import signals
 from microgrid.limits.choices import ConstraintSource, LimitScope
 from microgrid.limits.models import LimitPolicy, schedule_from_columns
 from microgrid.limits.schedules import DAY_INDEX, is_active
@@ -63,21 +65,6 @@ class NodeLimit:
     active_schedule: dict | None  # that policy's schedule when it is a TOU cap
     envelope_ids: tuple[str, ...]  # ACTIVE envelopes on this node
     constraints: tuple[Constraint, ...]  # every constraint that applies to the node
-
-
-ConstraintProvider = Callable[[Any, datetime, list[dict]], list[tuple[str, Constraint]]]
-_constraint_providers: list[ConstraintProvider] = []
-
-
-def register_constraint_provider(fn: ConstraintProvider) -> None:
-    """fn(microgrid, at, node_rows) -> [(node_id, Constraint), ...], in a constant number of queries."""
-    if fn not in _constraint_providers:
-        _constraint_providers.append(fn)
-
-
-def unregister_constraint_provider(fn: ConstraintProvider) -> None:
-    if fn in _constraint_providers:
-        _constraint_providers.remove(fn)
 
 
 def depot_zone(microgrid) -> ZoneInfo:
@@ -263,12 +250,13 @@ def limits_for(
     policies: list[PolicySpec],
     schedules: bool = True,
 ) -> dict[str, NodeLimit]:
-    """`effective_limits` on rows the caller already holds (the providers still run)."""
+    """`effective_limits` on rows the caller already holds (the other apps' constraints are
+    still collected)."""
     if at.tzinfo is None:
         raise ValueError("at must be an aware datetime")
     extra: list[tuple[str, Constraint]] = []
-    for provider in _constraint_providers:
-        extra.extend(provider(microgrid, at, nodes))
+    for answer in collect(signals.limit_constraints, microgrid=microgrid, at=at, nodes=nodes):
+        extra.extend(answer)
     return evaluate(nodes, policies, at, depot_zone(microgrid), extra, schedules=schedules)
 
 

@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.signals import send_on_commit
 from microgrid.limits import signals
 from microgrid.limits.choices import LimitScope, LimitSource
 from microgrid.limits.models import LimitPolicy, LimitState, ScheduleActivation
@@ -49,7 +50,7 @@ def _lock(microgrid: Microgrid) -> Microgrid:
 
 
 def _changed(microgrid_id: str) -> None:
-    transaction.on_commit(lambda: signals.notify_limits_changed(microgrid_id))
+    send_on_commit(signals.limits_changed, microgrid_id=microgrid_id)
 
 
 def _next_policy_id(microgrid: Microgrid) -> str:
@@ -370,6 +371,9 @@ def _record_for(microgrid: Microgrid, policies: list[LimitPolicy], now: datetime
         )
         LimitState.objects.filter(pk=state.pk).update(transitions_checked_until=now)
         if found:
-            microgrid_id = microgrid.microgrid_id
-            transaction.on_commit(lambda: signals.notify_schedule_transition(microgrid_id, found))
+            send_on_commit(
+                signals.schedule_transitioned,
+                microgrid_id=microgrid.microgrid_id,
+                transitions=found,
+            )
     return len(found)

@@ -1,19 +1,15 @@
 """The microgrid card is assembled from sections that each app contributes.
 
-A section provider takes the microgrid and returns a JSON-ready value in a
-constant number of queries; apps register theirs in AppConfig.ready().
+The apps above topology answer the signals of `microgrid.topology.signals` (card sections,
+Manage tabs, card page sections); this module puts their answers together.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-_sections: dict[str, Callable[[Any], Any]] = {}
-
-
-def register_section(name: str, provider: Callable[[Any], Any]) -> None:
-    _sections[name] = provider
+from microgrid.common.signals import collect
+from microgrid.topology import signals
 
 
 def microgrid_card(microgrid) -> dict[str, Any]:
@@ -32,8 +28,11 @@ def microgrid_card(microgrid) -> dict[str, Any]:
         "cycle_interval_s": microgrid.cycle_interval_s,
         "enabled": microgrid.enabled,
     }
-    for name in sorted(_sections):
-        card[name] = _sections[name](microgrid)
+    sections: dict[str, Any] = {}
+    for answer in collect(signals.card_sections, microgrid=microgrid):
+        sections.update(answer)
+    for name in sorted(sections):
+        card[name] = sections[name]
     return card
 
 
@@ -49,36 +48,21 @@ def microgrid_summary(microgrid) -> dict[str, Any]:
     }
 
 
-# Manage pages: each app adds its tab and, optionally, a section of the card page.
-_tabs: list[tuple[int, str, str, str]] = []
-_page_sections: list[tuple[int, str, Callable[[Any], dict[str, Any]]]] = []
-
-
-def register_tab(order: int, key: str, label: str, suffix: str) -> None:
-    if all(t[1] != key for t in _tabs):
-        _tabs.append((order, key, label, suffix))
-        _tabs.sort()
+# The Manage pages: the tabs every app adds and the blocks of the card page.
+TOPOLOGY_TABS = [(0, "overview", "Overview", ""), (10, "topology", "Topology", "topology/")]
 
 
 def microgrid_tabs(microgrid, active: str) -> list[dict[str, Any]]:
     base = f"/manage/microgrids/{microgrid.microgrid_id}/"
+    tabs = sorted(
+        [*TOPOLOGY_TABS, *(tab for answer in collect(signals.manage_tabs) for tab in answer)]
+    )
     return [
         {"key": key, "label": label, "url": base + suffix, "active": key == active}
-        for _, key, label, suffix in _tabs
+        for _, key, label, suffix in tabs
     ]
-
-
-def register_page_section(
-    order: int, template: str, context: Callable[[Any], dict[str, Any]]
-) -> None:
-    """A block of the Manage card page: `template` rendered with `context(microgrid)`."""
-    if all(s[1] != template for s in _page_sections):
-        _page_sections.append((order, template, context))
-        _page_sections.sort(key=lambda s: s[0])
 
 
 def page_sections(microgrid) -> list[dict[str, Any]]:
-    return [
-        {"template": template, "context": context(microgrid)}
-        for _, template, context in _page_sections
-    ]
+    blocks = sorted(collect(signals.card_page_sections, microgrid=microgrid), key=lambda b: b[0])
+    return [{"template": template, "context": context} for _, template, context in blocks]

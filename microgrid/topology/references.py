@@ -1,29 +1,21 @@
 """What still points at a Microgrid Node or asset, collected from every app.
 
-Apps that reference nodes (limits, envelope group bindings, capability
-bindings, circuit aliases) register a provider in their AppConfig.ready();
-the topology validator refuses to remove anything a provider names
-(NODE_IN_USE). Each provider runs one query for the whole microgrid.
+Apps that reference nodes (limits, envelope group bindings, capability bindings, circuit
+aliases) answer `microgrid.topology.signals.node_references`; the topology validator refuses
+to remove anything they name (NODE_IN_USE). Each answers in one query for the whole microgrid.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-Provider = Callable[[Any], list[tuple[str, str, dict[str, Any]]]]
-_providers: list[Provider] = []
-
-
-def register(provider: Provider) -> None:
-    """provider(microgrid) -> [(\"node\" | \"asset\", id, {\"type\": ..., \"id\": ...}), ...]"""
-    if provider not in _providers:
-        _providers.append(provider)
+from microgrid.common.signals import collect
+from microgrid.topology import signals
 
 
 def references_for(microgrid) -> dict[tuple[str, str], list[dict[str, Any]]]:
     found: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for provider in _providers:
-        for kind, ident, ref in provider(microgrid):
+    for answer in collect(signals.node_references, microgrid=microgrid):
+        for kind, ident, ref in answer:
             found.setdefault((kind, ident), []).append(ref)
     return found

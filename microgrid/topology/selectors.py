@@ -6,7 +6,8 @@ from typing import Any
 
 from django.db.models import F, QuerySet
 
-from microgrid.common.errors import DomainError
+from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.fields import FieldProblem, check_id
 from microgrid.common.prepared import PreparedRead
 from microgrid.topology.choices import ASSET_KIND_FIELDS
 from microgrid.topology.models import Asset, Microgrid, MicrogridNode, TopologyRevision
@@ -161,3 +162,50 @@ def diff_snapshots(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str,
         out[f"{key}_removed"] = sorted(set(before) - set(after))
         out[f"{key}_changed"] = sorted(i for i in set(before) & set(after) if before[i] != after[i])
     return out
+
+
+def check_scope(microgrid: Microgrid, scope: Any) -> dict[str, Any]:
+    """A cycle scope: {"type": "MICROGRID"} or {"type": "NODE", "node_id": X} naming an existing node."""
+    if scope is None:
+        return {"type": "MICROGRID"}
+    if not isinstance(scope, dict) or scope.get("type") not in ("MICROGRID", "NODE"):
+        raise DomainError.from_errors(
+            [
+                ErrorItem(
+                    "FIELD_INVALID",
+                    'scope must be {"type": "MICROGRID"} or {"type": "NODE", "node_id": ...}',
+                    field="scope",
+                )
+            ]
+        )
+    if scope["type"] == "MICROGRID":
+        if set(scope) != {"type"}:
+            raise DomainError.from_errors(
+                [ErrorItem("FIELD_INVALID", "a MICROGRID scope has no other fields", field="scope")]
+            )
+        return {"type": "MICROGRID"}
+    if set(scope) != {"type", "node_id"}:
+        raise DomainError.from_errors(
+            [ErrorItem("FIELD_INVALID", "a NODE scope is {type, node_id}", field="scope")]
+        )
+    try:
+        node_id = check_id(scope["node_id"], "node_id")
+    except FieldProblem as exc:
+        raise DomainError.from_errors(
+            [ErrorItem("FIELD_INVALID", str(exc), field="scope.node_id")]
+        ) from None
+    if not MicrogridNode.objects.filter(microgrid=microgrid, node_id=node_id).exists():
+        raise DomainError(
+            "NODE_NOT_FOUND",
+            f"Microgrid Node {node_id!r} is not in microgrid {microgrid.microgrid_id!r}",
+            {"node_id": node_id, "microgrid_id": microgrid.microgrid_id},
+            errors=[
+                ErrorItem(
+                    "NODE_NOT_FOUND",
+                    f"no Microgrid Node {node_id!r}",
+                    node_id=node_id,
+                    field="scope.node_id",
+                )
+            ],
+        )
+    return {"type": "NODE", "node_id": node_id}

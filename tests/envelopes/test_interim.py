@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
+from legacy_circuit.interim import legacy_capacity_reconcile
 from legacy_circuit.models import CircuitAlias, LegacyCircuit
-from microgrid.envelopes.interim import legacy_capacity_reconcile
 from microgrid.envelopes.models import OperatingEnvelope
 from microgrid.envelopes.services import envelope_transitions_record, envelope_withdraw
 

@@ -7,12 +7,10 @@ import pytest
 
 from microgrid.limits.selectors import (
     Constraint,
-    _constraint_providers,
     active_limits_document,
     effective_limits,
-    register_constraint_provider,
-    unregister_constraint_provider,
 )
+from microgrid.limits.signals import limit_constraints
 from microgrid.topology.selectors import microgrid_get, node_rows
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -155,7 +153,7 @@ def test_a_midnight_crossing_schedule_applies_on_the_next_morning(microgrid, cre
 def test_envelope_constraints_join_through_the_provider_seam_and_win_ties(microgrid, create_limit):
     create_limit(scope="MICROGRID", limit_kw=600)
 
-    def envelopes(mg, at, nodes):
+    def envelopes(sender, *, microgrid, at, nodes, **kwargs):
         assert [n["node_id"] for n in nodes] == ["grid", "sb-1", "grp-a", "grp-b"]
         return [
             ("grid", Constraint("OPERATING_ENVELOPE", 600.0, "ENV-2")),
@@ -163,11 +161,11 @@ def test_envelope_constraints_join_through_the_provider_seam_and_win_ties(microg
             ("nowhere", Constraint("OPERATING_ENVELOPE", 1.0, "ENV-9")),
         ]
 
-    register_constraint_provider(envelopes)
+    limit_constraints.connect(envelopes, dispatch_uid="test.envelopes")
     try:
         limits = effective_limits(microgrid, MONDAY_12)
     finally:
-        unregister_constraint_provider(envelopes)
+        limit_constraints.disconnect(dispatch_uid="test.envelopes")
     assert summary(limits)["grid"] == (600.0, "OPERATING_ENVELOPE", None)
     assert limits["grid"].envelope_ids == ("ENV-2",)
     assert summary(limits)["sb-1"] == (390.0, "OPERATING_ENVELOPE", None)
@@ -184,8 +182,9 @@ def test_effective_limits_read_in_a_constant_number_of_queries(
     create_limit(scope="MICROGRID", limit_kw=700)
     microgrid = microgrid_get("MG.NORTH-1")  # as views load it: with its depot
     nodes = node_rows(microgrid)
-    # Plus one query per registered constraint provider (the envelopes app adds one).
-    providers = len(_constraint_providers)
+    # Plus one query per receiver of limit_constraints (the envelopes app answers it).
+    providers = len(limit_constraints.receivers)
+    assert providers == 1
     with django_assert_num_queries(1 + providers):
         effective_limits(microgrid, MONDAY_18, nodes=nodes)
     with django_assert_num_queries(2 + providers):

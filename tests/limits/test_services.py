@@ -369,7 +369,11 @@ def test_a_node_is_free_to_remove_once_its_policy_is_deleted(
 @pytest.mark.django_db(transaction=True)
 def test_hooks_hear_of_changes_after_the_commit_only(microgrid):
     heard = []
-    signals.on_limits_changed(heard.append)
+
+    def hear(sender, *, microgrid_id, **kwargs):
+        heard.append(microgrid_id)
+
+    signals.limits_changed.connect(hear, dispatch_uid="test.hear")
     try:
         with pytest.raises(RuntimeError), transaction.atomic():
             limit_policy_create(
@@ -382,4 +386,4 @@ def test_hooks_hear_of_changes_after_the_commit_only(microgrid):
         )
         assert heard == ["MG.NORTH-1"]
     finally:
-        signals.unregister(heard.append)
+        signals.limits_changed.disconnect(dispatch_uid="test.hear")

@@ -193,23 +193,23 @@ def test_balancing_hooks_hear_each_microgrids_transitions_after_commit(scheduled
     )
     heard = []
 
-    def hook(microgrid_id, transitions):
+    def hook(sender, *, microgrid_id, transitions, **kwargs):
         heard.append(
             (microgrid_id, [(t.policy_id, t.transition, t.at, t.node_id) for t in transitions])
         )
 
-    def broken(microgrid_id, transitions):
-        raise RuntimeError("a broken hook does not stop the others")
+    def broken(sender, **kwargs):
+        raise RuntimeError("a broken receiver does not stop the others")
 
-    signals.on_schedule_transition(broken)
-    signals.on_schedule_transition(hook)
+    signals.schedule_transitioned.connect(broken, dispatch_uid="test.broken")
+    signals.schedule_transitioned.connect(hook, dispatch_uid="test.hook")
     try:
         schedule_transitions_record(now=datetime(2026, 3, 2, 16, 59, tzinfo=AMS))
         schedule_transitions_record(now=datetime(2026, 3, 2, 17, 0, tzinfo=AMS))
         schedule_transitions_record(now=datetime(2026, 3, 2, 17, 1, tzinfo=AMS))
     finally:
-        signals.unregister(broken)
-        signals.unregister(hook)
+        signals.schedule_transitioned.disconnect(dispatch_uid="test.broken")
+        signals.schedule_transitioned.disconnect(dispatch_uid="test.hook")
     assert heard == [
         ("MG.NORTH-1", [("LP-1", "START", datetime(2026, 3, 2, 16, 0, tzinfo=UTC), "sb-1")])
     ]

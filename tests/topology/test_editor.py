@@ -378,15 +378,14 @@ def test_every_error_is_listed_with_its_code_and_shown_beside_its_row(operator_c
 
 
 @pytest.mark.django_db
-def test_removing_a_referenced_node_is_refused_beside_its_row(
-    operator_client, microgrid, monkeypatch
-):
-    from microgrid.topology import references
+def test_removing_a_referenced_node_is_refused_beside_its_row(operator_client, microgrid, request):
+    from microgrid.topology.signals import node_references
 
-    def provider(mg):
+    def provider(sender, *, microgrid, **kwargs):
         return [("node", "grp-b", {"type": "LIMIT_POLICY", "id": "7"})]
 
-    monkeypatch.setattr(references, "_providers", [provider])
+    node_references.connect(provider, dispatch_uid="test.provider")
+    request.addfinalizer(lambda: node_references.disconnect(dispatch_uid="test.provider"))
     before = state()
     fields = editor_form(operator_client)
     fields[row_prefix(fields, "nodes", "grp-b") + "remove"] = "on"

@@ -10,7 +10,6 @@ from microgrid.common.openapi import AT_PARAM, LIMIT_PARAM, api_doc, query, ref
 from microgrid.common.roles import READERS, SUPPORT_ONLY
 from microgrid.envelopes import selectors, services
 from microgrid.envelopes.choices import EnvelopeStatus
-from microgrid.envelopes.interim import legacy_values
 from microgrid.limits.api.views import parse_at
 from microgrid.topology.selectors import microgrid_get
 
@@ -47,7 +46,7 @@ class EnvelopeListView(ApiView):
         limit = selectors.parse_limit(params.get("limit"))
         at = parse_at(params.get("at"))
         rows = selectors.envelope_list(microgrid, at=at, statuses=statuses, limit=limit)
-        legacy = legacy_values(microgrid) if rows else {}
+        legacy = selectors.legacy_followers(microgrid) if rows else {}
         return Response(
             {
                 "microgrid_id": microgrid.microgrid_id,
@@ -72,7 +71,9 @@ class EnvelopeDetailView(ApiView):
         microgrid = microgrid_get(microgrid_id)
         envelope = selectors.envelope_get(microgrid, envelope_id)
         at = parse_at(request.query_params.get("at"))
-        return Response(selectors.envelope_detail(envelope, at=at, legacy=legacy_values(microgrid)))
+        return Response(
+            selectors.envelope_detail(envelope, at=at, legacy=selectors.legacy_followers(microgrid))
+        )
 
 
 class EnvelopeWithdrawView(ApiView):
@@ -111,6 +112,6 @@ class EnvelopeWithdrawView(ApiView):
         envelope = selectors.envelope_get(microgrid, envelope.envelope_id)
         return Response(
             selectors.envelope_detail(
-                envelope, at=envelope.withdrawn_at, legacy=legacy_values(microgrid)
+                envelope, at=envelope.withdrawn_at, legacy=selectors.legacy_followers(microgrid)
             )
         )

@@ -4,13 +4,13 @@ While a legacy alias maps exactly one scope of a microgrid (the whole
 microgrid or one Microgrid Node) and an envelope is enforced on that very
 scope, the aliased record's `available_capacity_kw` is the smallest enforced
 envelope's `capacity_kw`; otherwise it is its configured value. One
-idempotent reconcile makes the stored values so; the envelope services call
-it after every change (receipt, supersede, withdraw, a peer switching
-between online and offline) and the beat task at every transition. A value is
-written (with a history row) only when it changes.
+idempotent reconcile makes the stored values so; it answers the envelopes app's
+`envelopes_settled` signal, which the envelope services send in the transaction of every
+change (receipt, supersede, withdraw, a peer switching between online and offline) and the
+beat task at every transition. A value is written (with a history row) only when it changes.
 
-This module lives in the envelopes app on purpose: the legacy app owns its
-models and endpoints, the envelopes app owns when an envelope applies.
+The envelopes app owns when an envelope applies (`enforced_envelopes`); this app, above it,
+owns its records and how they follow (the envelopes app never imports legacy models).
 """
 
 from __future__ import annotations
