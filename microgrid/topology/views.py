@@ -20,13 +20,13 @@ def _base_context(microgrid, active: str, **extra):
 
 @manage_view()
 def microgrid_list(request):
-    microgrids = list(selectors.microgrid_list())
+    microgrids = list(selectors.microgrid_list(user=request.user))
     return render(request, "manage/microgrid_list.html", {"microgrids": microgrids})
 
 
 @manage_view()
 def microgrid_card_page(request, microgrid_id: str):
-    microgrid = selectors.microgrid_get(microgrid_id)
+    microgrid = selectors.microgrid_get(microgrid_id, user=request.user)
     document = selectors.topology_document(microgrid)
     counts = defaultdict(int)
     for asset in document["assets"]:
@@ -49,7 +49,7 @@ def microgrid_card_page(request, microgrid_id: str):
 
 @manage_view()
 def topology_page(request, microgrid_id: str):
-    microgrid = selectors.microgrid_get(microgrid_id)
+    microgrid = selectors.microgrid_get(microgrid_id, user=request.user)
     document = selectors.topology_document(microgrid)
     return render(
         request,
