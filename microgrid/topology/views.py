@@ -9,6 +9,7 @@ from django.shortcuts import render
 from microgrid.common.pages import manage_view
 from microgrid.common.roles import WRITERS, has_any_role
 from microgrid.topology import selectors
+from microgrid.topology.access import sees_every_microgrid
 from microgrid.topology.card import microgrid_card, microgrid_tabs, page_sections
 from microgrid.topology.choices import AssetKind, NodeKind
 from microgrid.topology.diagram import render_topology_svg
@@ -21,7 +22,8 @@ def _base_context(microgrid, active: str, **extra):
 @manage_view()
 def microgrid_list(request):
     microgrids = list(selectors.microgrid_list(user=request.user))
-    return render(request, "manage/microgrid_list.html", {"microgrids": microgrids})
+    context = {"microgrids": microgrids, "sees_every": sees_every_microgrid(request.user)}
+    return render(request, "manage/microgrid_list.html", context)
 
 
 @manage_view()

@@ -113,6 +113,10 @@ def test_a_token_without_membership_reaches_no_microgrid_but_support_reaches_eve
     client = token_client(create_api_token("lonely-operator", "--role", "operator"))
     assert listed(client) == []
     assert client.get(f"/api/microgrids/{A}/").status_code == 404
+    page = APIClient()
+    page.force_login(ApiToken.objects.get(user__username="lonely-operator").user)
+    listing = page.get("/manage/microgrids/").content.decode()
+    assert "not a member of any microgrid" in listing and A not in listing
     support = token_client(create_api_token("helpdesk", "--role", "support"))
     assert listed(support) == [A, B]
     assert not MicrogridMembership.objects.filter(user__username="helpdesk").exists()
