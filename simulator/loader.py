@@ -29,6 +29,7 @@ from django.utils.module_loading import module_has_submodule
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.topology import selectors as topology_selectors
 from microgrid.topology import services as topology_services
+from microgrid.topology.access import SYSTEM
 from microgrid.topology.models import Microgrid
 from microgrid.topology.validation import validate_topology
 
@@ -150,7 +151,7 @@ def load_profile(profile: dict[str, Any], *, user=None) -> LoadResult:
         else:
             microgrid = existing
             _update_settings(microgrid, depot, meta)
-        microgrid = topology_selectors.microgrid_get(microgrid.microgrid_id)
+        microgrid = topology_selectors.microgrid_get(microgrid.microgrid_id, user=SYSTEM)
         current = topology_selectors.topology_document(microgrid)
         wanted = validate_topology(profile["nodes"], profile.get("assets") or []).topology
         changed = (current["nodes"], current["assets"]) != (wanted.nodes, wanted.assets)
