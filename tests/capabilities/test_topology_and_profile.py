@@ -66,9 +66,18 @@ def test_once_released_the_node_can_be_removed_and_the_binding_stays_in_history(
 
 @pytest.mark.django_db
 def test_a_whole_microgrid_binding_holds_no_node(microgrid, small_topology, bind):
-    bind("ems", MICROGRID)
+    from microgrid.capabilities.references import binding_references
+
+    binding = bind("ems", MICROGRID)
+    assert binding_references(microgrid) == []  # it names no node the validator must keep
     nodes, assets = without_grp_b(small_topology)
     topology_replace(microgrid=microgrid, base_version=1, nodes=nodes, assets=assets)
+    # The save was not refused, grp-b is gone, and the binding holds on, still for the whole.
+    microgrid.refresh_from_db()
+    assert microgrid.topology_version == 2
+    assert not microgrid.nodes.filter(node_id="grp-b").exists()
+    binding.refresh_from_db()
+    assert (binding.active, binding.scope) == (True, MICROGRID)
 
 
 # ---- profiles -------------------------------------------------------------------------------

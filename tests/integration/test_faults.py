@@ -9,7 +9,6 @@ released, and a fresh worker must run the next scheduled cycle normally.
 import contextlib
 import os
 import signal
-import time
 
 import pytest
 from django.db import connection, transaction
@@ -38,6 +37,17 @@ def _blocked_on_cycle_insert() -> bool:
         return cursor.fetchone()[0] > 0
 
 
+def _other_backends() -> int:
+    """Client backends of this database other than the test's own (the orphan, until reaped)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
 def test_a_worker_killed_mid_cycle_leaves_no_partial_cycle_and_no_lock(
     tmp_path, microgrid, settings
 ):
@@ -59,7 +69,8 @@ def test_a_worker_killed_mid_cycle_leaves_no_partial_cycle_and_no_lock(
         # The table lock is released: the orphaned backend finishes its INSERT, fails to
         # answer the dead worker, and rolls the whole cycle back.
         assert _wait_for(lambda: not _blocked_on_cycle_insert(), 30)
-        time.sleep(1)  # let PostgreSQL reap the orphaned backend before counting
+        # PostgreSQL reaps the orphaned backend (its INSERT rolled back) before we count.
+        assert _wait_for(lambda: _other_backends() == 0, 30)
         assert Cycle.objects.count() == 0
         with transaction.atomic():
             Microgrid.objects.select_for_update(nowait=True).get(pk=microgrid.pk)  # not left locked
