@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from balancing.charts import load_against_limit
 from balancing.choices import BreachStatus, Outcome, SourceMode, TriggerType
 from balancing.models import Breach, Cycle
 from microgrid.common.errors import DomainError, ErrorItem
@@ -190,17 +191,8 @@ def recent_series(microgrid, *, count: int = 40) -> dict[str, Any]:
     )
     docs.reverse()
     labels = [started.strftime("%H:%M:%S") for _, started, _ in docs]
-    per_node: dict[str, dict[str, list]] = defaultdict(lambda: {"load": [], "limit": []})
     per_group: dict[str, dict[str, list]] = defaultdict(lambda: {"allocated": [], "requested": []})
-    node_order: list[str] = []
     for index, (_, _, doc) in enumerate(docs):
-        for node in doc.get("nodes", []):
-            series = per_node[node["node_id"]]
-            if node["node_id"] not in node_order:
-                node_order.append(node["node_id"])
-            _pad(series, index)
-            series["load"].append(round(node["uncontrolled_load_kw"] + node["allocated_kw"], 3))
-            series["limit"].append(node["effective_limit_kw"])
         sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
         for charger in doc.get("chargers", []):
             sums[charger["node_id"]][0] += charger.get("allocated_kw") or 0.0
@@ -210,11 +202,14 @@ def recent_series(microgrid, *, count: int = 40) -> dict[str, Any]:
             _pad(series, index)
             series["allocated"].append(round(allocated, 3))
             series["requested"].append(round(requested, 3))
-    for series in list(per_node.values()) + list(per_group.values()):
+    for series in per_group.values():
         _pad(series, len(docs))
     return {
         "labels": labels,
-        "nodes": {n: per_node[n] for n in node_order},
+        # Load against limit per node: the chart the simulator draws too (balancing/charts.py).
+        "load": load_against_limit(
+            (label, doc.get("nodes", [])) for label, (_, _, doc) in zip(labels, docs, strict=True)
+        ),
         "groups": dict(sorted(per_group.items())),
     }
 

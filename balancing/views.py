@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.shortcuts import render
 
 from balancing import selectors
+from balancing.charts import svg_series
 from balancing.choices import CODE_LABELS, Outcome, SourceMode, TriggerType
 from microgrid.common.errors import DomainError
 from microgrid.common.pages import manage_view
@@ -16,27 +17,17 @@ from microgrid.topology.selectors import microgrid_get
 def _charts(microgrid) -> dict:
     data = selectors.recent_series(microgrid)
     labels = data["labels"]
+    load = data["load"]
     node_charts = [
         {
             "node_id": node_id,
             "svg": render_load_chart_svg(
-                [
-                    {
-                        "label": "load (uncontrolled + allocated) kW",
-                        "style": "area",
-                        "points": list(zip(labels, s["load"], strict=True)),
-                    },
-                    {
-                        "label": "effective limit kW",
-                        "style": "dashed",
-                        "points": list(zip(labels, s["limit"], strict=True)),
-                    },
-                ],
+                svg_series(load, node_id),
                 title=f"{node_id}: load against effective limit",
                 height=220,
             ),
         }
-        for node_id, s in data["nodes"].items()
+        for node_id in load.nodes
     ]
     group_charts = [
         {

@@ -26,6 +26,7 @@ from benchtools.synthetic import (
     lp_problem,
     solve_lp_problem,
 )
+from microgrid.topology.tree import depths
 
 
 def timed(fn: Callable[[], Any], *, repeat: int, warmup: int = 2) -> dict[str, float]:
@@ -128,10 +129,9 @@ def materialise(inp: EngineInput, microgrid_id: str):
         }
     )
     kinds = {0: "GRID_CONNECTION", 1: "SWITCHBOARD", 2: "FEEDER"}
-    depth: dict[str, int] = {}
+    depth = depths((n.node_id, n.parent_id) for n in inp.nodes)
     nodes = []
     for n in inp.nodes:
-        depth[n.node_id] = 0 if n.parent_id is None else depth[n.parent_id] + 1
         nodes.append(
             {
                 "node_id": n.node_id,

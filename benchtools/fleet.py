@@ -120,6 +120,7 @@ def build_fleet(
     from benchtools.synthetic import build_engine_input
     from microgrid.telemetry.models import LatestReading
     from microgrid.topology.models import Asset, Depot, Microgrid, MicrogridNode, TopologyRevision
+    from microgrid.topology.tree import depths
 
     wipe_fleet(prefix)
     now = now or timezone.now()
@@ -165,22 +166,15 @@ def build_fleet(
             "phases",
         )
     )
-    by_pk = {n["pk"]: n for n in node_rows}
-    depth: dict[int, int] = {}
-
-    def depth_of(pk: int) -> int:
-        if pk not in depth:
-            parent = by_pk[pk]["parent_id"]
-            depth[pk] = 0 if parent is None else depth_of(parent) + 1
-        return depth[pk]
+    depth = depths((n["pk"], n["parent_id"]) for n in node_rows)
 
     # Node pks of each copy, keyed (copy index, template node pk); parents before children.
     new_pk: dict[tuple[int, int], int] = {}
-    for level in sorted({depth_of(n["pk"]) for n in node_rows}):
+    for level in sorted({depth[n["pk"]] for n in node_rows}):
         batch, keys = [], []
         for c, mg in enumerate(copies):
             for n in node_rows:
-                if depth_of(n["pk"]) != level:
+                if depth[n["pk"]] != level:
                     continue
                 parent = n["parent_id"]
                 batch.append(

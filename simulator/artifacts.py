@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from balancing.charts import load_against_limit
 from microgrid.common.fields import FieldProblem, check_datetime
 
 _UUID = re.compile(
@@ -190,7 +191,8 @@ def render_chart(
     One panel per node, in the order given (the runner passes the biggest
     first: the root, then each level in tree order), at most `max_nodes`: the
     limit as a step line, the uncontrolled load and the allocated power
-    stacked below it.
+    stacked below it. The series are the Manage pages' (`balancing.charts`); this is only
+    their matplotlib drawing.
     """
     import matplotlib
 
@@ -200,35 +202,32 @@ def render_chart(
     if not lines or not nodes:
         return
     chosen = nodes[:max_nodes]
-    series: dict[str, dict[str, list[float]]] = {
-        n: {"t": [], "limit": [], "uncontrolled": [], "allocated": []} for n in chosen
-    }
-    for line in lines:
-        hours = line["t_s"] / 3600.0
-        for node in line["nodes"]:
-            s = series.get(node["node_id"])
-            if s is None:
-                continue
-            s["t"].append(hours)
-            s["limit"].append(node["effective_limit_kw"])
-            s["uncontrolled"].append(node["uncontrolled_load_kw"])
-            s["allocated"].append(node["allocated_kw"])
+    chart = load_against_limit((line["t_s"] / 3600.0, line["nodes"]) for line in lines)
+    chosen = [n for n in chosen if n in chart.nodes]
+    if not chosen:
+        return
+
+    def values(series: list[float | None]) -> list[float]:
+        return [math.nan if v is None else v for v in series]  # a gap where a node was absent
+
     cols = 3 if len(chosen) > 4 else min(len(chosen), 2)
     rows = math.ceil(len(chosen) / cols)
     fig, axes = plt.subplots(
         rows, cols, figsize=(4.2 * cols, 2.6 * rows), squeeze=False, sharex=True
     )
     for ax, node_id in zip(axes.flat, chosen, strict=False):
-        s = series[node_id]
+        s = chart.nodes[node_id]
         ax.stackplot(
-            s["t"],
-            s["uncontrolled"],
-            s["allocated"],
+            chart.x,
+            values(s.uncontrolled),
+            values(s.allocated),
             labels=("uncontrolled", "allocated"),
             colors=("#b8b8b8", "#4a86c5"),
             step="post",
         )
-        ax.step(s["t"], s["limit"], where="post", color="#c0392b", linewidth=1.4, label="limit")
+        ax.step(
+            chart.x, values(s.limit), where="post", color="#c0392b", linewidth=1.4, label="limit"
+        )
         ax.set_title(node_id, fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(chosen) :]:

@@ -51,6 +51,7 @@ from microgrid.telemetry.models import LatestReading
 from microgrid.telemetry.services import telemetry_ingest
 from microgrid.topology.models import Depot, Microgrid
 from microgrid.topology.selectors import asset_rows, node_rows
+from microgrid.topology.tree import depths
 from simulator import artifacts, dispatch
 from simulator.calls import Caller, prepare
 from simulator.clock import SimClock, simulated_time
@@ -331,9 +332,7 @@ def _seconds(clock: SimClock, stamp: str) -> float:
 
 
 def _breadth_first(nodes: list[dict[str, Any]]) -> list[str]:
-    depth: dict[str, int] = {}
-    for n in nodes:  # tree order: a parent comes before its children
-        depth[n["node_id"]] = 0 if n["parent_id"] is None else depth[n["parent_id"]] + 1
+    depth = depths((n["node_id"], n["parent_id"]) for n in nodes)
     return [n["node_id"] for n in sorted(nodes, key=lambda n: depth[n["node_id"]])]
 
 

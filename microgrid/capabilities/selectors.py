@@ -24,7 +24,7 @@ from microgrid.common.errors import DomainError
 from microgrid.common.prepared import PreparedRead
 from microgrid.telemetry.selectors import freshness
 from microgrid.topology.selectors import node_rows
-from microgrid.topology.tree import ancestors_map
+from microgrid.topology.tree import ancestors_map, root_id
 
 EVENT_HISTORY_LIMIT = 200
 _TYPE_RANK = {t: i for i, t in enumerate(CapabilityType.values)}
@@ -49,12 +49,11 @@ class NodeFacts:
 
 def node_facts(microgrid) -> NodeFacts:
     rows = node_rows(microgrid)
-    roots = [r["node_id"] for r in rows if r["parent_id"] is None]
     return NodeFacts(
         pairs=[(r["node_id"], r["parent_id"]) for r in rows],
         names={r["node_id"]: r["name"] for r in rows},
         position={r["node_id"]: i for i, r in enumerate(rows)},
-        root_id=roots[0] if len(roots) == 1 else None,
+        root_id=root_id(rows),
     )
 
 

@@ -42,7 +42,8 @@ from microgrid.envelopes.models import (
     OscpPeer,
 )
 from microgrid.limits.choices import ConstraintSource
-from microgrid.limits.selectors import Constraint, root_of
+from microgrid.limits.selectors import Constraint
+from microgrid.topology.tree import root_id
 
 ENFORCEABLE_TYPES = (ForecastType.CONSUMPTION, ForecastType.FALLBACK_CONSUMPTION)
 DEFAULT_LIST_LIMIT = 200
@@ -174,10 +175,10 @@ def envelope_constraints(
     """The limits constraint provider: one OPERATING_ENVELOPE constraint per enforced envelope
     on its Microgrid Node (the root for a MICROGRID scope); one query."""
     present = {n["node_id"] for n in nodes}
-    root_id = root_of(nodes)
+    root = root_id(nodes)
     out = []
     for envelope in enforced_envelopes(microgrid, at):
-        node_id = root_id if envelope.scope_type == ScopeType.MICROGRID else envelope.node_id
+        node_id = root if envelope.scope_type == ScopeType.MICROGRID else envelope.node_id
         if node_id is None or node_id not in present:
             continue  # a node removed after the envelope arrived: nothing left to limit
         ref = EnvelopeRef(envelope.envelope_id, envelope.forecast_type in FALLBACK_TYPES)

@@ -52,7 +52,7 @@ from microgrid.envelopes.selectors import (
     next_number,
 )
 from microgrid.topology.models import Microgrid, MicrogridNode
-from microgrid.topology.selectors import check_scope
+from microgrid.topology.selectors import check_scope, root_node
 from microgrid.topology.services import lock_microgrid
 
 log = logging.getLogger(__name__)
@@ -203,9 +203,7 @@ def _binding(peer: OscpPeer, group_id: str) -> OscpGroupBinding:
 def _conversion_node(binding: OscpGroupBinding) -> MicrogridNode | None:
     if binding.scope_type == ScopeType.NODE:
         return binding.node
-    return MicrogridNode.objects.filter(
-        microgrid=binding.microgrid, parent__isnull=True, kind="GRID_CONNECTION"
-    ).first()
+    return root_node(binding.microgrid)
 
 
 def _convert(

@@ -17,23 +17,25 @@ from microgrid.common.fields import is_number
 from microgrid.limits.choices import LimitSource
 from microgrid.limits.services import limit_policies_replace
 from microgrid.limits.validation import NodeFacts, check_policy_set, parse_policy
+from microgrid.topology.tree import root_id
 
 SECTION = "limits"
 
 
 def _facts(profile: dict[str, Any]) -> NodeFacts:
     ratings: dict[str, float | None] = {}
-    root_id = None
     nodes = profile.get("nodes")
-    for raw in nodes if isinstance(nodes, list) else []:
-        if not isinstance(raw, dict) or not isinstance(raw.get("node_id"), str):
-            continue
+    rows = [
+        raw
+        for raw in (nodes if isinstance(nodes, list) else [])
+        if isinstance(raw, dict) and isinstance(raw.get("node_id"), str)
+    ]
+    for raw in rows:
         rating = raw.get("physical_rating_kw")
         # An unusable rating is the topology validator's finding; do not repeat it here.
         ratings.setdefault(raw["node_id"], float(rating) if is_number(rating) else None)
-        if raw.get("kind") == "GRID_CONNECTION" and raw.get("parent_id") is None:
-            root_id = root_id or raw["node_id"]
-    return NodeFacts(ratings=ratings, root_id=root_id)
+    # A row without a kind is the validator's finding too; it is no root here.
+    return NodeFacts(ratings=ratings, root_id=root_id([{"kind": None, **r} for r in rows]))
 
 
 def check_limits(value: Any, profile: dict[str, Any]) -> list[ErrorItem]:

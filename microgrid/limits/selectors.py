@@ -31,6 +31,7 @@ from microgrid.limits.schedules import DAY_INDEX, is_active
 from microgrid.limits.validation import NodeFacts, PolicySpec
 from microgrid.topology.models import MicrogridNode
 from microgrid.topology.selectors import node_rows
+from microgrid.topology.tree import root_id
 
 log = logging.getLogger(__name__)
 
@@ -119,23 +120,13 @@ def policy_specs(microgrid) -> list[PolicySpec]:
 
 def node_facts(microgrid) -> NodeFacts:
     """Ratings and the root, in one query."""
-    rows = MicrogridNode.objects.filter(microgrid=microgrid).values_list(
-        "node_id", "physical_rating_kw", "parent_id", "kind"
+    rows = list(
+        MicrogridNode.objects.filter(microgrid=microgrid).values(
+            "node_id", "physical_rating_kw", "parent_id", "kind"
+        )
     )
-    ratings: dict[str, float | None] = {}
-    root_id = None
-    for node_id, rating, parent, kind in rows:
-        ratings[node_id] = rating
-        if parent is None and kind == "GRID_CONNECTION":
-            root_id = node_id
-    return NodeFacts(ratings=ratings, root_id=root_id)
-
-
-def root_of(nodes: list[dict]) -> str | None:
-    for node in nodes:
-        if node["parent_id"] is None and node.get("kind", "GRID_CONNECTION") == "GRID_CONNECTION":
-            return node["node_id"]
-    return None
+    ratings = {row["node_id"]: row["physical_rating_kw"] for row in rows}
+    return NodeFacts(ratings=ratings, root_id=root_id(rows))
 
 
 def _active_cap(
@@ -175,7 +166,7 @@ def evaluate(
     extra_by_node: dict[str, list[Constraint]] = {}
     for node_id, constraint in extra:
         extra_by_node.setdefault(node_id, []).append(constraint)
-    root_id = root_of(nodes)
+    root = root_id(nodes)
 
     out: dict[str, NodeLimit] = {}
     for node in nodes:
@@ -189,7 +180,7 @@ def evaluate(
         if cap is not None:
             source = ConstraintSource.TOU_LIMIT if scheduled else ConstraintSource.NODE_LIMIT
             constraints.append(Constraint(source, cap.limit_kw, cap.policy_id))
-        if node_id == root_id:
+        if node_id == root:
             cap, scheduled = _active_cap(
                 by_target.get((LimitScope.MICROGRID, None), ()), at, zone, schedules=schedules
             )

@@ -27,6 +27,7 @@ from microgrid.limits.validation import PolicySpec
 from microgrid.topology.card import microgrid_tabs
 from microgrid.topology.choices import NodeKind
 from microgrid.topology.selectors import microgrid_get, node_rows
+from microgrid.topology.tree import depths, root_id
 
 # Where a finding is shown on the form: its `field` (prefix stripped) -> form field.
 FORM_FIELDS = {
@@ -120,11 +121,9 @@ def form_errors(exc: DomainError) -> tuple[dict[str, list[dict]], list[dict]]:
 
 
 def _node_options(nodes: list[dict]) -> list[dict]:
-    depth: dict[str, int] = {}
+    depth = depths((n["node_id"], n["parent_id"]) for n in nodes)
     out = []
     for node in nodes:
-        parent = node["parent_id"]
-        depth[node["node_id"]] = 0 if parent is None else depth.get(parent, 0) + 1
         out.append(
             {
                 "node_id": node["node_id"],
@@ -144,12 +143,10 @@ def _page_context(microgrid, at, *, form: dict, errors=None, editing: LimitPolic
     )
     zone = selectors.depot_zone(microgrid)
     names = {n["node_id"]: n for n in nodes}
-    root_id = selectors.root_of(nodes)
-    depth: dict[str, int] = {}
+    root = root_id(nodes)
+    depth = depths((n["node_id"], n["parent_id"]) for n in nodes)
     limit_rows = []
     for node in nodes:
-        parent = node["parent_id"]
-        depth[node["node_id"]] = 0 if parent is None else depth.get(parent, 0) + 1
         now, base = now_limits[node["node_id"]], base_limits[node["node_id"]]
         limit_rows.append(
             {
@@ -197,8 +194,8 @@ def _page_context(microgrid, at, *, form: dict, errors=None, editing: LimitPolic
         "at_local": at.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z"),
         "zone": zone.key,
         "limit_rows": limit_rows,
-        "root_id": root_id,
-        "root_name": names[root_id]["name"] if root_id else None,
+        "root_id": root,
+        "root_name": names[root]["name"] if root else None,
         "policy_rows": policy_rows,
         "node_options": _node_options(nodes),
         "days": DAYS,

@@ -24,6 +24,8 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from microgrid.topology.tree import depths, is_root
+
 __all__ = ["layout_tree", "render_load_chart_svg", "render_topology_svg"]
 
 # Same stacks as app.css: no web fonts, so the SVG renders offline.
@@ -341,11 +343,8 @@ def _layout(nodes: Iterable[Mapping] | None, assets: Iterable[Mapping] | None) -
     heights = {node_id: _footprint_height(rows[node_id]) for node_id in forest.preorder}
     kids = forest.children
 
-    depth: dict[str, int] = {}
-    for node_id in forest.preorder:
-        for kid in kids[node_id]:
-            depth[kid] = depth.get(node_id, 0) + 1
-        depth.setdefault(node_id, 0)
+    parent = {kid: node_id for node_id in forest.preorder for kid in kids[node_id]}
+    depth = depths((node_id, parent.get(node_id)) for node_id in forest.preorder)
 
     # Leaf-only families (charger groups under a feeder, typically) go in a
     # column under their parent instead of a row: that keeps a 60-node depot
@@ -482,10 +481,10 @@ def _node_markup(
         )
     # Nodes drawn apart because of bad data get a dashed warning outline.
     dash = f' stroke-dasharray="5 3" stroke="{WARN}"' if note else f' stroke="{stroke}"'
-    is_root = node.kind == "GRID_CONNECTION" and node.parent_id is None
+    root = is_root(parent_id=node.parent_id, kind=node.kind)
     parts.append(
         f'<rect class="mg-box" x="{x}" y="{y}" width="{w}" height="{BOX_H}" rx="8" '
-        f'fill="#ffffff"{dash} stroke-width="{2 if is_root else 1.5}"/>'
+        f'fill="#ffffff"{dash} stroke-width="{2 if root else 1.5}"/>'
     )
     name = _shorten(node.name or node_id, 22)
     parts.append(

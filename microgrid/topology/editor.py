@@ -22,7 +22,7 @@ from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.pages import manage_view
 from microgrid.common.roles import WRITERS
 from microgrid.topology import forms as editor_forms
-from microgrid.topology import selectors, services
+from microgrid.topology import selectors, services, tree
 from microgrid.topology.card import microgrid_tabs
 from microgrid.topology.diagram import render_topology_svg
 
@@ -167,17 +167,9 @@ def _render(
     return render(request, "manage/topology_edit.html", context, status=status)
 
 
-def _depths(nodes: list[dict[str, Any]]) -> dict[str, int]:
-    depth: dict[str, int] = {}
-    for node in nodes:  # tree order: a parent always comes first
-        parent = node.get("parent_id")
-        depth[node["node_id"]] = depth.get(parent, -1) + 1 if parent else 0
-    return depth
-
-
 def _node_rows(formset, loaded: dict[str, Any]) -> list[Row]:
     saved = {n["node_id"]: n for n in loaded.get("nodes", [])}
-    depths = _depths(loaded.get("nodes", []))
+    depths = tree.depths((n["node_id"], n.get("parent_id")) for n in loaded.get("nodes", []))
     rows = []
     for form in formset.forms:
         data = _row_data(form)

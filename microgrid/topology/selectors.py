@@ -13,7 +13,7 @@ from microgrid.common.prepared import PreparedRead
 from microgrid.topology.access import microgrids_visible_to
 from microgrid.topology.choices import ASSET_KIND_FIELDS
 from microgrid.topology.models import Asset, Microgrid, MicrogridNode, TopologyRevision
-from microgrid.topology.tree import tree_order
+from microgrid.topology.tree import ROOT_KIND, tree_order
 
 
 def microgrid_list(*, user, depot_id: str | None = None) -> QuerySet[Microgrid]:
@@ -221,3 +221,10 @@ def check_scope(microgrid: Microgrid, scope: Any) -> dict[str, Any]:
             ],
         )
     return {"type": "NODE", "node_id": node_id}
+
+
+def root_node(microgrid) -> MicrogridNode | None:
+    """The microgrid's root node (one query); None before it has a topology."""
+    return MicrogridNode.objects.filter(
+        microgrid=microgrid, parent__isnull=True, kind=ROOT_KIND
+    ).first()

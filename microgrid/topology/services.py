@@ -24,6 +24,7 @@ from microgrid.topology.models import (
 )
 from microgrid.topology.references import references_for
 from microgrid.topology.selectors import diff_snapshots, topology_document
+from microgrid.topology.tree import depths
 from microgrid.topology.validation import validate_topology
 
 ASSET_COLUMNS = (
@@ -287,12 +288,11 @@ def _apply(microgrid, nodes, assets, current_nodes, current_assets, user) -> Non
         obj.delete()
 
     by_id: dict[str, MicrogridNode] = {}
-    depth: dict[str, int] = {}
+    depth = depths((data["node_id"], data["parent_id"]) for data in nodes)
     pending: dict[int, list[MicrogridNode]] = {}
     # Nodes arrive in tree order, so a parent is always handled before its children.
     for data in nodes:
         parent_id = data["parent_id"]
-        depth[data["node_id"]] = 0 if parent_id is None else depth[parent_id] + 1
         obj = current_nodes.get(data["node_id"])
         if obj is None:
             obj = MicrogridNode(microgrid=microgrid, node_id=data["node_id"])
@@ -353,16 +353,8 @@ def _apply(microgrid, nodes, assets, current_nodes, current_assets, user) -> Non
 
     removed = [current_nodes[n] for n in current_nodes if n not in wanted_nodes]
     # Children before parents: PROTECT on the parent key must never fire.
-    parent_of = {n.pk: n.parent_id for n in current_nodes.values()}
-
-    def node_depth(node: MicrogridNode) -> int:
-        d, p, seen = 0, parent_of.get(node.pk), set()
-        while p is not None and p not in seen:
-            seen.add(p)
-            d, p = d + 1, parent_of.get(p)
-        return d
-
-    for obj in sorted(removed, key=lambda n: (-node_depth(n), n.node_id)):
+    depth_of = depths((n.pk, n.parent_id) for n in current_nodes.values())
+    for obj in sorted(removed, key=lambda n: (-depth_of[n.pk], n.node_id)):
         obj._history_user = history_user
         obj.delete()
 

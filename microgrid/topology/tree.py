@@ -1,11 +1,17 @@
-"""Pure helpers on an adjacency-list tree given as (node_id, parent_id) pairs."""
+"""Pure helpers on an adjacency-list tree given as (node_id, parent_id) pairs or node rows.
+
+The one place for tree logic: order (`tree_order`), the root (`root_id`, `is_root`), depth
+(`depths`), ancestors (`ancestors_map`) and subtrees (`subtree_ids`). Everything else calls
+these rather than walking parents itself.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 
 def tree_order(
@@ -69,3 +75,43 @@ def subtree_ids(pairs: Sequence[tuple[str, str | None]], root_id: str) -> set[st
                 found.add(child)
                 stack.append(child)
     return found
+
+
+# The root of a topology is its one GRID_CONNECTION node without a parent (the validator
+# refuses anything else, TOPOLOGY_ROOT_INVALID).
+ROOT_KIND = "GRID_CONNECTION"
+
+
+def is_root(*, parent_id, kind: str | None = ROOT_KIND) -> bool:
+    """Whether a node with this parent and kind is the root."""
+    return parent_id is None and kind == ROOT_KIND
+
+
+def root_id(nodes: Iterable[Mapping]) -> str | None:
+    """The root's node_id among node rows ({node_id, parent_id, kind?}; a row without `kind`
+    counts as a grid connection), the first in their order; None when there is none."""
+    for node in nodes:
+        if is_root(parent_id=node.get("parent_id"), kind=node.get("kind", ROOT_KIND)):
+            return node["node_id"]
+    return None
+
+
+def depths(pairs: Iterable[tuple[K, K | None]]) -> dict[K, int]:
+    """node -> its depth (the root 0), for (node, parent) pairs in any order.
+
+    A node whose parent is not among the pairs counts as a root; on a cycle (only in input
+    not yet validated) the counting stops where it closes.
+    """
+    parent = dict(pairs)
+    out: dict[K, int] = {}
+    for node in parent:
+        path: list[K] = []
+        current: K | None = node
+        while current in parent and current not in out and current not in path:
+            path.append(current)
+            current = parent[current]
+        depth = out.get(current, -1)  # type: ignore[arg-type]
+        for ident in reversed(path):
+            depth += 1
+            out[ident] = depth
+    return out

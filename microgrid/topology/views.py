@@ -13,6 +13,7 @@ from microgrid.topology.access import sees_every_microgrid
 from microgrid.topology.card import microgrid_card, microgrid_tabs, page_sections
 from microgrid.topology.choices import AssetKind, NodeKind
 from microgrid.topology.diagram import render_topology_svg
+from microgrid.topology.tree import depths
 
 
 def _base_context(microgrid, active: str, **extra):
@@ -70,12 +71,9 @@ def topology_context(document: dict) -> dict:
     assets_by_node = defaultdict(list)
     for asset in document["assets"]:
         assets_by_node[asset["node_id"]].append(asset)
-    depth: dict[str, int] = {}
+    depth = depths((n["node_id"], n["parent_id"]) for n in document["nodes"])
     rows = []
     for node in document["nodes"]:
-        depth[node["node_id"]] = (
-            0 if node["parent_id"] is None else depth.get(node["parent_id"], 0) + 1
-        )
         rows.append(
             {
                 "node": node,
