@@ -33,7 +33,7 @@ from legacy_circuit.selectors import (
     tou_target,
 )
 from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.fields import FieldProblem, check_id, check_kw, check_text
+from microgrid.common.fields import MAX_KW, FieldProblem, check_id, check_kw, check_text
 from microgrid.limits.choices import LimitScope, LimitSource
 from microgrid.limits.services import limit_policies_replace
 from microgrid.limits.validation import parse_policy, raise_problems
@@ -42,7 +42,7 @@ from microgrid.topology.models import Depot
 TOU_FIELDS = ("start", "end", "days", "limit_kw")
 # A week holds few real windows; the cap keeps the pairwise overlap check small.
 MAX_TOU_LIMITS = 500
-MAX_CAPACITY_KW = 1e7
+MAX_CAPACITY_KW = MAX_KW
 
 
 def _user(user):

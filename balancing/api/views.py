@@ -5,11 +5,11 @@ from __future__ import annotations
 from rest_framework.response import Response
 
 from balancing import selectors
-from balancing.choices import BreachStatus, Outcome, SourceMode, TriggerType
+from balancing.filters import BreachFilter, CycleFilter
 from balancing.services import check_scope, cycle_request, trigger_of
 from microgrid.common.api import ApiView, json_object
 from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.openapi import ID, LIMIT_PARAM, api_doc, query, ref
+from microgrid.common.openapi import api_doc, ref
 from microgrid.common.roles import WRITERS
 from microgrid.topology.selectors import microgrid_get
 
@@ -56,13 +56,7 @@ class CycleListView(ApiView):
     @api_doc(
         operation_id="cycles_list",
         summary="The latest cycles, newest first",
-        parameters=[
-            query("trigger", {"type": "string", "enum": TriggerType.values}),
-            query("outcome", {"type": "string", "enum": Outcome.values}),
-            query("source_mode", {"type": "string", "enum": SourceMode.values}),
-            query("since", {"type": "string", "format": "date-time"}, "started at or after"),
-            query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "default 50"),
-        ],
+        parameters=CycleFilter.parameters(),
         ok={200: ref("CycleList")},
         errors={404: "MICROGRID_NOT_FOUND", 422: "FIELD_INVALID naming the filter"},
         tag=TAG,
@@ -90,11 +84,7 @@ class BreachListView(ApiView):
     @api_doc(
         operation_id="breaches_list",
         summary="Breaches, newest first",
-        parameters=[
-            query("status", {"type": "string", "enum": BreachStatus.values}),
-            query("node_id", ID),
-            LIMIT_PARAM,
-        ],
+        parameters=BreachFilter.parameters(),
         ok={200: ref("BreachList")},
         errors={404: "MICROGRID_NOT_FOUND", 422: "FIELD_INVALID naming the filter"},
         tag=TAG,

@@ -12,9 +12,10 @@ from __future__ import annotations
 from rest_framework.response import Response
 
 from legacy_circuit import selectors, services
+from legacy_circuit.filters import UsageFilter
 from legacy_circuit.services import UsageContext
 from microgrid.common.api import ApiView, json_object
-from microgrid.common.openapi import ID, LIMIT_PARAM, api_doc, query, ref
+from microgrid.common.openapi import api_doc, ref
 from microgrid.common.roles import INGEST, READERS
 
 TAG = "legacy"
@@ -142,12 +143,7 @@ class AliasUsageView(ApiView):
         operation_id="legacy_alias_usage",
         path_ids=False,
         summary="Legacy alias usage: the newest calls and a per-client, per-circuit summary",
-        parameters=[
-            query("circuit_id", ID),
-            query("client", {"type": "string", "minLength": 1, "maxLength": 150}, "a username"),
-            query("since", {"type": "string", "format": "date-time"}),
-            LIMIT_PARAM,
-        ],
+        parameters=UsageFilter.parameters(),
         ok={200: ref("AliasUsageReport")},
         errors={422: "FIELD_INVALID naming the bad or unknown parameter"},
         tag=TAG,

@@ -24,7 +24,7 @@ from microgrid.capabilities.services import (
     capability_binding_validate,
 )
 from microgrid.common.errors import DomainError
-from microgrid.common.fields import ID_PATTERN
+from microgrid.common.fields import ID_RE
 
 _FORM_FIELD = {
     "capability_type": "capability_type",
@@ -79,7 +79,7 @@ class CapabilityBindingAdminForm(forms.ModelForm):
 
 class TransferForm(forms.Form):
     new_source_device_id = forms.RegexField(
-        regex=rf"^{ID_PATTERN}$",
+        regex=ID_RE,
         label="New source device id",
         help_text="The device that takes over this capability and scope",
     )

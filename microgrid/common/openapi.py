@@ -23,6 +23,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 
 from balancing.choices import BreachStatus, Outcome, SourceMode, TriggerType
 from microgrid.capabilities.choices import BindingEnd, CapabilityState, CapabilityType
+from microgrid.common.fields import ID_SCHEMA_PATTERN, MAX_KW, TEXT_MAX_LENGTH, TEXT_SCHEMA_PATTERN
 from microgrid.envelopes.choices import (
     CapacityUnit,
     Direction,
@@ -35,12 +36,8 @@ from microgrid.envelopes.choices import (
 from microgrid.limits.choices import ConstraintSource, LimitScope, LimitSource
 from microgrid.topology.choices import AssetKind, NodeKind
 
-ID_REGEX = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-# Text fields: trimmed, not blank, no control characters (common.fields.check_text).
-TEXT_REGEX = r"^[^\u0000-\u001f]*\S[^\u0000-\u001f]*$"
 HHMM_REGEX = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 DAYS = ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
-MAX_KW = 1e7
 
 TOKEN_SCHEME = "tokenAuth"
 SESSION_SCHEME = "cookieAuth"
@@ -86,9 +83,14 @@ def _arr(items: dict[str, Any], **extra) -> dict[str, Any]:
     return {"type": "array", "items": items, **extra}
 
 
-ID = {"type": "string", "pattern": ID_REGEX}
+ID = {"type": "string", "pattern": ID_SCHEMA_PATTERN}
 STR = {"type": "string"}
-TEXT = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": TEXT_REGEX}
+TEXT = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": TEXT_MAX_LENGTH,
+    "pattern": TEXT_SCHEMA_PATTERN,
+}
 INT = {"type": "integer"}
 NUM = {"type": "number"}
 BOOL = {"type": "boolean"}
@@ -594,7 +596,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
                 "type": "string",
                 "minLength": 1,
                 "maxLength": 128,
-                "pattern": TEXT_REGEX,
+                "pattern": TEXT_SCHEMA_PATTERN,
             },
             "state": _enum(CapabilityState),
             "observed_at": {
@@ -1031,24 +1033,6 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     description="A repeat with the same key and body answers as the first did and changes "
     "nothing; the same key with another body is 422 IDEMPOTENCY_KEY_REUSED. At most 200 "
     "characters.",
-)
-
-
-def query(name: str, schema: dict[str, Any], description: str = "") -> OpenApiParameter:
-    """An optional query parameter with its raw schema (enum, pattern, bounds)."""
-    return OpenApiParameter(
-        name, schema, OpenApiParameter.QUERY, required=False, description=description
-    )
-
-
-AT_PARAM = query(
-    "at",
-    {"type": "string", "format": "date-time"},
-    "ISO 8601 with an offset (an unencoded '+' that arrives as a space is read as '+'); "
-    "default now",
-)
-LIMIT_PARAM = query(
-    "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "rows (default 200)"
 )
 
 

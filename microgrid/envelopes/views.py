@@ -22,6 +22,7 @@ from microgrid.common.pages import manage_view
 from microgrid.common.roles import SUPPORT, SUPPORT_ONLY, user_roles
 from microgrid.envelopes import selectors, services
 from microgrid.envelopes.choices import Enforcement, EnvelopeStatus
+from microgrid.envelopes.filters import EnvelopeFilter
 from microgrid.envelopes.interim import legacy_values
 from microgrid.limits.selectors import depot_zone
 from microgrid.topology.card import microgrid_tabs
@@ -122,7 +123,7 @@ def envelopes_page(request, microgrid_id: str):
     zone = depot_zone(microgrid)
     filter_error = None
     try:
-        statuses = selectors.parse_statuses(request.GET.get("status"))
+        statuses = EnvelopeFilter({"status": request.GET.get("status", "")}).value("status", [])
     except DomainError as exc:
         filter_error, statuses = exc, []
     rows = selectors.envelope_list(microgrid, at=now, limit=PAGE_LIMIT)

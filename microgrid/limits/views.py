@@ -16,10 +16,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from microgrid.common.errors import DomainError
+from microgrid.common.filters import query_at
 from microgrid.common.pages import manage_view
 from microgrid.common.roles import WRITERS
 from microgrid.limits import selectors, services
-from microgrid.limits.api.views import parse_at
 from microgrid.limits.choices import ConstraintSource, LimitScope, LimitSource
 from microgrid.limits.models import LimitPolicy, ScheduleActivation
 from microgrid.limits.schedules import DAYS, is_active
@@ -254,7 +254,7 @@ def _saved_message(policy: LimitPolicy, verb: str) -> str:
 def _at(request):
     """The instant the page shows (`?at=`, default now) and a bad `at` as a refusal to show."""
     try:
-        return parse_at(request.GET.get("at")), None
+        return query_at(request.GET), None
     except DomainError as exc:
         return timezone.now(), exc
 

@@ -9,15 +9,17 @@ from django.db.models import F, QuerySet
 from microgrid.common.errors import DomainError
 from microgrid.common.prepared import PreparedRead
 from microgrid.topology.choices import ASSET_KIND_FIELDS
+from microgrid.topology.filters import MicrogridFilter
 from microgrid.topology.models import Asset, Microgrid, MicrogridNode, TopologyRevision
 from microgrid.topology.tree import tree_order
 
 
-def microgrid_list(*, depot_id: str | None = None) -> QuerySet[Microgrid]:
+def microgrid_list(*, params=None) -> QuerySet[Microgrid]:
+    """The microgrids matching the `MicrogridFilter` parameters (all without), or FIELD_INVALID."""
     qs = Microgrid.objects.select_related("depot", "updated_by").order_by("microgrid_id")
-    if depot_id:
-        qs = qs.filter(depot__depot_id=depot_id)
-    return qs
+    if params is None:
+        return qs
+    return MicrogridFilter(params, queryset=qs).filtered()
 
 
 def microgrid_get(microgrid_id: str) -> Microgrid:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
-from django.utils import timezone
 from rest_framework import status
 from rest_framework.response import Response
 
 from microgrid.common.api import ApiView, json_object
-from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.fields import FieldProblem, check_datetime
-from microgrid.common.openapi import AT_PARAM, api_doc, ref
+from microgrid.common.filters import AtQuery, query_at
+from microgrid.common.openapi import api_doc, ref
 from microgrid.common.roles import READERS, WRITERS
 from microgrid.limits import selectors, services
 from microgrid.topology.selectors import microgrid_get
@@ -120,32 +116,12 @@ class ActiveLimitsView(ApiView):
     @api_doc(
         operation_id="limits_active",
         summary="The effective limit of every node at a time, and what gives it",
-        parameters=[AT_PARAM],
+        parameters=AtQuery.parameters(),
         ok={200: ref("ActiveLimits")},
         errors={404: "MICROGRID_NOT_FOUND", 422: "FIELD_INVALID (field at)"},
         tag=TAG,
     )
     def get(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id)
-        at = parse_at(request.query_params.get("at"))
+        at = query_at(request.query_params)
         return Response(selectors.active_limits_document(microgrid, at))
-
-
-def parse_at(raw: str | None):
-    """The `at` query parameter (default now); FIELD_INVALID field `at` when it is not a time.
-
-    An unencoded "+" of an offset arrives as a space; it is read as the "+"
-    the client meant.
-    """
-    if raw is None:
-        return timezone.now()
-    text = _PLUS_AS_SPACE.sub(r"+\1", raw.strip())
-    try:
-        return check_datetime(text)
-    except FieldProblem as exc:
-        raise DomainError.from_errors(
-            [ErrorItem("FIELD_INVALID", f"at {exc}", field="at")]
-        ) from None
-
-
-_PLUS_AS_SPACE = re.compile(r" (\d{2}(?::?\d{2})?)$")

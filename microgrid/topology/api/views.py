@@ -5,12 +5,13 @@ from __future__ import annotations
 from rest_framework import status
 from rest_framework.response import Response
 
-from microgrid.common.api import ApiView, json_object, query_id
+from microgrid.common.api import ApiView, json_object
 from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.openapi import ID, api_doc, query, ref
+from microgrid.common.openapi import api_doc, ref
 from microgrid.common.roles import READERS, SUPPORT_ONLY, WRITERS
 from microgrid.topology import selectors, services
 from microgrid.topology.card import microgrid_card, microgrid_summary
+from microgrid.topology.filters import MicrogridFilter
 
 TAG = "topology"
 
@@ -23,20 +24,14 @@ class MicrogridListView(ApiView):
         operation_id="microgrids_list",
         path_ids=False,
         summary="List the microgrids",
-        parameters=[query("depot_id", ID, "only this depot's")],
+        parameters=MicrogridFilter.parameters(),
         ok={200: ref("MicrogridList")},
         errors={422: "FIELD_INVALID (field depot_id)"},
         tag=TAG,
     )
     def get(self, request):
-        depot_id = query_id(request, "depot_id")
-        return Response(
-            {
-                "microgrids": [
-                    microgrid_summary(m) for m in selectors.microgrid_list(depot_id=depot_id)
-                ]
-            }
-        )
+        rows = selectors.microgrid_list(params=request.query_params)
+        return Response({"microgrids": [microgrid_summary(m) for m in rows]})
 
     @api_doc(
         operation_id="microgrids_create",
