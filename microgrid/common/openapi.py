@@ -411,19 +411,6 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "updated_at": _nullable(DT),
         }
     )
-    s["LimitPolicyInput"] = _obj(
-        {
-            "scope": _enum(LimitScope),
-            "node_id": _nullable({**ID, "description": "the node of a NODE limit; null else"}),
-            "limit_kw": KW_POSITIVE,
-            "schedule": _nullable(ref("Schedule")),
-            "source": {**_enum(LimitSource), "default": "MANUAL"},
-            "policy_id": {"type": "string", "description": "read-only: must name this policy"},
-            "updated_at": {"description": "read-only: ignored"},
-        },
-        optional=("node_id", "schedule", "source", "policy_id", "updated_at"),
-        closed=True,
-    )
     s["LimitList"] = _obj({"microgrid_id": ID, "timezone": STR, "limits": _arr(ref("LimitPolicy"))})
     s["ActiveLimits"] = _obj(
         {
@@ -569,49 +556,11 @@ def _schemas() -> dict[str, dict[str, Any]]:
     s["CapabilityList"] = _obj(
         {"bindings": _arr(ref("CapabilityBinding"), description="active first")}
     )
-    s["CapabilityBind"] = _obj(
-        {"capability_type": _enum(CapabilityType), "scope": ref("Scope"), "source_device_id": ID},
-        closed=True,
-    )
-    s["CapabilityTransfer"] = _obj(
-        {
-            "capability_type": _enum(CapabilityType),
-            "scope": ref("Scope"),
-            "expected_source_device_id": ID,
-            "new_source_device_id": ID,
-        },
-        closed=True,
-    )
     s["CapabilityRelease"] = {
         "type": "object",
         "maxProperties": 0,
         "description": "Release takes no fields: an empty body or {}.",
     }
-    s["CapabilityEventInput"] = _obj(
-        {
-            "capability_type": _enum(CapabilityType),
-            "scope": ref("Scope"),
-            "source_device_id": ID,
-            "event_ref": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": 128,
-                "pattern": TEXT_SCHEMA_PATTERN,
-            },
-            "state": _enum(CapabilityState),
-            "observed_at": {
-                **TIMESTAMP_IN,
-                "description": "with an offset; at most 5 minutes ahead of the product's clock",
-            },
-            "detail": {
-                "nullable": True,
-                "description": "a string or an object (at most 4000 characters as JSON)",
-                "oneOf": [{"type": "string"}, {"type": "object"}],
-            },
-        },
-        optional=("detail",),
-        closed=True,
-    )
     s["CapabilityEvent"] = _obj(
         {
             "binding_id": STR,

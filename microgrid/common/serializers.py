@@ -17,7 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.extensions import (
+    OpenApiSerializerExtension,
+    OpenApiSerializerFieldExtension,
+)
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 
@@ -51,8 +54,10 @@ def field_path(field: serializers.Field) -> str:
 class _SpecMessages:
     """Required, null and not-an-object refusals worded the spec's way, with the field path."""
 
+    required_text = "is required"
+
     def fail(self, key: str, **kwargs):
-        texts = {"required": "is required", "null": "must not be null"}
+        texts = {"required": self.required_text, "null": "must not be null"}
         if key in texts:
             raise serializers.ValidationError(f"{field_path(self)} {texts[key]}", code=key)
         return super().fail(key, **kwargs)
@@ -66,14 +71,23 @@ class CheckedField(_SpecMessages, serializers.Field):
     """
 
     def __init__(
-        self, check: Callable[[Any], Any], schema: dict[str, Any], *, what: str = "", **kwargs
+        self,
+        check: Callable[[Any], Any],
+        schema: dict[str, Any],
+        *,
+        required_text: str = "is required",
+        null_is_missing: bool = False,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         self.check = check
         self.schema = schema
-        self.what = what
+        self.required_text = required_text
+        self.null_is_missing = null_is_missing
 
     def validate_empty_values(self, data):
+        if data is None and self.null_is_missing:
+            self.fail("required")
         if data is None and not self.allow_null:
             return (False, None)
         return super().validate_empty_values(data)
@@ -170,6 +184,7 @@ class CheckedFieldExtension(OpenApiSerializerFieldExtension):
     """The OpenAPI schema of a checked field is the one it carries."""
 
     target_class = CheckedField
+    match_subclasses = True
 
     def map_serializer_field(self, auto_schema, direction):
         return self.target.schema
@@ -207,7 +222,22 @@ class RequestSerializer(_SpecMessages, serializers.Serializer):
         raise NotImplementedError
 
 
-def error_items(detail: Any, prefix: str = "", path: str = "") -> list[ErrorItem]:
+class RequestSerializerExtension(OpenApiSerializerExtension):
+    """A request body in the document: its fields' schemas, closed (a key that is not a field
+    is refused), with the read-only keys a client may send back."""
+
+    target_class = RequestSerializer
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        for key in sorted(self.target.read_only_keys):
+            schema.setdefault("properties", {})[key] = {"description": "read-only: ignored"}
+        schema["additionalProperties"] = False
+        return schema
+
+
+def error_items(detail: Any, prefix: str = "", path: str | None = None) -> list[ErrorItem]:
     """DRF's error tree as FIELD_INVALID items: `field` is `prefix` + the dotted path, the
     message is `prefix` + the field's own message (which already names its path)."""
     items: list[ErrorItem] = []
@@ -218,8 +248,8 @@ def error_items(detail: Any, prefix: str = "", path: str = "") -> list[ErrorItem
         for value in detail:
             items.extend(error_items(value, prefix, path))
     else:
-        name = (prefix + path) or (prefix.rstrip(".") or None)
-        items.append(ErrorItem("FIELD_INVALID", f"{prefix}{detail}", field=name or None))
+        name = prefix + path if path is not None else (prefix.rstrip(".") or None)
+        items.append(ErrorItem("FIELD_INVALID", f"{prefix}{detail}", field=name))
     return items
 
 

@@ -7,6 +7,7 @@ import pytest
 from django.conf import settings
 
 from microgrid.limits import signals
+from microgrid.limits.api.serializers import policy_input
 from microgrid.limits.models import LimitState, ScheduleActivation
 from microgrid.limits.services import limit_policy_create, schedule_transitions_record
 from microgrid.limits.tasks import record_schedule_transitions
@@ -27,7 +28,7 @@ def scheduled(microgrid):
     """A policy written before the times the tests run the task at."""
 
     def make(data, written_at):
-        policy = limit_policy_create(microgrid=microgrid, data=data)
+        policy = limit_policy_create(microgrid=microgrid, **policy_input(data))
         type(policy).objects.filter(pk=policy.pk).update(updated_at=written_at)
         return policy
 

@@ -6,10 +6,16 @@ from rest_framework import status
 from rest_framework.response import Response
 
 from microgrid.capabilities import selectors, services
+from microgrid.capabilities.api.serializers import (
+    CapabilityBind,
+    CapabilityEventInput,
+    CapabilityTransfer,
+)
 from microgrid.common.api import ApiView, json_object
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.openapi import api_doc, ref
 from microgrid.common.roles import INGEST, READERS, SUPPORT_ONLY
+from microgrid.common.serializers import validated
 from microgrid.topology.selectors import microgrid_get
 
 TAG = "capabilities"
@@ -50,7 +56,7 @@ class BindingsView(ApiView):
     @api_doc(
         operation_id="capabilities_bind",
         summary="Bind an external source to a capability and scope (support)",
-        request=ref("CapabilityBind"),
+        request=CapabilityBind,
         ok={
             201: (ref("CapabilityBinding"), "A new binding"),
             200: (ref("CapabilityBinding"), "The same source already holds this binding"),
@@ -65,8 +71,9 @@ class BindingsView(ApiView):
     )
     def post(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id)
+        values = validated(CapabilityBind, json_object(request))
         outcome = services.capability_binding_create(
-            microgrid=microgrid, data=json_object(request), user=request.user
+            microgrid=microgrid, **values, user=request.user
         )
         return Response(
             selectors.binding_answer(outcome.binding),
@@ -107,7 +114,7 @@ class BindingTransferView(ApiView):
     @api_doc(
         operation_id="capabilities_transfer",
         summary="Hand a binding to a new source if the expected one still holds it (support)",
-        request=ref("CapabilityTransfer"),
+        request=CapabilityTransfer,
         ok={200: (ref("CapabilityBinding"), "The new binding (or the current one, when retried)")},
         errors={
             **WRITE_ERRORS,
@@ -119,8 +126,9 @@ class BindingTransferView(ApiView):
     )
     def post(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id)
+        values = validated(CapabilityTransfer, json_object(request))
         outcome = services.capability_binding_transfer(
-            microgrid=microgrid, data=json_object(request), user=request.user
+            microgrid=microgrid, **values, user=request.user
         )
         return Response(selectors.binding_answer(outcome.binding))
 
@@ -131,7 +139,7 @@ class EventsView(ApiView):
     @api_doc(
         operation_id="capabilities_event",
         summary="Record a capability status event (integration, support)",
-        request=ref("CapabilityEventInput"),
+        request=CapabilityEventInput,
         ok={
             201: (ref("CapabilityEventAnswer"), "A new event"),
             200: (ref("CapabilityEventAnswer"), "A repeated event_ref: the stored event"),
@@ -146,7 +154,8 @@ class EventsView(ApiView):
     )
     def post(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id)
-        outcome = services.capability_event_record(microgrid=microgrid, data=json_object(request))
+        values = validated(CapabilityEventInput, json_object(request))
+        outcome = services.capability_event_record(microgrid=microgrid, **values)
         return Response(
             {
                 "event": selectors.event_dict(outcome.event, outcome.binding),

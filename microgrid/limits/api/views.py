@@ -10,6 +10,7 @@ from microgrid.common.filters import AtQuery, query_at
 from microgrid.common.openapi import api_doc, ref
 from microgrid.common.roles import READERS, WRITERS
 from microgrid.limits import selectors, services
+from microgrid.limits.api.serializers import LimitPolicyInput, policy_input
 from microgrid.topology.selectors import microgrid_get
 
 TAG = "limits"
@@ -50,7 +51,7 @@ class LimitListView(ApiView):
     @api_doc(
         operation_id="limits_create",
         summary="Create a Node Limit or Microgrid limit, optionally scheduled (TOU)",
-        request=ref("LimitPolicyInput"),
+        request=LimitPolicyInput,
         ok={201: ref("LimitPolicy")},
         errors={**POLICY_ERRORS, 404: "MICROGRID_NOT_FOUND"},
         tag=TAG,
@@ -58,9 +59,8 @@ class LimitListView(ApiView):
     )
     def post(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id)
-        policy = services.limit_policy_create(
-            microgrid=microgrid, data=json_object(request), user=request.user
-        )
+        values = policy_input(json_object(request))
+        policy = services.limit_policy_create(microgrid=microgrid, **values, user=request.user)
         return Response(_policy_body(policy), status=status.HTTP_201_CREATED)
 
 
@@ -82,7 +82,7 @@ class LimitDetailView(ApiView):
     @api_doc(
         operation_id="limits_update",
         summary="Replace a limit policy's scope, node, limit, schedule and source",
-        request=ref("LimitPolicyInput"),
+        request=LimitPolicyInput,
         ok={200: ref("LimitPolicy")},
         errors=POLICY_ERRORS,
         tag=TAG,
@@ -90,9 +90,8 @@ class LimitDetailView(ApiView):
     def put(self, request, microgrid_id: str, policy_id: str):
         microgrid = microgrid_get(microgrid_id)
         policy = selectors.policy_get(microgrid, policy_id)
-        policy = services.limit_policy_update(
-            policy=policy, data=json_object(request), user=request.user
-        )
+        values = policy_input(json_object(request), policy_id=policy.policy_id)
+        policy = services.limit_policy_update(policy=policy, **values, user=request.user)
         return Response(_policy_body(selectors.policy_get(microgrid, policy.policy_id)))
 
     @api_doc(
