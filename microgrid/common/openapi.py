@@ -252,29 +252,6 @@ def _schemas() -> dict[str, dict[str, Any]]:
         }
     )
     s["MicrogridList"] = _obj({"microgrids": _arr(ref("MicrogridSummary"))})
-    s["MicrogridCreate"] = _obj(
-        {
-            "microgrid_id": {**ID, "example": "MG.SOUTH-1"},
-            "name": TEXT,
-            "depot": _obj(
-                {
-                    "depot_id": ID,
-                    "name": TEXT,
-                    "timezone": {
-                        "type": "string",
-                        "description": "IANA zone name; default UTC",
-                        "example": "Europe/Amsterdam",
-                    },
-                },
-                optional=("timezone",),
-                closed=True,
-            ),
-            "telemetry_stale_after_s": {"type": "integer", "minimum": 1, "maximum": 86400},
-            "cycle_interval_s": {"type": "integer", "minimum": 1, "maximum": 86400},
-        },
-        optional=("telemetry_stale_after_s", "cycle_interval_s"),
-        closed=True,
-    )
     s["MicrogridNode"] = _obj(
         {
             "node_id": ID,

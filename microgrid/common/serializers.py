@@ -200,6 +200,12 @@ class RequestSerializer(_SpecMessages, serializers.Serializer):
     unknown_text = "is not a known field"
     read_only_keys: frozenset[str] = frozenset()
 
+    def validate_empty_values(self, data):
+        # A nested object sent as null is "must be an object", like any other non-object.
+        if data is None and not self.allow_null:
+            return (False, None)
+        return super().validate_empty_values(data)
+
     def to_internal_value(self, data):
         path = field_path(self)
         if not isinstance(data, Mapping):

@@ -10,6 +10,7 @@ from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.openapi import api_doc, ref
 from microgrid.common.roles import READERS, SUPPORT_ONLY, WRITERS
 from microgrid.topology import selectors, services
+from microgrid.topology.api.serializers import MicrogridCreate, microgrid_input
 from microgrid.topology.card import microgrid_card, microgrid_summary
 from microgrid.topology.filters import MicrogridFilter
 
@@ -37,14 +38,15 @@ class MicrogridListView(ApiView):
         operation_id="microgrids_create",
         path_ids=False,
         summary="Create a depot (when new) and an empty microgrid (support)",
-        request=ref("MicrogridCreate"),
+        request=MicrogridCreate,
         ok={201: (ref("MicrogridCard"), "The new microgrid's card (topology_version 0)")},
         errors={400: None, 409: "MICROGRID_EXISTS", 413: None, 422: None},
         tag=TAG,
         idempotent=True,
     )
     def post(self, request):
-        microgrid = services.microgrid_create(data=json_object(request), user=request.user)
+        values = microgrid_input(json_object(request))
+        microgrid = services.microgrid_create(**values, user=request.user)
         return Response(
             microgrid_card(selectors.microgrid_get(microgrid.microgrid_id)),
             status=status.HTTP_201_CREATED,
