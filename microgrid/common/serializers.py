@@ -294,3 +294,20 @@ def problems(
     if serializer.is_valid():
         return serializer.validated_data, []
     return None, error_items(serializer.errors, prefix)
+
+
+def SchemaField(schema: dict[str, Any], **kwargs) -> CheckedField:
+    """A response field documented by its own schema (a shared component, a pattern)."""
+    return CheckedField(lambda value: value, schema, **kwargs)
+
+
+def ref(name: str) -> dict[str, str]:
+    """A shared component of the document (common.openapi: the error body, scopes)."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+# The shape of an answer, for the document: views answer the selectors' documents, and
+# schemathesis (tests/reliability/test_schemathesis.py) holds them to these shapes. (A comment,
+# not a docstring: drf-spectacular would give every answer this text as its description.)
+class ResponseSerializer(serializers.Serializer):
+    pass

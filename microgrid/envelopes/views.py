@@ -21,6 +21,7 @@ from microgrid.common.errors import DomainError
 from microgrid.common.pages import manage_view
 from microgrid.common.roles import SUPPORT, SUPPORT_ONLY, user_roles
 from microgrid.envelopes import selectors, services
+from microgrid.envelopes.api.serializers import withdraw_input
 from microgrid.envelopes.choices import Enforcement, EnvelopeStatus
 from microgrid.envelopes.filters import EnvelopeFilter
 from microgrid.envelopes.interim import legacy_values
@@ -229,9 +230,8 @@ def envelope_withdraw_page(request, microgrid_id: str, envelope_id: str):
     microgrid = microgrid_get(microgrid_id)
     envelope = selectors.envelope_get(microgrid, envelope_id)
     try:
-        services.envelope_withdraw(
-            envelope=envelope, user=request.user, reason=request.POST.get("reason", "")
-        )
+        values = withdraw_input({"reason": request.POST.get("reason", "")})
+        services.envelope_withdraw(envelope=envelope, user=request.user, **values)
     except DomainError as exc:
         messages.error(request, f"{exc.code}: {exc.message}")
     else:

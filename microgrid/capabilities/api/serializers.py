@@ -22,9 +22,12 @@ from microgrid.common.serializers import (
     ChoiceField,
     IdField,
     RequestSerializer,
+    ResponseSerializer,
+    SchemaField,
     TextField,
     TimestampField,
     error_items,
+    ref,
     validated,
 )
 
@@ -148,3 +151,48 @@ def transfer_input(raw: Any) -> dict[str, Any]:
 
 def event_input(raw: Any) -> dict[str, Any]:
     return validated(CapabilityEventInput, raw)
+
+
+class CapabilityRelease(RequestSerializer):
+    """Release takes no fields: an empty body or {}."""
+
+
+# -- answers ------------------------------------------------------------------------------------
+
+
+class CapabilityStatus(ResponseSerializer):
+    state = serializers.ChoiceField(CapabilityState.values)
+    observed_at = serializers.DateTimeField()
+    event_ref = serializers.CharField()
+
+
+class CapabilityBinding(ResponseSerializer):
+    binding_id = serializers.CharField(help_text="CB-<n>")
+    capability_type = serializers.ChoiceField(CapabilityType.values)
+    scope = SchemaField(ref("Scope"))
+    source_device_id = SchemaField(ID_SCHEMA)
+    active = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    released_at = serializers.DateTimeField(allow_null=True)
+    latest_status = CapabilityStatus(allow_null=True)
+
+
+class CapabilityList(ResponseSerializer):
+    bindings = CapabilityBinding(many=True, help_text="active first")
+
+
+class CapabilityEvent(ResponseSerializer):
+    binding_id = serializers.CharField()
+    capability_type = serializers.ChoiceField(CapabilityType.values)
+    scope = SchemaField(ref("Scope"))
+    source_device_id = SchemaField(ID_SCHEMA)
+    event_ref = serializers.CharField()
+    state = serializers.ChoiceField(CapabilityState.values)
+    observed_at = serializers.DateTimeField()
+    received_at = serializers.DateTimeField()
+    detail = SchemaField({"nullable": True, "oneOf": [{"type": "string"}, {"type": "object"}]})
+
+
+class CapabilityEventAnswer(ResponseSerializer):
+    event = CapabilityEvent()
+    binding = CapabilityBinding()

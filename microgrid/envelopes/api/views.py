@@ -6,11 +6,11 @@ from django.utils import timezone
 from rest_framework.response import Response
 
 from microgrid.common.api import ApiView, json_object
-from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.filters import AtQuery, query_at
 from microgrid.common.openapi import api_doc, ref
 from microgrid.common.roles import READERS, SUPPORT_ONLY
 from microgrid.envelopes import selectors, services
+from microgrid.envelopes.api.serializers import EnvelopeWithdraw, withdraw_input
 from microgrid.envelopes.filters import EnvelopeFilter
 from microgrid.envelopes.interim import legacy_values
 from microgrid.topology.selectors import microgrid_get
@@ -70,7 +70,7 @@ class EnvelopeWithdrawView(ApiView):
     @api_doc(
         operation_id="operating_envelopes_withdraw",
         summary="Withdraw a pending or active envelope (support)",
-        request=ref("EnvelopeWithdraw"),
+        request=EnvelopeWithdraw,
         ok={200: (ref("EnvelopeDetail"), "The withdrawn envelope")},
         errors={
             400: None,
@@ -85,18 +85,8 @@ class EnvelopeWithdrawView(ApiView):
     def post(self, request, microgrid_id: str, envelope_id: str):
         microgrid = microgrid_get(microgrid_id)
         envelope = selectors.envelope_get(microgrid, envelope_id)
-        body = json_object(request) if request.body else {}
-        unknown = sorted(set(body) - {"reason"})
-        if unknown:
-            raise DomainError.from_errors(
-                [
-                    ErrorItem("FIELD_INVALID", f"{k} is not a field of a withdrawal", field=k)
-                    for k in unknown
-                ]
-            )
-        envelope = services.envelope_withdraw(
-            envelope=envelope, user=request.user, reason=body.get("reason", "")
-        )
+        values = withdraw_input(json_object(request) if request.body else {})
+        envelope = services.envelope_withdraw(envelope=envelope, user=request.user, **values)
         envelope = selectors.envelope_get(microgrid, envelope.envelope_id)
         return Response(
             selectors.envelope_detail(

@@ -17,15 +17,18 @@ from rest_framework import serializers
 from microgrid.common.errors import ErrorItem
 from microgrid.common.fields import FieldProblem, check_choice, check_id_value
 from microgrid.common.serializers import (
+    ID_SCHEMA,
     CheckedField,
     ChoiceField,
     IdField,
     KwField,
     RequestSerializer,
+    ResponseSerializer,
+    SchemaField,
     error_items,
     nullable,
 )
-from microgrid.limits.choices import LimitScope, LimitSource
+from microgrid.limits.choices import ConstraintSource, LimitScope, LimitSource
 from microgrid.limits.models import MAX_LIMIT_KW
 from microgrid.limits.schedules import DAYS, parse_schedule, schedule_problems
 from microgrid.limits.validation import PolicySpec, raise_problems
@@ -196,3 +199,51 @@ def policy_input(
     )
     raise_problems(problems)
     return spec.fields()
+
+
+# -- answers ------------------------------------------------------------------------------------
+
+
+class Schedule(ResponseSerializer):
+    """A weekly window [start, end) in the depot's time zone; end < start crosses midnight."""
+
+    days = serializers.ListField(child=serializers.ChoiceField(list(DAYS)))
+    start = SchemaField(HHMM_SCHEMA)
+    end = SchemaField(HHMM_SCHEMA)
+
+
+class LimitPolicy(ResponseSerializer):
+    policy_id = serializers.CharField(help_text="LP-<n>")
+    scope = serializers.ChoiceField(LimitScope.values)
+    node_id = SchemaField(ID_SCHEMA, allow_null=True)
+    limit_kw = serializers.FloatField()
+    schedule = Schedule(allow_null=True)
+    source = serializers.ChoiceField(LimitSource.values)
+    updated_at = serializers.DateTimeField(allow_null=True)
+
+
+class LimitList(ResponseSerializer):
+    microgrid_id = SchemaField(ID_SCHEMA)
+    timezone = serializers.CharField()
+    limits = LimitPolicy(many=True)
+
+
+class ActiveMicrogridLimit(ResponseSerializer):
+    effective_limit_kw = serializers.FloatField(allow_null=True)
+    limit_source = serializers.ChoiceField(ConstraintSource.values, allow_null=True)
+    active_policy_id = serializers.CharField(allow_null=True)
+
+
+class ActiveNodeLimit(ResponseSerializer):
+    node_id = SchemaField(ID_SCHEMA)
+    effective_limit_kw = serializers.FloatField()
+    limit_source = serializers.ChoiceField(ConstraintSource.values)
+    active_policy_id = serializers.CharField(allow_null=True)
+    active_schedule = Schedule(allow_null=True)
+    envelope_ids = serializers.ListField(child=serializers.CharField())
+
+
+class ActiveLimits(ResponseSerializer):
+    at = serializers.DateTimeField()
+    microgrid = ActiveMicrogridLimit()
+    nodes = ActiveNodeLimit(many=True, help_text="tree order")

@@ -7,10 +7,16 @@ from rest_framework.response import Response
 
 from microgrid.common.api import ApiView, json_object
 from microgrid.common.filters import AtQuery, query_at
-from microgrid.common.openapi import api_doc, ref
+from microgrid.common.openapi import api_doc
 from microgrid.common.roles import READERS, WRITERS
 from microgrid.limits import selectors, services
-from microgrid.limits.api.serializers import LimitPolicyInput, policy_input
+from microgrid.limits.api.serializers import (
+    ActiveLimits,
+    LimitList,
+    LimitPolicy,
+    LimitPolicyInput,
+    policy_input,
+)
 from microgrid.topology.selectors import microgrid_get
 
 TAG = "limits"
@@ -34,7 +40,7 @@ class LimitListView(ApiView):
     @api_doc(
         operation_id="limits_list",
         summary="The limit policies: Microgrid limits first, then by node in tree order",
-        ok={200: ref("LimitList")},
+        ok={200: LimitList},
         errors={404: "MICROGRID_NOT_FOUND"},
         tag=TAG,
     )
@@ -52,7 +58,7 @@ class LimitListView(ApiView):
         operation_id="limits_create",
         summary="Create a Node Limit or Microgrid limit, optionally scheduled (TOU)",
         request=LimitPolicyInput,
-        ok={201: ref("LimitPolicy")},
+        ok={201: LimitPolicy},
         errors={**POLICY_ERRORS, 404: "MICROGRID_NOT_FOUND"},
         tag=TAG,
         idempotent=True,
@@ -71,7 +77,7 @@ class LimitDetailView(ApiView):
     @api_doc(
         operation_id="limits_get",
         summary="One limit policy",
-        ok={200: ref("LimitPolicy")},
+        ok={200: LimitPolicy},
         errors={404: "MICROGRID_NOT_FOUND, LIMIT_NOT_FOUND"},
         tag=TAG,
     )
@@ -83,7 +89,7 @@ class LimitDetailView(ApiView):
         operation_id="limits_update",
         summary="Replace a limit policy's scope, node, limit, schedule and source",
         request=LimitPolicyInput,
-        ok={200: ref("LimitPolicy")},
+        ok={200: LimitPolicy},
         errors=POLICY_ERRORS,
         tag=TAG,
     )
@@ -116,7 +122,7 @@ class ActiveLimitsView(ApiView):
         operation_id="limits_active",
         summary="The effective limit of every node at a time, and what gives it",
         parameters=AtQuery.parameters(),
-        ok={200: ref("ActiveLimits")},
+        ok={200: ActiveLimits},
         errors={404: "MICROGRID_NOT_FOUND", 422: "FIELD_INVALID (field at)"},
         tag=TAG,
     )

@@ -10,12 +10,17 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import available_timezones
 
+from rest_framework import serializers
+
 from microgrid.common.fields import FieldProblem
 from microgrid.common.serializers import (
+    ID_SCHEMA,
     CheckedField,
     IdField,
     IntField,
     RequestSerializer,
+    ResponseSerializer,
+    SchemaField,
     TextField,
     validated,
 )
@@ -63,3 +68,65 @@ class MicrogridCreate(RequestSerializer):
 def microgrid_input(raw: Any) -> dict[str, Any]:
     """`microgrid_create`'s keyword arguments for a client's body, or FIELD_INVALID."""
     return validated(MicrogridCreate, raw)
+
+
+def _as_sent(value: Any) -> Any:
+    return value  # validated as a whole by topology.validation (every finding names its item)
+
+
+class TopologyReplace(RequestSerializer):
+    """Replaces every node and asset; the GET shape may be sent back edited."""
+
+    unknown_text = "is not a field of a topology save"
+    # What a GET answered may be sent back: these keys are ignored.
+    read_only_keys = frozenset(
+        {"microgrid_id", "depot_id", "depot_name", "topology_version", "updated_at", "updated_by"}
+    )
+
+    base_version = CheckedField(
+        _as_sent,
+        {
+            "type": "integer",
+            "minimum": 0,
+            "description": "the topology_version the edit was made on",
+        },
+    )
+    nodes = CheckedField(
+        _as_sent,
+        {"type": "array", "items": {"$ref": "#/components/schemas/MicrogridNodeInput"}},
+    )
+    assets = CheckedField(
+        _as_sent,
+        {"type": "array", "items": {"$ref": "#/components/schemas/AssetInput"}},
+    )
+
+
+# -- answers ------------------------------------------------------------------------------------
+
+
+class MicrogridSummary(ResponseSerializer):
+    microgrid_id = SchemaField(ID_SCHEMA)
+    name = serializers.CharField()
+    depot_id = SchemaField(ID_SCHEMA)
+    depot_name = serializers.CharField()
+    topology_version = serializers.IntegerField()
+    updated_at = serializers.DateTimeField(allow_null=True)
+    enabled = serializers.BooleanField()
+
+
+class MicrogridList(ResponseSerializer):
+    microgrids = MicrogridSummary(many=True)
+
+
+class RevisionSummary(ResponseSerializer):
+    version = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    created_by = serializers.CharField(allow_null=True)
+    summary = serializers.CharField()
+    node_count = serializers.IntegerField()
+    asset_count = serializers.IntegerField()
+
+
+class RevisionList(ResponseSerializer):
+    microgrid_id = SchemaField(ID_SCHEMA)
+    revisions = RevisionSummary(many=True)

@@ -6,11 +6,12 @@ from rest_framework import status
 from rest_framework.response import Response
 
 from microgrid.common.api import ApiView, json_object
-from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.openapi import api_doc, ref
 from microgrid.common.roles import READERS, SUPPORT_ONLY, WRITERS
+from microgrid.common.serializers import validated
 from microgrid.topology import selectors, services
-from microgrid.topology.api.serializers import MicrogridCreate, microgrid_input
+from microgrid.topology.api import serializers as answers
+from microgrid.topology.api.serializers import MicrogridCreate, TopologyReplace, microgrid_input
 from microgrid.topology.card import microgrid_card, microgrid_summary
 from microgrid.topology.filters import MicrogridFilter
 
@@ -26,7 +27,7 @@ class MicrogridListView(ApiView):
         path_ids=False,
         summary="List the microgrids",
         parameters=MicrogridFilter.parameters(),
-        ok={200: ref("MicrogridList")},
+        ok={200: answers.MicrogridList},
         errors={422: "FIELD_INVALID (field depot_id)"},
         tag=TAG,
     )
@@ -82,7 +83,7 @@ class TopologyView(ApiView):
         operation_id="topology_replace",
         summary="Replace the nodes and assets (operator, support)",
         description="Validated as a whole; nothing changes on any error.",
-        request=ref("TopologyReplace"),
+        request=TopologyReplace,
         ok={200: (ref("Topology"), "The new topology")},
         errors={
             400: None,
@@ -96,20 +97,7 @@ class TopologyView(ApiView):
     )
     def put(self, request, microgrid_id: str):
         microgrid = selectors.microgrid_get(microgrid_id)
-        body = json_object(request)
-        unknown = sorted(set(body) - {"base_version", "nodes", "assets"} - _READ_ONLY_TOPOLOGY_KEYS)
-        if unknown:
-            raise DomainError.from_errors(
-                [
-                    ErrorItem("FIELD_INVALID", f"{k} is not a field of a topology save", field=k)
-                    for k in unknown
-                ]
-            )
-        missing = [k for k in ("base_version", "nodes", "assets") if k not in body]
-        if missing:
-            raise DomainError.from_errors(
-                [ErrorItem("FIELD_INVALID", f"{k} is required", field=k) for k in missing]
-            )
+        body = validated(TopologyReplace, json_object(request))
         document = services.topology_replace(
             microgrid=microgrid,
             base_version=body["base_version"],
@@ -120,22 +108,11 @@ class TopologyView(ApiView):
         return Response(document)
 
 
-# A client may PUT back the document it read: its read-only keys are ignored.
-_READ_ONLY_TOPOLOGY_KEYS = {
-    "microgrid_id",
-    "depot_id",
-    "depot_name",
-    "topology_version",
-    "updated_at",
-    "updated_by",
-}
-
-
 class RevisionListView(ApiView):
     @api_doc(
         operation_id="topology_revisions_list",
         summary="The saved topology versions, newest first",
-        ok={200: ref("RevisionList")},
+        ok={200: answers.RevisionList},
         errors={404: "MICROGRID_NOT_FOUND"},
         tag=TAG,
     )
