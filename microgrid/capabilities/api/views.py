@@ -34,7 +34,9 @@ class CapabilitiesView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str):
-        return Response(selectors.capabilities_document(microgrid_get(microgrid_id)))
+        return Response(
+            selectors.capabilities_document(microgrid_get(microgrid_id, user=request.user))
+        )
 
 
 class BindingsView(ApiView):
@@ -57,7 +59,7 @@ class BindingsView(ApiView):
         idempotent=True,
     )
     def post(self, request, microgrid_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         values = validated(CapabilityBind, json_object(request))
         outcome = services.capability_binding_create(
             microgrid=microgrid, **values, user=request.user
@@ -87,7 +89,7 @@ class BindingReleaseView(ApiView):
         idempotent=True,
     )
     def post(self, request, microgrid_id: str, binding_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         validated(CapabilityRelease, json_object(request) if request.body else {})
         binding = services.capability_binding_release(
             microgrid=microgrid, binding_id=binding_id, user=request.user
@@ -112,7 +114,7 @@ class BindingTransferView(ApiView):
         idempotent=True,
     )
     def post(self, request, microgrid_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         values = validated(CapabilityTransfer, json_object(request))
         outcome = services.capability_binding_transfer(
             microgrid=microgrid, **values, user=request.user
@@ -140,7 +142,7 @@ class EventsView(ApiView):
         idempotent=True,
     )
     def post(self, request, microgrid_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         values = validated(CapabilityEventInput, json_object(request))
         outcome = services.capability_event_record(microgrid=microgrid, **values)
         return Response(

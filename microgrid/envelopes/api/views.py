@@ -30,7 +30,7 @@ class EnvelopeListView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         filters = EnvelopeFilter(request.query_params)
         at = filters.value("at") or timezone.now()
         rows = selectors.envelope_list(
@@ -58,7 +58,7 @@ class EnvelopeDetailView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str, envelope_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         envelope = selectors.envelope_get(microgrid, envelope_id)
         at = query_at(request.query_params)
         return Response(selectors.envelope_detail(envelope, at=at, legacy=legacy_values(microgrid)))
@@ -83,7 +83,7 @@ class EnvelopeWithdrawView(ApiView):
         idempotent=True,
     )
     def post(self, request, microgrid_id: str, envelope_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         envelope = selectors.envelope_get(microgrid, envelope_id)
         values = withdraw_input(json_object(request) if request.body else {})
         envelope = services.envelope_withdraw(envelope=envelope, user=request.user, **values)

@@ -45,7 +45,7 @@ class LimitListView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         return Response(
             {
                 "microgrid_id": microgrid.microgrid_id,
@@ -64,7 +64,7 @@ class LimitListView(ApiView):
         idempotent=True,
     )
     def post(self, request, microgrid_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         values = policy_input(json_object(request))
         policy = services.limit_policy_create(microgrid=microgrid, **values, user=request.user)
         return Response(_policy_body(policy), status=status.HTTP_201_CREATED)
@@ -82,7 +82,7 @@ class LimitDetailView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str, policy_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         return Response(_policy_body(selectors.policy_get(microgrid, policy_id)))
 
     @api_doc(
@@ -94,7 +94,7 @@ class LimitDetailView(ApiView):
         tag=TAG,
     )
     def put(self, request, microgrid_id: str, policy_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         policy = selectors.policy_get(microgrid, policy_id)
         values = policy_input(json_object(request), policy_id=policy.policy_id)
         policy = services.limit_policy_update(policy=policy, **values, user=request.user)
@@ -108,7 +108,7 @@ class LimitDetailView(ApiView):
         tag=TAG,
     )
     def delete(self, request, microgrid_id: str, policy_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         services.limit_policy_delete(
             policy=selectors.policy_get(microgrid, policy_id), user=request.user
         )
@@ -127,6 +127,6 @@ class ActiveLimitsView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         at = query_at(request.query_params)
         return Response(selectors.active_limits_document(microgrid, at))

@@ -32,7 +32,7 @@ class MicrogridListView(ApiView):
         tag=TAG,
     )
     def get(self, request):
-        rows = selectors.microgrid_list(params=request.query_params)
+        rows = selectors.microgrid_list(user=request.user, params=request.query_params)
         return Response({"microgrids": [microgrid_summary(m) for m in rows]})
 
     @api_doc(
@@ -49,7 +49,7 @@ class MicrogridListView(ApiView):
         values = microgrid_input(json_object(request))
         microgrid = services.microgrid_create(**values, user=request.user)
         return Response(
-            microgrid_card(selectors.microgrid_get(microgrid.microgrid_id)),
+            microgrid_card(selectors.microgrid_get(microgrid.microgrid_id, user=request.user)),
             status=status.HTTP_201_CREATED,
         )
 
@@ -63,7 +63,7 @@ class MicrogridDetailView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str):
-        return Response(microgrid_card(selectors.microgrid_get(microgrid_id)))
+        return Response(microgrid_card(selectors.microgrid_get(microgrid_id, user=request.user)))
 
 
 class TopologyView(ApiView):
@@ -77,7 +77,9 @@ class TopologyView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str):
-        return Response(selectors.topology_document(selectors.microgrid_get(microgrid_id)))
+        return Response(
+            selectors.topology_document(selectors.microgrid_get(microgrid_id, user=request.user))
+        )
 
     @api_doc(
         operation_id="topology_replace",
@@ -96,7 +98,7 @@ class TopologyView(ApiView):
         tag=TAG,
     )
     def put(self, request, microgrid_id: str):
-        microgrid = selectors.microgrid_get(microgrid_id)
+        microgrid = selectors.microgrid_get(microgrid_id, user=request.user)
         body = validated(TopologyReplace, json_object(request))
         document = services.topology_replace(
             microgrid=microgrid,
@@ -117,7 +119,7 @@ class RevisionListView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str):
-        microgrid = selectors.microgrid_get(microgrid_id)
+        microgrid = selectors.microgrid_get(microgrid_id, user=request.user)
         return Response(
             {
                 "microgrid_id": microgrid.microgrid_id,
@@ -137,7 +139,7 @@ class RevisionDetailView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str, version: int):
-        microgrid = selectors.microgrid_get(microgrid_id)
+        microgrid = selectors.microgrid_get(microgrid_id, user=request.user)
         rev = selectors.revision_get(microgrid, version)
         previous = selectors.revision_list(microgrid).filter(version__lt=version).first()
         return Response(
