@@ -29,11 +29,20 @@ from balancing.dispatch import ChargingLimit, Dispatcher, ScopeBudget, default_d
 from balancing.engine import allocate
 from balancing.inputs import CycleInputs, gather_inputs
 from balancing.models import Breach, Cycle, CycleTrigger
+from microgrid.capabilities.scopes import Scope
 from microgrid.common.errors import DomainError
 from microgrid.common.prepared import PreparedRead
 from microgrid.envelopes.selectors import enrich_binding
 from microgrid.topology.models import Microgrid
+from microgrid.topology.selectors import check_scope
 from microgrid.topology.services import lock_microgrid, try_lock_microgrid
+
+
+def cycle_scope(microgrid: Microgrid, scope: Scope | None) -> dict[str, Any]:
+    """A validated scope as a cycle's scope, or NODE_NOT_FOUND when its node is not in the
+    microgrid (None: the whole microgrid)."""
+    return check_scope(microgrid, None if scope is None else scope.to_dict())
+
 
 _ID_NAMESPACE = uuid.UUID("6f1d3c2a-9a57-4d0e-8f7b-2b8e4c1d5a90")
 
