@@ -55,15 +55,11 @@ def test_a_limit_edit_produces_a_limit_change_cycle_in_the_cycle_list(
 @pytest.mark.django_db(transaction=True)
 def test_the_limit_change_cycle_is_requested_on_commit_only(microgrid):
     with pytest.raises(RuntimeError), transaction.atomic():
-        limit_policy_create(
-            microgrid=microgrid, data={"scope": "NODE", "node_id": "sb-1", "limit_kw": 300}
-        )
+        limit_policy_create(microgrid=microgrid, scope="NODE", node_id="sb-1", limit_kw=300)
         raise RuntimeError("rolled back")
     assert triggers() == []
     with transaction.atomic():
-        limit_policy_create(
-            microgrid=microgrid, data={"scope": "NODE", "node_id": "sb-1", "limit_kw": 300}
-        )
+        limit_policy_create(microgrid=microgrid, scope="NODE", node_id="sb-1", limit_kw=300)
         assert triggers() == []  # not before the commit
     assert triggers() == ["LIMIT_CHANGE"]
     assert CycleTrigger.objects.get().served_by == Cycle.objects.get()
