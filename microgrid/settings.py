@@ -47,6 +47,8 @@ INSTALLED_APPS = [
     "balancing",
     "legacy_circuit",
     "simulator",
+    # Tooling, not product: carries `manage.py bench` (benchmarks, fleet harness).
+    "benchtools",
 ]
 
 MIDDLEWARE = [
