@@ -157,8 +157,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["microgrid.common.roles.IsCanonicalReader"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's JSON parser and renderer through orjson (microgrid/common/jsonfast.py).
+    "DEFAULT_PARSER_CLASSES": ["microgrid.common.jsonfast.FastJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["microgrid.common.jsonfast.FastJSONRenderer"],
     "EXCEPTION_HANDLER": "microgrid.common.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
