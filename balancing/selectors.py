@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from balancing.choices import BreachStatus, Outcome, SourceMode, TriggerType
-from balancing.models import Breach, Cycle
+from balancing.models import Breach, Cycle, decode_record, parts_columns
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.fields import ID_RE, FieldProblem, check_datetime
 
@@ -181,14 +181,19 @@ def card_page_context(microgrid) -> dict[str, Any]:
 def recent_series(microgrid, *, count: int = 40) -> dict[str, Any]:
     """Load against limit per node, and allocated vs requested per charger group, over recent cycles.
 
-    One query: the documents of the last `count` cycles, oldest first.
+    One query for the records of the last `count` cycles, oldest first (and one for their
+    shared columns when this process has not read them yet).
     """
-    docs = list(
+    rows = list(
         Cycle.objects.filter(microgrid=microgrid)
         .order_by("-started_at", "-seq")
-        .values_list("seq", "started_at", "document")[:count]
+        .values_list("seq", "started_at", "record", "record_part_id")[:count]
     )
-    docs.reverse()
+    rows.reverse()
+    parts = parts_columns(digest for *_, digest in rows)
+    docs = [
+        (seq, started, decode_record(data, digest, parts)[0]) for seq, started, data, digest in rows
+    ]
     labels = [started.strftime("%H:%M:%S") for _, started, _ in docs]
     per_node: dict[str, dict[str, list]] = defaultdict(lambda: {"load": [], "limit": []})
     per_group: dict[str, dict[str, list]] = defaultdict(lambda: {"allocated": [], "requested": []})
