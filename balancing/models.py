@@ -103,6 +103,11 @@ class Cycle(models.Model):
     def __str__(self) -> str:
         return f"{self.microgrid_id} cycle {self.seq} ({self.outcome})"
 
+    def save(self, *args, **kwargs):
+        if self._pending:
+            self._encode()
+        super().save(*args, **kwargs)
+
     # ---- the record as dicts ----------------------------------------------------------------
 
     _decoded: tuple[dict, dict] | None = None
@@ -135,11 +140,6 @@ class Cycle(models.Model):
     def snapshot(self, value: dict) -> None:
         self._decoded = (self._load()[0], value)
         self._pending = True
-
-    def save(self, *args, **kwargs):
-        if self._pending:
-            self._encode()
-        super().save(*args, **kwargs)
 
     def _encode(self) -> None:
         document, snapshot = self._load()
