@@ -194,7 +194,10 @@ class CycleTrigger(models.Model):
 class Breach(models.Model):
     breach_id = models.CharField(max_length=40, unique=True)
     microgrid = models.ForeignKey(Microgrid, on_delete=models.CASCADE, related_name="breaches")
-    cycle = models.ForeignKey(Cycle, on_delete=models.CASCADE, related_name="breaches")
+    # A breach outlives its cycle's full record (CYCLE_RETENTION_DAYS): then it names none.
+    cycle = models.ForeignKey(
+        Cycle, null=True, blank=True, on_delete=models.SET_NULL, related_name="breaches"
+    )
     node_id = models.CharField(max_length=64)
     measured_kw = models.FloatField()
     limit_kw = models.FloatField()
@@ -297,3 +300,48 @@ class CycleSchedule(models.Model):
             if due:
                 cls.objects.filter(pk__in=[pk for pk, _, _ in due]).update(last_enqueued_at=now)
         return [(microgrid_id, interval) for _, microgrid_id, interval in due]
+
+
+class CycleAggregate(models.Model):
+    """One Microgrid Node over one 15-minute bucket, summed over the cycles that started in it.
+
+    What long-range charts read, and what is left of a cycle once its full record has
+    passed CYCLE_RETENTION_DAYS (kept CYCLE_AGGREGATE_RETENTION_DAYS). Sums, not averages,
+    so that buckets filled over several runs add up exactly; averages are sum / cycles.
+    """
+
+    microgrid = models.ForeignKey(Microgrid, on_delete=models.CASCADE, related_name="+")
+    node_id = models.CharField(max_length=64)
+    bucket_start = models.DateTimeField()
+    cycles = models.PositiveIntegerField(default=0)
+    load_kw_sum = models.FloatField(default=0.0, help_text="uncontrolled + allocated")
+    load_kw_max = models.FloatField(null=True, blank=True)
+    limit_kw_sum = models.FloatField(default=0.0, help_text="effective limit")
+    limit_kw_min = models.FloatField(null=True, blank=True)
+    allocated_kw_sum = models.FloatField(default=0.0)
+    requested_kw_sum = models.FloatField(default=0.0, help_text="chargers of this node")
+    reason_codes = models.JSONField(default=dict, help_text="code -> cycles that carried it")
+    outcomes = models.JSONField(default=dict, help_text="cycle outcome -> cycles")
+
+    class Meta:
+        ordering = ["microgrid", "bucket_start", "node_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["microgrid", "node_id", "bucket_start"], name="cycle_aggregate_once"
+            )
+        ]
+        indexes = [models.Index(fields=["bucket_start"], name="cycle_aggregate_time")]
+
+    def __str__(self) -> str:
+        return f"{self.microgrid_id} {self.node_id} {self.bucket_start.isoformat()}"
+
+
+class CycleAggregateCursor(models.Model):
+    """How far cycles have been aggregated: (started_at, pk) of the last one (one row)."""
+
+    name = models.CharField(max_length=20, primary_key=True, default="cycles")
+    started_at = models.DateTimeField()
+    cycle_pk = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"aggregated up to {self.started_at.isoformat()} #{self.cycle_pk}"

@@ -315,7 +315,19 @@ def _advance_latest(microgrid: Microgrid, readings: list[Reading], now: datetime
     )
 
 
-def telemetry_prune(*, older_than: datetime) -> int:
-    """Drop readings past the retention window (the latest per asset lives on in LatestReading)."""
-    deleted, _ = TelemetryReading.objects.filter(observed_at__lt=older_than).delete()
+def telemetry_prune(*, older_than: datetime, batch: int = 50_000, batches: int = 20) -> int:
+    """Drop readings past the retention window (the latest per asset lives on in LatestReading):
+    `batch` rows per statement, each its own short transaction (no long lock, no huge undo), at
+    most `batches` statements per run (the hourly beat task comes back for the rest)."""
+    deleted = 0
+    for _ in range(batches):
+        pks = list(
+            TelemetryReading.objects.filter(observed_at__lt=older_than)
+            .order_by()
+            .values_list("pk", flat=True)[:batch]
+        )
+        if not pks:
+            return deleted
+        TelemetryReading.objects.filter(pk__in=pks).delete()
+        deleted += len(pks)
     return deleted
