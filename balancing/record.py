@@ -17,8 +17,8 @@ document it always did, byte for byte, and replay reads the same snapshot:
    without a change here.
 2. Shared columns. A column that is the same in the microgrid's previous
    cycle (asset and node ids, ratings, priorities: everything that changes
-   only with the topology) is not stored again: the record names it in a
-   part, a set of columns stored once and shared by the cycles that use it.
+   only with the topology) is not stored again: the record names it by its
+   place in a part, a set of columns stored once and shared by the cycles that use it.
    A new part is written when a cycle shares less than half of its column
    bytes with the last one (the first cycle, a topology change).
 3. Compression. The record is orjson text compressed with zlib (level 1:
@@ -39,7 +39,7 @@ import orjson
 
 FORMAT = 1
 _LEVEL = 1
-_MIN_SHARED = 64  # bytes: smaller columns are cheaper inline than named
+_MIN_SHARED = 24  # bytes: smaller columns are cheaper inline than named
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00$")
 
@@ -49,7 +49,7 @@ DISTINCT = "\x00d"  # {DISTINCT: [values], "i": [index per row]}
 VALUES = "\x00v"  # {VALUES: [value per row]}: objects or lists, all different
 TIMES = "\x00s"  # {TIMES: first value (µs since epoch), "o": [offset or None]}
 ESCAPED = "\x00e"  # {ESCAPED: [[key, value], ...]}: an object with a key like these markers
-SHARED = "\x00p"  # {SHARED: column hash}: the column is in the record's part
+SHARED = "\x00p"  # {SHARED: n}: the column is the part's n-th (by digest order)
 
 
 def _dumps(value: Any) -> bytes:
@@ -204,14 +204,17 @@ def _share(encoded: Any, part: dict[str, bytes]) -> tuple[Any, int]:
     shared = 0
     found: list[list[Any]] = []
     _columns(encoded, found)
+    # A column is named by its place among the part's digests (a small number compresses;
+    # a digest does not).
+    place = {digest: i for i, digest in enumerate(sorted(part))}
     for columns in found:
         for i, column in enumerate(columns):
             data = _dumps(column)
             if len(data) < _MIN_SHARED:
                 continue
             digest = column_hash(data)
-            if digest in part:
-                columns[i] = {SHARED: digest}
+            if digest in place:
+                columns[i] = {SHARED: place[digest]}
                 shared += len(data)
     return encoded, shared
 
@@ -219,12 +222,16 @@ def _share(encoded: Any, part: dict[str, bytes]) -> tuple[Any, int]:
 def _unshare(encoded: Any, part: dict[str, bytes] | None) -> Any:
     found: list[list[Any]] = []
     _columns(encoded, found)
+    digests = sorted(part) if part else []
     for columns in found:
         for i, column in enumerate(columns):
             if isinstance(column, dict) and SHARED in column:
-                if part is None or column[SHARED] not in part:
+                at = column[SHARED]
+                if isinstance(at, str) and part and at in part:
+                    at = digests.index(at)  # the first records named the digest itself
+                if not isinstance(at, int) or not 0 <= at < len(digests):
                     raise ValueError("a cycle record names a part column that is not there")
-                columns[i] = orjson.loads(part[column[SHARED]])
+                columns[i] = orjson.loads(part[digests[at]])
     return encoded
 
 

@@ -163,14 +163,16 @@ def summary(samples: list[float]) -> dict[str, Any]:
     }
 
 
-def _token(username: str, role: str) -> str:
+def _token(username: str, role: str, microgrid_ids: list[str]) -> str:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
     from microgrid.common.models import ApiToken
+    from microgrid.topology.services import microgrid_memberships_grant
 
     user, _ = get_user_model().objects.get_or_create(username=username)
     user.groups.add(Group.objects.get(name=role))
+    microgrid_memberships_grant(user=user, microgrid_ids=microgrid_ids)
     _, key = ApiToken.issue(user=user, name="bench http")
     return key
 
@@ -221,10 +223,11 @@ def bench_http(
     depot = materialise(inp, f"{PREFIX}-{chargers}")
     tinp = build_engine_input(*topology_size, depth=5, seed=2)
     tdepot = materialise(tinp, f"{PREFIX}-TOPOLOGY")
+    ids = [depot.microgrid_id, tdepot.microgrid_id]
     tokens = {
-        "support": _token("bench-http-support", "support"),
-        "integration": _token("bench-http-integration", "integration"),
-        "operator": _token("bench-http-operator", "operator"),
+        "support": _token("bench-http-support", "support", ids),
+        "integration": _token("bench-http-integration", "integration", ids),
+        "operator": _token("bench-http-operator", "operator", ids),
     }
     out: dict[str, Any] = {
         "server": {

@@ -15,12 +15,12 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.test.utils import override_settings
 
-from benchtools import benchmarks, http_bench
+from benchtools import benchmarks, http_bench, storage_bench
 from benchtools import fleet as fleet_bench
 from benchtools.meters import machine
 
 WHAT = ("engine", "cycle", "reads", "ingest", "oscp")
-ALONE = ("fleet", "http")
+ALONE = ("fleet", "http", "storage")
 
 
 class Command(BaseCommand):
@@ -61,6 +61,10 @@ class Command(BaseCommand):
     def handle(self, *args, what, out, repeat, quick, **options):
         what = [what] if isinstance(what, str) else what
         chosen = WHAT if "all" in what else tuple(what)
+        if "storage" in chosen:
+            problem = storage_bench.refuse_unless_postgres()
+            if problem:
+                raise CommandError(problem)
         if "http" in chosen:
             problem = http_bench.refuse_unless_postgres()
             if problem:
@@ -156,6 +160,11 @@ class Command(BaseCommand):
                 repeat=repeat,
                 ingest_rounds=2 if quick else 10,
                 say=w,
+            )
+        if "storage" in chosen:
+            w("\nStorage on PostgreSQL (cycle tables with indexes and TOAST)")
+            report["storage"] = storage_bench.bench_storage(
+                cycles=10 if quick else 40, say=w, quick=quick
             )
         if "fleet" in chosen:
             report["fleet"] = self.fleet(options)
