@@ -143,12 +143,7 @@ def telemetry_ingest(*, microgrid: Microgrid, readings: Any, now: datetime | Non
         for r in readings
         if isinstance(r, dict) and isinstance(r.get("asset_id"), str)
     }
-    assets = {
-        a["asset_id"]: (a["id"], a["kind"])
-        for a in Asset.objects.filter(microgrid=microgrid, asset_id__in=wanted).values(
-            "id", "asset_id", "kind"
-        )
-    }
+    assets = _batch_assets(microgrid, wanted)
     clean: list[Reading] = []
     errors: list[ErrorItem] = []
     for index, raw in enumerate(readings):
@@ -175,13 +170,39 @@ def telemetry_ingest(*, microgrid: Microgrid, readings: Any, now: datetime | Non
 _CHUNK = 1000
 
 
+_PG_TYPES = {
+    "microgrid_id": "bigint",
+    "asset_id": "bigint",
+    "power_kw": "double precision",
+    "requested_kw": "double precision",
+    "observed_at": "timestamptz",
+    "received_at": "timestamptz",
+    "plugged_in_at": "timestamptz",
+    "updated_at": "timestamptz",
+    "connected": "boolean",
+}
+
+
 def _insert_many(table: str, columns: tuple[str, ...], rows: list[tuple], suffix: str) -> None:
-    """One multi-row INSERT per 1,000 rows, written as SQL: no model instances are built
-    (Django's bulk_create costs tens of microseconds per object before the statement)."""
+    """One statement for all rows, written as SQL: no model instances are built (Django's
+    bulk_create costs tens of microseconds per object before the statement).
+
+    PostgreSQL gets one array per column (`INSERT ... SELECT * FROM unnest(...)`): a handful
+    of parameters whatever the batch, where a VALUES list of 3,500 placeholders cost psycopg
+    more time to parse than PostgreSQL spent on the insert. Elsewhere, one multi-row VALUES
+    per 1,000 rows (under SQLite's 32,766 parameters)."""
     if not rows:
         return
-    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            arrays = ", ".join(f"%s::{_PG_TYPES[c]}[]" for c in columns)
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
+                + suffix,
+                [list(col) for col in zip(*rows, strict=True)],
+            )
+            return
+        one = "(" + ", ".join(["%s"] * len(columns)) + ")"
         for i in range(0, len(rows), _CHUNK):
             chunk = rows[i : i + _CHUNK]
             cursor.execute(
@@ -191,6 +212,42 @@ def _insert_many(table: str, columns: tuple[str, ...], rows: list[tuple], suffix
                 + suffix,
                 [value for row in chunk for value in row],
             )
+
+
+def _locked_latest(pks: list[int]) -> list[tuple]:
+    """The latest-reading rows of these assets, locked in asset order."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {', '.join(_LATEST_COLUMNS)} FROM {LatestReading._meta.db_table} "
+                "WHERE asset_id = ANY(%s) ORDER BY asset_id FOR UPDATE",
+                [pks],
+            )
+            return cursor.fetchall()
+    return list(
+        LatestReading.objects.select_for_update()
+        .filter(asset_id__in=pks)
+        .order_by("asset_id")
+        .values_list(*_LATEST_COLUMNS)
+    )
+
+
+def _batch_assets(microgrid: Microgrid, wanted: set[str]) -> dict[str, tuple[int, str]]:
+    """asset_id -> (pk, kind) of the batch's assets of this microgrid (one query)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT asset_id, id, kind FROM {Asset._meta.db_table} "
+                "WHERE microgrid_id = %s AND asset_id = ANY(%s)",
+                [microgrid.pk, sorted(wanted)],
+            )
+            return {asset_id: (pk, kind) for asset_id, pk, kind in cursor.fetchall()}
+    return {
+        a["asset_id"]: (a["id"], a["kind"])
+        for a in Asset.objects.filter(microgrid=microgrid, asset_id__in=wanted).values(
+            "id", "asset_id", "kind"
+        )
+    }
 
 
 def _insert_readings(microgrid: Microgrid, readings: list[Reading], now: datetime) -> None:
@@ -244,13 +301,7 @@ def _advance_latest(microgrid: Microgrid, readings: list[Reading], now: datetime
         by_asset.setdefault(r.asset_pk, []).append(r)
     pks = sorted(by_asset)
     table = LatestReading._meta.db_table
-    current = {
-        row[0]: list(row)
-        for row in LatestReading.objects.select_for_update()
-        .filter(asset_id__in=pks)
-        .order_by("asset_id")
-        .values_list(*_LATEST_COLUMNS)
-    }
+    current = {row[0]: list(row) for row in _locked_latest(pks)}
     missing = [pk for pk in pks if pk not in current]
     if missing:
         # First readings of these assets: create their rows, then lock them like the others.
@@ -260,12 +311,7 @@ def _advance_latest(microgrid: Microgrid, readings: list[Reading], now: datetime
             [(microgrid.pk, pk, connection.ops.adapt_datetimefield_value(now)) for pk in missing],
             "ON CONFLICT DO NOTHING",
         )
-        for row in (
-            LatestReading.objects.select_for_update()
-            .filter(asset_id__in=missing)
-            .order_by("asset_id")
-            .values_list(*_LATEST_COLUMNS)
-        ):
+        for row in _locked_latest(missing):
             current[row[0]] = list(row)
     changed = []
     for pk in pks:
