@@ -177,8 +177,28 @@ def _token(username: str, role: str, microgrid_ids: list[str]) -> str:
     return key
 
 
+def _meter(server: Server):
+    """CPU of the gunicorn processes and of this database's PostgreSQL backends: on a shared
+    host the wall time of a request depends on everyone's load, its CPU time much less."""
+    from benchtools.meters import CpuMeter, database_backend_pids, group_pids
+
+    return CpuMeter({"web": lambda: group_pids(server.proc.pid), "database": database_backend_pids})
+
+
+def _cpu(meter, cpu: dict[str, float], count: int) -> dict[str, float]:
+    return {
+        "web_cpu_ms": round(cpu["web"] * 1000 / count, 1),
+        "database_cpu_ms": round(cpu["database"] * 1000 / count, 1),
+    }
+
+
 def _timed(
-    fn: Callable[[], tuple[int, bytes, float]], *, repeat: int, warmup: int, expect: int
+    fn: Callable[[], tuple[int, bytes, float]],
+    *,
+    repeat: int,
+    warmup: int,
+    expect: int,
+    meter=None,
 ) -> tuple[dict[str, Any], bytes]:
     last = b""
     for _ in range(warmup):
@@ -187,13 +207,17 @@ def _timed(
             raise RuntimeError(f"expected {expect}, got {status}: {last[:500]!r}")
     samples = []
     load_before = load_average()
+    if meter:
+        meter.start()
     for _ in range(repeat):
         status, last, elapsed = fn()
         if status != expect:
             raise RuntimeError(f"expected {expect}, got {status}: {last[:500]!r}")
         samples.append(elapsed)
+    cpu = _cpu(meter, meter.stop(), repeat) if meter else {}
     return {
         **summary(samples),
+        **cpu,
         "bytes": len(last),
         "load_before": load_before,
         "load_after": load_average(),
@@ -251,11 +275,18 @@ def bench_http(
     try:
         say(f"gunicorn on 127.0.0.1:{server.port}, {workers} workers, DEBUG=false")
         out["ingest"] = _ingest(
-            server.port, depot, inp, tokens["integration"], ingest_rounds, batch_size
+            server.port,
+            depot,
+            inp,
+            tokens["integration"],
+            ingest_rounds,
+            batch_size,
+            _meter(server),
         )
         say(
             f"  ingest: {out['ingest']['readings_per_s']} readings/s "
-            f"(batch p50 {out['ingest']['batch']['median_ms']} ms)"
+            f"(batch p50 {out['ingest']['batch']['median_ms']} ms; CPU per batch: web "
+            f"{out['ingest']['web_cpu_ms']} ms, database {out['ingest']['database_cpu_ms']} ms)"
         )
         base = f"/api/microgrids/{depot.microgrid_id}/"
         out["rebalance"], doc = _timed(
@@ -265,11 +296,16 @@ def bench_http(
             repeat=repeat,
             warmup=2,
             expect=200,
+            meter=_meter(server),
         )
         answer = orjson.loads(doc)
         out["rebalance"]["outcome"] = answer.get("outcome")
         out["rebalance"]["chargers_in_answer"] = len(answer.get("chargers", []))
-        say(f"  rebalance: p50 {out['rebalance']['median_ms']} ms")
+        say(
+            f"  rebalance: p50 {out['rebalance']['median_ms']} ms "
+            f"(CPU per request: web {out['rebalance']['web_cpu_ms']} ms, "
+            f"database {out['rebalance']['database_cpu_ms']} ms)"
+        )
         for key, microgrid in (("topology", tdepot), ("topology_421", depot)):
             out[key], _ = _timed(
                 lambda m=microgrid: request(
@@ -281,8 +317,12 @@ def bench_http(
                 repeat=repeat,
                 warmup=2,
                 expect=200,
+                meter=_meter(server),
             )
-            say(f"  {key}: p50 {out[key]['median_ms']} ms")
+            say(
+                f"  {key}: p50 {out[key]['median_ms']} ms (CPU per request: web "
+                f"{out[key]['web_cpu_ms']} ms, database {out[key]['database_cpu_ms']} ms)"
+            )
     finally:
         server.stop()
         microgrid_delete(microgrid=depot)
@@ -290,7 +330,7 @@ def bench_http(
     return out
 
 
-def _ingest(port, depot, inp, token: str, rounds: int, batch_size: int) -> dict[str, Any]:
+def _ingest(port, depot, inp, token: str, rounds: int, batch_size: int, meter) -> dict[str, Any]:
     """`rounds` readings of every charger, in batches of `batch_size`, one after another."""
     path = f"/api/microgrids/{depot.microgrid_id}/telemetry/"
     start = timezone.now() - timedelta(seconds=rounds + 10)
@@ -317,13 +357,16 @@ def _ingest(port, depot, inp, token: str, rounds: int, batch_size: int) -> dict[
             raise RuntimeError(f"telemetry answered {status}: {data[:500]!r}")
     samples = []
     load_before = load_average()
+    meter.start()
     for body in timed_bodies:
         status, data, elapsed = request(port, "POST", path, token=token, body=body)
         if status != 202:
             raise RuntimeError(f"telemetry answered {status}: {data[:500]!r}")
         samples.append(elapsed)
+    cpu = _cpu(meter, meter.stop(), len(samples))
     readings = batch_size * len(samples)
     return {
+        **cpu,
         "batch_size": batch_size,
         "batches": len(samples),
         "readings": readings,
