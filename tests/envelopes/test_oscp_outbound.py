@@ -417,7 +417,7 @@ def test_admin_and_the_envelopes_page_show_every_message_sent(
 ):
     from microgrid.envelopes.outbox import outbound_enqueue
 
-    for i in range(3):
+    for _ in range(3):
         row = outbound_enqueue(
             peer=connected,
             message_type="UPDATE_GROUP_MEASUREMENTS",
