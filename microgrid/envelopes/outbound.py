@@ -200,7 +200,11 @@ def compliance_check(
             row = outbound_enqueue(
                 peer=peer,
                 message_type=OutboundType.GROUP_CAPACITY_COMPLIANCE_ERROR,
-                body={"message": text, "forecasted_blocks": [_block_of(e) for e in rows]},
+                # GroupCapacityComplianceError has no group field: the text names it.
+                body={
+                    "message": f"Group {group_id}: {text}",
+                    "forecasted_blocks": [_block_of(e) for e in rows],
+                },
                 group_id=group_id,
                 # The forecast it refers to (OSCP: the X-Correlation-ID names it).
                 correlation_id=rows[0].message.request_id,

@@ -125,7 +125,7 @@ def _lease(pk: int, now: datetime) -> OscpOutbound | None:
     """The due message, leased to this attempt; None if it is not due, done or leased."""
     with transaction.atomic():
         row = (
-            OscpOutbound.objects.select_for_update(skip_locked=True)
+            OscpOutbound.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("peer")
             # The first attempt is made at once, whatever clock the enqueuing service ran on.
             .filter(Q(next_attempt_at__lte=now) | Q(attempts=0), pk=pk)

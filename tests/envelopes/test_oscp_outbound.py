@@ -236,6 +236,7 @@ def test_uncontrolled_load_alone_above_an_envelope_sends_one_compliance_error(
     run_cycle(bound, now, site_kw=70, grid_kw=70, capture=django_capture_on_commit_callbacks)
     error = cp.wait_for("/group_capacity_compliance_error")[0]
     assert error.headers["x-correlation-id"] == "fc-1"  # the forecast it refers to
+    assert error.body["message"].startswith("Group GRP-N: Cannot comply")
     assert "uncontrolled load" in error.body["message"]
     (sent_block,) = error.body["forecasted_blocks"]
     assert (sent_block["capacity"], sent_block["unit"], sent_block["phase"]) == (40.0, "KW", "ALL")
