@@ -28,6 +28,7 @@ demo: migrate
 # filesystem broker, and live demo telemetry; Ctrl-C stops all three.
 run: demo
 	@echo "Microgrid is at http://$(HOST):$(PORT)/manage/  (login: operator / operator-demo, support / support-demo)"
+	@echo "operator is a member of the demo depot MG.DEMO-1 only; support also sees the second depot MG.HARBOUR-1"
 	@trap 'kill 0' INT TERM EXIT; \
 	$(VENV)/bin/celery -A microgrid worker -B --loglevel=INFO --concurrency=1 & \
 	$(PY) manage.py demo_feed & \
