@@ -56,6 +56,13 @@ class OscpPeerAdminForm(forms.ModelForm):
         "hashed and cannot be shown again; leave empty to keep the current one.",
     )
 
+    cp_base_url = forms.URLField(
+        label="CP base URL",
+        required=False,
+        max_length=300,
+        assume_scheme="https",
+        help_text="The capacity provider's OSCP 2.0 base URL, e.g. https://cp.example/oscp/cp/2.0",
+    )
     new_cp_token = forms.CharField(
         label="New CP token",
         required=False,

@@ -414,7 +414,11 @@ def parse_handshake(data: Any) -> Handshake:
 def _http_url(value: Any) -> bool:
     if not isinstance(value, str) or len(value) > 300:
         return False
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (a bad port raises here, not later when sending)
+    except ValueError:  # "http://[" and the like
+        return False
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 

@@ -308,6 +308,8 @@ def register_body(
     [
         (register_body(versions=(("2.1", "https://cp.test"),)), "version_url"),
         (register_body(versions=(("2.0", "ftp://cp.test"),)), "version_url[0].base_url"),
+        (register_body(versions=(("2.0", "http://["),)), "version_url[0].base_url"),
+        (register_body(versions=(("2.0", "http://cp.test:99999"),)), "version_url[0].base_url"),
         (register_body(token="short"), "token"),
         ({"token": "cp-token-abcdefghijkl"}, "version_url"),
     ],
