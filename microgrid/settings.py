@@ -263,7 +263,8 @@ CELERY_BEAT_SCHEDULE["dispatch-sweep"] = {
 }
 DISPATCH_WEBHOOK_TIMEOUT_S = float(env_str("DISPATCH_WEBHOOK_TIMEOUT_S", "5"))
 # A claim older than this is a worker that died mid-send: its deliveries are sent again.
-DISPATCH_LEASE_S = env_int("DISPATCH_LEASE_S", 30)
+# It must outlast a send (the webhook timeout), or a slow send would be sent twice.
+DISPATCH_LEASE_S = max(env_int("DISPATCH_LEASE_S", 30), int(DISPATCH_WEBHOOK_TIMEOUT_S) + 2)
 DISPATCH_RETRY_BASE_S = float(env_str("DISPATCH_RETRY_BASE_S", "1"))
 DISPATCH_RETRY_MAX_S = float(env_str("DISPATCH_RETRY_MAX_S", "30"))
 
