@@ -51,8 +51,11 @@ class Delivery(models.Model):
 
     delivery_id = models.CharField(max_length=40, unique=True)
     # Every delivery of one cycle on one channel travels in one message with this id.
-    batch_id = models.CharField(max_length=40, db_index=True)
-    microgrid = models.ForeignKey(Microgrid, on_delete=models.CASCADE, related_name="+")
+    batch_id = models.CharField(max_length=40)
+    # Few indexes: every cycle inserts a row per charger (the composite ones lead with it).
+    microgrid = models.ForeignKey(
+        Microgrid, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     cycle = models.ForeignKey(Cycle, on_delete=models.CASCADE, related_name="deliveries")
     target_type = models.CharField(max_length=10, choices=TargetType.choices)
     target_id = models.CharField(max_length=64, help_text="asset_id, or the scope's node_id")
@@ -74,9 +77,7 @@ class Delivery(models.Model):
         ordering = ["-created_at", "target_type", "target_id"]
         indexes = [
             models.Index(fields=["microgrid", "status"], name="delivery_mg_status"),
-            models.Index(fields=["microgrid", "-created_at"], name="delivery_mg_created"),
             models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
-            models.Index(fields=["claim"], name="delivery_claim"),
         ]
 
     def __str__(self) -> str:

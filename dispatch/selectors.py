@@ -16,10 +16,11 @@ from microgrid.topology.models import Asset
 
 
 def _latest_cycle_pk(microgrid) -> int | None:
+    """The latest cycle: every cycle writes its chargers' deliveries."""
     row = (
-        Delivery.objects.filter(microgrid=microgrid)
-        .order_by("-created_at", "-pk")
-        .values_list("cycle_id", flat=True)[:1]
+        Cycle.objects.filter(microgrid=microgrid)
+        .order_by("-started_at", "-seq")
+        .values_list("pk", flat=True)[:1]
     )
     return row[0] if row else None
 

@@ -20,6 +20,7 @@ import logging
 import math
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -165,7 +166,7 @@ def deliveries_write(
 ) -> int:
     """Write the cycle's deliveries (in the caller's transaction); returns how many to send."""
     microgrid_pk = cycle.microgrid_id
-    now = timezone.now()
+    now = cycle.completed_at  # the cycle's clock (the simulator's, a benchmark's)
     config = DispatchConfig.objects.filter(microgrid_id=microgrid_pk).first()
     channel = channels.resolve_channel(cycle.microgrid, config)
     deadband = config.deadband_kw if config else DEFAULT_DEADBAND_KW
@@ -338,6 +339,23 @@ def backoff_s(attempts: int) -> float:
     return min(settings.DISPATCH_RETRY_MAX_S, base * 2 ** max(0, attempts - 1))
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """A claimed delivery, read as a tuple (never the cycle row: its document is large)."""
+
+    pk: int
+    delivery_id: str
+    batch_id: str
+    cycle_pk: int
+    target_type: str
+    target_id: str
+    scope: dict[str, Any] | None
+    channel: str
+    limit_kw: float
+    valid_until: datetime
+    attempts: int
+
+
 def deliveries_send(*, microgrid_id: str) -> int:
     """Send whatever of this microgrid is due; returns the number of deliveries sent."""
     microgrid = Microgrid.objects.filter(microgrid_id=microgrid_id).first()
@@ -360,26 +378,47 @@ def deliveries_send(*, microgrid_id: str) -> int:
         )
     if not claimed:
         return 0
-    rows = list(
-        Delivery.objects.filter(claim=token)
-        .select_related("cycle")
+    rows = [
+        Claimed(*values)
+        for values in Delivery.objects.filter(
+            microgrid=microgrid, status=DeliveryStatus.SENT, claim=token
+        )
         .order_by("target_type", "target_id")
+        .values_list(
+            "pk",
+            "delivery_id",
+            "batch_id",
+            "cycle_id",
+            "target_type",
+            "target_id",
+            "scope",
+            "channel",
+            "limit_kw",
+            "valid_until",
+            "attempts",
+        )
+    ]
+    cycle_ids = dict(
+        Cycle.objects.filter(pk__in={r.cycle_pk for r in rows}).values_list("pk", "cycle_id")
     )
     config = DispatchConfig.objects.filter(microgrid=microgrid).first()
-    groups: dict[tuple[str, str], list[Delivery]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[Claimed]] = defaultdict(list)
     for row in rows:
         groups[(row.channel, row.batch_id)].append(row)
     for (channel, batch_id), members in groups.items():
-        _send_batch(microgrid, config, channel, batch_id, members, token)
+        _send_batch(
+            microgrid, config, channel, batch_id, members, token, cycle_ids[members[0].cycle_pk]
+        )
     return len(rows)
 
 
-def _send_batch(microgrid, config, channel: str, batch_id: str, members, token: str) -> None:
-    cycle = members[0].cycle
+def _send_batch(
+    microgrid, config, channel: str, batch_id: str, members: list[Claimed], token, cycle_id
+) -> None:
     until = members[0].valid_until.isoformat()
     attempt = max(m.attempts for m in members)
 
-    def setpoint(m: Delivery) -> channels.Setpoint:
+    def setpoint(m: Claimed) -> channels.Setpoint:
         return channels.Setpoint(
             m.pk, m.delivery_id, m.target_type, m.target_id, m.scope, m.limit_kw, until
         )
@@ -387,7 +426,7 @@ def _send_batch(microgrid, config, channel: str, batch_id: str, members, token: 
     batch = channels.Batch(
         batch_id=batch_id,
         microgrid_id=microgrid.microgrid_id,
-        cycle_id=cycle.cycle_id,
+        cycle_id=cycle_id,
         valid_until=until,
         attempt=attempt,
         setpoints=[setpoint(m) for m in members if m.target_type == TargetType.CHARGER],
@@ -408,7 +447,7 @@ def _send_batch(microgrid, config, channel: str, batch_id: str, members, token: 
             )
     deliveries_record(
         microgrid=microgrid,
-        cycle=cycle,
+        cycle_pk=members[0].cycle_pk,
         channel=channel,
         batch_id=batch_id,
         members=members,
@@ -422,57 +461,35 @@ def _send_batch(microgrid, config, channel: str, batch_id: str, members, token: 
 def deliveries_record(
     *,
     microgrid: Microgrid,
-    cycle: Cycle,
+    cycle_pk: int,
     channel: str,
     batch_id: str,
-    members: list[Delivery],
+    members: list[Claimed],
     result: channels.SendResult,
     token: str,
     started_at: datetime,
     attempt: int,
 ) -> None:
-    """Record a channel's answer for a claimed batch (one UPDATE per resulting status)."""
+    """Record a channel's answer for a claimed batch, set-based: one UPDATE for the batch's
+    status (and one per delivery the channel answered otherwise), one upsert of the accepted
+    setpoints. Only rows this claim still holds change (a sweep may have expired them)."""
     now = timezone.now()
-    by_status: dict[str, list[Delivery]] = defaultdict(list)
-    for m in members:
-        by_status[result.per_delivery.get(m.pk, result.status)].append(m)
+    exceptions: dict[str, list[int]] = defaultdict(list)
+    for pk, status in result.per_delivery.items():
+        if status != result.status:
+            exceptions[status].append(pk)
+    held = Delivery.objects.filter(
+        microgrid=microgrid, status=DeliveryStatus.SENT, claim=token, batch_id=batch_id
+    )
     with transaction.atomic():
-        for status, rows in by_status.items():
-            fields: dict[str, Any] = {
-                "status": status,
-                "answered_at": now,
-                "last_error": "" if status == DeliveryStatus.ACCEPTED else result.error[:300],
-                "claim": "",
-            }
-            if status == DeliveryStatus.FAILED:
-                fields["next_attempt_at"] = now + timedelta(seconds=backoff_s(attempt))
-            # Only rows still held by this claim: a sweep may have expired them meanwhile.
-            Delivery.objects.filter(pk__in=[r.pk for r in rows], claim=token).update(**fields)
-        accepted = [
-            r for r in by_status.get(DeliveryStatus.ACCEPTED, []) if r.target_type == "CHARGER"
-        ]
-        if accepted:
-            LastAccepted.objects.bulk_create(
-                [
-                    LastAccepted(
-                        microgrid=microgrid,
-                        target_type=r.target_type,
-                        target_id=r.target_id,
-                        limit_kw=r.limit_kw,
-                        valid_until=r.valid_until,
-                        delivery_id=r.delivery_id,
-                        accepted_at=now,
-                    )
-                    for r in accepted
-                ],
-                update_conflicts=True,
-                unique_fields=["microgrid", "target_type", "target_id"],
-                update_fields=["limit_kw", "valid_until", "delivery_id", "accepted_at"],
-            )
+        for status, pks in exceptions.items():
+            held.filter(pk__in=pks).update(**_answer_fields(status, result, now, attempt))
+        held.update(**_answer_fields(result.status, result, now, attempt))
+        _remember_accepted(microgrid.pk, token, batch_id, now)
         DeliveryAttempt.objects.create(
             batch_id=batch_id,
             microgrid=microgrid,
-            cycle=cycle,
+            cycle_id=cycle_pk,
             channel=channel,
             attempt=attempt,
             targets=len(members),
@@ -481,6 +498,40 @@ def deliveries_record(
             outcome=result.status,
             http_status=result.http_status,
             error=result.error[:300],
+        )
+
+
+def _answer_fields(status: str, result, now: datetime, attempt: int) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "status": status,
+        "answered_at": now,
+        "last_error": "" if status == DeliveryStatus.ACCEPTED else result.error[:300],
+    }
+    if status == DeliveryStatus.FAILED:
+        fields["next_attempt_at"] = now + timedelta(seconds=backoff_s(attempt))
+    return fields
+
+
+def _remember_accepted(microgrid_pk: int, token: str, batch_id: str, now: datetime) -> None:
+    """Upsert the batch's accepted charger setpoints into LastAccepted, in the database."""
+    qn = connection.ops.quote_name
+    la, dl = qn(LastAccepted._meta.db_table), qn(Delivery._meta.db_table)
+    at = LastAccepted._meta.get_field("accepted_at").get_db_prep_value(now, connection)
+    # "WHERE true" lets SQLite tell the upsert's ON CONFLICT from a join constraint.
+    sql = (
+        f"INSERT INTO {la} (microgrid_id, target_type, target_id, limit_kw, valid_until, "
+        f"delivery_id, accepted_at) "
+        f"SELECT microgrid_id, target_type, target_id, limit_kw, valid_until, delivery_id, %s "
+        f"FROM {dl} WHERE microgrid_id = %s AND claim = %s AND batch_id = %s "
+        f"AND status = %s AND target_type = %s AND true "
+        f"ON CONFLICT (microgrid_id, target_type, target_id) DO UPDATE SET "
+        f"limit_kw = excluded.limit_kw, valid_until = excluded.valid_until, "
+        f"delivery_id = excluded.delivery_id, accepted_at = excluded.accepted_at"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [at, microgrid_pk, token, batch_id, DeliveryStatus.ACCEPTED, TargetType.CHARGER],
         )
 
 
