@@ -21,6 +21,7 @@ migrate: install
 
 demo: migrate
 	$(PY) manage.py load_profile simulator/profiles/demo_depot.yaml
+	$(PY) manage.py load_profile simulator/profiles/demo_depot_harbour.yaml
 	$(PY) manage.py demo_users
 
 # Web server, a real Celery worker with embedded beat on the serverless

@@ -65,7 +65,7 @@ def _charts(microgrid) -> dict:
 
 @manage_view()
 def cycle_list_page(request, microgrid_id: str):
-    microgrid = microgrid_get(microgrid_id)
+    microgrid = microgrid_get(microgrid_id, user=request.user)
     filter_error = None
     try:
         cycles = selectors.cycle_list(microgrid, params=request.GET, limit=100)
@@ -88,7 +88,7 @@ def cycle_list_page(request, microgrid_id: str):
 
 @manage_view()
 def cycle_detail_page(request, microgrid_id: str, cycle_id: str):
-    microgrid = microgrid_get(microgrid_id)
+    microgrid = microgrid_get(microgrid_id, user=request.user)
     cycle = selectors.cycle_get(microgrid, cycle_id)
     doc = selectors.cycle_document(cycle)
     fallback_inputs = {}
@@ -110,7 +110,7 @@ def cycle_detail_page(request, microgrid_id: str, cycle_id: str):
 
 @manage_view()
 def breach_list_page(request, microgrid_id: str):
-    microgrid = microgrid_get(microgrid_id)
+    microgrid = microgrid_get(microgrid_id, user=request.user)
     params = {"status": request.GET.get("status", "")}
     breaches = list(
         selectors.breach_list(
@@ -130,7 +130,7 @@ def breach_list_page(request, microgrid_id: str):
 
 @manage_view()
 def breach_detail_page(request, microgrid_id: str, breach_id: str):
-    microgrid = microgrid_get(microgrid_id)
+    microgrid = microgrid_get(microgrid_id, user=request.user)
     breach = selectors.breach_get(microgrid, breach_id)
     context = {
         "microgrid": microgrid,
@@ -148,7 +148,7 @@ def rebalance_page(request, microgrid_id: str):
 
     from balancing.services import cycle_request, trigger_of
 
-    microgrid = microgrid_get(microgrid_id)
+    microgrid = microgrid_get(microgrid_id, user=request.user)
     if request.method != "POST":
         return redirect(f"/manage/microgrids/{microgrid.microgrid_id}/cycles/")
     outcome = cycle_request(microgrid=microgrid, trigger=trigger_of("API"))

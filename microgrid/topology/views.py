@@ -9,6 +9,7 @@ from django.shortcuts import render
 from microgrid.common.pages import manage_view
 from microgrid.common.roles import WRITERS, has_any_role
 from microgrid.topology import selectors
+from microgrid.topology.access import sees_every_microgrid
 from microgrid.topology.card import microgrid_card, microgrid_tabs, page_sections
 from microgrid.topology.choices import AssetKind, NodeKind
 from microgrid.topology.diagram import render_topology_svg
@@ -20,13 +21,14 @@ def _base_context(microgrid, active: str, **extra):
 
 @manage_view()
 def microgrid_list(request):
-    microgrids = list(selectors.microgrid_list())
-    return render(request, "manage/microgrid_list.html", {"microgrids": microgrids})
+    microgrids = list(selectors.microgrid_list(user=request.user))
+    context = {"microgrids": microgrids, "sees_every": sees_every_microgrid(request.user)}
+    return render(request, "manage/microgrid_list.html", context)
 
 
 @manage_view()
 def microgrid_card_page(request, microgrid_id: str):
-    microgrid = selectors.microgrid_get(microgrid_id)
+    microgrid = selectors.microgrid_get(microgrid_id, user=request.user)
     document = selectors.topology_document(microgrid)
     counts = defaultdict(int)
     for asset in document["assets"]:
@@ -49,7 +51,7 @@ def microgrid_card_page(request, microgrid_id: str):
 
 @manage_view()
 def topology_page(request, microgrid_id: str):
-    microgrid = selectors.microgrid_get(microgrid_id)
+    microgrid = selectors.microgrid_get(microgrid_id, user=request.user)
     document = selectors.topology_document(microgrid)
     return render(
         request,
