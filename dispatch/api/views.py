@@ -32,7 +32,7 @@ class SetpointsView(ApiView):
         tag="dispatch",
     )
     def get(self, request, microgrid_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         params = SetpointsQuerySerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         return Response(
