@@ -188,9 +188,7 @@ def test_a_newer_cycle_supersedes_what_an_older_one_could_not_deliver(
     assert [r.json["cycle_id"] for r in receiver.received] == [first.cycle_id, second.cycle_id]
 
 
-def test_an_unchanged_setpoint_is_not_sent_again_until_it_nears_expiry(
-    microgrid, receiver, cycle
-):
+def test_an_unchanged_setpoint_is_not_sent_again_until_it_nears_expiry(microgrid, receiver, cycle):
     Microgrid.objects.filter(pk=microgrid.pk).update(cycle_interval_s=60)  # valid for 180 s
     config = _hook(microgrid, receiver.url, deadband_kw=0.5, refresh_s=30)
     _feed(microgrid, requested=(40, 50, 60))
