@@ -30,6 +30,7 @@ demo: migrate
 # Ctrl-C stops them all.
 run: demo
 	@echo "Microgrid is at http://$(HOST):$(PORT)/manage/  (login: operator / operator-demo, support / support-demo)"
+	@echo "operator is a member of the demo depot MG.DEMO-1 only; support also sees the second depot MG.HARBOUR-1"
 	@trap 'kill 0' INT TERM EXIT; \
 	$(VENV)/bin/celery -A microgrid worker -B -Q celery --loglevel=INFO --concurrency=1 -n main@%h & \
 	$(VENV)/bin/celery -A microgrid worker -Q dispatch --pool threads --concurrency=8 --loglevel=INFO -n dispatch@%h & \
