@@ -5,13 +5,6 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from dispatch.choices import DeliveryStatus
-from microgrid.common.fields import ID_PATTERN
-
-
-class SetpointsQuerySerializer(serializers.Serializer):
-    asset_id = serializers.RegexField(
-        rf"^{ID_PATTERN}\Z", required=False, help_text="only this charger"
-    )
 
 
 class SetpointSerializer(serializers.Serializer):

@@ -6,9 +6,10 @@ from __future__ import annotations
 from rest_framework.response import Response
 
 from dispatch import selectors
-from dispatch.api.serializers import SetpointsQuerySerializer, SetpointsSerializer
+from dispatch.api.serializers import SetpointsSerializer
+from dispatch.filters import SetpointFilter
 from microgrid.common.api import ApiView
-from microgrid.common.openapi import api_doc, query
+from microgrid.common.openapi import api_doc
 from microgrid.common.roles import INTEGRATION, READERS
 from microgrid.topology.selectors import microgrid_get
 
@@ -20,21 +21,12 @@ class SetpointsView(ApiView):
         operation_id="setpoints_current",
         summary="The currently valid setpoint of every charger, and scope budgets "
         "(integration, operator, support)",
-        parameters=[
-            query(
-                "asset_id",
-                {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
-                "only this charger",
-            )
-        ],
+        parameters=SetpointFilter.parameters(),
         ok={200: SetpointsSerializer},
         errors={404: "MICROGRID_NOT_FOUND", 422: "FIELD_INVALID naming the filter"},
         tag="dispatch",
     )
     def get(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id, user=request.user)
-        params = SetpointsQuerySerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        return Response(
-            selectors.setpoints_current(microgrid, asset_id=params.validated_data.get("asset_id"))
-        )
+        asset_id = SetpointFilter(request.query_params).value("asset_id")
+        return Response(selectors.setpoints_current(microgrid, asset_id=asset_id))
