@@ -25,12 +25,15 @@ demo: migrate
 	$(PY) manage.py demo_users
 
 # Web server, a real Celery worker with embedded beat on the serverless
-# filesystem broker, and live demo telemetry; Ctrl-C stops all three.
+# filesystem broker, a dispatch worker that sends setpoints (threads: a slow
+# webhook receiver holds one thread, never a cycle), and live demo telemetry;
+# Ctrl-C stops them all.
 run: demo
 	@echo "Microgrid is at http://$(HOST):$(PORT)/manage/  (login: operator / operator-demo, support / support-demo)"
 	@echo "operator is a member of the demo depot MG.DEMO-1 only; support also sees the second depot MG.HARBOUR-1"
 	@trap 'kill 0' INT TERM EXIT; \
-	$(VENV)/bin/celery -A microgrid worker -B --loglevel=INFO --concurrency=1 & \
+	$(VENV)/bin/celery -A microgrid worker -B -Q celery --loglevel=INFO --concurrency=1 -n main@%h & \
+	$(VENV)/bin/celery -A microgrid worker -Q dispatch --pool threads --concurrency=8 --loglevel=INFO -n dispatch@%h & \
 	$(PY) manage.py demo_feed & \
 	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
 
@@ -41,7 +44,7 @@ serve: migrate
 	WEB_BIND=$(HOST):$(PORT) $(VENV)/bin/gunicorn -c python:microgrid.gunicorn_conf
 
 worker: install
-	$(VENV)/bin/celery -A microgrid worker -B --loglevel=INFO
+	$(VENV)/bin/celery -A microgrid worker -B -Q celery,dispatch --loglevel=INFO
 
 # The suite on the embedded default (SQLite). Browser, Redis and schemathesis tests run in .ci/run.
 test: install
