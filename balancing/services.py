@@ -8,7 +8,9 @@ trigger that arrives meanwhile waits for the lock; if the cycle that held it
 already served that trigger (it was pending when that cycle started), the
 trigger is answered with that cycle: coalesced, never lost, never run in
 parallel. A crash anywhere leaves no partial cycle: everything is written in
-one transaction, and the dispatcher is called only after commit.
+one transaction: the `cycle_stored` signal lets the dispatch app write the
+cycle's deliveries (its outbox) in that same transaction, and an explicitly
+passed dispatcher (tooling) is called only after commit.
 """
 
 from __future__ import annotations
@@ -25,14 +27,16 @@ from simple_history.utils import bulk_create_with_history
 
 from balancing.breaches import detect_breaches
 from balancing.choices import BreachStatus, TriggerType
-from balancing.dispatch import ChargingLimit, Dispatcher, ScopeBudget, default_dispatcher
+from balancing.dispatch import ChargingLimit, Dispatcher, ScopeBudget
 from balancing.engine import allocate
 from balancing.inputs import CycleInputs, gather_inputs
 from balancing.models import Breach, Cycle, CycleTrigger
+from balancing.signals import cycle_stored
 from microgrid.capabilities.scopes import Scope
 from microgrid.common.errors import DomainError
 from microgrid.common.prepared import PreparedRead
 from microgrid.envelopes.selectors import enrich_binding
+from microgrid.envelopes.signals import cycle_completed
 from microgrid.topology.models import Microgrid
 from microgrid.topology.selectors import check_scope
 from microgrid.topology.services import lock_microgrid, try_lock_microgrid
@@ -89,7 +93,7 @@ def cycle_request(
     asked = clock()
     if requested_at is not None and requested_at < asked:
         asked = requested_at
-    out = dispatcher or default_dispatcher()
+    out = dispatcher
     with transaction.atomic():
         locked = try_lock_microgrid(microgrid)
         if locked is not None:
@@ -123,7 +127,7 @@ def _check_topology(locked: Microgrid) -> None:
 
 def _serve(locked, pending: CycleTrigger, trigger, scope, clock, valid_for_s, out) -> Cycle:
     """Inside the transaction, the microgrid locked: run the cycle, serve the waiting
-    triggers, dispatch after the commit."""
+    triggers, hand the setpoints to the outbox (and a tooling dispatcher after the commit)."""
     cycle = _run_locked(
         locked,
         trigger=trigger,
@@ -142,9 +146,12 @@ def _serve(locked, pending: CycleTrigger, trigger, scope, clock, valid_for_s, ou
     else:
         CycleTrigger.objects.filter(pk=pending.pk).update(served_by=cycle)
     limits, budgets = _setpoints(cycle)
-    transaction.on_commit(
-        lambda: out.dispatch(microgrid_id=locked.microgrid_id, limits=limits, budgets=budgets)
-    )
+    # The outbox is written here, in the cycle's transaction (the dispatch app's receiver).
+    cycle_stored.send(sender=Cycle, cycle=cycle, limits=limits, budgets=budgets)
+    if out is not None:
+        transaction.on_commit(
+            lambda: out.dispatch(microgrid_id=locked.microgrid_id, limits=limits, budgets=budgets)
+        )
     return cycle
 
 
@@ -153,7 +160,7 @@ _last_seq = PreparedRead(
     lambda microgrid: (
         Cycle.objects.filter(microgrid_id=microgrid)
         .order_by("-seq")
-        .values_list("seq", flat=True)[:1]
+        .values_list("seq", "record_part_id")[:1]
     ),
     microgrid=int,
 )
@@ -173,7 +180,7 @@ def _run_locked(microgrid, *, trigger, scope, started_at, clock, valid_for_s) ->
     interval = valid_for_s or microgrid.cycle_interval_s
     valid_until = completed_at + timedelta(seconds=3 * interval)
     last = _last_seq(microgrid=microgrid.pk)
-    seq = (last[0] if last else 0) + 1
+    seq = (last[0][0] if last else 0) + 1
     cycle_id = stable_id("cycle", microgrid.microgrid_id, seq)
     document = _document(
         microgrid, cycle_id, scope, trigger, started_at, completed_at, result, inputs, valid_until
@@ -197,9 +204,39 @@ def _run_locked(microgrid, *, trigger, scope, started_at, clock, valid_for_s) ->
         document=document,
         snapshot=inputs.snapshot(topology_version=microgrid.topology_version),
     )
+    # The previous cycle's shared columns: the record stores only what differs from them.
+    cycle.base_part = last[0][1] if last else None
     cycle.save()
     breaches.apply(cycle)
+    _announce(microgrid, cycle, result, inputs, breaches)
     return cycle
+
+
+def _announce(microgrid, cycle: Cycle, result, inputs: CycleInputs, breaches: BreachPlan) -> None:
+    """After the commit, tell the envelopes app what it needs for OSCP compliance errors
+    (a signal: it sits below balancing). Only when some node had an enforced envelope."""
+    nodes = [
+        {
+            "node_id": n.node_id,
+            "uncontrolled_load_kw": n.uncontrolled_load_kw,
+            "envelope_ids": list(inputs.limits[n.node_id].envelope_ids),
+        }
+        for n in result.nodes
+        if n.node_id in inputs.limits and inputs.limits[n.node_id].envelope_ids
+    ]
+    if not nodes:
+        return
+    facts = {
+        "microgrid_pk": microgrid.pk,
+        "cycle_id": cycle.cycle_id,
+        "at": cycle.started_at,
+        "nodes": nodes,
+        "breaches": [
+            {key: b[key] for key in ("breach_id", "node_id", "measured_kw", "exceeded", "new")}
+            for b in breaches.documents
+        ],
+    }
+    transaction.on_commit(lambda: cycle_completed.send_robust(sender=Cycle, **facts))
 
 
 def _document(

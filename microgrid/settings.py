@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "microgrid.capabilities",
     "microgrid.envelopes",
     "balancing",
+    "dispatch",
     "legacy_circuit",
     "simulator",
     # Tooling, not product: carries `manage.py bench` (benchmarks, fleet harness).
@@ -158,8 +159,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["microgrid.common.roles.IsCanonicalReader"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's JSON parser and renderer through orjson (microgrid/common/jsonfast.py).
+    "DEFAULT_PARSER_CLASSES": ["microgrid.common.jsonfast.FastJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["microgrid.common.jsonfast.FastJSONRenderer"],
     "EXCEPTION_HANDLER": "microgrid.common.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -236,6 +238,12 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": 3600.0,
         "options": {"expires": 3000},
     },
+    # Cycle aggregates per 15 minutes, then pruning of full cycles and old aggregates.
+    "balancing-maintain-cycles": {
+        "task": "balancing.maintain_cycles",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     "telemetry-prune": {
         "task": "telemetry.prune",
         "schedule": 3600.0,
@@ -253,13 +261,44 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": 5.0,
         "options": {"expires": 5.0},
     },
+    # OSCP outbound: heartbeats and measurements due, retries due, segment sets timed out.
+    "envelopes-oscp-tick": {
+        "task": "envelopes.oscp_tick",
+        "schedule": 5.0,
+        "options": {"expires": 5.0},
+    },
 }
+
+# Setpoint deliveries (dispatch/): sends go to their own queue, so a slow receiver holds a
+# dispatch worker slot, never a cycle (`celery worker -Q dispatch --pool threads`).
+CELERY_TASK_ROUTES = {"dispatch.deliver": {"queue": "dispatch"}}
+CELERY_BEAT_SCHEDULE["dispatch-sweep"] = {
+    "task": "dispatch.sweep",
+    "schedule": float(env_int("DISPATCH_SWEEP_S", 2)),
+    "options": {"expires": 2.0},
+}
+DISPATCH_WEBHOOK_TIMEOUT_S = float(env_str("DISPATCH_WEBHOOK_TIMEOUT_S", "5"))
+# A claim older than this is a worker that died mid-send: its deliveries are sent again.
+# It must outlast a send (the webhook timeout), or a slow send would be sent twice.
+DISPATCH_LEASE_S = max(env_int("DISPATCH_LEASE_S", 30), int(DISPATCH_WEBHOOK_TIMEOUT_S) + 2)
+DISPATCH_RETRY_BASE_S = float(env_str("DISPATCH_RETRY_BASE_S", "1"))
+DISPATCH_RETRY_MAX_S = float(env_str("DISPATCH_RETRY_MAX_S", "30"))
 
 # Scheduled cycles per Celery task (balancing.tasks.run_scheduled_cycles): one broker round
 # trip and acknowledgement for this many cycles; 1 gives a task per microgrid.
 BALANCING_SCHEDULE_BATCH = env_int("BALANCING_SCHEDULE_BATCH", 10)
-BALANCING_DISPATCHER = env_str("BALANCING_DISPATCHER", "balancing.dispatch.LoggingDispatcher")
+# OSCP: the base URL this product's register gives the CP (else the URL the CP's register
+# came in on) and how long one outbound request may take.
+OSCP_FP_BASE_URL = env_str("OSCP_FP_BASE_URL", "")
+OSCP_OUTBOUND_TIMEOUT_S = env_int("OSCP_OUTBOUND_TIMEOUT_S", 5)
 TELEMETRY_RETENTION_HOURS = env_int("TELEMETRY_RETENTION_HOURS", 48)
+# Full cycles (document and snapshot) are kept this long, then only their per-node 15-minute
+# aggregates, which are kept CYCLE_AGGREGATE_RETENTION_DAYS; breaches, envelopes, limits and
+# topology history stay. Each maintenance run (every minute) handles at most
+# CYCLE_MAINTENANCE_BATCH rows per step (balancing/lifecycle.py).
+CYCLE_RETENTION_DAYS = env_int("CYCLE_RETENTION_DAYS", 14)
+CYCLE_AGGREGATE_RETENTION_DAYS = env_int("CYCLE_AGGREGATE_RETENTION_DAYS", 400)
+CYCLE_MAINTENANCE_BATCH = env_int("CYCLE_MAINTENANCE_BATCH", 5000)
 TELEMETRY_MAX_BATCH = env_int("TELEMETRY_MAX_BATCH", 5000)
 
 # Production hardening; `manage.py check --deploy` is clean with DEBUG=false.

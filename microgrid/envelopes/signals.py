@@ -10,6 +10,12 @@
 - `scope_followers(microgrid)` -> `{(scope_type, node_id): {circuit_id, name,
   available_capacity_kw, configured_capacity_kw}}`: the legacy record that follows each scope's
   envelopes, shown beside them (collected).
+- `cycle_completed`: sent by the balancing app after a cycle committed, only when some node
+  of the cycle had an enforced operating envelope. Keyword arguments:
+  `microgrid_pk`: int; `cycle_id`: str; `at`: the cycle's started_at;
+  `nodes`: [{"node_id", "uncontrolled_load_kw", "envelope_ids": [...]}] for those nodes;
+  `breaches`: [{"breach_id", "node_id", "measured_kw", "exceeded": [...], "new": bool}],
+  the open breaches of the cycle.
 """
 
 from django.dispatch import Signal
@@ -17,3 +23,4 @@ from django.dispatch import Signal
 envelopes_settled = Signal()
 enforcement_changed = Signal()
 scope_followers = Signal()
+cycle_completed = Signal()

@@ -85,6 +85,7 @@ ACCESS: dict[str, dict[str, frozenset[str]]] = {
     MG + "operating-envelopes/<mgid:envelope_id>/withdraw/": {"POST": SUPPORT_ONLY},
     MG + "rebalance/": {"POST": WRITE},
     MG + "cycles/": {"GET": READ},
+    MG + "setpoints/": {"GET": READ | {INTEGRATION}},
     MG + "cycles/<mgid:cycle_id>/": {"GET": READ},
     MG + "breaches/": {"GET": READ},
     MG + "breaches/<mgid:breach_id>/": {"GET": READ},
@@ -102,6 +103,7 @@ ACCESS: dict[str, dict[str, frozenset[str]]] = {
     "api/*": {"GET": EVERYONE, "POST": EVERYONE},
     "oscp/*": {"GET": EVERYONE, "POST": EVERYONE},
     # OSCP 2.0 inbound: peers with their own token only.
+    "oscp/fp/2.0/register": {"POST": PEERS, "PUT": PEERS, "DELETE": PEERS},
     "oscp/fp/2.0/handshake": {"POST": PEERS},
     "oscp/fp/2.0/heartbeat": {"POST": PEERS},
     "oscp/fp/2.0/update_group_capacity_forecast": {"POST": PEERS},

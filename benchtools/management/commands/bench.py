@@ -15,12 +15,12 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.test.utils import override_settings
 
-from benchtools import benchmarks
+from benchtools import benchmarks, http_bench, storage_bench
 from benchtools import fleet as fleet_bench
 from benchtools.meters import machine
 
-WHAT = ("engine", "cycle", "reads", "ingest", "oscp")
-ALONE = ("fleet",)
+WHAT = ("engine", "cycle", "reads", "ingest", "oscp", "dispatch")
+ALONE = ("fleet", "http", "storage")
 
 
 class Command(BaseCommand):
@@ -61,6 +61,14 @@ class Command(BaseCommand):
     def handle(self, *args, what, out, repeat, quick, **options):
         what = [what] if isinstance(what, str) else what
         chosen = WHAT if "all" in what else tuple(what)
+        if "storage" in chosen:
+            problem = storage_bench.refuse_unless_postgres()
+            if problem:
+                raise CommandError(problem)
+        if "http" in chosen:
+            problem = http_bench.refuse_unless_postgres()
+            if problem:
+                raise CommandError(problem)
         if "fleet" in chosen:
             problem = fleet_bench.refuse_unless_real_services()
             if problem:
@@ -73,7 +81,7 @@ class Command(BaseCommand):
             self.measure(chosen, out=out, repeat=repeat, quick=quick, options=options)
 
     def measure(self, chosen, *, out, repeat, quick, options) -> None:
-        report: dict = {"machine": machine()}
+        report: dict = {"machine": machine(), "load_average_at_start": http_bench.load_average()}
         w = self.stdout.write
         if "engine" in chosen:
             sizes = ((10, 5), (100, 20)) if quick else benchmarks.ENGINE_SIZES
@@ -145,6 +153,43 @@ class Command(BaseCommand):
                 w(
                     f"  {label:<27} p50 {s['median_ms']:>8.2f}ms  p95 {s['p95_ms']:>8.2f}ms"
                     + (f"  queries {queries:>3}" if queries is not None else "")
+                )
+        if "http" in chosen:
+            report["http"] = http_bench.bench_http(
+                workers=options["workers"],
+                repeat=repeat,
+                ingest_rounds=2 if quick else 10,
+                say=w,
+            )
+        if "storage" in chosen:
+            w("\nStorage on PostgreSQL (cycle tables with indexes and TOAST)")
+            report["storage"] = storage_bench.bench_storage(
+                cycles=10 if quick else 40, say=w, quick=quick
+            )
+        if "dispatch" in chosen:
+            from benchtools.dispatch_bench import bench_dispatch
+
+            r = report["dispatch"] = bench_dispatch(
+                chargers=200 if quick else 2000, repeat=max(5, repeat // 2)
+            )
+            wr, wh = r["write"], r["webhook"]
+            w(f"\nDispatch outbox, {r['chargers']} chargers on {connection.vendor}")
+            w(
+                f"  deliveries written in the cycle: p50 {wr['deliveries_write']['median_ms']:.2f}ms"
+                f"  p95 {wr['deliveries_write']['p95_ms']:.2f}ms; cycle p50 "
+                f"{wr['cycle_with_outbox']['median_ms']:.2f}ms with, "
+                f"{wr['cycle_without_outbox']['median_ms']:.2f}ms without the outbox"
+            )
+            w(
+                f"  webhook delivery of {wh['setpoints']} setpoints ({wh['body_bytes']} bytes): "
+                f"p50 {wh['send']['median_ms']:.2f}ms  p95 {wh['send']['p95_ms']:.2f}ms, of which "
+                f"the receiver p50 {wh['receiver']['median_ms']:.2f}ms"
+            )
+            for st in r["steady"]:
+                w(
+                    f"  steady state, interval {st['interval_s']} s (valid {st['valid_for_s']} s), "
+                    f"refresh {st['refresh_s']} s: {100 * st['sent_fraction_mean']:.1f}% of "
+                    f"setpoints sent per cycle"
                 )
         if "fleet" in chosen:
             report["fleet"] = self.fleet(options)
