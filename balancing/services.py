@@ -35,6 +35,7 @@ from balancing.signals import cycle_stored
 from microgrid.capabilities.scopes import Scope, parse_scope
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.prepared import PreparedRead
+from microgrid.envelopes.signals import cycle_completed
 from microgrid.topology.models import Microgrid, MicrogridNode
 from microgrid.topology.services import lock_microgrid, try_lock_microgrid
 
@@ -240,7 +241,35 @@ def _run_locked(microgrid, *, trigger, scope, started_at, clock, valid_for_s) ->
     )
     cycle.save()
     breaches.apply(cycle)
+    _announce(microgrid, cycle, result, inputs, breaches)
     return cycle
+
+
+def _announce(microgrid, cycle: Cycle, result, inputs: CycleInputs, breaches: BreachPlan) -> None:
+    """After the commit, tell the envelopes app what it needs for OSCP compliance errors
+    (a signal: it sits below balancing). Only when some node had an enforced envelope."""
+    nodes = [
+        {
+            "node_id": n.node_id,
+            "uncontrolled_load_kw": n.uncontrolled_load_kw,
+            "envelope_ids": list(inputs.limits[n.node_id].envelope_ids),
+        }
+        for n in result.nodes
+        if n.node_id in inputs.limits and inputs.limits[n.node_id].envelope_ids
+    ]
+    if not nodes:
+        return
+    facts = {
+        "microgrid_pk": microgrid.pk,
+        "cycle_id": cycle.cycle_id,
+        "at": cycle.started_at,
+        "nodes": nodes,
+        "breaches": [
+            {key: b[key] for key in ("breach_id", "node_id", "measured_kw", "exceeded", "new")}
+            for b in breaches.documents
+        ],
+    }
+    transaction.on_commit(lambda: cycle_completed.send_robust(sender=Cycle, **facts))
 
 
 def _document(

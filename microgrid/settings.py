@@ -255,6 +255,12 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": 5.0,
         "options": {"expires": 5.0},
     },
+    # OSCP outbound: heartbeats and measurements due, retries due, segment sets timed out.
+    "envelopes-oscp-tick": {
+        "task": "envelopes.oscp_tick",
+        "schedule": 5.0,
+        "options": {"expires": 5.0},
+    },
 }
 
 # Setpoint deliveries (dispatch/): sends go to their own queue, so a slow receiver holds a
@@ -282,7 +288,10 @@ OCPP_POLL_S = float(env_str("OCPP_POLL_S", "0.5"))
 # Scheduled cycles per Celery task (balancing.tasks.run_scheduled_cycles): one broker round
 # trip and acknowledgement for this many cycles; 1 gives a task per microgrid.
 BALANCING_SCHEDULE_BATCH = env_int("BALANCING_SCHEDULE_BATCH", 10)
-
+# OSCP: the base URL this product's register gives the CP (else the URL the CP's register
+# came in on) and how long one outbound request may take.
+OSCP_FP_BASE_URL = env_str("OSCP_FP_BASE_URL", "")
+OSCP_OUTBOUND_TIMEOUT_S = env_int("OSCP_OUTBOUND_TIMEOUT_S", 5)
 TELEMETRY_RETENTION_HOURS = env_int("TELEMETRY_RETENTION_HOURS", 48)
 TELEMETRY_MAX_BATCH = env_int("TELEMETRY_MAX_BATCH", 5000)
 

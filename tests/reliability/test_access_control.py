@@ -104,6 +104,7 @@ ACCESS: dict[str, dict[str, frozenset[str]]] = {
     "api/*": {"GET": EVERYONE, "POST": EVERYONE},
     "oscp/*": {"GET": EVERYONE, "POST": EVERYONE},
     # OSCP 2.0 inbound: peers with their own token only.
+    "oscp/fp/2.0/register": {"POST": PEERS, "PUT": PEERS, "DELETE": PEERS},
     "oscp/fp/2.0/handshake": {"POST": PEERS},
     "oscp/fp/2.0/heartbeat": {"POST": PEERS},
     "oscp/fp/2.0/update_group_capacity_forecast": {"POST": PEERS},
