@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 OCPP_PORT ?= 9000
 
-.PHONY: run test install lint format migrate demo worker bench clean
+.PHONY: run serve test install lint format migrate demo worker bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ run: demo
 	$(PY) manage.py ocpp_gateway --host $(HOST) --port $(OCPP_PORT) & \
 	$(PY) manage.py demo_feed & \
 	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
+
+# The production web server: gunicorn, WEB_CONCURRENCY sync workers (default: one per core),
+# settings in microgrid/gunicorn_conf.py. Production sets DEBUG=false, SECRET_KEY, DATABASE_URL...
+serve: migrate
+	$(PY) manage.py collectstatic --noinput -v0
+	WEB_BIND=$(HOST):$(PORT) $(VENV)/bin/gunicorn -c python:microgrid.gunicorn_conf
 
 worker: install
 	$(VENV)/bin/celery -A microgrid worker -B -Q celery,dispatch --loglevel=INFO
