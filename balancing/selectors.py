@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
 
 from balancing.choices import BreachStatus
 from balancing.filters import BreachFilter, CycleFilter
-from balancing.models import Breach, Cycle
+from balancing.models import Breach, Cycle, decode_record, parts_columns
 from balancing.signals import cycle_document_read
 from microgrid.common.errors import DomainError
 
@@ -146,14 +147,19 @@ def card_page_context(microgrid) -> dict[str, Any]:
 def recent_series(microgrid, *, count: int = 40) -> dict[str, Any]:
     """Load against limit per node, and allocated vs requested per charger group, over recent cycles.
 
-    One query: the documents of the last `count` cycles, oldest first.
+    One query for the records of the last `count` cycles, oldest first (and one for their
+    shared columns when this process has not read them yet).
     """
-    docs = list(
+    rows = list(
         Cycle.objects.filter(microgrid=microgrid)
         .order_by("-started_at", "-seq")
-        .values_list("seq", "started_at", "document")[:count]
+        .values_list("seq", "started_at", "record", "record_part_id")[:count]
     )
-    docs.reverse()
+    rows.reverse()
+    parts = parts_columns(digest for *_, digest in rows)
+    docs = [
+        (seq, started, decode_record(data, digest, parts)[0]) for seq, started, data, digest in rows
+    ]
     labels = [started.strftime("%H:%M:%S") for _, started, _ in docs]
     per_node: dict[str, dict[str, list]] = defaultdict(lambda: {"load": [], "limit": []})
     per_group: dict[str, dict[str, list]] = defaultdict(lambda: {"allocated": [], "requested": []})
@@ -180,6 +186,53 @@ def recent_series(microgrid, *, count: int = 40) -> dict[str, Any]:
     return {
         "labels": labels,
         "nodes": {n: per_node[n] for n in node_order},
+        "groups": dict(sorted(per_group.items())),
+    }
+
+
+CHART_RANGES = {"1d": 1, "7d": 7, "30d": 30, "400d": 400}
+
+
+def aggregate_series(microgrid, *, days: int, now: datetime) -> dict[str, Any]:
+    """The shape of `recent_series` over a long range, from the 15-minute aggregates (averages
+    per bucket; one query whatever the range: at most 96 buckets a day per node)."""
+    from datetime import timedelta
+
+    from balancing.models import CycleAggregate
+
+    rows = CycleAggregate.objects.filter(
+        microgrid=microgrid, bucket_start__gte=now - timedelta(days=days)
+    ).values_list(
+        "bucket_start",
+        "node_id",
+        "cycles",
+        "load_kw_sum",
+        "limit_kw_sum",
+        "allocated_kw_sum",
+        "requested_kw_sum",
+    )
+    buckets = sorted({r[0] for r in rows})
+    at = {b: i for i, b in enumerate(buckets)}
+    fmt = "%H:%M" if days <= 1 else "%d %b %H:%M"
+    per_node: dict[str, dict[str, list]] = {}
+    per_group: dict[str, dict[str, list]] = {}
+    for bucket, node_id, cycles, load, limit, allocated, requested in sorted(
+        rows, key=lambda r: (r[1], r[0])
+    ):
+        n = per_node.setdefault(
+            node_id, {"load": [None] * len(buckets), "limit": [None] * len(buckets)}
+        )
+        n["load"][at[bucket]] = round(load / cycles, 3)
+        n["limit"][at[bucket]] = round(limit / cycles, 3)
+        if requested or allocated:
+            g = per_group.setdefault(
+                node_id, {"allocated": [None] * len(buckets), "requested": [None] * len(buckets)}
+            )
+            g["allocated"][at[bucket]] = round(allocated / cycles, 3)
+            g["requested"][at[bucket]] = round(requested / cycles, 3)
+    return {
+        "labels": [b.strftime(fmt) for b in buckets],
+        "nodes": per_node,
         "groups": dict(sorted(per_group.items())),
     }
 

@@ -195,7 +195,7 @@ _last_seq = PreparedRead(
     lambda microgrid: (
         Cycle.objects.filter(microgrid_id=microgrid)
         .order_by("-seq")
-        .values_list("seq", flat=True)[:1]
+        .values_list("seq", "record_part_id")[:1]
     ),
     microgrid=int,
 )
@@ -215,7 +215,7 @@ def _run_locked(microgrid, *, trigger, scope, started_at, clock, valid_for_s) ->
     interval = valid_for_s or microgrid.cycle_interval_s
     valid_until = completed_at + timedelta(seconds=3 * interval)
     last = _last_seq(microgrid=microgrid.pk)
-    seq = (last[0] if last else 0) + 1
+    seq = (last[0][0] if last else 0) + 1
     cycle_id = stable_id("cycle", microgrid.microgrid_id, seq)
     document = _document(
         microgrid, cycle_id, scope, trigger, started_at, completed_at, result, inputs, valid_until
@@ -239,6 +239,8 @@ def _run_locked(microgrid, *, trigger, scope, started_at, clock, valid_for_s) ->
         document=document,
         snapshot=inputs.snapshot(topology_version=microgrid.topology_version),
     )
+    # The previous cycle's shared columns: the record stores only what differs from them.
+    cycle.base_part = last[0][1] if last else None
     cycle.save()
     breaches.apply(cycle)
     _announce(microgrid, cycle, result, inputs, breaches)

@@ -13,8 +13,15 @@ from microgrid.topology.diagram import render_load_chart_svg
 from microgrid.topology.selectors import microgrid_get
 
 
-def _charts(microgrid) -> dict:
-    data = selectors.recent_series(microgrid)
+def _charts(microgrid, chart_range: str | None = None) -> dict:
+    """Recent cycles by default; over 1 to 400 days, the 15-minute aggregates."""
+    from django.utils import timezone
+
+    days = selectors.CHART_RANGES.get(chart_range or "")
+    if days:
+        data = selectors.aggregate_series(microgrid, days=days, now=timezone.now())
+    else:
+        data = selectors.recent_series(microgrid)
     labels = data["labels"]
     node_charts = [
         {
@@ -60,7 +67,13 @@ def _charts(microgrid) -> dict:
         }
         for node_id, s in data["groups"].items()
     ]
-    return {"node_charts": node_charts, "group_charts": group_charts, "cycle_count": len(labels)}
+    return {
+        "node_charts": node_charts,
+        "group_charts": group_charts,
+        "cycle_count": len(labels),
+        "chart_range": chart_range if days else "",
+        "chart_ranges": list(selectors.CHART_RANGES),
+    }
 
 
 @manage_view()
@@ -81,7 +94,7 @@ def cycle_list_page(request, microgrid_id: str):
         "outcomes": Outcome.values,
         "source_modes": SourceMode.values,
         "labels": CODE_LABELS,
-        **_charts(microgrid),
+        **_charts(microgrid, request.GET.get("range")),
     }
     return render(request, "manage/cycles.html", context)
 
