@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+OCPP_PORT ?= 9000
 
 .PHONY: run serve test install lint format migrate demo worker bench clean
 
@@ -26,7 +27,8 @@ demo: migrate
 
 # Web server, a real Celery worker with embedded beat on the serverless
 # filesystem broker, a dispatch worker that sends setpoints (threads: a slow
-# webhook receiver holds one thread, never a cycle), and live demo telemetry;
+# webhook receiver holds one thread, never a cycle), the OCPP gateway
+# (ws://HOST:OCPP_PORT/ocpp/<station_id>), and live demo telemetry;
 # Ctrl-C stops them all.
 run: demo
 	@echo "Microgrid is at http://$(HOST):$(PORT)/manage/  (login: operator / operator-demo, support / support-demo)"
@@ -34,6 +36,7 @@ run: demo
 	@trap 'kill 0' INT TERM EXIT; \
 	$(VENV)/bin/celery -A microgrid worker -B -Q celery --loglevel=INFO --concurrency=1 -n main@%h & \
 	$(VENV)/bin/celery -A microgrid worker -Q dispatch --pool threads --concurrency=8 --loglevel=INFO -n dispatch@%h & \
+	$(PY) manage.py ocpp_gateway --host $(HOST) --port $(OCPP_PORT) & \
 	$(PY) manage.py demo_feed & \
 	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
 

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "microgrid.envelopes",
     "balancing",
     "dispatch",
+    "stations",
     "legacy_circuit",
     "simulator",
     # Tooling, not product: carries `manage.py bench` (benchmarks, fleet harness).
@@ -283,6 +284,13 @@ DISPATCH_WEBHOOK_TIMEOUT_S = float(env_str("DISPATCH_WEBHOOK_TIMEOUT_S", "5"))
 DISPATCH_LEASE_S = max(env_int("DISPATCH_LEASE_S", 30), int(DISPATCH_WEBHOOK_TIMEOUT_S) + 2)
 DISPATCH_RETRY_BASE_S = float(env_str("DISPATCH_RETRY_BASE_S", "1"))
 DISPATCH_RETRY_MAX_S = float(env_str("DISPATCH_RETRY_MAX_S", "30"))
+
+# The OCPP gateway (stations/): the heartbeat interval BootNotification answers, and how long
+# a station may take to answer a call (SetChargingProfile) before it counts as FAILED.
+OCPP_HEARTBEAT_S = env_int("OCPP_HEARTBEAT_S", 60)
+OCPP_RESPONSE_TIMEOUT_S = env_int("OCPP_RESPONSE_TIMEOUT_S", 30)
+# How often each gateway looks for due deliveries of the stations it holds.
+OCPP_POLL_S = float(env_str("OCPP_POLL_S", "0.5"))
 
 # Scheduled cycles per Celery task (balancing.tasks.run_scheduled_cycles): one broker round
 # trip and acknowledgement for this many cycles; 1 gives a task per microgrid.

@@ -537,6 +537,8 @@ def _remainders(superseded, created, first_number: int, now) -> list[OperatingEn
             if w[0] < old.valid_until and old.valid_from < w[1]
         ]
         for frm, until in uncovered(old.valid_from, old.valid_until, mine):
+            if until <= now:
+                continue  # over before the receipt: nothing left to enforce, no new id
             n = first_number + len(parts)
             parts.append(
                 OperatingEnvelope(

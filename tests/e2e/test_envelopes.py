@@ -34,7 +34,14 @@ def block(start, end, capacity):
 
 
 @pytest.fixture
-def depot(microgrid):
+def now():
+    """One clock for the seeded history and the test's own forecasts: a forecast that means to
+    replace a seeded block covers exactly its window (a partial revision would leave a part)."""
+    return timezone.now()
+
+
+@pytest.fixture
+def depot(microgrid, now):
     """A peer with two bound groups, a legacy alias of the whole microgrid, and a history:
     OE-1 expired, OE-2 superseded by OE-3 (active), OE-4 pending on sb-1."""
     from legacy_circuit.models import CircuitAlias, LegacyCircuit
@@ -55,7 +62,6 @@ def depot(microgrid):
         circuit_id="CIR-100", name="Main", configured_capacity_kw=700, available_capacity_kw=700
     )
     CircuitAlias.objects.create(circuit=record, microgrid=microgrid, scope_type="MICROGRID")
-    now = timezone.now()
     sent = [
         ("GRP-N", block(now - 3 * H, now - 2 * H, 500), now - 4 * H),
         ("GRP-N", block(now - H, now + H, 400), now - 2 * H),
@@ -88,9 +94,8 @@ def send_forecast(page, body, request_id):
 
 
 def test_operators_read_active_and_historical_envelopes_with_source_and_history(
-    page, depot, screenshot
+    page, depot, now, screenshot
 ):
-    now = timezone.now()
     replacing = {"group_id": "GRP-N", "type": "CONSUMPTION",
                  "forecasted_blocks": [block(now - H, now + H, 350)]}  # fmt: skip
     assert send_forecast(page, replacing, "req-live-1").status == 204

@@ -138,6 +138,11 @@ def test_a_revision_received_inside_a_window_keeps_the_rest_of_it_enforced(bound
     assert enforced_ids(bound, T0 + 30 * M) == {"OE-3"}  # the part T0 .. T0 + 1 h
     assert root_limit(bound, T0 + 30 * M).effective_limit_kw == 200
     assert root_limit(bound, T0 + H + 45 * M).effective_limit_kw == 200
+    # A revision received later creates no part for the stretch already over.
+    receive(forecast_body(blocks=[block(T0 + 50 * M, T0 + H, 70)]), now=T0 + 55 * M)
+    assert not OperatingEnvelope.objects.filter(split_from__envelope_id="OE-3").exclude(
+        valid_until__gt=T0 + 55 * M
+    )
     # The beat task records no ACTIVATED for a part already in force at its split.
     envelope_transitions_record(now=T0 + 31 * M)
     assert not EnvelopeTransition.objects.filter(envelope__envelope_id="OE-3").exists()

@@ -244,6 +244,9 @@ ENDPOINTS = [
         bad_queries=("asset_id=%00", "asset_id=a%20b", "asset_id=" + "x" * 65),
     ),
     Endpoint(
+        "stations_list", "GET", "/api/microgrids/{mg}/stations/", "operator", _ids(), MG_UNKNOWN
+    ),
+    Endpoint(
         "cycles_list",
         "GET",
         "/api/microgrids/{mg}/cycles/",
