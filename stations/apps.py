@@ -8,19 +8,22 @@ class StationsConfig(AppConfig):
 
     def ready(self):
         from dispatch.channels import register_charger_resolver
+        from microgrid.topology.signals import card_page_sections, manage_tabs
         from stations.services import charger_channels
 
         # The OCPP gateways claim these themselves (dispatch.choices.NOT_BY_WORKER).
         register_charger_resolver(charger_channels)
+        # The Manage tab and card block (topology's signals); the profile section is found
+        # by the simulator in stations/profile.py.
+        manage_tabs.connect(_tabs, dispatch_uid="stations.manage_tabs")
+        card_page_sections.connect(_page_section, dispatch_uid="stations.card_page_sections")
 
-        from microgrid.topology.card import register_page_section, register_tab
-        from stations.selectors import card_context
 
-        register_tab(70, "stations", "Stations", "stations/")
-        register_page_section(56, "manage/_card_stations.html", card_context)
+def _tabs(sender, **kwargs) -> list[tuple[int, str, str, str]]:
+    return [(70, "stations", "Stations", "stations/")]
 
-        from simulator.loader import Section
-        from simulator.loader import register_section as register_profile_section
-        from stations.profile import SECTION, apply_stations, check_stations
 
-        register_profile_section(Section(SECTION, 70, check_stations, apply_stations))
+def _page_section(sender, *, microgrid, **kwargs) -> tuple:
+    from stations.selectors import card_context
+
+    return (56, "manage/_card_stations.html", card_context(microgrid))

@@ -109,3 +109,10 @@ def apply_stations(microgrid, value: Any, user) -> None:
                 StationEvse.objects.filter(station=station).delete()
                 for evse_id, asset_id in sorted(wanted):
                     StationEvse.objects.create(station=station, evse_id=evse_id, asset_id=asset_id)
+
+
+# Found by the simulator's profile loader (simulator/loader.py): the section, its order, its
+# check and how it is applied.
+ORDER = 70
+check = check_stations
+apply = apply_stations
