@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "microgrid.capabilities",
     "microgrid.envelopes",
     "balancing",
+    "microgrid.fleet",
     "legacy_circuit",
     "simulator",
 ]

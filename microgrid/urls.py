@@ -15,6 +15,7 @@ register_converter(IdConverter, "mgid")
 api_patterns = [
     path("schema/", SchemaView.as_view(), name="api-schema"),
     path("docs/", DocsView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include("microgrid.fleet.api.urls")),
     path("", include("microgrid.topology.api.urls")),
     path("", include("microgrid.limits.api.urls")),
     path("", include("microgrid.telemetry.api.urls")),
@@ -26,6 +27,7 @@ api_patterns = [
 
 manage_patterns = [
     path("", RedirectView.as_view(url="/manage/microgrids/", permanent=False)),
+    path("", include("microgrid.fleet.urls")),
     path("", include("microgrid.topology.urls")),
     path("", include("microgrid.limits.urls")),
     path("", include("microgrid.envelopes.urls")),

@@ -249,7 +249,64 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "enabled": BOOL,
         }
     )
-    s["MicrogridList"] = _obj({"microgrids": _arr(ref("MicrogridSummary"))})
+    s["FleetRow"] = _obj(
+        {
+            "microgrid_id": ID,
+            "name": STR,
+            "depot_id": ID,
+            "depot_name": STR,
+            "timezone": STR,
+            "topology_version": INT,
+            "updated_at": _nullable(DT),
+            "enabled": BOOL,
+            "state": {"type": "string", "enum": ["OK", "CONSTRAINED", "FAILSAFE", "NO_CYCLE"]},
+            "latest_cycle": _nullable(
+                _obj(
+                    {
+                        "cycle_id": STR,
+                        "seq": INT,
+                        "completed_at": DT,
+                        "trigger": _obj({"type": STR}),
+                        "outcome": STR,
+                        "source_mode": STR,
+                        "reason_codes": _arr(STR),
+                    }
+                )
+            ),
+            "root": _nullable(
+                _obj(
+                    {
+                        "node_id": ID,
+                        "load_kw": NUM,
+                        "effective_limit_kw": NUM,
+                        "load_pct": _nullable(NUM),
+                    }
+                )
+            ),
+            "open_breaches": INT,
+            "active_envelopes": INT,
+            "envelope_capacity_kw": _nullable(NUM),
+        }
+    )
+    s["MicrogridList"] = _obj(
+        {
+            "count": INT,
+            "page": INT,
+            "page_size": INT,
+            "pages": INT,
+            "counts": _obj(
+                {
+                    "all": INT,
+                    "OK": INT,
+                    "CONSTRAINED": INT,
+                    "FAILSAFE": INT,
+                    "NO_CYCLE": INT,
+                    "with_open_breaches": INT,
+                }
+            ),
+            "microgrids": _arr(ref("FleetRow")),
+        }
+    )
     s["MicrogridCreate"] = _obj(
         {
             "microgrid_id": {**ID, "example": "MG.SOUTH-1"},

@@ -19,12 +19,6 @@ def _base_context(microgrid, active: str, **extra):
 
 
 @manage_view()
-def microgrid_list(request):
-    microgrids = list(selectors.microgrid_list())
-    return render(request, "manage/microgrid_list.html", {"microgrids": microgrids})
-
-
-@manage_view()
 def microgrid_card_page(request, microgrid_id: str):
     microgrid = selectors.microgrid_get(microgrid_id)
     document = selectors.topology_document(microgrid)
