@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install lint format migrate demo worker bench clean
+.PHONY: run test install lint format migrate demo demo-reset worker bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,18 +19,21 @@ install: $(STAMP)
 migrate: install
 	$(PY) manage.py migrate --noinput
 
+# The demo depot is loaded only when it is absent: an operator's edits survive a restart
+# (`make demo-reset` loads the profile over them, as a new topology version).
 demo: migrate
+	$(PY) manage.py load_profile --keep-existing simulator/profiles/demo_depot.yaml
+	$(PY) manage.py demo_users
+
+demo-reset: migrate
 	$(PY) manage.py load_profile simulator/profiles/demo_depot.yaml
 	$(PY) manage.py demo_users
 
-# Web server, a real Celery worker with embedded beat on the serverless
-# filesystem broker, and live demo telemetry; Ctrl-C stops all three.
+# Web server, a real Celery worker with embedded beat on the serverless filesystem broker,
+# and live demo telemetry, under one supervisor: one Ctrl-C stops all three cleanly.
+# CELERY_LOGLEVEL=INFO / SERVER_LOG_LEVEL=INFO for a chattier console.
 run: demo
-	@echo "Microgrid is at http://$(HOST):$(PORT)/manage/  (login: operator / operator-demo, support / support-demo)"
-	@trap 'kill 0' INT TERM EXIT; \
-	$(VENV)/bin/celery -A microgrid worker -B --loglevel=INFO --concurrency=1 & \
-	$(PY) manage.py demo_feed & \
-	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
+	@$(PY) manage.py run_demo --host $(HOST) --port $(PORT)
 
 worker: install
 	$(VENV)/bin/celery -A microgrid worker -B --loglevel=INFO
