@@ -48,6 +48,8 @@ INSTALLED_APPS = [
     "microgrid.fleet",
     "legacy_circuit",
     "simulator",
+    # Tooling, not product: carries `manage.py bench` (benchmarks, fleet harness).
+    "benchtools",
 ]
 
 MIDDLEWARE = [

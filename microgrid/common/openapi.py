@@ -566,6 +566,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
             ),
             "superseded_by": _nullable(STR),
             "superseded_at": _nullable(DT),
+            "split_from": _nullable(STR),
             "withdrawn_at": _nullable(DT),
             "withdrawn_by": _nullable(STR),
             "withdraw_reason": _nullable(STR),
@@ -580,6 +581,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
             _obj(
                 {
                     "supersedes": _arr(STR),
+                    "parts": _arr(STR),
                     "transitions": _arr(
                         _obj({"transition": STR, "at": DT, "recorded_at": DT}),
                     ),

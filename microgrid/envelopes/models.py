@@ -196,6 +196,16 @@ class OperatingEnvelope(models.Model):
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="supersedes"
     )
     superseded_at = models.DateTimeField(null=True, blank=True)
+    # A partial revision supersedes only the time it covers: what is left of a superseded
+    # envelope outside the new blocks lives on as parts, each pointing at its origin.
+    split_from = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="parts",
+        help_text="The superseded envelope this one is the uncovered remainder of.",
+    )
     withdrawn_at = models.DateTimeField(null=True, blank=True)
     withdrawn_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -261,7 +261,7 @@ def parse_limit(raw: str | None) -> int:
 
 def _base(microgrid) -> QuerySet[OperatingEnvelope]:
     return OperatingEnvelope.objects.filter(microgrid=microgrid).select_related(
-        "microgrid", "peer", "message", "superseded_by", "withdrawn_by"
+        "microgrid", "peer", "message", "superseded_by", "split_from", "withdrawn_by"
     )
 
 
@@ -336,6 +336,7 @@ def envelope_dict(
         },
         "superseded_by": envelope.superseded_by.envelope_id if envelope.superseded_by else None,
         "superseded_at": _iso(envelope.superseded_at),
+        "split_from": envelope.split_from.envelope_id if envelope.split_from_id else None,
         "withdrawn_at": _iso(envelope.withdrawn_at),
         "withdrawn_by": envelope.withdrawn_by.get_username() if envelope.withdrawn_by else None,
         "withdraw_reason": envelope.withdraw_reason or None,
@@ -388,6 +389,7 @@ def envelope_detail(
     out["supersedes"] = list(
         envelope.supersedes.order_by("number").values_list("envelope_id", flat=True)
     )
+    out["parts"] = list(envelope.parts.order_by("number").values_list("envelope_id", flat=True))
     out["transitions"] = [
         {"transition": t.transition, "at": _iso(t.at), "recorded_at": _iso(t.recorded_at)}
         for t in EnvelopeTransition.objects.filter(envelope=envelope).order_by("at", "pk")

@@ -294,9 +294,12 @@ def _receive_forecast(peer, request_id, correlation_id, raw, data, now) -> Recei
             )
         # Supersede first: the new rows are not candidates of their own message.
         superseded = _supersede(microgrid, locked, forecast, created, now)
-        OperatingEnvelope.objects.bulk_create(created)
+        parts = _remainders(superseded, created, number + len(created), now)
+        OperatingEnvelope.objects.bulk_create(created + parts)
         record_history(
-            OperatingEnvelope.objects.filter(message=message), history_type="+", date=now
+            OperatingEnvelope.objects.filter(microgrid=microgrid, number__gte=number),
+            history_type="+",
+            date=now,
         )
         _link_superseded(superseded, message, now)
         created = list(
@@ -326,6 +329,67 @@ def _supersede(microgrid, peer, forecast, created, now) -> list[OperatingEnvelop
         for old in candidates.order_by("number")
         if any(frm < old.valid_until and old.valid_from < until for frm, until in windows)
     ]
+
+
+def uncovered(
+    start: datetime, end: datetime, covered: list[tuple[datetime, datetime]]
+) -> list[tuple[datetime, datetime]]:
+    """The parts of [start, end) that no window of `covered` covers, in time order."""
+    out = []
+    cursor = start
+    for frm, until in sorted(covered):
+        if until <= cursor or frm >= end:
+            continue
+        if frm > cursor:
+            out.append((cursor, frm))
+        cursor = max(cursor, until)
+        if cursor >= end:
+            break
+    if cursor < end:
+        out.append((cursor, end))
+    return out
+
+
+SPLIT_FIELDS = (
+    "microgrid_id",
+    "scope_type",
+    "node_id",
+    "direction",
+    "forecast_type",
+    "capacity",
+    "unit",
+    "phase",
+    "capacity_kw",
+    "voltage_v",
+    "phases",
+    "peer_id",
+    "group_id",
+    "message_id",
+    "block_index",
+)
+
+
+def _remainders(superseded, created, first_number: int, now) -> list[OperatingEnvelope]:
+    """For each superseded envelope, the parts of its window outside the new blocks: new
+    envelopes with the same cap, message and block, numbered after the new blocks, each
+    linked to its origin (`split_from`). A revision never lifts a cap it did not mention."""
+    windows = [(new.valid_from, new.valid_until) for new in created]
+    parts = []
+    for old in superseded:
+        mine = [w for w in windows if w[0] < old.valid_until and old.valid_from < w[1]]
+        for frm, until in uncovered(old.valid_from, old.valid_until, mine):
+            n = first_number + len(parts)
+            part = OperatingEnvelope(
+                number=n,
+                envelope_id=f"OE-{n}",
+                valid_from=frm,
+                valid_until=until,
+                received_at=now,
+                split_from=old,
+                **{field: getattr(old, field) for field in SPLIT_FIELDS},
+            )
+            parts.append(part)
+    return parts
 
 
 def _link_superseded(superseded, message, now) -> None:

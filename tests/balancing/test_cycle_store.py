@@ -67,8 +67,8 @@ def test_a_later_cycle_resolves_the_breach_and_says_so_in_its_own_document(micro
 
 
 def test_a_cycle_takes_as_many_queries_for_two_hundred_chargers_as_for_three(microgrid):
-    from balancing.benchmarks import _drop, materialise
-    from balancing.synthetic import build_engine_input
+    from benchtools.benchmarks import _drop, materialise
+    from benchtools.synthetic import build_engine_input
 
     now = timezone.now()
     telemetry_ingest(microgrid=microgrid, now=now, readings=_readings(now))

@@ -291,9 +291,9 @@ def test_a_cycle_takes_the_same_queries_for_a_small_and_a_twenty_times_larger_de
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from balancing.benchmarks import materialise
     from balancing.dispatch import Dispatcher
-    from balancing.synthetic import build_engine_input
+    from benchtools.benchmarks import materialise
+    from benchtools.synthetic import build_engine_input
 
     class Quiet(Dispatcher):
         def dispatch(self, **kwargs):

@@ -20,7 +20,7 @@ from balancing.engine import (
     allocate,
     sort_reasons,
 )
-from balancing.synthetic import build_engine_input, solve_lp
+from benchtools.synthetic import build_engine_input, solve_lp
 
 STAMP = "2025-01-06T08:00:00+00:00"
 

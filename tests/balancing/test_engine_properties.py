@@ -16,7 +16,7 @@ from balancing.engine import (
     NodeInput,
     allocate,
 )
-from balancing.synthetic import fair_lp_allocation, solve_lp
+from benchtools.synthetic import fair_lp_allocation, solve_lp
 
 PROPERTY_SETTINGS = settings(
     derandomize=True,

@@ -61,8 +61,90 @@ def test_a_new_forecast_supersedes_overlapping_live_envelopes_of_its_group_and_t
         "OE-3": ("RECEIVED", None),
         "OE-4": ("RECEIVED", None),
         "OE-5": ("RECEIVED", None),
+        "OE-6": ("RECEIVED", None),  # what OE-5 did not cover of OE-1: T0 .. T0 + 1 h
     }
     assert env("OE-1").superseded_at == T0 - H
+    part = env("OE-6")
+    assert (part.valid_from, part.valid_until, part.capacity_kw) == (T0, T0 + H, 300)
+    assert part.split_from.envelope_id == "OE-1"
+
+
+@pytest.mark.django_db
+def test_a_partial_revision_supersedes_only_the_time_it_covers(bound, receive, support_api):
+    """00:30-01:30 over 00:00-01:00 (180 kW) and 01:00-02:00 (181 kW): 00:00-00:30 keeps
+    180 kW and 01:30-02:00 keeps 181 kW; no instant loses its cap."""
+    half = timedelta(minutes=30)
+    receive(
+        forecast_body(blocks=[block(T0, T0 + H, 180), block(T0 + H, T0 + 2 * H, 181)]),
+        now=T0 - H,
+    )  # OE-1, OE-2
+    receipt = receive(forecast_body(blocks=[block(T0 + half, T0 + H + half, 150)]), now=T0 - H)
+    assert receipt.superseded == ["OE-1", "OE-2"]
+    assert [e.envelope_id for e in receipt.envelopes] == ["OE-3"]
+    assert states() == {
+        "OE-1": ("SUPERSEDED", "OE-3"),
+        "OE-2": ("SUPERSEDED", "OE-3"),
+        "OE-3": ("RECEIVED", None),
+        "OE-4": ("RECEIVED", None),
+        "OE-5": ("RECEIVED", None),
+    }
+    parts = {
+        e.envelope_id: (e.valid_from, e.valid_until, e.capacity_kw, e.split_from.envelope_id)
+        for e in OperatingEnvelope.objects.filter(split_from__isnull=False)
+    }
+    assert parts == {
+        "OE-4": (T0, T0 + half, 180, "OE-1"),
+        "OE-5": (T0 + H + half, T0 + 2 * H, 181, "OE-2"),
+    }
+    # Every instant of 00:00-02:00 has exactly the cap the CP meant.
+    for minute, kw in ((0, 180), (29, 180), (30, 150), (89, 150), (90, 181), (119, 181)):
+        at = T0 + timedelta(minutes=minute)
+        assert root_limit(bound, at).effective_limit_kw == kw, minute
+    detail = support_api.get("/api/microgrids/MG.NORTH-1/operating-envelopes/OE-4/").json()
+    assert detail["split_from"] == "OE-1"
+    assert detail["source"]["request_id"] == env("OE-1").message.request_id
+    origin = support_api.get("/api/microgrids/MG.NORTH-1/operating-envelopes/OE-1/").json()
+    assert origin["parts"] == ["OE-4"]
+    assert origin["superseded_by"] == "OE-3"
+
+
+@pytest.mark.django_db
+def test_a_revision_inside_an_envelope_leaves_both_ends_in_force(bound, receive):
+    receive(forecast_body(blocks=[block(T0, T0 + 3 * H, 200)]), now=T0 - H)  # OE-1
+    receive(
+        forecast_body(
+            blocks=[block(T0 + H, T0 + H + 10 * M, 50), block(T0 + 2 * H, T0 + 2 * H + 10 * M, 60)]
+        ),
+        now=T0 - H,
+    )  # OE-2, OE-3 and the parts OE-4, OE-5, OE-6
+    windows = [
+        (e.valid_from, e.valid_until, e.capacity_kw)
+        for e in OperatingEnvelope.objects.filter(split_from__envelope_id="OE-1").order_by("number")
+    ]
+    assert windows == [
+        (T0, T0 + H, 200),
+        (T0 + H + 10 * M, T0 + 2 * H, 200),
+        (T0 + 2 * H + 10 * M, T0 + 3 * H, 200),
+    ]
+    assert enforced_ids(bound, T0 + H + 5 * M) == {"OE-2"}
+    assert enforced_ids(bound, T0 + H + 15 * M) == {"OE-5"}
+
+
+@pytest.mark.django_db
+def test_a_revision_received_inside_a_window_keeps_the_rest_of_it_enforced(bound, receive):
+    receive(forecast_body(blocks=[block(T0, T0 + 2 * H, 200)]), now=T0 - H)  # OE-1
+    # At T0 + 30 min the CP revises 01:00-01:30 only.
+    receive(forecast_body(blocks=[block(T0 + H, T0 + H + 30 * M, 90)]), now=T0 + 30 * M)
+    assert enforced_ids(bound, T0 + 30 * M) == {"OE-3"}  # the part T0 .. T0 + 1 h
+    assert root_limit(bound, T0 + 30 * M).effective_limit_kw == 200
+    assert root_limit(bound, T0 + H + 45 * M).effective_limit_kw == 200
+    # The beat task records no ACTIVATED for a part already in force at its split.
+    envelope_transitions_record(now=T0 + 31 * M)
+    assert not EnvelopeTransition.objects.filter(envelope__envelope_id="OE-3").exists()
+    envelope_transitions_record(now=T0 + H + 31 * M)
+    assert EnvelopeTransition.objects.filter(
+        envelope__envelope_id="OE-4", transition="ACTIVATED", at=T0 + H + 30 * M
+    ).exists()
 
 
 @pytest.mark.django_db
@@ -101,7 +183,9 @@ def test_one_new_block_supersedes_several_old_ones_and_the_first_overlap_names_t
         "OE-2": ("SUPERSEDED", "OE-3"),
         "OE-3": ("RECEIVED", None),
         "OE-4": ("RECEIVED", None),
+        "OE-5": ("RECEIVED", None),  # OE-1's first half, which the revision did not cover
     }
+    assert (env("OE-5").valid_from, env("OE-5").valid_until) == (T0, T0 + 30 * M)
 
 
 @pytest.mark.django_db

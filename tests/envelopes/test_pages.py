@@ -134,3 +134,13 @@ def test_the_list_page_reads_in_a_constant_number_of_queries(
     with django_assert_max_num_queries(14):
         response = operator_client.get(PAGE)
     assert response.content.decode().count("data-envelope-id=") == 20
+
+
+@pytest.mark.django_db
+def test_a_part_left_by_a_partial_revision_links_to_its_origin(bound, receive, now, operator_client):
+    receive(forecast_body(blocks=[block(now - H, now + H, 200)]), now=now - H)  # OE-1
+    receive(forecast_body(blocks=[block(now + H / 2, now + H, 90)]), now=now)  # OE-2, part OE-3
+    part = operator_client.get(f"{PAGE}OE-3/").content.decode()
+    assert 'data-testid="split-from"' in part and 'href="../OE-1/"' in part
+    origin = operator_client.get(f"{PAGE}OE-1/").content.decode()
+    assert re.search(r'data-testid="parts">.*OE-3', origin)

@@ -88,7 +88,14 @@ def test_a_repeated_capacity_forecast_is_accepted_again_and_stores_nothing(depot
     )
     assert first == second == (204, None)
     assert after_second == after_first
-    assert sorted(OperatingEnvelope.objects.values_list("capacity", flat=True)) == [400, 600]
+    # The setup's 600 kW envelope is superseded for the time the 400 kW block covers; what
+    # is left of it stays in force as parts. The repeat's 5 kW is nowhere.
+    rows = OperatingEnvelope.objects.values_list("capacity", "state", "split_from")
+    assert sorted((c, s) for c, s, origin in rows if origin is None) == [
+        (400, "RECEIVED"),
+        (600, "SUPERSEDED"),
+    ]
+    assert {c for c, s, origin in rows if origin is not None} == {600}
 
 
 def test_a_repeated_heartbeat_changes_nothing_the_second_time(depot, send):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import CommandError, call_command
 
-from balancing.fleet import CycleRow, analyse, build_fleet, percentile, wipe_fleet
+from benchtools.fleet import CycleRow, analyse, build_fleet, percentile, wipe_fleet
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -129,7 +129,7 @@ def test_bench_fleet_refuses_without_redis_and_postgresql():
 def test_a_96_block_day_ahead_forecast_is_accepted_whole_and_pending(microgrid):
     from django.utils import timezone
 
-    from balancing.benchmarks import forecast_blocks
+    from benchtools.benchmarks import forecast_blocks
     from microgrid.envelopes.models import OperatingEnvelope
     from microgrid.envelopes.services import (
         oscp_group_binding_save,

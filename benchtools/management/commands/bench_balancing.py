@@ -1,6 +1,6 @@
 """`manage.py bench_balancing`: the balancing figures (engine and full cycle) of `manage.py bench`."""
 
-from balancing.management.commands.bench import Command as BenchCommand
+from benchtools.management.commands.bench import Command as BenchCommand
 
 
 class Command(BenchCommand):

@@ -41,6 +41,14 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import CASCADE
 from django.utils import timezone
 
+from benchtools.meters import (
+    CpuMeter,
+    cpu_seconds,
+    database_backend_pids,
+    group_pids,
+    redis_server_pids,
+)
+
 PREFIX = "FLEET"
 STALE_AFTER_S = 3600
 BASE_DIR = Path(settings.BASE_DIR)
@@ -116,8 +124,8 @@ def build_fleet(
     now: datetime | None = None,
 ) -> list[str]:
     """N microgrids of `chargers` fresh chargers each whose node limits bind; returns their ids."""
-    from balancing.benchmarks import materialise
-    from balancing.synthetic import build_engine_input
+    from benchtools.benchmarks import materialise
+    from benchtools.synthetic import build_engine_input
     from microgrid.telemetry.models import LatestReading
     from microgrid.topology.models import Asset, Depot, Microgrid, MicrogridNode, TopologyRevision
 
@@ -457,87 +465,6 @@ def scheduled_cycles(prefix: str, since: datetime) -> list[CycleRow]:
 
 
 # -- the processes ------------------------------------------------------------------------------
-
-
-def _ticks_per_s() -> int:
-    try:
-        return os.sysconf("SC_CLK_TCK")
-    except (ValueError, OSError, AttributeError):
-        return 100
-
-
-def cpu_seconds(pids: Iterable[int]) -> float:
-    """User + system CPU of these processes (Linux /proc; 0 where unreadable)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / _ticks_per_s()
-
-
-def group_pids(pgid: int) -> list[int]:
-    """Every live process of a process group (a worker and its pool children)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            out.append(int(entry.name))
-    return out
-
-
-def database_backend_pids() -> list[int]:
-    """PostgreSQL backends serving clients of this database, other than this process's own
-    (not autovacuum, which the fleet's bulk setup sets off)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
-        )
-        return [row[0] for row in cursor.fetchall()]
-
-
-def redis_server_pids() -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "redis-server":
-                    out.append(int(entry.name))
-            except OSError:
-                continue
-    return out
-
-
-class CpuMeter:
-    """CPU seconds spent by named groups of processes between `start()` and `stop()`."""
-
-    def __init__(self, groups: dict[str, Callable[[], list[int]]]):
-        self.groups = groups
-        self.before: dict[str, dict[int, float]] = {}
-
-    def _sample(self) -> dict[str, dict[int, float]]:
-        return {
-            name: {pid: cpu_seconds([pid]) for pid in pids()} for name, pids in self.groups.items()
-        }
-
-    def start(self) -> None:
-        self.before = self._sample()
-
-    def stop(self) -> dict[str, float]:
-        after = self._sample()
-        out = {}
-        for name, pids in after.items():
-            earlier = self.before.get(name, {})
-            out[name] = round(sum(cpu - earlier.get(pid, 0.0) for pid, cpu in pids.items()), 2)
-        return out
 
 
 def _celery(*args: str) -> list[str]:

@@ -4,7 +4,7 @@ Each measurement builds its own synthetic data (microgrids named BENCH-*,
 removed afterwards), warms up, repeats, and reports the median and p95 in
 milliseconds plus query counts where the database is involved. Nothing here
 asserts a speed: the figures go to docs/performance.md. The fleet benchmark, which runs
-Celery processes, is balancing/fleet.py.
+Celery processes, is benchtools/fleet.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from balancing.engine import EngineInput, allocate
-from balancing.synthetic import (
+from benchtools.synthetic import (
     build_engine_input,
     fair_lp_allocation,
     lp_problem,

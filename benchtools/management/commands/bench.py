@@ -8,8 +8,6 @@ worker processes and needs Redis and PostgreSQL, so it runs only when asked for 
 from __future__ import annotations
 
 import json
-import os
-import platform
 from pathlib import Path
 
 from django.conf import settings
@@ -17,28 +15,12 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.test.utils import override_settings
 
-from balancing import benchmarks
-from balancing import fleet as fleet_bench
+from benchtools import benchmarks
+from benchtools import fleet as fleet_bench
+from benchtools.meters import machine
 
 WHAT = ("engine", "cycle", "reads", "ingest", "oscp")
 ALONE = ("fleet",)
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "database": connection.vendor,
-    }
 
 
 class Command(BaseCommand):
