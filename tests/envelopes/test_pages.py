@@ -137,7 +137,9 @@ def test_the_list_page_reads_in_a_constant_number_of_queries(
 
 
 @pytest.mark.django_db
-def test_a_part_left_by_a_partial_revision_links_to_its_origin(bound, receive, now, operator_client):
+def test_a_part_left_by_a_partial_revision_links_to_its_origin(
+    bound, receive, now, operator_client
+):
     receive(forecast_body(blocks=[block(now - H, now + H, 200)]), now=now - H)  # OE-1
     receive(forecast_body(blocks=[block(now + H / 2, now + H, 90)]), now=now)  # OE-2, part OE-3
     part = operator_client.get(f"{PAGE}OE-3/").content.decode()
