@@ -42,6 +42,12 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", common_views.healthz, name="healthz"),
+    # Browsers ask for /favicon.ico on every page: the app's icon, not a 404.
+    path(
+        "favicon.ico",
+        RedirectView.as_view(url="/static/img/favicon.svg", permanent=True),
+        name="favicon",
+    ),
     path("api/", include(api_patterns)),
     re_path(r"^api/", api_404),
     path("oscp/fp/2.0/", include("microgrid.envelopes.api.oscp_urls")),
