@@ -14,6 +14,3 @@ class FleetState(models.TextChoices):
 
 # Every cycle outcome is a fleet state (checked once, at import).
 assert set(Outcome.values) <= set(FleetState.values), "FleetState must name every Outcome"
-
-# At or above this share of its effective limit a node is drawn "near its limit".
-NEAR_LIMIT_PCT = 90.0

@@ -34,9 +34,10 @@ from balancing.models import Breach
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.envelopes.models import OperatingEnvelope
 from microgrid.envelopes.selectors import active_filter
-from microgrid.fleet.choices import NEAR_LIMIT_PCT, FleetState
+from microgrid.fleet.choices import FleetState
 from microgrid.fleet.filters import MicrogridFleetFilter
 from microgrid.topology import selectors as topology_selectors
+from microgrid.topology.diagram import headroom
 from microgrid.topology.models import Microgrid
 
 DEFAULT_PAGE_SIZE = 50
@@ -202,11 +203,5 @@ def fleet_row(m: Microgrid) -> dict[str, Any]:
 
 
 def headroom_class(pct: float | None) -> str:
-    """The colour class of a load at `pct` of its limit: ok, near (>= 90 %) or over (> 100 %)."""
-    if pct is None:
-        return "unknown"
-    if pct > 100.0:
-        return "over"
-    if pct >= NEAR_LIMIT_PCT:
-        return "near"
-    return "ok"
+    """The colour class of a load at `pct` of its limit: ok, near (>= 90 %), over (> 100 %)."""
+    return headroom(pct) or "unknown"

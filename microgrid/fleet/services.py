@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from balancing.selectors import node_load
 from microgrid.fleet.models import MicrogridState
 
 STATE_FIELDS = (
@@ -19,18 +18,6 @@ STATE_FIELDS = (
     "root_limit_kw",
     "root_load_pct",
 )
-
-
-def node_load(node: dict[str, Any]) -> tuple[float, float, float | None]:
-    """(load kW, effective limit kW, load as % of the limit) of one node of a cycle document.
-
-    The load is what the cycle planned for the node: its uncontrolled load plus what it
-    allocated to the chargers below it.
-    """
-    load = round((node.get("uncontrolled_load_kw") or 0.0) + (node.get("allocated_kw") or 0.0), 3)
-    limit = node.get("effective_limit_kw")
-    pct = round(100.0 * load / limit, 1) if limit else None
-    return load, limit, pct
 
 
 def microgrid_state_record(*, cycle) -> None:

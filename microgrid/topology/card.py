@@ -49,6 +49,23 @@ def microgrid_summary(microgrid) -> dict[str, Any]:
     }
 
 
+# Live load per node (the latest cycle's), drawn on the diagrams: balancing provides it.
+_node_loads: list[Callable[[Any], dict[str, dict[str, Any]]]] = []
+
+
+def register_node_loads(provider: Callable[[Any], dict[str, dict[str, Any]]]) -> None:
+    if provider not in _node_loads:
+        _node_loads.append(provider)
+
+
+def node_loads(microgrid) -> dict[str, dict[str, Any]]:
+    """node_id -> {load_kw, limit_kw, load_pct, ...}; empty when nothing provides it."""
+    out: dict[str, dict[str, Any]] = {}
+    for provider in _node_loads:
+        out.update(provider(microgrid))
+    return out
+
+
 # Manage pages: each app adds its tab and, optionally, a section of the card page.
 _tabs: list[tuple[int, str, str, str]] = []
 _page_sections: list[tuple[int, str, Callable[[Any], dict[str, Any]]]] = []

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 def backfill(apps, schema_editor):
     """Each microgrid's latest stored cycle becomes its state (later cycles keep it current)."""
-    from microgrid.fleet.services import node_load
+    from balancing.selectors import node_load
 
     Cycle = apps.get_model("balancing", "Cycle")
     MicrogridState = apps.get_model("fleet", "MicrogridState")
