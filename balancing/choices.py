@@ -8,6 +8,7 @@ class TriggerType(models.TextChoices):
     TOU_TRANSITION = "TOU_TRANSITION"
     ENVELOPE_CHANGE = "ENVELOPE_CHANGE"
     SIMULATOR = "SIMULATOR"
+    MANUAL = "MANUAL"  # "Rebalance now" on a Manage page, with the user
 
 
 class Outcome(models.TextChoices):

@@ -48,7 +48,9 @@ def _bad(field: str, message: str) -> DomainError:
     return DomainError.from_errors([ErrorItem("FIELD_INVALID", f"{field} {message}", field=field)])
 
 
-def cycle_list(microgrid, *, params: dict[str, str], limit: int = 50) -> list[dict[str, Any]]:
+def cycle_list(
+    microgrid, *, params: dict[str, str], limit: int = 50, offset: int = 0
+) -> list[dict[str, Any]]:
     qs = Cycle.objects.filter(microgrid=microgrid)
     for name, choices, column in (
         ("trigger", TriggerType.values, "trigger_type"),
@@ -60,13 +62,14 @@ def cycle_list(microgrid, *, params: dict[str, str], limit: int = 50) -> list[di
             if value not in choices:
                 raise _bad(name, f"must be one of {', '.join(choices)}")
             qs = qs.filter(**{column: value})
-    if params.get("since"):
-        try:
-            qs = qs.filter(started_at__gte=check_datetime(params["since"]))
-        except FieldProblem as exc:
-            raise _bad("since", str(exc)) from None
+    for name, lookup in (("since", "started_at__gte"), ("until", "started_at__lt")):
+        if params.get(name):
+            try:
+                qs = qs.filter(**{lookup: check_datetime(params[name])})
+            except FieldProblem as exc:
+                raise _bad(name, str(exc)) from None
     limit = _limit(params, limit)
-    rows = qs.order_by("-started_at", "-seq").values(*SUMMARY_FIELDS)[:limit]
+    rows = qs.order_by("-started_at", "-seq").values(*SUMMARY_FIELDS)[offset : offset + limit]
     out = []
     for row in rows:
         summary = cycle_summary(row)
@@ -225,18 +228,43 @@ def card_page_context(microgrid) -> dict[str, Any]:
     }
 
 
-def recent_series(microgrid, *, count: int = 40) -> dict[str, Any]:
+def recent_series(
+    microgrid,
+    *,
+    count: int = 40,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    tz=None,
+) -> dict[str, Any]:
     """Load against limit per node, and allocated vs requested per charger group, over recent cycles.
 
-    One query: the documents of the last `count` cycles, oldest first.
+    Without `since`: the documents of the last `count` cycles (one query). With `since` (and
+    `until`): the stored cycles of that window, at most `count` of them evenly spread over it
+    (two queries: the window's ids, then the chosen documents), so that a chart can span
+    hours of cycles without reading every document. Labels are clock times in `tz`.
     """
-    docs = list(
-        Cycle.objects.filter(microgrid=microgrid)
-        .order_by("-started_at", "-seq")
-        .values_list("seq", "started_at", "document")[:count]
-    )
-    docs.reverse()
-    labels = [started.strftime("%H:%M:%S") for _, started, _ in docs]
+    qs = Cycle.objects.filter(microgrid=microgrid)
+    if since is not None:
+        qs = qs.filter(started_at__gte=since)
+        if until is not None:
+            qs = qs.filter(started_at__lt=until)
+        ids = list(qs.order_by("started_at", "seq").values_list("pk", flat=True))
+        if len(ids) > count:
+            step = (len(ids) - 1) / (count - 1)
+            ids = sorted({ids[round(i * step)] for i in range(count)})
+        docs = list(
+            Cycle.objects.filter(pk__in=ids)
+            .order_by("started_at", "seq")
+            .values_list("seq", "started_at", "document")
+        )
+    else:
+        docs = list(
+            qs.order_by("-started_at", "-seq").values_list("seq", "started_at", "document")[:count]
+        )
+        docs.reverse()
+    span_days = (docs[-1][1] - docs[0][1]).total_seconds() > 20 * 3600 if docs else False
+    fmt = "%d %H:%M" if span_days else "%H:%M:%S"
+    labels = [(started.astimezone(tz) if tz else started).strftime(fmt) for _, started, _ in docs]
     per_node: dict[str, dict[str, list]] = defaultdict(lambda: {"load": [], "limit": []})
     per_group: dict[str, dict[str, list]] = defaultdict(lambda: {"allocated": [], "requested": []})
     node_order: list[str] = []
