@@ -256,13 +256,14 @@ def _latest_snapshot(microgrid: Microgrid) -> dict[str, Any] | None:
 
 
 def _summary(changes: dict[str, list]) -> str:
+    """In words: "added node grp-c; changed nodes grp-a, grp-b; removed asset CH-09"."""
     parts = []
     for key, label in (("nodes", "node"), ("assets", "asset")):
-        for verb, sign in (("added", "+"), ("removed", "-"), ("changed", "~")):
+        for verb in ("added", "changed", "removed"):
             ids = changes[f"{key}_{verb}"]
             if ids:
                 shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
-                parts.append(f"{sign}{len(ids)} {label}{'s' if len(ids) != 1 else ''} ({shown})")
+                parts.append(f"{verb} {label}{'s' if len(ids) != 1 else ''} {shown}")
     return "; ".join(parts)[:500] or "no change"
 
 

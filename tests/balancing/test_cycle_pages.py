@@ -49,9 +49,10 @@ def test_the_list_pages_and_filters_by_time_in_the_depots_clock(operator_client,
     since = local.strftime("%Y-%m-%dT%H:%M:%S")
     until = (local + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%S")
     window = operator_client.get(PAGE, {"since": since, "until": until}).content.decode()
-    assert window.split('data-testid="cycle-list"')[1].split("</table>")[0].count(
-        "data-cycle-id="
-    ) == 5
+    assert (
+        window.split('data-testid="cycle-list"')[1].split("</table>")[0].count("data-cycle-id=")
+        == 5
+    )
     bad = operator_client.get(PAGE, {"since": "yesterday"}).content.decode()
     assert "FIELD_INVALID" in bad and "since" in bad
 
