@@ -27,6 +27,7 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Coalesce
+from django.http import QueryDict
 from django.utils import timezone
 
 from balancing.choices import BreachStatus
@@ -115,6 +116,17 @@ def _positive(params, name: str, default: int, maximum: int | None = None) -> in
     return int(raw)
 
 
+def _without_empty(params) -> QueryDict:
+    """A form's "any" options send `state=` and the like: an empty value is no filter."""
+    out = QueryDict(mutable=True)
+    items = params.lists() if hasattr(params, "lists") else ((k, [v]) for k, v in params.items())
+    for key, values in items:
+        kept = [v for v in values if v not in ("", None)]
+        if kept:
+            out.setlist(key, kept)
+    return out
+
+
 @dataclass
 class FleetPage:
     rows: list[Microgrid]
@@ -132,13 +144,14 @@ def fleet_page(params, *, user=None) -> FleetPage:
     The counts per state ignore the state filter (so each count says how many a click
     on it would show) but honour every other filter.
     """
+    params = _without_empty(params)
     page = _positive(params, "page", 1)
     page_size = _positive(params, "page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     base = fleet_queryset(user=user)
     filterset = MicrogridFleetFilter(params, queryset=base)
     if not filterset.is_valid():
         raise _invalid(filterset.form)
-    unfiltered_state = params.copy() if hasattr(params, "copy") else dict(params)
+    unfiltered_state = params.copy()
     unfiltered_state.pop("state", None)
     facet = MicrogridFleetFilter(unfiltered_state, queryset=base).qs
     totals = facet.aggregate(
@@ -147,8 +160,7 @@ def fleet_page(params, *, user=None) -> FleetPage:
         **{s: Count("pk", filter=Q(state=s)) for s in FleetState.values},
     )
     qs = filterset.qs
-    selected = params.getlist("state") if hasattr(params, "getlist") else [params.get("state")]
-    chosen = {s for s in selected if s}
+    chosen = set(params.getlist("state"))
     count = sum(totals[s] for s in chosen) if chosen else totals["all"]
     pages = max(1, -(-count // page_size))
     start = (page - 1) * page_size

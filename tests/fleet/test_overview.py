@@ -173,3 +173,11 @@ def test_a_bad_filter_on_the_page_says_so_and_shows_the_fleet(operator_client, m
     html = response.content.decode()
     assert 'data-testid="fleet-error"' in html and "FIELD_INVALID" in html
     assert "MG.NORTH-1" in html
+
+
+@pytest.mark.django_db
+def test_the_forms_empty_any_options_are_no_filter(operator_client, microgrid):
+    query = "q=north&state=&source_mode=&breaches=&sort=microgrid_id&page_size=50"
+    assert operator_client.get(f"/manage/microgrids/?{query}").status_code == 200
+    body = operator_client.get(f"/api/microgrids/?{query}").json()
+    assert [r["microgrid_id"] for r in body["microgrids"]] == ["MG.NORTH-1"]
