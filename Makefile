@@ -27,6 +27,7 @@ demo: migrate
 
 demo-reset: migrate
 	$(PY) manage.py load_profile simulator/profiles/demo_depot.yaml
+	$(PY) manage.py load_profile simulator/profiles/demo_depot_harbour.yaml
 	$(PY) manage.py demo_users
 
 # Web server, a real Celery worker with embedded beat on the serverless filesystem broker,

@@ -112,7 +112,7 @@ def _local_to_iso(value: str, tz) -> str:
 
 @manage_view()
 def cycle_list_page(request, microgrid_id: str):
-    microgrid = microgrid_get(microgrid_id)
+    microgrid = microgrid_get(microgrid_id, user=request.user)
     tz = _zone(microgrid)
     params = {k: request.GET.get(k, "") for k in ("trigger", "outcome", "source_mode")}
     for name in ("since", "until"):
@@ -156,7 +156,7 @@ def cycle_list_page(request, microgrid_id: str):
 
 @manage_view()
 def cycle_detail_page(request, microgrid_id: str, cycle_id: str):
-    microgrid = microgrid_get(microgrid_id)
+    microgrid = microgrid_get(microgrid_id, user=request.user)
     cycle = selectors.cycle_get(microgrid, cycle_id)
     doc = selectors.cycle_document(cycle)
     fallback_inputs = {}
@@ -178,7 +178,7 @@ def cycle_detail_page(request, microgrid_id: str, cycle_id: str):
 
 @manage_view()
 def breach_list_page(request, microgrid_id: str):
-    microgrid = microgrid_get(microgrid_id)
+    microgrid = microgrid_get(microgrid_id, user=request.user)
     params = {"status": request.GET.get("status", "")}
     breaches = list(
         selectors.breach_list(
@@ -198,7 +198,7 @@ def breach_list_page(request, microgrid_id: str):
 
 @manage_view()
 def breach_detail_page(request, microgrid_id: str, breach_id: str):
-    microgrid = microgrid_get(microgrid_id)
+    microgrid = microgrid_get(microgrid_id, user=request.user)
     breach = selectors.breach_get(microgrid, breach_id)
     context = {
         "microgrid": microgrid,
@@ -215,7 +215,7 @@ def rebalance_page(request, microgrid_id: str):
     user, then back to the cycles list with the cycle's outcome and a link to it."""
     from balancing.services import cycle_request, trigger_of
 
-    microgrid = microgrid_get(microgrid_id)
+    microgrid = microgrid_get(microgrid_id, user=request.user)
     back = f"/manage/microgrids/{microgrid.microgrid_id}/cycles/"
     if request.method != "POST":
         return redirect(back)

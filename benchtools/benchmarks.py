@@ -244,11 +244,13 @@ def bench_reads(*, repeat: int = 15) -> dict[str, Any]:
     from django.test import Client
 
     from balancing.services import cycle_request, trigger_of
+    from microgrid.topology.services import microgrid_memberships_grant
 
     inp = build_engine_input(1990, 500, depth=5, seed=2)
     microgrid = materialise(inp, "BENCH-READS")
     user, _ = get_user_model().objects.get_or_create(username="bench-reader")
     user.groups.add(Group.objects.get(name="operator"))
+    microgrid_memberships_grant(user=user, microgrid_ids=[microgrid.microgrid_id])
     client = Client()
     client.force_login(user)
     cycle = cycle_request(
@@ -277,10 +279,13 @@ def bench_ingest(*, batches: int = 20, batch_size: int = 500) -> dict[str, Any]:
     from django.contrib.auth.models import Group
     from django.test import Client
 
+    from microgrid.topology.services import microgrid_memberships_grant
+
     inp = build_engine_input(batch_size, 50, depth=4, seed=3)
     microgrid = materialise(inp, "BENCH-INGEST")
     user, _ = get_user_model().objects.get_or_create(username="bench-ingest")
     user.groups.add(Group.objects.get(name="integration"))
+    microgrid_memberships_grant(user=user, microgrid_ids=[microgrid.microgrid_id])
     client = Client()
     client.force_login(user)
     url = f"/api/microgrids/{microgrid.microgrid_id}/telemetry/"

@@ -23,6 +23,7 @@ from legacy_circuit.services import (
     circuit_alias_set_active,
     legacy_circuit_save,
 )
+from microgrid.topology.access import SYSTEM
 
 
 class AliasForm(forms.ModelForm):
@@ -132,7 +133,7 @@ class LegacyCircuitAdmin(SimpleHistoryAdmin):
 
     @admin.display(description="Resolution now")
     def resolution(self, obj):
-        row = circuit_rows([obj])[0]
+        row = circuit_rows([obj], user=SYSTEM)[0]
         if row.failure:
             return f"not resolvable: {row.failure} ({row.failure_label})"
         alias = row.resolved.alias
@@ -164,7 +165,7 @@ class LegacyCircuitAdmin(SimpleHistoryAdmin):
         return super().response_add(request, obj, post_url_continue)
 
     def _warn_unresolvable(self, request, obj):
-        row = circuit_rows([obj])[0]
+        row = circuit_rows([obj], user=SYSTEM)[0]
         if row.failure == ResolutionFailure.AMBIGUOUS:
             self.message_user(
                 request,

@@ -15,15 +15,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet
 
 from legacy_circuit.choices import ALIAS_PROBLEM_LABELS, INACTIVE, AliasScope, ResolutionFailure
 from legacy_circuit.models import AliasUsage, CircuitAlias, LegacyCircuit
+from microgrid.common.access import refusal_note
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.fields import ID_RE, FieldProblem, check_datetime
 from microgrid.limits.choices import LimitScope
 from microgrid.limits.selectors import policy_list
 from microgrid.limits.validation import PolicySpec
+from microgrid.topology.access import (
+    all_microgrids_membership,
+    microgrids_visible_to,
+    sees_every_microgrid,
+    visible_microgrid_ids_q,
+    visible_microgrid_q,
+)
 from microgrid.topology.choices import AssetKind, NodeKind
 from microgrid.topology.models import Asset, Microgrid, MicrogridNode
 
@@ -127,9 +135,48 @@ class Resolution:
         )
 
 
-def circuit_resolution(circuit_id: str) -> Resolution:
-    """How a circuit id resolves (four queries; one when the circuit is unknown)."""
-    circuit = LegacyCircuit.objects.filter(circuit_id=circuit_id).first()
+def circuits_visible_to(user) -> QuerySet[LegacyCircuit]:
+    """The circuits `user` may call (spec 6, access): for support staff, trusted code and
+    fleet-wide (all-microgrids) callers every circuit; for anyone else a circuit with at least
+    one active alias, every active alias naming a microgrid of the user's memberships. A
+    circuit that could resolve (or is ambiguous) into a microgrid outside them is not found,
+    so it neither leaks nor steers another depot. One query with subqueries."""
+    if sees_every_microgrid(user):
+        return LegacyCircuit.objects.all()
+    if not getattr(user, "is_authenticated", False):
+        return LegacyCircuit.objects.none()
+    visible = microgrids_visible_to(user).values("pk")
+    active = CircuitAlias.objects.filter(circuit=OuterRef("pk"), active=True)
+    return LegacyCircuit.objects.filter(
+        Q(all_microgrids_membership(user))
+        | (
+            Q(Exists(active.filter(microgrid__in=visible)))
+            & ~Q(Exists(active.exclude(microgrid__in=visible)))
+        )
+    )
+
+
+def _visible_circuit(circuit_id: str, user, code: str) -> LegacyCircuit | None:
+    """The circuit when `user` may call it; None when unknown or not visible (that refusal is
+    noted for the access audit, with the microgrid its first active alias names)."""
+    circuit = circuits_visible_to(user).filter(circuit_id=circuit_id).first()
+    if circuit is None and not sees_every_microgrid(user):
+        hidden = (
+            CircuitAlias.objects.filter(circuit__circuit_id=circuit_id)
+            .order_by("-active", "pk")
+            .values_list("microgrid__microgrid_id", flat=True)
+            .first()
+        )
+        if hidden is not None or LegacyCircuit.objects.filter(circuit_id=circuit_id).exists():
+            refusal_note(code=code, circuit_id=circuit_id, microgrid_id=hidden or "")
+    return circuit
+
+
+def circuit_resolution(circuit_id: str, *, user) -> Resolution:
+    """How a circuit id resolves for `user` (four queries; one when the circuit is unknown).
+
+    A circuit the user may not call resolves as an unknown one (UNKNOWN_CIRCUIT)."""
+    circuit = _visible_circuit(circuit_id, user, "CIRCUIT_ALIAS_NOT_RESOLVABLE")
     if circuit is None:
         return Resolution(circuit_id=circuit_id, circuit=None)
     active = list(
@@ -148,9 +195,9 @@ def circuit_resolution(circuit_id: str) -> Resolution:
     return resolution
 
 
-def circuit_resolve(circuit_id: str) -> Resolution:
+def circuit_resolve(circuit_id: str, *, user) -> Resolution:
     """The resolution, or 409 CIRCUIT_ALIAS_NOT_RESOLVABLE with `details: {circuit_id, reason}`."""
-    resolution = circuit_resolution(circuit_id)
+    resolution = circuit_resolution(circuit_id, user=user)
     if resolution.failure is not None:
         raise resolution.error()
     return resolution
@@ -225,8 +272,9 @@ def tou_document(resolution: Resolution) -> dict[str, Any]:
     return {"circuit_id": resolution.circuit_id, "tou_limits": [tou_item(s) for s in specs]}
 
 
-def circuit_get(circuit_id: str) -> LegacyCircuit:
-    circuit = LegacyCircuit.objects.filter(circuit_id=circuit_id).first()
+def circuit_get(circuit_id: str, *, user) -> LegacyCircuit:
+    """The circuit, or 404 CIRCUIT_NOT_FOUND when it is unknown or `user` may not call it."""
+    circuit = _visible_circuit(circuit_id, user, "CIRCUIT_NOT_FOUND")
     if circuit is None:
         raise DomainError(
             "CIRCUIT_NOT_FOUND",
@@ -287,16 +335,18 @@ class CircuitRow:
         return self.circuit.available_capacity_kw < self.circuit.configured_capacity_kw
 
 
-def circuit_rows(circuits=None) -> list[CircuitRow]:
-    """Each circuit with its aliases (active first), whether it resolves and why not.
+def circuit_rows(circuits=None, *, user) -> list[CircuitRow]:
+    """Each circuit `user` may see with its aliases (active first; an inactive alias into a
+    microgrid outside the user's memberships is left out), whether it resolves and why not.
 
     Four queries whatever the number of circuits and aliases.
     """
     if circuits is None:
-        circuits = LegacyCircuit.objects.select_related("depot").order_by("circuit_id")
+        circuits = circuits_visible_to(user).select_related("depot").order_by("circuit_id")
     circuits = list(circuits)
     aliases = list(
         CircuitAlias.objects.filter(circuit__in=circuits)
+        .filter(visible_microgrid_q(user))
         .select_related("microgrid")
         .order_by("circuit_id", "-active", "pk")
     )
@@ -385,8 +435,10 @@ def usage_filters(params) -> dict[str, Any]:
     return out
 
 
-def _usage_queryset(filters: dict[str, Any]):
-    qs = AliasUsage.objects.all()
+def _usage_queryset(filters: dict[str, Any], user):
+    # A call that resolved no microgrid of the caller's (unresolved, or refused) is for
+    # support staff only: its circuit may belong to anyone.
+    qs = AliasUsage.objects.filter(visible_microgrid_ids_q(user))
     if "circuit_id" in filters:
         qs = qs.filter(circuit_id=filters["circuit_id"])
     if "client" in filters:
@@ -416,10 +468,10 @@ def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at else None
 
 
-def usage_summary(filters: dict[str, Any]) -> list[dict[str, Any]]:
+def usage_summary(filters: dict[str, Any], user) -> list[dict[str, Any]]:
     """Per client and circuit: calls, failures (status 400 and above), first and last use."""
     rows = (
-        _usage_queryset(filters)
+        _usage_queryset(filters, user)
         .order_by()
         .values("client", "circuit_id")
         .annotate(
@@ -443,11 +495,12 @@ def usage_summary(filters: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def usage_report(params) -> dict[str, Any]:
-    """The body of GET /api/legacy/alias-usage/: the newest rows and the summary (two queries)."""
+def usage_report(params, *, user) -> dict[str, Any]:
+    """The body of GET /api/legacy/alias-usage/: the newest rows and the summary (two queries),
+    of the calls into the microgrids `user` may see."""
     filters = usage_filters(params)
     limit = filters.get("limit", DEFAULT_USAGE_LIMIT)
-    rows = list(_usage_queryset(filters).order_by("-at", "-pk")[:limit])
+    rows = list(_usage_queryset(filters, user).order_by("-at", "-pk")[:limit])
     return {
         "filters": {
             "circuit_id": filters.get("circuit_id"),
@@ -455,5 +508,5 @@ def usage_report(params) -> dict[str, Any]:
             "since": _iso(filters.get("since")),
         },
         "usage": [usage_row(r) for r in rows],
-        "summary": usage_summary(filters),
+        "summary": usage_summary(filters, user),
     }

@@ -106,6 +106,7 @@ def circuit_rebalance(
     *,
     circuit_id: str,
     usage: UsageContext,
+    user,
     now: Callable[[], datetime] | None = None,
     dispatcher: Dispatcher | None = None,
     valid_for_s: int | None = None,
@@ -115,9 +116,10 @@ def circuit_rebalance(
     The cycle runs in its own transaction (it holds the microgrid's lock and
     serves triggers that arrive meanwhile), so the audit row follows it in
     a second one rather than wrapping it. `now`, `dispatcher` and
-    `valid_for_s` go to `cycle_request` (the simulator runs on its own clock).
+    `valid_for_s` go to `cycle_request` (the simulator runs on its own clock). `user` is the
+    caller: a circuit it may not call resolves as an unknown one (`SYSTEM` for trusted code).
     """
-    resolution = circuit_resolution(circuit_id)
+    resolution = circuit_resolution(circuit_id, user=user)
     usage.note(resolution)
     if resolution.failure is not None:
         raise resolution.error()
@@ -236,7 +238,7 @@ def tou_policies(data: Any, *, circuit_id: str, target: tuple[str, str | None]) 
 
 
 def circuit_tou_replace(
-    *, circuit_id: str, data: dict[str, Any], usage: UsageContext, user=None
+    *, circuit_id: str, data: dict[str, Any], usage: UsageContext, user
 ) -> dict[str, Any]:
     """Replace the scheduled policies of the circuit's target with the legacy TOU limits.
 
@@ -247,7 +249,7 @@ def circuit_tou_replace(
     error: the replacement and the audit row are one transaction.
     """
     with transaction.atomic():
-        resolution = circuit_resolution(circuit_id)
+        resolution = circuit_resolution(circuit_id, user=user)
         usage.note(resolution)
         tou_target(resolution)
         target = limit_target(resolution)
@@ -268,9 +270,9 @@ def circuit_tou_replace(
     return body
 
 
-def circuit_tou_read(*, circuit_id: str, usage: UsageContext) -> dict[str, Any]:
+def circuit_tou_read(*, circuit_id: str, usage: UsageContext, user) -> dict[str, Any]:
     """The circuit's TOU limits (the GET); refusals as for a write. The view records the call."""
-    resolution = circuit_resolution(circuit_id)
+    resolution = circuit_resolution(circuit_id, user=user)
     usage.note(resolution)
     tou_target(resolution)
     return tou_document(resolution)

@@ -21,7 +21,7 @@ def legacy_index(request):
 
 @manage_view()
 def circuit_list_page(request):
-    rows = selectors.circuit_rows()
+    rows = selectors.circuit_rows(user=request.user)
     context = {
         "nav": "circuits",
         "rows": rows,
@@ -36,10 +36,12 @@ def alias_usage_page(request):
     params = {k: v for k, v in request.GET.items() if k in ("circuit_id", "client", "since") and v}
     filter_error = None
     try:
-        report = selectors.usage_report({**params, "limit": str(RECENT_USAGE_ROWS)})
+        report = selectors.usage_report(
+            {**params, "limit": str(RECENT_USAGE_ROWS)}, user=request.user
+        )
     except DomainError as exc:
         filter_error = exc
-        report = selectors.usage_report({"limit": str(RECENT_USAGE_ROWS)})
+        report = selectors.usage_report({"limit": str(RECENT_USAGE_ROWS)}, user=request.user)
     for row in report["usage"]:
         row["at_text"] = _when(row["at"])
     for row in report["summary"]:

@@ -32,6 +32,7 @@ from rest_framework.test import APIClient
 
 from microgrid.common.models import ApiToken
 from microgrid.common.roles import INTEGRATION, SUPPORT
+from microgrid.topology.services import microgrid_memberships_grant
 from simulator.scenario import Request
 
 OSCP_PATHS = {
@@ -100,8 +101,10 @@ def _block(block: Any, start: datetime) -> Any:
 class Caller:
     """Makes the calls: API tokens for the simulator users, revoked when the run ends."""
 
-    def __init__(self, peers: dict[str, str]) -> None:
+    def __init__(self, peers: dict[str, str], microgrid_id: str) -> None:
         self.peers = peers
+        # The simulator's users call as a depot's own clients do: members of its microgrid.
+        self.microgrid_id = microgrid_id
         self._keys: dict[str, str] = {}
         self._tokens: list[ApiToken] = []
         self.count = 0
@@ -114,6 +117,7 @@ class Caller:
                 user.save(update_fields=["password"])
             group, _ = Group.objects.get_or_create(name=role)
             user.groups.add(group)
+            microgrid_memberships_grant(user=user, microgrid_ids=[self.microgrid_id])
             token, key = ApiToken.issue(user=user, name="depot simulator run")
             self._tokens.append(token)
             self._keys[role] = key

@@ -22,6 +22,7 @@ from django.db import transaction
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.topology import selectors as topology_selectors
 from microgrid.topology import services as topology_services
+from microgrid.topology.access import SYSTEM
 from microgrid.topology.models import Microgrid
 from microgrid.topology.validation import validate_topology
 
@@ -139,7 +140,7 @@ def load_profile(profile: dict[str, Any], *, user=None) -> LoadResult:
         else:
             microgrid = existing
             _update_settings(microgrid, depot, meta)
-        microgrid = topology_selectors.microgrid_get(microgrid.microgrid_id)
+        microgrid = topology_selectors.microgrid_get(microgrid.microgrid_id, user=SYSTEM)
         current = topology_selectors.topology_document(microgrid)
         wanted = validate_topology(profile["nodes"], profile.get("assets") or []).topology
         changed = (current["nodes"], current["assets"]) != (wanted.nodes, wanted.assets)

@@ -248,7 +248,7 @@ class _Run:
             for p in profile.get("oscp_peers") or []
             if isinstance(p, dict) and isinstance(p.get("name"), str)
         }
-        self.caller = Caller(peers)
+        self.caller = Caller(peers, microgrid.microgrid_id)
         self.requests: list[dict[str, Any]] = []
 
     def go(self) -> None:

@@ -89,12 +89,34 @@ def small_topology():
     return copy.deepcopy(SMALL_TOPOLOGY)
 
 
+ALL_MICROGRIDS = "all"
+
+
+def grant_microgrids(user, microgrids) -> None:
+    """Memberships for a test user: ALL_MICROGRIDS (a fleet-wide membership, as
+    `create_api_token --all-microgrids` gives) or the ids of the microgrids it may reach."""
+    from microgrid.topology.services import microgrid_memberships_grant
+
+    if microgrids == ALL_MICROGRIDS:
+        microgrid_memberships_grant(user=user, all_microgrids=True)
+    else:
+        microgrid_memberships_grant(user=user, microgrid_ids=list(microgrids))
+
+
 @pytest.fixture
 def make_user(db):
+    """make_user(role, username, password, microgrids): a user in a role. Operators and
+    integration clients reach every microgrid unless `microgrids` names the ones they may
+    reach (tests/reliability/test_tenancy.py tests memberships); support needs none."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
-    def make(role: str | None = None, username: str | None = None, password: str = "pw-Secret-123"):
+    def make(
+        role: str | None = None,
+        username: str | None = None,
+        password: str = "pw-Secret-123",
+        microgrids=None,
+    ):
         user_model = get_user_model()
         name = username or f"{role or 'nobody'}-user"
         user, _ = user_model.objects.get_or_create(username=name)
@@ -103,6 +125,9 @@ def make_user(db):
         user.save()
         if role:
             user.groups.add(Group.objects.get(name=role))
+        if microgrids is None and role in ("operator", "integration"):
+            microgrids = ALL_MICROGRIDS
+        grant_microgrids(user, microgrids or ())
         return user
 
     return make

@@ -35,7 +35,7 @@ class RebalanceView(ApiView):
         idempotent=True,
     )
     def post(self, request, microgrid_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         body = json_object(request) if request.body else {}
         unknown = sorted(set(body) - {"scope"})
         if unknown:
@@ -68,7 +68,7 @@ class CycleListView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         cycles = selectors.cycle_list(microgrid, params=request.query_params)
         return Response({"microgrid_id": microgrid.microgrid_id, "cycles": cycles})
 
@@ -82,7 +82,7 @@ class CycleDetailView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str, cycle_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         return Response(selectors.cycle_document(selectors.cycle_get(microgrid, cycle_id)))
 
 
@@ -100,7 +100,7 @@ class BreachListView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         rows = selectors.breach_list(microgrid, params=request.query_params)
         return Response(
             {"microgrid_id": microgrid.microgrid_id, "breaches": [b.to_dict() for b in rows]}
@@ -116,5 +116,5 @@ class BreachDetailView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str, breach_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         return Response(selectors.breach_get(microgrid, breach_id).to_dict())

@@ -80,7 +80,9 @@ class CircuitView(LegacyView):
         tag=TAG,
     )
     def get(self, request, circuit_id: str):
-        return Response(selectors.circuit_document(selectors.circuit_get(circuit_id)))
+        return Response(
+            selectors.circuit_document(selectors.circuit_get(circuit_id, user=request.user))
+        )
 
 
 class RebalanceLoadView(LegacyView):
@@ -96,7 +98,9 @@ class RebalanceLoadView(LegacyView):
         tag=TAG,
     )
     def post(self, request, circuit_id: str):
-        return Response(services.circuit_rebalance(circuit_id=circuit_id, usage=self.usage()))
+        return Response(
+            services.circuit_rebalance(circuit_id=circuit_id, usage=self.usage(), user=request.user)
+        )
 
 
 class TouLimitsView(LegacyView):
@@ -110,7 +114,9 @@ class TouLimitsView(LegacyView):
         tag=TAG,
     )
     def get(self, request, circuit_id: str):
-        return Response(services.circuit_tou_read(circuit_id=circuit_id, usage=self.usage()))
+        return Response(
+            services.circuit_tou_read(circuit_id=circuit_id, usage=self.usage(), user=request.user)
+        )
 
     @api_doc(
         operation_id="legacy_circuit_tou_limits_set",
@@ -153,4 +159,4 @@ class AliasUsageView(ApiView):
         tag=TAG,
     )
     def get(self, request):
-        return Response(selectors.usage_report(request.query_params))
+        return Response(selectors.usage_report(request.query_params, user=request.user))

@@ -18,7 +18,7 @@ from microgrid.topology.selectors import microgrid_get
 
 @manage_view()
 def capabilities_page(request, microgrid_id: str):
-    microgrid = microgrid_get(microgrid_id)
+    microgrid = microgrid_get(microgrid_id, user=request.user)
     now = timezone.now()
     views, facts = selectors.binding_views(microgrid, now=now)
     binding_filter = request.GET.get("binding", "").strip() or None

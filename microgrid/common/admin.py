@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 from simple_history.admin import SimpleHistoryAdmin
 
-from microgrid.common.models import ApiToken
+from microgrid.common.models import AccessRefusal, ApiToken
 from microgrid.common.services import api_tokens_revoke
 
 
@@ -23,3 +23,23 @@ class ApiTokenAdmin(SimpleHistoryAdmin):
     def revoke(self, request, queryset):
         revoked = api_tokens_revoke(tokens=queryset, user=request.user)
         self.message_user(request, f"Revoked {len(revoked)} token(s)", messages.SUCCESS)
+
+
+@admin.register(AccessRefusal)
+class AccessRefusalAdmin(admin.ModelAdmin):
+    """Requests refused because they named a microgrid or circuit outside the caller's
+    memberships: who, which microgrid or circuit, which path, when. Read-only, append-only."""
+
+    list_display = ("at", "username", "microgrid_id", "circuit_id", "method", "path", "code")
+    list_filter = ("code", "method")
+    search_fields = ("username", "microgrid_id", "circuit_id", "path")
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -74,3 +74,31 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.method} {self.path} {self.key}"
+
+
+class AccessRefusal(models.Model):
+    """A request refused because the microgrid (or legacy circuit) it named is outside the
+    caller's memberships (spec 6, access). The caller got the same 404 as for an unknown id;
+    support reads these rows in admin. Append-only, so no history."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    username = models.CharField(max_length=150, help_text="kept when the user is deleted")
+    microgrid_id = models.CharField(max_length=64, blank=True, default="")
+    circuit_id = models.CharField(max_length=200, blank=True, default="")
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    code = models.CharField(max_length=40, help_text="the not-found code the caller got")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+
+    def __str__(self) -> str:
+        what = self.microgrid_id or f"circuit {self.circuit_id}"
+        return f"{self.username} {self.method} {self.path} ({what})"

@@ -117,7 +117,7 @@ def _peer_rows(microgrid, now, zone) -> list[dict[str, Any]]:
 
 @manage_view()
 def envelopes_page(request, microgrid_id: str):
-    microgrid = microgrid_get(microgrid_id)
+    microgrid = microgrid_get(microgrid_id, user=request.user)
     now = timezone.now()
     zone = depot_zone(microgrid)
     filter_error = None
@@ -157,7 +157,7 @@ def envelopes_page(request, microgrid_id: str):
 
 @manage_view()
 def envelope_detail_page(request, microgrid_id: str, envelope_id: str):
-    microgrid = microgrid_get(microgrid_id)
+    microgrid = microgrid_get(microgrid_id, user=request.user)
     try:
         envelope = selectors.envelope_get(microgrid, envelope_id)
     except DomainError as exc:
@@ -225,7 +225,7 @@ def _timeline(doc: dict[str, Any], zone) -> list[dict[str, Any]]:
 @require_POST
 @manage_view(SUPPORT_ONLY)
 def envelope_withdraw_page(request, microgrid_id: str, envelope_id: str):
-    microgrid = microgrid_get(microgrid_id)
+    microgrid = microgrid_get(microgrid_id, user=request.user)
     envelope = selectors.envelope_get(microgrid, envelope_id)
     try:
         services.envelope_withdraw(

@@ -62,13 +62,14 @@ def _count(qs) -> Subquery:
     )
 
 
-def fleet_queryset(*, user=None) -> QuerySet[Microgrid]:
-    """Every microgrid `user` may see, with its latest state and live counts annotated."""
+def fleet_queryset(*, user) -> QuerySet[Microgrid]:
+    """Every microgrid `user` may see (topology's membership rule), with its latest state
+    and live counts annotated."""
     now = timezone.now()
     envelopes = OperatingEnvelope.objects.filter(active_filter(now), microgrid=OuterRef("pk"))
     state = Coalesce("fleet_state__outcome", Value(FleetState.NO_CYCLE))
     return (
-        topology_selectors.microgrid_list()
+        topology_selectors.microgrid_list(user=user)
         .select_related("fleet_state")
         .annotate(
             state=state,
@@ -138,7 +139,7 @@ class FleetPage:
     filterset: MicrogridFleetFilter
 
 
-def fleet_page(params, *, user=None) -> FleetPage:
+def fleet_page(params, *, user) -> FleetPage:
     """One page of the filtered, sorted fleet, and the counts per state (three queries).
 
     The counts per state ignore the state filter (so each count says how many a click

@@ -11,6 +11,7 @@ from microgrid.common.pages import manage_view
 from microgrid.fleet import selectors
 from microgrid.fleet.choices import FleetState
 from microgrid.fleet.filters import SORT_LABELS, MicrogridFleetFilter
+from microgrid.topology.access import sees_every_microgrid
 
 PAGE_SIZES = (25, 50, 100, 200)
 
@@ -74,6 +75,7 @@ def fleet_overview(request):
         "first_row": (page.page - 1) * page.page_size + 1 if page.rows else 0,
         "last_row": (page.page - 1) * page.page_size + len(page.rows),
         "filtered": any(params.get(k) for k in ("q", "state", "source_mode", "breaches")),
+        "sees_every": sees_every_microgrid(request.user),
         "api_url": "/api/microgrids/"
         + (f"?{urlencode(list(params.lists()), doseq=True)}" if params else ""),
     }

@@ -261,7 +261,7 @@ def _at(request):
 
 @manage_view()
 def limits_page(request, microgrid_id: str):
-    microgrid = microgrid_get(microgrid_id)
+    microgrid = microgrid_get(microgrid_id, user=request.user)
     if request.method == "POST":
         data = form_data(request.POST)
         try:
@@ -282,7 +282,7 @@ def limits_page(request, microgrid_id: str):
 
 @manage_view(WRITERS)
 def limit_edit_page(request, microgrid_id: str, policy_id: str):
-    microgrid = microgrid_get(microgrid_id)
+    microgrid = microgrid_get(microgrid_id, user=request.user)
     policy = selectors.policy_get(microgrid, policy_id)
     if request.method == "POST":
         data = form_data(request.POST)
@@ -308,7 +308,7 @@ def limit_edit_page(request, microgrid_id: str, policy_id: str):
 def limit_delete(request, microgrid_id: str, policy_id: str):
     """GET: "Delete LP-1?" with what it limits (the list's Delete leads here: nothing is
     deleted on one click); POST: delete it."""
-    microgrid = microgrid_get(microgrid_id)
+    microgrid = microgrid_get(microgrid_id, user=request.user)
     policy = selectors.policy_get(microgrid, policy_id)
     if request.method == "GET":
         return render(

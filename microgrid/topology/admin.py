@@ -18,7 +18,14 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from microgrid.common.errors import DomainError
-from microgrid.topology.models import Asset, Depot, Microgrid, MicrogridNode, TopologyRevision
+from microgrid.topology.models import (
+    Asset,
+    Depot,
+    Microgrid,
+    MicrogridMembership,
+    MicrogridNode,
+    TopologyRevision,
+)
 from microgrid.topology.selectors import topology_document
 from microgrid.topology.services import topology_replace
 
@@ -180,3 +187,15 @@ class TopologyRevisionAdmin(ReadOnlyAdmin):
     list_display = ("microgrid", "version", "created_at", "created_by", "summary")
     list_filter = ("microgrid",)
     readonly_fields = ("microgrid", "version", "created_at", "created_by", "summary", "snapshot")
+
+
+@admin.register(MicrogridMembership)
+class MicrogridMembershipAdmin(SimpleHistoryAdmin):
+    """Who reaches which microgrid (spec 6, access): a change counts from the next request."""
+
+    list_display = ("user", "microgrid", "all_microgrids", "created_at")
+    list_filter = ("all_microgrids", "microgrid")
+    list_select_related = ("user", "microgrid")
+    search_fields = ("user__username", "microgrid__microgrid_id")
+    fields = ("user", "microgrid", "all_microgrids", "created_at")
+    readonly_fields = ("created_at",)

@@ -70,7 +70,7 @@ class Row:
 
 @manage_view(WRITERS)
 def topology_edit(request, microgrid_id: str):
-    microgrid = selectors.microgrid_get(microgrid_id)
+    microgrid = selectors.microgrid_get(microgrid_id, user=request.user)
     if request.method in ("GET", "HEAD"):
         document = selectors.topology_document(microgrid)
         node_fs, asset_fs = editor_forms.editor_formsets(document=document)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from microgrid.topology.choices import AssetKind, NodeKind
@@ -135,3 +136,50 @@ class TopologyRevision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.microgrid_id} v{self.version}"
+
+
+class MicrogridMembership(models.Model):
+    """A user's access to one microgrid, or to every microgrid (`all_microgrids`, for a fleet
+    system). Operators and integration clients reach only the microgrids they are members of;
+    support staff reach every microgrid without a membership (spec 6, access)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="microgrid_memberships"
+    )
+    microgrid = models.ForeignKey(
+        Microgrid,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        help_text="empty only for an all-microgrids membership",
+    )
+    all_microgrids = models.BooleanField(
+        default=False, help_text="fleet-wide: every microgrid, present and future"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["user_id", "microgrid_id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(all_microgrids=True, microgrid__isnull=True)
+                    | Q(all_microgrids=False, microgrid__isnull=False)
+                ),
+                name="membership_one_microgrid_or_all",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "microgrid"], name="membership_once_per_microgrid"
+            ),
+            models.UniqueConstraint(
+                fields=["user"],
+                condition=Q(all_microgrids=True),
+                name="membership_all_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        target = "every microgrid" if self.all_microgrids else self.microgrid.microgrid_id
+        return f"{self.user} -> {target}"

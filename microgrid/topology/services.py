@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from zoneinfo import available_timezones
 
@@ -13,7 +14,14 @@ from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.fields import FieldProblem, check_id, check_int, check_text
 from microgrid.common.prepared import PreparedRead
 from microgrid.topology.choices import ASSET_KIND_FIELDS
-from microgrid.topology.models import Asset, Depot, Microgrid, MicrogridNode, TopologyRevision
+from microgrid.topology.models import (
+    Asset,
+    Depot,
+    Microgrid,
+    MicrogridMembership,
+    MicrogridNode,
+    TopologyRevision,
+)
 from microgrid.topology.references import references_for
 from microgrid.topology.selectors import diff_snapshots, topology_document
 from microgrid.topology.validation import validate_topology
@@ -421,3 +429,38 @@ def _dependent_models_before_nodes() -> list:
         ):
             out.append(model)
     return out
+
+
+def microgrid_memberships_grant(
+    *, user, microgrid_ids: Sequence[str] = (), all_microgrids: bool = False, by=None
+) -> list[MicrogridMembership]:
+    """Make `user` a member of each microgrid (or of all of them); memberships it already has
+    stay as they are. Every id must name a microgrid, or nothing is granted (404
+    MICROGRID_NOT_FOUND naming the unknown ids). Returns the memberships made."""
+    wanted = list(dict.fromkeys(microgrid_ids))
+    with transaction.atomic():
+        found = dict(
+            Microgrid.objects.filter(microgrid_id__in=wanted).values_list("microgrid_id", "pk")
+        )
+        unknown = [m for m in wanted if m not in found]
+        if unknown:
+            raise DomainError(
+                "MICROGRID_NOT_FOUND",
+                f"No microgrid {', '.join(repr(m) for m in unknown)}",
+                {"microgrid_ids": unknown},
+                status=404,
+            )
+        have = MicrogridMembership.objects.filter(user=user)
+        had_all = have.filter(all_microgrids=True).exists()
+        had = set(have.filter(microgrid_id__isnull=False).values_list("microgrid_id", flat=True))
+        made = [
+            MicrogridMembership(user=user, microgrid_id=found[m])
+            for m in wanted
+            if found[m] not in had
+        ]
+        if all_microgrids and not had_all:
+            made.append(MicrogridMembership(user=user, all_microgrids=True))
+        for membership in made:
+            membership._history_user = by
+            membership.save()
+    return made

@@ -21,7 +21,7 @@ def _base_context(microgrid, active: str, **extra):
 
 @manage_view()
 def microgrid_card_page(request, microgrid_id: str):
-    microgrid = selectors.microgrid_get(microgrid_id)
+    microgrid = selectors.microgrid_get(microgrid_id, user=request.user)
     document = selectors.topology_document(microgrid)
     counts = defaultdict(int)
     for asset in document["assets"]:
@@ -45,7 +45,7 @@ def microgrid_card_page(request, microgrid_id: str):
 
 @manage_view()
 def topology_page(request, microgrid_id: str):
-    microgrid = selectors.microgrid_get(microgrid_id)
+    microgrid = selectors.microgrid_get(microgrid_id, user=request.user)
     document = selectors.topology_document(microgrid)
     return render(
         request,
@@ -101,7 +101,7 @@ REVISIONS_PER_PAGE = 50
 @manage_view()
 def revision_list_page(request, microgrid_id: str):
     """Every saved topology version, newest first: who, when, what (paged)."""
-    microgrid = selectors.microgrid_get(microgrid_id)
+    microgrid = selectors.microgrid_get(microgrid_id, user=request.user)
     paginator = Paginator(selectors.revision_list(microgrid), REVISIONS_PER_PAGE)
     page = paginator.get_page(request.GET.get("page"))
     return render(
@@ -120,7 +120,7 @@ def revision_list_page(request, microgrid_id: str):
 def revision_detail_page(request, microgrid_id: str, version: int):
     """One saved version: who and when, what changed from the version before (field by
     field), and the snapshot drawn as the diagram and listed."""
-    microgrid = selectors.microgrid_get(microgrid_id)
+    microgrid = selectors.microgrid_get(microgrid_id, user=request.user)
     rev = selectors.revision_get(microgrid, version)
     previous = selectors.revision_list(microgrid).filter(version__lt=version).first()
     before = previous.snapshot if previous else None

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ALL_MICROGRIDS, grant_microgrids
+
 # Playwright's sync API runs an asyncio loop in this thread; the ORM calls the
 # tests make around it (fixtures, assertions) are still synchronous.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
@@ -70,6 +72,8 @@ def e2e_user(transactional_db):
         user.is_staff = role == "support"
         user.save()
         user.groups.add(Group.objects.get_or_create(name=role)[0])
+        if role != "support":
+            grant_microgrids(user, ALL_MICROGRIDS)
         return user
 
     return make

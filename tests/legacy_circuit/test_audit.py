@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from microgrid.topology.access import SYSTEM
 from tests.legacy_circuit.conftest import assert_body
 
 pytestmark = pytest.mark.django_db
@@ -78,7 +79,7 @@ def test_a_tou_write_and_its_audit_row_are_one_transaction(circuits, monkeypatch
     usage = services.UsageContext(circuit_id="CIR-101", endpoint="tou", method="POST")
     with pytest.raises(RuntimeError):
         services.circuit_tou_replace(
-            circuit_id="CIR-101", data={"tou_limits": [EVENING]}, usage=usage
+            circuit_id="CIR-101", data={"tou_limits": [EVENING]}, usage=usage, user=SYSTEM
         )
 
     assert not LimitPolicy.objects.exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from microgrid.topology.access import SYSTEM
 from tests.legacy_circuit.conftest import assert_body
 
 pytestmark = pytest.mark.django_db
@@ -186,7 +187,9 @@ def test_the_simulator_can_run_a_legacy_rebalance_on_its_own_clock(circuits):
         client="simulator",
     )
 
-    body = circuit_rebalance(circuit_id="CIR-101", usage=usage, now=lambda: at, valid_for_s=60)
+    body = circuit_rebalance(
+        circuit_id="CIR-101", usage=usage, user=SYSTEM, now=lambda: at, valid_for_s=60
+    )
 
     cycle = Cycle.objects.get(cycle_id=body["cycle_id"])
     assert cycle.started_at == at

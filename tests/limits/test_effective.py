@@ -13,6 +13,7 @@ from microgrid.limits.selectors import (
     register_constraint_provider,
     unregister_constraint_provider,
 )
+from microgrid.topology.access import SYSTEM
 from microgrid.topology.selectors import microgrid_get, node_rows
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -182,7 +183,7 @@ def test_effective_limits_read_in_a_constant_number_of_queries(
         create_limit(scope="NODE", node_id=node, limit_kw=100)
         create_limit(scope="NODE", node_id=node, limit_kw=90, schedule=EVENING)
     create_limit(scope="MICROGRID", limit_kw=700)
-    microgrid = microgrid_get("MG.NORTH-1")  # as views load it: with its depot
+    microgrid = microgrid_get("MG.NORTH-1", user=SYSTEM)  # as views load it: with its depot
     nodes = node_rows(microgrid)
     # Plus one query per registered constraint provider (the envelopes app adds one).
     providers = len(_constraint_providers)

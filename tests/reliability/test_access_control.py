@@ -177,12 +177,16 @@ def drf_methods(callback) -> set[str] | None:
 
 class World(dict):
     """The id for each route parameter, its object made the first time a route names it, so
-    an allowed call reaches the view's real work (and a route pays only for what it names)."""
+    an allowed call reaches the view's real work (and a route pays only for what it names).
 
-    def __init__(self, microgrid, peer):
+    `tag` tells two worlds apart (A, the test microgrid, and B, another depot's): their
+    objects have ids of their own, and B's peer group is GRP-B."""
+
+    def __init__(self, microgrid, peer, tag: str = "X"):
         super().__init__(microgrid_id=microgrid.microgrid_id)
         self.microgrid = microgrid
         self.peer = peer
+        self.tag = tag
 
     def __missing__(self, name: str) -> str:
         self[name] = getattr(self, f"make_{name}")()
@@ -210,11 +214,15 @@ class World(dict):
             "start_time": now.isoformat(),
             "end_time": (now + timezone.timedelta(hours=1)).isoformat(),
         }
-        body = {"group_id": "GRP-X", "type": "CONSUMPTION", "forecasted_blocks": [block]}
+        body = {
+            "group_id": f"GRP-{self.tag}",
+            "type": "CONSUMPTION",
+            "forecasted_blocks": [block],
+        }
         receipt = oscp_message_receive(
             peer=self.peer,
             message_type="UPDATE_GROUP_CAPACITY_FORECAST",
-            request_id="access-1",
+            request_id=f"access-{self.tag}",
             body=json.dumps(body),
             now=now,
         )
@@ -231,7 +239,7 @@ class World(dict):
 
         cycle = Cycle.objects.get(cycle_id=self["cycle_id"])
         return Breach.objects.create(
-            breach_id="BR-1",
+            breach_id=f"BR-{self.tag}",
             microgrid=self.microgrid,
             cycle=cycle,
             node_id="sb-1",
@@ -257,7 +265,7 @@ class World(dict):
         from legacy_circuit.models import CircuitAlias, LegacyCircuit
 
         circuit = LegacyCircuit.objects.create(
-            circuit_id="CIR-1",
+            circuit_id=f"CIR-{self.tag}",
             name="Board 1",
             configured_capacity_kw=350,
             available_capacity_kw=350,
@@ -592,3 +600,246 @@ def test_an_api_write_with_a_session_needs_the_csrf_token_and_one_with_a_token_d
         assert (refused.status_code, refused.json()["code"]) == (403, "PERMISSION_DENIED"), key
         assert refused.json()["details"] == {"reason": "CSRF"}, key
         assert call(token_client, method, url).status_code not in (401, 403), key
+
+
+# -- memberships: the matrix's second dimension (spec 6, access) -------------------------------
+#
+# Two depots: A (the test microgrid) and B (another depot's, with one of everything too). The
+# callers of this dimension are members of A only. For every route that names a microgrid or
+# a legacy circuit, each of them gets its normal answer on A and, on B, exactly the answer an
+# unknown id gets, with nothing written and the refusal audited; every other route (the lists)
+# names nothing of B to them, while support staff see B everywhere.
+
+MEMBER_OF_A = {OPERATOR: "operator-of-a", INTEGRATION: "integration-of-a"}
+B_MICROGRID = "MG.SOUTH-2"
+B_MARKS = (B_MICROGRID, "DEPOT-S", "CIR-B", "South Depot")  # what would betray B in an answer
+UNKNOWN = {"microgrid_id": "MG.NO-SUCH-9", "circuit_id": "CIR-NO-SUCH-9"}
+# Rows a refused request may write: the refusal's own audit and the legacy call audit.
+AUDIT_MODELS = {"common.accessrefusal", "legacy_circuit.aliasusage", "common.apitoken"}
+
+
+@pytest.fixture
+def world_b(world, small_topology):
+    """Depot B: a microgrid like A's, with its own policy, envelope (group GRP-B of the same
+    peer), cycle, breach, binding and circuit, and a legacy call into it in the audit."""
+    from legacy_circuit.models import AliasUsage
+    from microgrid.envelopes.services import oscp_group_binding_save
+    from microgrid.topology.services import microgrid_create, topology_replace
+
+    microgrid = microgrid_create(
+        data={
+            "microgrid_id": B_MICROGRID,
+            "name": "South Depot microgrid",
+            "depot": {"depot_id": "DEPOT-S", "name": "South Depot", "timezone": "UTC"},
+        }
+    )
+    topology_replace(
+        microgrid=microgrid,
+        base_version=0,
+        nodes=small_topology["nodes"],
+        assets=small_topology["assets"],
+    )
+    microgrid.refresh_from_db()
+    oscp_group_binding_save(
+        peer=world.peer, group_id="GRP-B", microgrid=microgrid, scope={"type": "MICROGRID"}
+    )
+    b = World(microgrid, world.peer, tag="B")
+    AliasUsage.objects.create(
+        circuit_id=b["circuit_id"],
+        endpoint="/api/circuit/{circuit_id}",
+        method="GET",
+        client="integration-of-b",
+        microgrid_id=B_MICROGRID,
+        status_code=200,
+        at=microgrid.updated_at,
+    )
+    return b
+
+
+@pytest.fixture
+def members_of_a(world, make_user):
+    return {
+        role: make_user(role, username=name, microgrids=[world.microgrid.microgrid_id])
+        for role, name in MEMBER_OF_A.items()
+    }
+
+
+def member_client(role: str, transport: str):
+    from django.contrib.auth import get_user_model
+    from rest_framework.test import APIClient
+
+    from microgrid.common.models import ApiToken
+
+    user = get_user_model().objects.get(username=MEMBER_OF_A[role])
+    client = APIClient()
+    if transport == "token":
+        _, key = ApiToken.issue(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    else:
+        client.force_login(user)
+    return client
+
+
+class Unknown(dict):
+    """The ids of world B with the microgrid or circuit replaced by one that does not exist."""
+
+    def __init__(self, world: World, name: str):
+        super().__init__({name: UNKNOWN[name]})
+        self.world = world
+
+    def __missing__(self, name: str) -> str:
+        return self.world[name]
+
+
+def scoped_name(key: str) -> str | None:
+    """The id a route is scoped by: the microgrid's or the legacy circuit's (None for lists)."""
+    for name in ("microgrid_id", "circuit_id"):
+        if f":{name}>" in key:
+            return name
+    return None
+
+
+def database_state() -> dict[str, int]:
+    """A fingerprint of every product table but the audits: a hash of all its rows."""
+    from django.apps import apps
+
+    from microgrid.common.apps import PRODUCT_APPS
+
+    state = {}
+    for model in apps.get_models():
+        label = model._meta.label_lower
+        if model._meta.app_label in PRODUCT_APPS and label not in AUDIT_MODELS:
+            state[label] = hash(repr(list(model._default_manager.order_by("pk").values_list())))
+    return state
+
+
+def answer(response) -> tuple:
+    """What a caller learns from a response, with the requested id taken out."""
+    body = response.content.decode("utf-8", "replace")
+    for name, unknown in UNKNOWN.items():
+        body = body.replace(unknown, f"<{name}>")
+    for mark in (B_MICROGRID, "CIR-B"):
+        body = body.replace(mark, "<microgrid_id>" if mark == B_MICROGRID else "<circuit_id>")
+    if response.get("Content-Type", "").startswith("application/json"):
+        return (response.status_code, json.loads(body))
+    return (response.status_code,)  # a page: its CSRF token differs on every render
+
+
+def call_on_b(client, method: str, url: str):
+    """One rolled-back request on B: its answer, whether it wrote, and its refusal audit rows."""
+    from microgrid.common.models import AccessRefusal
+
+    headers = {"HTTP_X_REQUEST_ID": "access-probe"} if url.startswith("/oscp/") else {}
+    with transaction.atomic():
+        before = database_state()
+        if url.startswith("/manage/"):
+            response = client.generic(
+                method, url, "", content_type="application/x-www-form-urlencoded"
+            )
+        else:
+            response = client.generic(method, url, "{}", content_type="application/json", **headers)
+        wrote = sorted(k for k, v in database_state().items() if before.get(k) != v)
+        audited = list(AccessRefusal.objects.values("username", "microgrid_id", "method", "path"))
+        transaction.set_rollback(True)
+    return response, wrote, audited
+
+
+def check_membership_route(key: str, a: World, b: World) -> list[str]:
+    problems = []
+    name = scoped_name(key)
+    for role in (OPERATOR, INTEGRATION):
+        for method, allowed in ACCESS[key].items():
+            if role not in allowed:
+                continue  # refused by role on A and B alike (the table's business)
+            for transport in transports(key, role):
+                client = member_client(role, transport)
+                where = f"{method} {key} as {role} of A ({transport})"
+                on_a = call(client, method, url_for(key, a))
+                problem = allowed_problem(key, on_a)
+                if problem:
+                    problems.append(f"{where} on A: {problem}")
+                leaked = [m for m in B_MARKS if m in on_a.content.decode("utf-8", "replace")]
+                if leaked:
+                    problems.append(f"{where} on A names B: {leaked}")
+                on_b, wrote, audited = call_on_b(client, method, url_for(key, b))
+                unknown = call(client, method, url_for(key, Unknown(b, name)))
+                if answer(on_b) != answer(unknown) or on_b.status_code not in (404, 409):
+                    problems.append(
+                        f"{where} on B: {on_b.status_code} {on_b.content[:200]!r}, not the "
+                        f"answer to an unknown {name} ({unknown.status_code})"
+                    )
+                if wrote:
+                    problems.append(f"{where} on B wrote {wrote}")
+                wanted = {"username": MEMBER_OF_A[role], "method": method}
+                if not any(wanted.items() <= row.items() for row in audited):
+                    problems.append(f"{where} on B: no access refusal audited ({audited})")
+                elif name == "microgrid_id" and audited[0]["microgrid_id"] != B_MICROGRID:
+                    problems.append(f"{where} on B: audited {audited}")
+            # Support staff need no membership: B answers them as A does.
+            on_b = call(client_for(SUPPORT, "session"), method, url_for(key, b))
+            problem = allowed_problem(key, on_b) if SUPPORT in allowed else None
+            if problem:
+                problems.append(f"{method} {key} as support on B: {problem}")
+    return problems
+
+
+MEMBERSHIP_ROUTES = sorted(k for k in ACCESS if scoped_name(k))
+LIST_ROUTES = sorted(
+    k for k in ACCESS if not scoped_name(k) and "GET" in ACCESS[k] and k != "admin/"
+)
+
+
+def test_the_membership_dimension_covers_every_route_that_names_a_microgrid_or_circuit():
+    assert len(MEMBERSHIP_ROUTES) >= 35
+    assert not [k for k in ACCESS if "<" in k and not scoped_name(k)], "a route scoped by neither"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("key", MEMBERSHIP_ROUTES)
+def test_a_member_of_a_gets_its_answer_on_a_and_the_unknown_answer_on_b_writing_nothing(
+    key, world, world_b, members_of_a, make_user
+):
+    make_user(SUPPORT)
+    problems = check_membership_route(key, world, world_b)
+    assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("key", LIST_ROUTES, ids=lambda k: k or "/")
+def test_no_list_or_page_names_b_to_a_member_of_a_while_support_sees_it(
+    key, world, world_b, members_of_a, make_user
+):
+    make_user(SUPPORT)
+    url = url_for(key, world)
+    problems = []
+    for role in (OPERATOR, INTEGRATION):
+        if role not in ACCESS[key]["GET"]:
+            continue
+        for transport in transports(key, role):
+            body = call(member_client(role, transport), "GET", url).content.decode()
+            leaked = [m for m in B_MARKS if m in body]
+            if leaked:
+                problems.append(f"GET {url} as {role} of A ({transport}) names B: {leaked}")
+    assert problems == [], "\n".join(problems)
+
+
+LISTS_OF_B = {
+    "api/microgrids/",
+    "api/legacy/alias-usage/",
+    "manage/microgrids/",
+    "manage/legacy/circuits/",
+    "manage/legacy/alias-usage/",
+}
+
+
+@pytest.mark.django_db
+def test_the_lists_show_b_to_support_so_the_filter_above_is_not_vacuous(world, world_b, make_user):
+    make_user(SUPPORT)
+    support = client_for(SUPPORT, "session")
+    shows_b = {
+        key
+        for key in LIST_ROUTES
+        if SUPPORT in ACCESS[key]["GET"]
+        and B_MICROGRID in call(support, "GET", url_for(key, world)).content.decode()
+    }
+    assert shows_b >= LISTS_OF_B

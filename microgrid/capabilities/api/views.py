@@ -41,7 +41,9 @@ class CapabilitiesView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str):
-        return Response(selectors.capabilities_document(microgrid_get(microgrid_id)))
+        return Response(
+            selectors.capabilities_document(microgrid_get(microgrid_id, user=request.user))
+        )
 
 
 class BindingsView(ApiView):
@@ -64,7 +66,7 @@ class BindingsView(ApiView):
         idempotent=True,
     )
     def post(self, request, microgrid_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         outcome = services.capability_binding_create(
             microgrid=microgrid, data=json_object(request), user=request.user
         )
@@ -93,7 +95,7 @@ class BindingReleaseView(ApiView):
         idempotent=True,
     )
     def post(self, request, microgrid_id: str, binding_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         _empty_body(request)
         binding = services.capability_binding_release(
             microgrid=microgrid, binding_id=binding_id, user=request.user
@@ -118,7 +120,7 @@ class BindingTransferView(ApiView):
         idempotent=True,
     )
     def post(self, request, microgrid_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         outcome = services.capability_binding_transfer(
             microgrid=microgrid, data=json_object(request), user=request.user
         )
@@ -145,7 +147,7 @@ class EventsView(ApiView):
         idempotent=True,
     )
     def post(self, request, microgrid_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         outcome = services.capability_event_record(microgrid=microgrid, data=json_object(request))
         return Response(
             {

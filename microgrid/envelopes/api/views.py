@@ -41,7 +41,7 @@ class EnvelopeListView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         params = request.query_params
         statuses = selectors.parse_statuses(params.get("status"))
         limit = selectors.parse_limit(params.get("limit"))
@@ -69,7 +69,7 @@ class EnvelopeDetailView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str, envelope_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         envelope = selectors.envelope_get(microgrid, envelope_id)
         at = parse_at(request.query_params.get("at"))
         return Response(selectors.envelope_detail(envelope, at=at, legacy=legacy_values(microgrid)))
@@ -94,7 +94,7 @@ class EnvelopeWithdrawView(ApiView):
         idempotent=True,
     )
     def post(self, request, microgrid_id: str, envelope_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         envelope = selectors.envelope_get(microgrid, envelope_id)
         body = json_object(request) if request.body else {}
         unknown = sorted(set(body) - {"reason"})

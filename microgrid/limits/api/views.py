@@ -42,7 +42,7 @@ class LimitListView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         return Response(
             {
                 "microgrid_id": microgrid.microgrid_id,
@@ -61,7 +61,7 @@ class LimitListView(ApiView):
         idempotent=True,
     )
     def post(self, request, microgrid_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         policy = services.limit_policy_create(
             microgrid=microgrid, data=json_object(request), user=request.user
         )
@@ -80,7 +80,7 @@ class LimitDetailView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str, policy_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         return Response(_policy_body(selectors.policy_get(microgrid, policy_id)))
 
     @api_doc(
@@ -92,7 +92,7 @@ class LimitDetailView(ApiView):
         tag=TAG,
     )
     def put(self, request, microgrid_id: str, policy_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         policy = selectors.policy_get(microgrid, policy_id)
         policy = services.limit_policy_update(
             policy=policy, data=json_object(request), user=request.user
@@ -107,7 +107,7 @@ class LimitDetailView(ApiView):
         tag=TAG,
     )
     def delete(self, request, microgrid_id: str, policy_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         services.limit_policy_delete(
             policy=selectors.policy_get(microgrid, policy_id), user=request.user
         )
@@ -126,7 +126,7 @@ class ActiveLimitsView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         at = parse_at(request.query_params.get("at"))
         return Response(selectors.active_limits_document(microgrid, at))
 

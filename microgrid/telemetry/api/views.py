@@ -28,7 +28,7 @@ class TelemetryView(ApiView):
         idempotent=True,
     )
     def post(self, request, microgrid_id: str):
-        microgrid = microgrid_get(microgrid_id)
+        microgrid = microgrid_get(microgrid_id, user=request.user)
         body = json_object(request)
         if set(body) != {"readings"}:
             raise DomainError.from_errors(

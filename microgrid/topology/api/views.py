@@ -33,7 +33,8 @@ class MicrogridListView(ApiView):
         return Response(
             {
                 "microgrids": [
-                    microgrid_summary(m) for m in selectors.microgrid_list(depot_id=depot_id)
+                    microgrid_summary(m)
+                    for m in selectors.microgrid_list(user=request.user, depot_id=depot_id)
                 ]
             }
         )
@@ -51,7 +52,7 @@ class MicrogridListView(ApiView):
     def post(self, request):
         microgrid = services.microgrid_create(data=json_object(request), user=request.user)
         return Response(
-            microgrid_card(selectors.microgrid_get(microgrid.microgrid_id)),
+            microgrid_card(selectors.microgrid_get(microgrid.microgrid_id, user=request.user)),
             status=status.HTTP_201_CREATED,
         )
 
@@ -65,7 +66,7 @@ class MicrogridDetailView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str):
-        return Response(microgrid_card(selectors.microgrid_get(microgrid_id)))
+        return Response(microgrid_card(selectors.microgrid_get(microgrid_id, user=request.user)))
 
 
 class TopologyView(ApiView):
@@ -79,7 +80,9 @@ class TopologyView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str):
-        return Response(selectors.topology_document(selectors.microgrid_get(microgrid_id)))
+        return Response(
+            selectors.topology_document(selectors.microgrid_get(microgrid_id, user=request.user))
+        )
 
     @api_doc(
         operation_id="topology_replace",
@@ -98,7 +101,7 @@ class TopologyView(ApiView):
         tag=TAG,
     )
     def put(self, request, microgrid_id: str):
-        microgrid = selectors.microgrid_get(microgrid_id)
+        microgrid = selectors.microgrid_get(microgrid_id, user=request.user)
         body = json_object(request)
         unknown = sorted(set(body) - {"base_version", "nodes", "assets"} - _READ_ONLY_TOPOLOGY_KEYS)
         if unknown:
@@ -143,7 +146,7 @@ class RevisionListView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str):
-        microgrid = selectors.microgrid_get(microgrid_id)
+        microgrid = selectors.microgrid_get(microgrid_id, user=request.user)
         return Response(
             {
                 "microgrid_id": microgrid.microgrid_id,
@@ -163,7 +166,7 @@ class RevisionDetailView(ApiView):
         tag=TAG,
     )
     def get(self, request, microgrid_id: str, version: int):
-        microgrid = selectors.microgrid_get(microgrid_id)
+        microgrid = selectors.microgrid_get(microgrid_id, user=request.user)
         rev = selectors.revision_get(microgrid, version)
         previous = selectors.revision_list(microgrid).filter(version__lt=version).first()
         return Response(
