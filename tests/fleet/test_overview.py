@@ -181,3 +181,20 @@ def test_the_forms_empty_any_options_are_no_filter(operator_client, microgrid):
     assert operator_client.get(f"/manage/microgrids/?{query}").status_code == 200
     body = operator_client.get(f"/api/microgrids/?{query}").json()
     assert [r["microgrid_id"] for r in body["microgrids"]] == ["MG.NORTH-1"]
+
+
+@pytest.mark.django_db
+def test_the_fleet_lists_and_counts_only_the_microgrids_the_user_is_a_member_of(
+    client, make_user, microgrid, small_topology
+):
+    other = make_microgrid(5, small_topology)
+    cycle(other)
+    client.force_login(make_user("operator", "member", microgrids=[microgrid.microgrid_id]))
+    body = client.get("/api/microgrids/").json()
+    assert [r["microgrid_id"] for r in body["microgrids"]] == ["MG.NORTH-1"]
+    assert body["counts"]["all"] == 1 and body["counts"][other.fleet_state.outcome] == 0
+    html = client.get("/manage/microgrids/").content.decode()
+    assert "MG.NORTH-1" in html and other.microgrid_id not in html
+    client.force_login(make_user("operator", "nobody-op", microgrids=[]))
+    html = client.get("/manage/microgrids/").content.decode()
+    assert 'data-testid="no-membership"' in html
