@@ -12,6 +12,7 @@ from simple_history.utils import bulk_create_with_history
 
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.fields import FieldProblem, check_id, check_int, check_text
+from microgrid.common.history import unattributed_reason
 from microgrid.common.prepared import PreparedRead
 from microgrid.topology.choices import ASSET_KIND_FIELDS
 from microgrid.topology.models import (
@@ -322,7 +323,12 @@ def _apply(microgrid, nodes, assets, current_nodes, current_assets, user) -> Non
                 obj._history_user = history_user
                 obj.save()
         if creates:
-            bulk_create_with_history(creates, MicrogridNode, default_user=history_user)
+            bulk_create_with_history(
+                creates,
+                MicrogridNode,
+                default_user=history_user,
+                default_change_reason=unattributed_reason(history_user),
+            )
             if any(o.pk is None for o in creates):
                 fresh = {
                     n.node_id: n
@@ -350,7 +356,12 @@ def _apply(microgrid, nodes, assets, current_nodes, current_assets, user) -> Non
             obj._history_user = history_user
             obj.save()
     if creates:
-        bulk_create_with_history(creates, Asset, default_user=history_user)
+        bulk_create_with_history(
+            creates,
+            Asset,
+            default_user=history_user,
+            default_change_reason=unattributed_reason(history_user),
+        )
 
     removed = [current_nodes[n] for n in current_nodes if n not in wanted_nodes]
     # Children before parents: PROTECT on the parent key must never fire.

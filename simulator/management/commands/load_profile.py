@@ -1,10 +1,12 @@
 """`manage.py load_profile FILE`: create or update a depot from a YAML profile."""
 
 import sys
+from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
 from microgrid.common.errors import DomainError
+from microgrid.common.history import change_source
 from microgrid.topology.models import Microgrid
 from simulator.loader import load_profile, read_profile
 
@@ -54,7 +56,8 @@ class Command(BaseCommand):
                 )
                 return
         try:
-            result = load_profile(profile)
+            with change_source(f"profile load: {Path(file).name}"):
+                result = load_profile(profile)
         except DomainError as exc:
             print_errors(sys.stderr, exc)
             sys.exit(2)
