@@ -23,6 +23,7 @@ migrate: install
 # (`make demo-reset` loads the profile over them, as a new topology version).
 demo: migrate
 	$(PY) manage.py load_profile --keep-existing simulator/profiles/demo_depot.yaml
+	$(PY) manage.py load_profile --keep-existing simulator/profiles/demo_depot_harbour.yaml
 	$(PY) manage.py demo_users
 
 demo-reset: migrate

@@ -84,6 +84,8 @@ class Command(BaseCommand):
                 self.stdout.write(
                     self.style.SUCCESS(f"\nMicrogrid is at http://{host}:{port}/manage/")
                     + f"\n  logins: {LOGINS}"
+                    + "\n  operator is a member of the demo depot MG.DEMO-1 only; support also "
+                    "sees the second depot MG.HARBOUR-1"
                     + f"\n  API docs: http://{host}:{port}/api/docs/"
                     + "\n  Ctrl-C stops the web server, the worker and the feed.\n"
                 )
