@@ -56,20 +56,36 @@ def test_fleet_overview_filters_searches_and_pages(page, microgrid, small_topolo
     expect(only.locator(".load-figures")).to_contain_text("%")
 
 
+def run_cycle_while_pages_refresh(microgrid):
+    """A cycle written while the open page re-reads (SQLite's in-memory test database refuses
+    a write while a read holds a table, rather than waiting): retried until a deadline."""
+    import time
+
+    from django.db import OperationalError
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return cycle_request(microgrid=microgrid, trigger=trigger_of("API")).cycle
+        except OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+
+
 def test_a_new_cycle_appears_on_the_open_pages_without_a_reload(page, microgrid):
     cycle(microgrid)
     page.goto("/manage/microgrids/MG.NORTH-1/cycles/")
     rows = page.get_by_test_id("cycle-list").locator("tbody tr")
     expect(rows).to_have_count(1)
     page.evaluate("window.__notReloaded = true")
-    new = cycle_request(microgrid=microgrid, trigger=trigger_of("API")).cycle
+    new = run_cycle_while_pages_refresh(microgrid)
     expect(page.locator(f'tr[data-cycle-id="{new.cycle_id}"]')).to_be_visible(timeout=LIVE_MS)
     assert page.evaluate("window.__notReloaded") is True
     page.goto("/manage/microgrids/")
     page.evaluate("window.__notReloaded = true")
     row = page.locator('tr[data-microgrid="MG.NORTH-1"]')
     expect(row).to_contain_text(f"#{new.seq}")
-    newer = cycle_request(microgrid=microgrid, trigger=trigger_of("API")).cycle
+    newer = run_cycle_while_pages_refresh(microgrid)
     expect(row).to_contain_text(f"#{newer.seq}", timeout=LIVE_MS)
     assert page.evaluate("window.__notReloaded") is True
 
