@@ -8,10 +8,10 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from balancing.choices import BreachStatus, Outcome, SourceMode, TriggerType
+from balancing.choices import BreachStatus
+from balancing.filters import BreachFilter, CycleFilter
 from balancing.models import Breach, Cycle
-from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.fields import ID_RE, FieldProblem, check_datetime
+from microgrid.common.errors import DomainError
 from microgrid.topology.diagram import headroom
 
 SUMMARY_FIELDS = (
@@ -44,47 +44,17 @@ def cycle_summary(row: dict[str, Any] | Cycle) -> dict[str, Any]:
     }
 
 
-def _bad(field: str, message: str) -> DomainError:
-    return DomainError.from_errors([ErrorItem("FIELD_INVALID", f"{field} {message}", field=field)])
-
-
 def cycle_list(
-    microgrid, *, params: dict[str, str], limit: int = 50, offset: int = 0
+    microgrid, *, params, limit: int | None = None, offset: int = 0
 ) -> list[dict[str, Any]]:
-    qs = Cycle.objects.filter(microgrid=microgrid)
-    for name, choices, column in (
-        ("trigger", TriggerType.values, "trigger_type"),
-        ("outcome", Outcome.values, "outcome"),
-        ("source_mode", SourceMode.values, "source_mode"),
-    ):
-        value = params.get(name)
-        if value:
-            if value not in choices:
-                raise _bad(name, f"must be one of {', '.join(choices)}")
-            qs = qs.filter(**{column: value})
-    for name, lookup in (("since", "started_at__gte"), ("until", "started_at__lt")):
-        if params.get(name):
-            try:
-                qs = qs.filter(**{lookup: check_datetime(params[name])})
-            except FieldProblem as exc:
-                raise _bad(name, str(exc)) from None
-    limit = _limit(params, limit)
-    rows = qs.order_by("-started_at", "-seq").values(*SUMMARY_FIELDS)[offset : offset + limit]
-    out = []
-    for row in rows:
-        summary = cycle_summary(row)
-        out.append(summary)
-    return out
-
-
-def _limit(params: dict[str, str], default: int) -> int:
-    raw = params.get("limit")
-    if raw in (None, ""):
-        return default
-    # isdigit() alone lets "²" through, which int() refuses.
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
-        raise _bad("limit", "must be a whole number from 1 to 1000")
-    return int(raw)
+    """The newest cycles matching the `CycleFilter` parameters, or FIELD_INVALID; `offset`
+    skips that many (the Manage page's paging)."""
+    filters = CycleFilter(params, queryset=Cycle.objects.filter(microgrid=microgrid))
+    if limit is not None:
+        filters.default_limit = limit
+    ordered = filters.filtered().order_by("-started_at", "-seq").values(*SUMMARY_FIELDS)
+    rows = ordered[offset : offset + filters.limit()]
+    return [cycle_summary(row) for row in rows]
 
 
 def cycle_get(microgrid, cycle_id: str) -> Cycle:
@@ -125,18 +95,12 @@ def cycle_document(cycle: Cycle) -> dict[str, Any]:
     return doc
 
 
-def breach_list(microgrid, *, params: dict[str, str]) -> QuerySet[Breach]:
-    qs = Breach.objects.filter(microgrid=microgrid).select_related("cycle")
-    status = params.get("status")
-    if status:
-        if status not in BreachStatus.values:
-            raise _bad("status", "must be OPEN or RESOLVED")
-        qs = qs.filter(status=status)
-    if params.get("node_id"):
-        if not ID_RE.match(params["node_id"]):
-            raise _bad("node_id", "must be an id of the spec's pattern")
-        qs = qs.filter(node_id=params["node_id"])
-    return qs.order_by("-detected_at", "node_id")[: _limit(params, 200)]
+def breach_list(microgrid, *, params) -> QuerySet[Breach]:
+    """The newest breaches matching the `BreachFilter` parameters, or FIELD_INVALID."""
+    filters = BreachFilter(
+        params, queryset=Breach.objects.filter(microgrid=microgrid).select_related("cycle")
+    )
+    return filters.page(filters.filtered().order_by("-detected_at", "node_id"))
 
 
 def breach_get(microgrid, breach_id: str) -> Breach:
@@ -298,12 +262,3 @@ def _pad(series: dict[str, list], length: int) -> None:
     for values in series.values():
         while len(values) < length:
             values.append(None)
-
-
-def parse_at(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return check_datetime(value)
-    except FieldProblem as exc:
-        raise _bad("at", str(exc)) from None

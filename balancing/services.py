@@ -29,8 +29,8 @@ from balancing.dispatch import ChargingLimit, Dispatcher, ScopeBudget, default_d
 from balancing.engine import allocate
 from balancing.inputs import CycleInputs, gather_inputs
 from balancing.models import Breach, Cycle, CycleTrigger
+from microgrid.capabilities.scopes import Scope, parse_scope
 from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.fields import FieldProblem, check_id
 from microgrid.common.prepared import PreparedRead
 from microgrid.topology.models import Microgrid, MicrogridNode
 from microgrid.topology.services import lock_microgrid, try_lock_microgrid
@@ -46,35 +46,22 @@ def register_binding_enricher(fn) -> None:
 
 
 def check_scope(microgrid: Microgrid, scope: Any) -> dict[str, Any]:
-    """A cycle scope: {"type": "MICROGRID"} or {"type": "NODE", "node_id": X} naming an existing node."""
+    """A cycle scope from untrusted JSON: {"type": "MICROGRID"} or {"type": "NODE", "node_id": X}
+    naming an existing node (null: the whole microgrid)."""
     if scope is None:
         return {"type": "MICROGRID"}
-    if not isinstance(scope, dict) or scope.get("type") not in ("MICROGRID", "NODE"):
-        raise DomainError.from_errors(
-            [
-                ErrorItem(
-                    "FIELD_INVALID",
-                    'scope must be {"type": "MICROGRID"} or {"type": "NODE", "node_id": ...}',
-                    field="scope",
-                )
-            ]
-        )
-    if scope["type"] == "MICROGRID":
-        if set(scope) != {"type"}:
-            raise DomainError.from_errors(
-                [ErrorItem("FIELD_INVALID", "a MICROGRID scope has no other fields", field="scope")]
-            )
+    parsed, problems = parse_scope(scope, "scope")
+    if problems:
+        raise DomainError.from_errors(problems)
+    return cycle_scope(microgrid, parsed)
+
+
+def cycle_scope(microgrid: Microgrid, scope: Scope | None) -> dict[str, Any]:
+    """A validated scope as a cycle's scope, or NODE_NOT_FOUND when its node is not in the
+    microgrid (None: the whole microgrid)."""
+    if scope is None or scope.is_microgrid:
         return {"type": "MICROGRID"}
-    if set(scope) != {"type", "node_id"}:
-        raise DomainError.from_errors(
-            [ErrorItem("FIELD_INVALID", "a NODE scope is {type, node_id}", field="scope")]
-        )
-    try:
-        node_id = check_id(scope["node_id"], "node_id")
-    except FieldProblem as exc:
-        raise DomainError.from_errors(
-            [ErrorItem("FIELD_INVALID", str(exc), field="scope.node_id")]
-        ) from None
+    node_id = scope.node_id
     if not MicrogridNode.objects.filter(microgrid=microgrid, node_id=node_id).exists():
         raise DomainError(
             "NODE_NOT_FOUND",

@@ -121,11 +121,9 @@ def materialise(inp: EngineInput, microgrid_id: str):
         _drop(old)
     Depot.objects.filter(depot_id=f"D-{microgrid_id}").delete()
     microgrid = microgrid_create(
-        data={
-            "microgrid_id": microgrid_id,
-            "name": microgrid_id,
-            "depot": {"depot_id": f"D-{microgrid_id}", "name": microgrid_id, "timezone": "UTC"},
-        }
+        microgrid_id=microgrid_id,
+        name=microgrid_id,
+        depot={"depot_id": f"D-{microgrid_id}", "name": microgrid_id, "timezone": "UTC"},
     )
     kinds = {0: "GRID_CONNECTION", 1: "SWITCHBOARD", 2: "FEEDER"}
     depth: dict[str, int] = {}

@@ -9,7 +9,6 @@ for an ASSET alias. Every read here runs in a constant number of queries.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,10 +17,10 @@ from typing import Any
 from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet
 
 from legacy_circuit.choices import ALIAS_PROBLEM_LABELS, INACTIVE, AliasScope, ResolutionFailure
+from legacy_circuit.filters import UsageFilter
 from legacy_circuit.models import AliasUsage, CircuitAlias, LegacyCircuit
 from microgrid.common.access import refusal_note
-from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.fields import ID_RE, FieldProblem, check_datetime
+from microgrid.common.errors import DomainError
 from microgrid.limits.choices import LimitScope
 from microgrid.limits.selectors import policy_list
 from microgrid.limits.validation import PolicySpec
@@ -385,68 +384,6 @@ def circuit_rows(circuits=None, *, user) -> list[CircuitRow]:
 
 # --- The migration audit ----------------------------------------------------------------------
 
-USAGE_FILTERS = ("circuit_id", "client", "since", "limit")
-DEFAULT_USAGE_LIMIT = 200
-
-
-# A username (AliasUsage.client): printable, at most 150 characters (Django's limit).
-_CLIENT_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,150}\Z")
-
-
-def _bad(name: str, message: str) -> DomainError:
-    return DomainError.from_errors([ErrorItem("FIELD_INVALID", f"{name} {message}", field=name)])
-
-
-def usage_filters(params) -> dict[str, Any]:
-    """The validated filters of the usage report (unknown parameters are FIELD_INVALID)."""
-    unknown = sorted(set(params) - set(USAGE_FILTERS))
-    if unknown:
-        raise DomainError.from_errors(
-            [
-                ErrorItem(
-                    "FIELD_INVALID", f"{k} is not a filter of the alias usage report", field=k
-                )
-                for k in unknown
-            ]
-        )
-    out: dict[str, Any] = {}
-    for name, pattern in (("circuit_id", ID_RE), ("client", _CLIENT_RE)):
-        value = (params.get(name) or "").strip()
-        if value:
-            if not pattern.match(value):
-                raise _bad(
-                    name, "is not a circuit id" if name == "circuit_id" else "is no username"
-                )
-            out[name] = value
-    since = (params.get("since") or "").strip()
-    if since:
-        # An unencoded "+" of an offset arrives as a space.
-        if " " in since and "+" not in since:
-            since = since.replace(" ", "+")
-        try:
-            out["since"] = check_datetime(since)
-        except FieldProblem as exc:
-            raise _bad("since", str(exc)) from None
-    raw = (params.get("limit") or "").strip()
-    if raw:
-        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
-            raise _bad("limit", "must be a whole number from 1 to 1000")
-        out["limit"] = int(raw)
-    return out
-
-
-def _usage_queryset(filters: dict[str, Any], user):
-    # A call that resolved no microgrid of the caller's (unresolved, or refused) is for
-    # support staff only: its circuit may belong to anyone.
-    qs = AliasUsage.objects.filter(visible_microgrid_ids_q(user))
-    if "circuit_id" in filters:
-        qs = qs.filter(circuit_id=filters["circuit_id"])
-    if "client" in filters:
-        qs = qs.filter(client=filters["client"])
-    if "since" in filters:
-        qs = qs.filter(at__gte=filters["since"])
-    return qs
-
 
 def usage_row(row: AliasUsage) -> dict[str, Any]:
     return {
@@ -468,11 +405,10 @@ def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at else None
 
 
-def usage_summary(filters: dict[str, Any], user) -> list[dict[str, Any]]:
+def usage_summary(queryset) -> list[dict[str, Any]]:
     """Per client and circuit: calls, failures (status 400 and above), first and last use."""
     rows = (
-        _usage_queryset(filters, user)
-        .order_by()
+        queryset.order_by()
         .values("client", "circuit_id")
         .annotate(
             calls=Count("pk"),
@@ -497,16 +433,20 @@ def usage_summary(filters: dict[str, Any], user) -> list[dict[str, Any]]:
 
 def usage_report(params, *, user) -> dict[str, Any]:
     """The body of GET /api/legacy/alias-usage/: the newest rows and the summary (two queries),
-    of the calls into the microgrids `user` may see."""
-    filters = usage_filters(params)
-    limit = filters.get("limit", DEFAULT_USAGE_LIMIT)
-    rows = list(_usage_queryset(filters, user).order_by("-at", "-pk")[:limit])
+    of the calls into the microgrids `user` may see; `params` are the `UsageFilter`
+    parameters (FIELD_INVALID when one is bad or unknown)."""
+    # A call that resolved no microgrid of the caller's (unresolved, or refused) is for
+    # support staff only: its circuit may belong to anyone.
+    visible = AliasUsage.objects.filter(visible_microgrid_ids_q(user))
+    filters = UsageFilter(params, queryset=visible)
+    queryset = filters.filtered()
+    rows = list(filters.page(queryset.order_by("-at", "-pk")))
     return {
         "filters": {
-            "circuit_id": filters.get("circuit_id"),
-            "client": filters.get("client"),
-            "since": _iso(filters.get("since")),
+            "circuit_id": filters.value("circuit_id"),
+            "client": filters.value("client"),
+            "since": _iso(filters.value("since")),
         },
         "usage": [usage_row(r) for r in rows],
-        "summary": usage_summary(filters, user),
+        "summary": usage_summary(queryset),
     }

@@ -33,16 +33,17 @@ from legacy_circuit.selectors import (
     tou_target,
 )
 from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.fields import FieldProblem, check_id, check_kw, check_text
+from microgrid.common.fields import MAX_KW, FieldProblem, check_id, check_kw, check_text
+from microgrid.limits.api.serializers import parse_policy
 from microgrid.limits.choices import LimitScope, LimitSource
 from microgrid.limits.services import limit_policies_replace
-from microgrid.limits.validation import parse_policy, raise_problems
+from microgrid.limits.validation import PolicySpec, raise_problems
 from microgrid.topology.models import Depot
 
 TOU_FIELDS = ("start", "end", "days", "limit_kw")
 # A week holds few real windows; the cap keeps the pairwise overlap check small.
 MAX_TOU_LIMITS = 500
-MAX_CAPACITY_KW = 1e7
+MAX_CAPACITY_KW = MAX_KW
 
 
 def _user(user):
@@ -187,7 +188,9 @@ def _legacy_error(exc: DomainError) -> DomainError:
     )
 
 
-def tou_policies(data: Any, *, circuit_id: str, target: tuple[str, str | None]) -> list[dict]:
+def tou_policies(
+    data: Any, *, circuit_id: str, target: tuple[str, str | None]
+) -> list[tuple[str, PolicySpec]]:
     """A legacy TOU body -> canonical LEGACY_TOU policies on the target, or every FIELD_INVALID.
 
     Fields are named in legacy terms (`tou_limits[1].start`). A client may
@@ -204,7 +207,7 @@ def tou_policies(data: Any, *, circuit_id: str, target: tuple[str, str | None]) 
     if "circuit_id" in data and data["circuit_id"] != circuit_id:
         problem("circuit_id", f"must be {circuit_id!r}, the circuit of this URL, when it is sent")
     raw = data.get("tou_limits")
-    policies: list[dict] = []
+    policies: list[tuple[str, PolicySpec]] = []
     if "tou_limits" not in data:
         problem("tou_limits", "is required (a list of {start, end, days, limit_kw})")
     elif not isinstance(raw, list):
@@ -228,11 +231,12 @@ def tou_policies(data: Any, *, circuit_id: str, target: tuple[str, str | None]) 
                 policy["node_id"] = node_id
             if "limit_kw" in item:
                 policy["limit_kw"] = item["limit_kw"]
-            _, problems = parse_policy(
+            spec, problems = parse_policy(
                 policy, prefix=prefix + ".", default_source=LimitSource.LEGACY_TOU
             )
             errors.extend(_legacy_item(p, field_problem=True) for p in problems)
-            policies.append(policy)
+            if spec is not None:
+                policies.append((f"tou_limits[{i}].", spec))
     raise_problems(errors)
     return policies
 
@@ -257,11 +261,9 @@ def circuit_tou_replace(
         try:
             limit_policies_replace(
                 microgrid=resolution.microgrid,
-                items=policies,
+                specs=policies,
                 replaces=lambda spec: spec.target == target and spec.schedule is not None,
-                default_source=LimitSource.LEGACY_TOU,
                 user=user,
-                field="tou_limits",
             )
         except DomainError as exc:
             raise _legacy_error(exc) from None

@@ -180,11 +180,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
     # Like every API endpoint, the schema refuses anonymous callers (microgrid/common/schema.py).
     "SERVE_PERMISSIONS": ["microgrid.common.roles.AnyRole"],
     # Shared component schemas, security schemes, required bodies: microgrid/common/openapi.py.
     "POSTPROCESSING_HOOKS": [
-        "drf_spectacular.hooks.postprocess_schema_enums",
         "microgrid.common.openapi.postprocess",
     ],
 }

@@ -23,6 +23,7 @@ from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.topology import selectors as topology_selectors
 from microgrid.topology import services as topology_services
 from microgrid.topology.access import SYSTEM
+from microgrid.topology.api.serializers import microgrid_input
 from microgrid.topology.models import Microgrid
 from microgrid.topology.validation import validate_topology
 
@@ -136,7 +137,8 @@ def load_profile(profile: dict[str, Any], *, user=None) -> LoadResult:
         )
         created = existing is None
         if created:
-            microgrid = topology_services.microgrid_create(data={**meta, "depot": depot}, user=user)
+            values = microgrid_input({**meta, "depot": depot})
+            microgrid = topology_services.microgrid_create(**values, user=user)
         else:
             microgrid = existing
             _update_settings(microgrid, depot, meta)

@@ -175,14 +175,21 @@ def anon_api():
 
 @pytest.fixture
 def empty_microgrid(db):
+    from microgrid.topology.api.serializers import microgrid_input
     from microgrid.topology.services import microgrid_create
 
     return microgrid_create(
-        data={
-            "microgrid_id": "MG.NORTH-1",
-            "name": "North Depot microgrid",
-            "depot": {"depot_id": "DEPOT-N", "name": "North Depot", "timezone": "Europe/Amsterdam"},
-        }
+        **microgrid_input(
+            {
+                "microgrid_id": "MG.NORTH-1",
+                "name": "North Depot microgrid",
+                "depot": {
+                    "depot_id": "DEPOT-N",
+                    "name": "North Depot",
+                    "timezone": "Europe/Amsterdam",
+                },
+            }
+        )
     )
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from rest_framework.response import Response
 
 from balancing import selectors
-from balancing.choices import BreachStatus, Outcome, SourceMode, TriggerType
-from balancing.services import check_scope, cycle_request, trigger_of
+from balancing.api.serializers import Rebalance
+from balancing.filters import BreachFilter, CycleFilter
+from balancing.services import cycle_request, cycle_scope, trigger_of
 from microgrid.common.api import ApiView, json_object
-from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.openapi import ID, LIMIT_PARAM, api_doc, query, ref
+from microgrid.common.openapi import api_doc, ref
 from microgrid.common.roles import WRITERS
+from microgrid.common.serializers import validated
 from microgrid.topology.selectors import microgrid_get
 
 TAG = "balancing"
@@ -22,7 +23,7 @@ class RebalanceView(ApiView):
     @api_doc(
         operation_id="rebalance",
         summary="Run one cycle now, in the request (operator, support)",
-        request=ref("Rebalance"),
+        request=Rebalance,
         ok={200: (ref("Cycle"), "The cycle that served the request")},
         errors={
             400: None,
@@ -36,18 +37,8 @@ class RebalanceView(ApiView):
     )
     def post(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id, user=request.user)
-        body = json_object(request) if request.body else {}
-        unknown = sorted(set(body) - {"scope"})
-        if unknown:
-            raise DomainError.from_errors(
-                [
-                    ErrorItem(
-                        "FIELD_INVALID", f"{k} is not a field of a rebalance request", field=k
-                    )
-                    for k in unknown
-                ]
-            )
-        scope = check_scope(microgrid, body.get("scope"))
+        values = validated(Rebalance, json_object(request) if request.body else {})
+        scope = cycle_scope(microgrid, values.get("scope"))
         outcome = cycle_request(microgrid=microgrid, trigger=trigger_of("API"), scope=scope)
         return Response(selectors.cycle_document(outcome.cycle))
 
@@ -56,13 +47,7 @@ class CycleListView(ApiView):
     @api_doc(
         operation_id="cycles_list",
         summary="The latest cycles, newest first",
-        parameters=[
-            query("trigger", {"type": "string", "enum": TriggerType.values}),
-            query("outcome", {"type": "string", "enum": Outcome.values}),
-            query("source_mode", {"type": "string", "enum": SourceMode.values}),
-            query("since", {"type": "string", "format": "date-time"}, "started at or after"),
-            query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "default 50"),
-        ],
+        parameters=CycleFilter.parameters(),
         ok={200: ref("CycleList")},
         errors={404: "MICROGRID_NOT_FOUND", 422: "FIELD_INVALID naming the filter"},
         tag=TAG,
@@ -90,11 +75,7 @@ class BreachListView(ApiView):
     @api_doc(
         operation_id="breaches_list",
         summary="Breaches, newest first",
-        parameters=[
-            query("status", {"type": "string", "enum": BreachStatus.values}),
-            query("node_id", ID),
-            LIMIT_PARAM,
-        ],
+        parameters=BreachFilter.parameters(),
         ok={200: ref("BreachList")},
         errors={404: "MICROGRID_NOT_FOUND", 422: "FIELD_INVALID naming the filter"},
         tag=TAG,

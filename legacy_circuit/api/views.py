@@ -12,9 +12,11 @@ from __future__ import annotations
 from rest_framework.response import Response
 
 from legacy_circuit import selectors, services
+from legacy_circuit.api import serializers as answers
+from legacy_circuit.filters import UsageFilter
 from legacy_circuit.services import UsageContext
 from microgrid.common.api import ApiView, json_object
-from microgrid.common.openapi import ID, LIMIT_PARAM, api_doc, query, ref
+from microgrid.common.openapi import api_doc, ref
 from microgrid.common.roles import INGEST, READERS
 
 TAG = "legacy"
@@ -75,7 +77,7 @@ class CircuitView(LegacyView):
     @api_doc(
         operation_id="legacy_circuit_get",
         summary="A legacy circuit (frozen contract)",
-        ok={200: ref("LegacyCircuit")},
+        ok={200: answers.LegacyCircuit},
         errors={404: "CIRCUIT_NOT_FOUND"},
         tag=TAG,
     )
@@ -93,7 +95,7 @@ class RebalanceLoadView(LegacyView):
         summary="Rebalance a legacy circuit (frozen contract)",
         description="Runs one canonical cycle for the circuit's microgrid and scope. "
         "A request body is not read.",
-        ok={200: ref("LegacyRebalance")},
+        ok={200: answers.LegacyRebalance},
         errors={409: NOT_RESOLVABLE, 413: None},
         tag=TAG,
     )
@@ -109,7 +111,7 @@ class TouLimitsView(LegacyView):
     @api_doc(
         operation_id="legacy_circuit_tou_limits_get",
         summary="A legacy circuit's TOU limits (frozen contract)",
-        ok={200: ref("LegacyTouLimits")},
+        ok={200: answers.LegacyTouLimits},
         errors={409: NOT_RESOLVABLE, 422: TOU_MAPPING},
         tag=TAG,
     )
@@ -122,7 +124,7 @@ class TouLimitsView(LegacyView):
         operation_id="legacy_circuit_tou_limits_set",
         summary="Replace a legacy circuit's TOU limits (frozen contract)",
         request=ref("LegacyTouLimitsInput"),
-        ok={200: (ref("LegacyTouLimits"), "The circuit's TOU limits as written")},
+        ok={200: (answers.LegacyTouLimits, "The circuit's TOU limits as written")},
         errors={
             400: None,
             409: NOT_RESOLVABLE,
@@ -148,13 +150,8 @@ class AliasUsageView(ApiView):
         operation_id="legacy_alias_usage",
         path_ids=False,
         summary="Legacy alias usage: the newest calls and a per-client, per-circuit summary",
-        parameters=[
-            query("circuit_id", ID),
-            query("client", {"type": "string", "minLength": 1, "maxLength": 150}, "a username"),
-            query("since", {"type": "string", "format": "date-time"}),
-            LIMIT_PARAM,
-        ],
-        ok={200: ref("AliasUsageReport")},
+        parameters=UsageFilter.parameters(),
+        ok={200: answers.AliasUsageReport},
         errors={422: "FIELD_INVALID naming the bad or unknown parameter"},
         tag=TAG,
     )

@@ -15,8 +15,10 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from simple_history.admin import SimpleHistoryAdmin
 
+from microgrid.capabilities.api.serializers import CapabilityBind
 from microgrid.capabilities.choices import ScopeType
 from microgrid.capabilities.models import CapabilityBinding, CapabilityStatusEvent
+from microgrid.capabilities.scopes import Scope
 from microgrid.capabilities.services import (
     capability_binding_create,
     capability_binding_release,
@@ -24,7 +26,8 @@ from microgrid.capabilities.services import (
     capability_binding_validate,
 )
 from microgrid.common.errors import DomainError
-from microgrid.common.fields import ID_PATTERN
+from microgrid.common.fields import ID_RE
+from microgrid.common.serializers import validated
 
 _FORM_FIELD = {
     "capability_type": "capability_type",
@@ -64,7 +67,8 @@ class CapabilityBindingAdminForm(forms.ModelForm):
         if microgrid is None or self.errors:
             return cleaned
         try:
-            capability_binding_validate(microgrid=microgrid, data=self.service_data())
+            values = validated(CapabilityBind, self.service_data())
+            capability_binding_validate(microgrid=microgrid, **values)
         except DomainError as exc:
             if not exc.errors:
                 raise ValidationError(describe(exc)) from None
@@ -79,7 +83,7 @@ class CapabilityBindingAdminForm(forms.ModelForm):
 
 class TransferForm(forms.Form):
     new_source_device_id = forms.RegexField(
-        regex=rf"^{ID_PATTERN}$",
+        regex=ID_RE,
         label="New source device id",
         help_text="The device that takes over this capability and scope",
     )
@@ -137,8 +141,9 @@ class CapabilityBindingAdmin(SimpleHistoryAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return  # read-only: release and transfer are actions
+        values = validated(CapabilityBind, form.service_data())
         outcome = capability_binding_create(
-            microgrid=form.cleaned_data["microgrid"], data=form.service_data(), user=request.user
+            microgrid=form.cleaned_data["microgrid"], **values, user=request.user
         )
         for field in CapabilityBinding._meta.concrete_fields:
             setattr(obj, field.attname, getattr(outcome.binding, field.attname))
@@ -176,12 +181,10 @@ class CapabilityBindingAdmin(SimpleHistoryAdmin):
             try:
                 outcome = capability_binding_transfer(
                     microgrid=binding.microgrid,
-                    data={
-                        "capability_type": binding.capability_type,
-                        "scope": binding.scope,
-                        "expected_source_device_id": binding.source_device_id,
-                        "new_source_device_id": form.cleaned_data["new_source_device_id"],
-                    },
+                    capability_type=binding.capability_type,
+                    scope=Scope.of(binding),
+                    expected_source_device_id=binding.source_device_id,
+                    new_source_device_id=form.cleaned_data["new_source_device_id"],
                     user=request.user,
                 )
             except DomainError as exc:

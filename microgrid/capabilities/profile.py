@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from microgrid.capabilities.api.serializers import binding_problems
 from microgrid.capabilities.scopes import overlaps
-from microgrid.capabilities.services import capability_binding_create, parse_binding
+from microgrid.capabilities.services import BindingRequest, capability_binding_create
 from microgrid.common.errors import ErrorItem
 from microgrid.topology.tree import ancestors_map
 
@@ -48,10 +49,11 @@ def check_bindings(value: Any, profile: dict[str, Any]) -> list[ErrorItem]:
     accepted = []
     for i, raw in enumerate(value):
         prefix = f"{SECTION}[{i}]."
-        request, problems = parse_binding(raw, prefix=prefix)
+        values, problems = binding_problems(raw, prefix=prefix)
         errors.extend(problems)
-        if request is None:
+        if values is None:
             continue
+        request = BindingRequest(**values)
         if not request.scope.is_microgrid and request.scope.node_id not in known:
             errors.append(
                 ErrorItem(
@@ -85,4 +87,5 @@ def check_bindings(value: Any, profile: dict[str, Any]) -> list[ErrorItem]:
 
 def apply_bindings(microgrid, value: Any, user) -> None:
     for raw in value:
-        capability_binding_create(microgrid=microgrid, data=raw, user=user)
+        values, _ = binding_problems(raw)  # the section was checked: no problems here
+        capability_binding_create(microgrid=microgrid, **values, user=user)

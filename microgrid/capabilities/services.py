@@ -12,7 +12,6 @@ Every writer (API, admin, the profile loader) comes through here.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,19 +21,11 @@ from django.db.models import Max
 from django.urls import reverse
 from django.utils import timezone
 
-from microgrid.capabilities.choices import BindingEnd, CapabilityState, CapabilityType
+from microgrid.capabilities.choices import BindingEnd
 from microgrid.capabilities.models import CapabilityBinding, CapabilityStatusEvent
-from microgrid.capabilities.scopes import Scope, overlaps, parse_scope
+from microgrid.capabilities.scopes import Scope, overlaps
 from microgrid.capabilities.selectors import node_facts
 from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.fields import (
-    FieldProblem,
-    check_choice,
-    check_datetime,
-    check_id,
-    check_text,
-    contains_nul,
-)
 from microgrid.topology.models import Microgrid
 from microgrid.topology.services import lock_microgrid
 
@@ -42,17 +33,6 @@ from microgrid.topology.services import lock_microgrid
 # otherwise stay the latest status (and pin external control) until the device's clock
 # caught up.
 MAX_CLOCK_AHEAD = timedelta(minutes=5)
-MAX_DETAIL_CHARS = 4000
-
-BIND_FIELDS = ("capability_type", "scope", "source_device_id")
-TRANSFER_FIELDS = (
-    "capability_type",
-    "scope",
-    "expected_source_device_id",
-    "new_source_device_id",
-)
-EVENT_FIELDS = ("capability_type", "scope", "source_device_id", "event_ref", "state", "observed_at")
-EVENT_OPTIONAL = ("detail",)
 
 
 def _user(user):
@@ -79,81 +59,6 @@ class BindingRequest:
     capability_type: str
     scope: Scope
     source_device_id: str
-
-
-def _parse(
-    data: Any, required: tuple[str, ...], optional: tuple[str, ...] = (), prefix: str = ""
-) -> tuple[dict[str, Any], list[ErrorItem]]:
-    """The clean fields of a request body and every problem with it (nothing is raised)."""
-    if not isinstance(data, dict):
-        return {}, [
-            ErrorItem("FIELD_INVALID", "must be an object", field=prefix.rstrip(".") or None)
-        ]
-    errors: list[ErrorItem] = []
-    clean: dict[str, Any] = {}
-    for name in sorted(set(data) - set(required) - set(optional), key=str):
-        errors.append(
-            ErrorItem("FIELD_INVALID", f"{name} is not a known field", field=f"{prefix}{name}")
-        )
-    for name in required:
-        if data.get(name) is None:
-            errors.append(
-                ErrorItem("FIELD_INVALID", f"{name} is required", field=f"{prefix}{name}")
-            )
-            continue
-        value = data[name]
-        try:
-            if name == "capability_type":
-                clean[name] = check_choice(value, CapabilityType.values)
-            elif name == "scope":
-                scope, problems = parse_scope(value, f"{prefix}scope")
-                errors.extend(problems)
-                if scope is not None:
-                    clean[name] = scope
-            elif name.endswith("source_device_id"):
-                clean[name] = check_id(value, name)
-            elif name == "event_ref":
-                clean[name] = check_text(value, max_length=128)
-            elif name == "state":
-                clean[name] = check_choice(value, CapabilityState.values)
-            elif name == "observed_at":
-                clean[name] = check_datetime(value)
-        except FieldProblem as exc:
-            errors.append(ErrorItem("FIELD_INVALID", f"{name} {exc}", field=f"{prefix}{name}"))
-    if "detail" in optional and data.get("detail") is not None:
-        detail = data["detail"]
-        if not isinstance(detail, str | dict):
-            errors.append(
-                ErrorItem("FIELD_INVALID", "detail must be a string or an object", field="detail")
-            )
-        elif len(json.dumps(detail)) > MAX_DETAIL_CHARS:
-            errors.append(
-                ErrorItem(
-                    "FIELD_INVALID",
-                    f"detail must be at most {MAX_DETAIL_CHARS} characters",
-                    field="detail",
-                )
-            )
-        elif contains_nul(detail):
-            # PostgreSQL's jsonb cannot hold a NUL character: refused, never a 500.
-            errors.append(
-                ErrorItem("FIELD_INVALID", "detail must not contain NUL characters", field="detail")
-            )
-        else:
-            clean["detail"] = detail
-    return clean, errors
-
-
-def parse_binding(data: Any, prefix: str = "") -> tuple[BindingRequest | None, list[ErrorItem]]:
-    clean, errors = _parse(data, BIND_FIELDS, prefix=prefix)
-    if errors:
-        return None, errors
-    return BindingRequest(clean["capability_type"], clean["scope"], clean["source_device_id"]), []
-
-
-def _raise(errors: list[ErrorItem]) -> None:
-    if errors:
-        raise DomainError.from_errors(errors)
 
 
 def _check_node(microgrid: Microgrid, scope: Scope, names: dict[str, str], field="scope.node_id"):
@@ -297,11 +202,12 @@ def _create(
     return binding
 
 
-def capability_binding_validate(*, microgrid: Microgrid, data: Any) -> BindingRequest:
-    """The binding `data` asks for, or DomainError (fields, node, conflict). Writes nothing."""
-    request, errors = parse_binding(data)
-    _raise(errors)
-    assert request is not None
+def capability_binding_validate(
+    *, microgrid: Microgrid, capability_type: str, scope: Scope, source_device_id: str
+) -> BindingRequest:
+    """The binding these validated values (`CapabilityBind`) ask for, checked against the
+    topology and the active bindings, or DomainError (node, conflict). Writes nothing."""
+    request = BindingRequest(capability_type, scope, source_device_id)
     facts = node_facts(microgrid)
     _check_node(microgrid, request.scope, facts.names)
     active = CapabilityBinding.objects.filter(
@@ -320,7 +226,13 @@ def capability_binding_validate(*, microgrid: Microgrid, data: Any) -> BindingRe
 
 
 def capability_binding_create(
-    *, microgrid: Microgrid, data: Any, user=None, now: datetime | None = None
+    *,
+    microgrid: Microgrid,
+    capability_type: str,
+    scope: Scope,
+    source_device_id: str,
+    user=None,
+    now: datetime | None = None,
 ) -> BindOutcome:
     """Bind a source device to a capability for a scope (spec 3.4).
 
@@ -330,12 +242,14 @@ def capability_binding_create(
     (created False) and nothing changes.
     """
     now = now or timezone.now()
-    request, errors = parse_binding(data)
-    _raise(errors)
-    assert request is not None
     with transaction.atomic():
         locked = _lock(microgrid)
-        request = capability_binding_validate(microgrid=locked, data=data)
+        request = capability_binding_validate(
+            microgrid=locked,
+            capability_type=capability_type,
+            scope=scope,
+            source_device_id=source_device_id,
+        )
         same = CapabilityBinding.objects.filter(
             microgrid=locked,
             capability_type=request.capability_type,
@@ -400,17 +314,21 @@ class TransferOutcome:
 
 
 def capability_binding_transfer(
-    *, microgrid: Microgrid, data: Any, user=None, now: datetime | None = None
+    *,
+    microgrid: Microgrid,
+    capability_type: str,
+    scope: Scope,
+    expected_source_device_id: str,
+    new_source_device_id: str,
+    user=None,
+    now: datetime | None = None,
 ) -> TransferOutcome:
     """Compare-and-swap: hand the active binding of (capability, scope) from the expected
     source to the new one, or CAPABILITY_TRANSFER_CONFLICT when the expected source is not
     the active one for exactly that scope. A retried transfer (the new source is already
     the active one) gets that binding back and changes nothing."""
     now = now or timezone.now()
-    clean, errors = _parse(data, TRANSFER_FIELDS)
-    _raise(errors)
-    capability_type, scope = clean["capability_type"], clean["scope"]
-    expected, new = clean["expected_source_device_id"], clean["new_source_device_id"]
+    expected, new = expected_source_device_id, new_source_device_id
     with transaction.atomic():
         _lock(microgrid)
         _check_node(microgrid, scope, node_facts(microgrid).names)
@@ -465,7 +383,16 @@ class EventOutcome:
 
 
 def capability_event_record(
-    *, microgrid: Microgrid, data: Any, now: datetime | None = None
+    *,
+    microgrid: Microgrid,
+    capability_type: str,
+    scope: Scope,
+    source_device_id: str,
+    event_ref: str,
+    state: str,
+    observed_at: datetime,
+    detail: str | dict | None = None,
+    now: datetime | None = None,
 ) -> EventOutcome:
     """Store a status event of the active source of (capability, scope).
 
@@ -474,20 +401,18 @@ def capability_event_record(
     stored event (created False).
     """
     now = now or timezone.now()
-    clean, errors = _parse(data, EVENT_FIELDS, EVENT_OPTIONAL)
-    observed = clean.get("observed_at")
-    if observed is not None and observed > now + MAX_CLOCK_AHEAD:
-        errors.append(
-            ErrorItem(
-                "FIELD_INVALID",
-                f"observed_at is more than {int(MAX_CLOCK_AHEAD.total_seconds())} s ahead of "
-                "the product's clock",
-                field="observed_at",
-            )
+    if observed_at > now + MAX_CLOCK_AHEAD:
+        raise DomainError.from_errors(
+            [
+                ErrorItem(
+                    "FIELD_INVALID",
+                    f"observed_at is more than {int(MAX_CLOCK_AHEAD.total_seconds())} s ahead "
+                    "of the product's clock",
+                    field="observed_at",
+                )
+            ]
         )
-    _raise(errors)
-    capability_type, scope = clean["capability_type"], clean["scope"]
-    source = clean["source_device_id"]
+    source = source_device_id
     with transaction.atomic():
         binding = (
             CapabilityBinding.objects.select_for_update()
@@ -498,19 +423,17 @@ def capability_event_record(
         )
         if binding is None or binding.source_device_id != source:
             raise _not_active(microgrid, capability_type, scope, source)
-        stored = CapabilityStatusEvent.objects.filter(
-            binding=binding, event_ref=clean["event_ref"]
-        ).first()
+        stored = CapabilityStatusEvent.objects.filter(binding=binding, event_ref=event_ref).first()
         if stored is not None:
             return EventOutcome(stored, binding, created=False)
         event = CapabilityStatusEvent(
             microgrid=microgrid,
             binding=binding,
-            event_ref=clean["event_ref"],
-            state=clean["state"],
-            observed_at=clean["observed_at"],
+            event_ref=event_ref,
+            state=state,
+            observed_at=observed_at,
             received_at=now,
-            detail=clean.get("detail"),
+            detail=detail,
         )
         try:
             with transaction.atomic():
@@ -518,9 +441,7 @@ def capability_event_record(
         except IntegrityError:
             # The binding's row lock makes this unreachable through this service; a row
             # written around it is still answered as a repeat.
-            stored = CapabilityStatusEvent.objects.get(
-                binding=binding, event_ref=clean["event_ref"]
-            )
+            stored = CapabilityStatusEvent.objects.get(binding=binding, event_ref=event_ref)
             return EventOutcome(stored, binding, created=False)
     return EventOutcome(event, binding, created=True)
 

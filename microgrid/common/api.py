@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.fields import ID_RE, contains_nul
+from microgrid.common.fields import contains_nul
 from microgrid.common.roles import RolePermission
 
 log = logging.getLogger(__name__)
@@ -110,20 +110,6 @@ def json_object(request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise DomainError("MALFORMED_REQUEST", "Body must be a JSON object", status=400)
     return data
-
-
-def query_id(request, name: str) -> str | None:
-    """An optional id filter of the query string: None when absent or empty, else an id of
-    the spec's pattern or 422 FIELD_INVALID naming it (a NUL or a 1000-character value never
-    reaches the database)."""
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    if not ID_RE.match(raw):
-        raise DomainError.from_errors(
-            [ErrorItem("FIELD_INVALID", f"{name} must be an id of the spec's pattern", field=name)]
-        )
-    return raw
 
 
 def parse_json_bytes(raw: bytes) -> Any:

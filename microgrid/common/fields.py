@@ -11,9 +11,22 @@ import re
 from datetime import datetime
 from typing import Any
 
+# The constants of the API contract, defined once: the serializers, the URL converter, the
+# OpenAPI document, the models' check constraints and the Manage forms import them from here.
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
-# \Z, not $: "$" also matches before a trailing newline, which would let "MG-1\n" in.
+# Python: \Z, not $: "$" also matches before a trailing newline, which would let "MG-1\n" in.
 ID_RE = re.compile(rf"^{ID_PATTERN}\Z")
+# JSON Schema (ECMA 262, no multiline flag): "$" matches only at the end of the input, the
+# same semantics as Python's \Z above.
+ID_SCHEMA_PATTERN = rf"^{ID_PATTERN}$"
+# Every power (kW) the API accepts is at most this in magnitude: limits, ratings, envelope
+# capacities, legacy configured capacities, telemetry readings.
+MAX_KW = 1e7
+# Text fields: trimmed, not blank, no control characters (check_text), as a JSON Schema pattern.
+TEXT_SCHEMA_PATTERN = r"^[^\u0000-\u001f]*\S[^\u0000-\u001f]*$"
+TEXT_MAX_LENGTH = 200
+# List endpoints: `limit` is a whole number from 1 to this.
+MAX_LIST_LIMIT = 1000
 
 
 class FieldProblem(ValueError):
@@ -24,11 +37,21 @@ def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+ID_PROBLEM = (
+    "must be a string of 1-64 letters, digits, '.', '_' or '-' starting with a letter or digit"
+)
+
+
 def check_id(value: Any, what: str = "id") -> str:
     if not isinstance(value, str) or not ID_RE.match(value):
-        raise FieldProblem(
-            f"{what} must be a string of 1-64 letters, digits, '.', '_' or '-' starting with a letter or digit"
-        )
+        raise FieldProblem(f"{what} {ID_PROBLEM}")
+    return value
+
+
+def check_id_value(value: Any) -> str:
+    """An id; the problem's text does not name the field (the caller does)."""
+    if not isinstance(value, str) or not ID_RE.match(value):
+        raise FieldProblem(ID_PROBLEM)
     return value
 
 
@@ -37,7 +60,7 @@ def check_kw(
     *,
     minimum: float | None = None,
     exclusive_minimum: float | None = None,
-    maximum: float = 1e7,
+    maximum: float = MAX_KW,
 ) -> float:
     """A power in kW: a finite JSON number, rounded to 3 decimals (spec units)."""
     if not is_number(value):
@@ -70,7 +93,7 @@ def check_int(value: Any, *, minimum: int, maximum: int) -> int:
     return value
 
 
-def check_text(value: Any, *, max_length: int = 200, allow_empty: bool = False) -> str:
+def check_text(value: Any, *, max_length: int = TEXT_MAX_LENGTH, allow_empty: bool = False) -> str:
     if not isinstance(value, str):
         raise FieldProblem("must be a string")
     value = value.strip()
@@ -124,3 +147,23 @@ def check_datetime(value: Any) -> datetime:
     if not 1970 <= parsed.year <= 2200:
         raise FieldProblem("is out of range")
     return parsed
+
+
+# An unencoded "+" of a UTC offset arrives in a query string as a space ("...T12:00:00 01:00"):
+# it is read as the "+" the client meant. Only a space directly before a trailing offset is.
+_PLUS_AS_SPACE = re.compile(r" (\d{2}(?::?\d{2})?)\Z")
+
+
+def check_query_time(raw: str) -> datetime:
+    """The one reading of a time query parameter (`since`, `at`, `until`): `check_datetime`
+    after restoring a "+" that arrived as a space."""
+    return check_datetime(_PLUS_AS_SPACE.sub(r"+\1", raw.strip()))
+
+
+def check_list_limit(raw: str) -> int:
+    """A `limit` query parameter: a whole number (ASCII digits) from 1 to MAX_LIST_LIMIT."""
+    # isdigit() alone lets "²" through, which int() refuses.
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIST_LIMIT:
+        raise FieldProblem(f"must be a whole number from 1 to {MAX_LIST_LIMIT}")
+    return int(text)

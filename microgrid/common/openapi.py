@@ -22,7 +22,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 
 from balancing.choices import BreachStatus, Outcome, SourceMode, TriggerType
-from microgrid.capabilities.choices import BindingEnd, CapabilityState, CapabilityType
+from microgrid.capabilities.choices import BindingEnd
+from microgrid.common.fields import ID_SCHEMA_PATTERN, MAX_KW, TEXT_MAX_LENGTH, TEXT_SCHEMA_PATTERN
 from microgrid.envelopes.choices import (
     CapacityUnit,
     Direction,
@@ -32,15 +33,11 @@ from microgrid.envelopes.choices import (
     ForecastType,
     Phase,
 )
-from microgrid.limits.choices import ConstraintSource, LimitScope, LimitSource
+from microgrid.limits.choices import ConstraintSource
 from microgrid.topology.choices import AssetKind, NodeKind
 
-ID_REGEX = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-# Text fields: trimmed, not blank, no control characters (common.fields.check_text).
-TEXT_REGEX = r"^[^\u0000-\u001f]*\S[^\u0000-\u001f]*$"
 HHMM_REGEX = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 DAYS = ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
-MAX_KW = 1e7
 
 TOKEN_SCHEME = "tokenAuth"
 SESSION_SCHEME = "cookieAuth"
@@ -86,9 +83,14 @@ def _arr(items: dict[str, Any], **extra) -> dict[str, Any]:
     return {"type": "array", "items": items, **extra}
 
 
-ID = {"type": "string", "pattern": ID_REGEX}
+ID = {"type": "string", "pattern": ID_SCHEMA_PATTERN}
 STR = {"type": "string"}
-TEXT = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": TEXT_REGEX}
+TEXT = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": TEXT_MAX_LENGTH,
+    "pattern": TEXT_SCHEMA_PATTERN,
+}
 INT = {"type": "integer"}
 NUM = {"type": "number"}
 BOOL = {"type": "boolean"}
@@ -238,98 +240,6 @@ def _schemas() -> dict[str, dict[str, Any]]:
 
     # -- topology (3.1) -----------------------------------------------------------------------
     s["Depot"] = _obj({"depot_id": ID, "name": STR, "timezone": STR})
-    s["MicrogridSummary"] = _obj(
-        {
-            "microgrid_id": ID,
-            "name": STR,
-            "depot_id": ID,
-            "depot_name": STR,
-            "topology_version": INT,
-            "updated_at": _nullable(DT),
-            "enabled": BOOL,
-        }
-    )
-    s["FleetRow"] = _obj(
-        {
-            "microgrid_id": ID,
-            "name": STR,
-            "depot_id": ID,
-            "depot_name": STR,
-            "timezone": STR,
-            "topology_version": INT,
-            "updated_at": _nullable(DT),
-            "enabled": BOOL,
-            "state": {"type": "string", "enum": ["OK", "CONSTRAINED", "FAILSAFE", "NO_CYCLE"]},
-            "latest_cycle": _nullable(
-                _obj(
-                    {
-                        "cycle_id": STR,
-                        "seq": INT,
-                        "completed_at": DT,
-                        "trigger": _obj({"type": STR}),
-                        "outcome": STR,
-                        "source_mode": STR,
-                        "reason_codes": _arr(STR),
-                    }
-                )
-            ),
-            "root": _nullable(
-                _obj(
-                    {
-                        "node_id": ID,
-                        "load_kw": NUM,
-                        "effective_limit_kw": NUM,
-                        "load_pct": _nullable(NUM),
-                    }
-                )
-            ),
-            "open_breaches": INT,
-            "active_envelopes": INT,
-            "envelope_capacity_kw": _nullable(NUM),
-        }
-    )
-    s["MicrogridList"] = _obj(
-        {
-            "count": INT,
-            "page": INT,
-            "page_size": INT,
-            "pages": INT,
-            "counts": _obj(
-                {
-                    "all": INT,
-                    "OK": INT,
-                    "CONSTRAINED": INT,
-                    "FAILSAFE": INT,
-                    "NO_CYCLE": INT,
-                    "with_open_breaches": INT,
-                }
-            ),
-            "microgrids": _arr(ref("FleetRow")),
-        }
-    )
-    s["MicrogridCreate"] = _obj(
-        {
-            "microgrid_id": {**ID, "example": "MG.SOUTH-1"},
-            "name": TEXT,
-            "depot": _obj(
-                {
-                    "depot_id": ID,
-                    "name": TEXT,
-                    "timezone": {
-                        "type": "string",
-                        "description": "IANA zone name; default UTC",
-                        "example": "Europe/Amsterdam",
-                    },
-                },
-                optional=("timezone",),
-                closed=True,
-            ),
-            "telemetry_stale_after_s": {"type": "integer", "minimum": 1, "maximum": 86400},
-            "cycle_interval_s": {"type": "integer", "minimum": 1, "maximum": 86400},
-        },
-        optional=("telemetry_stale_after_s", "cycle_interval_s"),
-        closed=True,
-    )
     s["MicrogridNode"] = _obj(
         {
             "node_id": ID,
@@ -375,45 +285,6 @@ def _schemas() -> dict[str, dict[str, Any]]:
         closed=True,
     )
     s["AssetInput"] = {"oneOf": _asset_variants(request=True)}
-    s["TopologyReplace"] = _obj(
-        {
-            "base_version": {
-                "type": "integer",
-                "minimum": 0,
-                "description": "the topology_version the edit was made on",
-            },
-            "nodes": _arr(ref("MicrogridNodeInput")),
-            "assets": _arr(ref("AssetInput")),
-            # What a GET answered may be sent back: these keys are ignored.
-            "microgrid_id": {"description": "read-only: ignored"},
-            "depot_id": {"description": "read-only: ignored"},
-            "depot_name": {"description": "read-only: ignored"},
-            "topology_version": {"description": "read-only: ignored"},
-            "updated_at": {"description": "read-only: ignored"},
-            "updated_by": {"description": "read-only: ignored"},
-        },
-        optional=(
-            "microgrid_id",
-            "depot_id",
-            "depot_name",
-            "topology_version",
-            "updated_at",
-            "updated_by",
-        ),
-        closed=True,
-        description="Replaces every node and asset; the GET shape may be sent back edited.",
-    )
-    s["RevisionSummary"] = _obj(
-        {
-            "version": INT,
-            "created_at": DT,
-            "created_by": _nullable(STR),
-            "summary": STR,
-            "node_count": INT,
-            "asset_count": INT,
-        }
-    )
-    s["RevisionList"] = _obj({"microgrid_id": ID, "revisions": _arr(ref("RevisionSummary"))})
     s["RevisionDetail"] = {
         "allOf": [
             ref("RevisionSummary"),
@@ -439,72 +310,6 @@ def _schemas() -> dict[str, dict[str, Any]]:
     }
 
     # -- limits (3.2) ---------------------------------------------------------------------------
-    s["Schedule"] = _obj(
-        {
-            "days": _arr(
-                {"type": "string", "enum": DAYS},
-                minItems=1,
-                maxItems=7,
-                uniqueItems=True,
-                description="the days a window starts on",
-            ),
-            "start": {"type": "string", "pattern": HHMM_REGEX, "example": "17:00"},
-            "end": {"type": "string", "pattern": HHMM_REGEX, "example": "21:00"},
-        },
-        closed=True,
-        description="A weekly window [start, end) in the depot's time zone; end < start "
-        "crosses midnight; start == end is refused.",
-    )
-    s["LimitPolicy"] = _obj(
-        {
-            "policy_id": {"type": "string", "example": "LP-1"},
-            "scope": _enum(LimitScope),
-            "node_id": _nullable(ID),
-            "limit_kw": NUM,
-            "schedule": _nullable(ref("Schedule")),
-            "source": _enum(LimitSource),
-            "updated_at": _nullable(DT),
-        }
-    )
-    s["LimitPolicyInput"] = _obj(
-        {
-            "scope": _enum(LimitScope),
-            "node_id": _nullable({**ID, "description": "the node of a NODE limit; null else"}),
-            "limit_kw": KW_POSITIVE,
-            "schedule": _nullable(ref("Schedule")),
-            "source": {**_enum(LimitSource), "default": "MANUAL"},
-            "policy_id": {"type": "string", "description": "read-only: must name this policy"},
-            "updated_at": {"description": "read-only: ignored"},
-        },
-        optional=("node_id", "schedule", "source", "policy_id", "updated_at"),
-        closed=True,
-    )
-    s["LimitList"] = _obj({"microgrid_id": ID, "timezone": STR, "limits": _arr(ref("LimitPolicy"))})
-    s["ActiveLimits"] = _obj(
-        {
-            "at": DT,
-            "microgrid": _obj(
-                {
-                    "effective_limit_kw": _nullable(NUM),
-                    "limit_source": _nullable(LIMIT_SOURCE),
-                    "active_policy_id": _nullable(STR),
-                }
-            ),
-            "nodes": _arr(
-                _obj(
-                    {
-                        "node_id": ID,
-                        "effective_limit_kw": NUM,
-                        "limit_source": LIMIT_SOURCE,
-                        "active_policy_id": _nullable(STR),
-                        "active_schedule": _nullable(ref("Schedule")),
-                        "envelope_ids": _arr(STR),
-                    }
-                ),
-                description="tree order",
-            ),
-        }
-    )
     s["TelemetryBatch"] = _obj(
         {
             "readings": _arr(
@@ -530,7 +335,6 @@ def _schemas() -> dict[str, dict[str, Any]]:
         },
         closed=True,
     )
-    s["TelemetryAccepted"] = _obj({"accepted": {"type": "integer", "minimum": 0}})
 
     # -- operating envelopes (3.3) --------------------------------------------------------------
     s["Envelope"] = _obj(
@@ -603,88 +407,8 @@ def _schemas() -> dict[str, dict[str, Any]]:
         ]
     }
     s["EnvelopeList"] = _obj({"microgrid_id": ID, "at": DT, "envelopes": _arr(ref("Envelope"))})
-    s["EnvelopeWithdraw"] = _obj(
-        {"reason": {"type": "string", "maxLength": 500}}, optional=("reason",), closed=True
-    )
 
     # -- capabilities (3.4) ----------------------------------------------------------------------
-    s["CapabilityStatus"] = _obj(
-        {"state": _enum(CapabilityState), "observed_at": DT, "event_ref": STR}
-    )
-    s["CapabilityBinding"] = _obj(
-        {
-            "binding_id": {"type": "string", "example": "CB-1"},
-            "capability_type": _enum(CapabilityType),
-            "scope": ref("Scope"),
-            "source_device_id": ID,
-            "active": BOOL,
-            "created_at": DT,
-            "released_at": _nullable(DT),
-            "latest_status": _nullable(ref("CapabilityStatus")),
-        }
-    )
-    s["CapabilityList"] = _obj(
-        {"bindings": _arr(ref("CapabilityBinding"), description="active first")}
-    )
-    s["CapabilityBind"] = _obj(
-        {"capability_type": _enum(CapabilityType), "scope": ref("Scope"), "source_device_id": ID},
-        closed=True,
-    )
-    s["CapabilityTransfer"] = _obj(
-        {
-            "capability_type": _enum(CapabilityType),
-            "scope": ref("Scope"),
-            "expected_source_device_id": ID,
-            "new_source_device_id": ID,
-        },
-        closed=True,
-    )
-    s["CapabilityRelease"] = {
-        "type": "object",
-        "maxProperties": 0,
-        "description": "Release takes no fields: an empty body or {}.",
-    }
-    s["CapabilityEventInput"] = _obj(
-        {
-            "capability_type": _enum(CapabilityType),
-            "scope": ref("Scope"),
-            "source_device_id": ID,
-            "event_ref": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": 128,
-                "pattern": TEXT_REGEX,
-            },
-            "state": _enum(CapabilityState),
-            "observed_at": {
-                **TIMESTAMP_IN,
-                "description": "with an offset; at most 5 minutes ahead of the product's clock",
-            },
-            "detail": {
-                "nullable": True,
-                "description": "a string or an object (at most 4000 characters as JSON)",
-                "oneOf": [{"type": "string"}, {"type": "object"}],
-            },
-        },
-        optional=("detail",),
-        closed=True,
-    )
-    s["CapabilityEvent"] = _obj(
-        {
-            "binding_id": STR,
-            "capability_type": _enum(CapabilityType),
-            "scope": ref("Scope"),
-            "source_device_id": ID,
-            "event_ref": STR,
-            "state": _enum(CapabilityState),
-            "observed_at": DT,
-            "received_at": DT,
-            "detail": {"nullable": True, "oneOf": [{"type": "string"}, {"type": "object"}]},
-        }
-    )
-    s["CapabilityEventAnswer"] = _obj(
-        {"event": ref("CapabilityEvent"), "binding": ref("CapabilityBinding")}
-    )
 
     # -- cycles and breaches (4) ----------------------------------------------------------------
     s["Trigger"] = {
@@ -828,11 +552,6 @@ def _schemas() -> dict[str, dict[str, Any]]:
         }
     )
     s["BreachList"] = _obj({"microgrid_id": ID, "breaches": _arr(ref("Breach"))})
-    s["Rebalance"] = _obj(
-        {"scope": _nullable({**ref("Scope"), "description": "default: the whole microgrid"})},
-        optional=("scope",),
-        closed=True,
-    )
 
     # -- the microgrid card ------------------------------------------------------------------------
     s["MicrogridCard"] = _obj(
@@ -897,30 +616,12 @@ def _schemas() -> dict[str, dict[str, Any]]:
     )
 
     # -- legacy (5) --------------------------------------------------------------------------------
-    s["LegacyCircuit"] = _obj(
-        {
-            "circuit_id": ID,
-            "name": STR,
-            "available_capacity_kw": NUM,
-            "configured_capacity_kw": NUM,
-        }
-    )
-    s["LegacyRebalance"] = _obj(
-        {
-            "circuit_id": ID,
-            "microgrid_id": ID,
-            "scope": ref("LegacyScope"),
-            "cycle_id": STR,
-            "status": {"type": "string", "enum": ["COMPLETED"]},
-        }
-    )
     tou_entry = {
         "start": {"type": "string", "pattern": HHMM_REGEX},
         "end": {"type": "string", "pattern": HHMM_REGEX},
         "days": _arr({"type": "string", "enum": DAYS}, minItems=1, maxItems=7, uniqueItems=True),
         "limit_kw": NUM,
     }
-    s["LegacyTouLimits"] = _obj({"circuit_id": ID, "tou_limits": _arr(_obj(tou_entry))})
     s["LegacyTouLimitsInput"] = _obj(
         {
             "tou_limits": _arr(
@@ -930,44 +631,6 @@ def _schemas() -> dict[str, dict[str, Any]]:
         },
         optional=("circuit_id",),
         closed=True,
-    )
-    s["AliasUsageReport"] = _obj(
-        {
-            "filters": _obj(
-                {"circuit_id": _nullable(STR), "client": _nullable(STR), "since": _nullable(DT)}
-            ),
-            "usage": _arr(
-                _obj(
-                    {
-                        "circuit_id": STR,
-                        "endpoint": STR,
-                        "method": STR,
-                        "client": _nullable(STR),
-                        "status_code": INT,
-                        "microgrid_id": _nullable(STR),
-                        "scope": _nullable(ref("AliasScope")),
-                        "failure_code": _nullable(STR),
-                        "failure_reason": _nullable(STR),
-                        "cycle_id": _nullable(STR),
-                        "at": DT,
-                    }
-                ),
-                description="newest first",
-            ),
-            "summary": _arr(
-                _obj(
-                    {
-                        "client": _nullable(STR),
-                        "circuit_id": STR,
-                        "calls": INT,
-                        "failures": INT,
-                        "first_used_at": DT,
-                        "last_used_at": DT,
-                    }
-                ),
-                description="by client, then circuit",
-            ),
-        }
     )
 
     # -- OSCP 2.0 inbound ----------------------------------------------------------------------------
@@ -1093,24 +756,6 @@ IDEMPOTENCY_KEY = OpenApiParameter(
 )
 
 
-def query(name: str, schema: dict[str, Any], description: str = "") -> OpenApiParameter:
-    """An optional query parameter with its raw schema (enum, pattern, bounds)."""
-    return OpenApiParameter(
-        name, schema, OpenApiParameter.QUERY, required=False, description=description
-    )
-
-
-AT_PARAM = query(
-    "at",
-    {"type": "string", "format": "date-time"},
-    "ISO 8601 with an offset (an unencoded '+' that arrives as a space is read as '+'); "
-    "default now",
-)
-LIMIT_PARAM = query(
-    "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "rows (default 200)"
-)
-
-
 def api_doc(
     *,
     operation_id: str,
@@ -1212,6 +857,7 @@ def postprocess(result: dict[str, Any], generator, request, public) -> dict[str,
         **components.get("securitySchemes", {}),
         **SECURITY_SCHEMES,
     }
+    _drop_enum_ids(result)
     paths = {}
     for path, item in result.get("paths", {}).items():
         if path.startswith("/oscp/") and path.endswith("/"):
@@ -1228,3 +874,15 @@ def postprocess(result: dict[str, Any], generator, request, public) -> dict[str,
         paths[path] = item
     result["paths"] = paths
     return result
+
+
+def _drop_enum_ids(node: Any) -> None:
+    """drf-spectacular's internal enum marks (its enum hook, which would name the enums as
+    components, is not used: enums stay inline)."""
+    if isinstance(node, dict):
+        node.pop("x-spec-enum-id", None)
+        for value in node.values():
+            _drop_enum_ids(value)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_enum_ids(value)

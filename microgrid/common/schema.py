@@ -9,25 +9,11 @@ JSON error body, also where the view would otherwise answer in YAML or HTML.
 from __future__ import annotations
 
 from django.contrib.auth.views import redirect_to_login
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
 from rest_framework.renderers import JSONRenderer
 
 from microgrid.common.roles import AnyRole
-
-
-class HashedTokenScheme(OpenApiAuthenticationExtension):
-    """`Authorization: Token <key>` in the schema (keys are stored hashed; the header is DRF's)."""
-
-    target_class = "microgrid.common.auth.HashedTokenAuthentication"
-    name = "tokenAuth"
-
-    def get_security_definition(self, auto_schema):
-        return build_bearer_security_scheme_object(
-            header_name="Authorization", token_prefix=self.target.keyword
-        )
 
 
 class _JsonRefusals:

@@ -21,6 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from microgrid.common.fields import MAX_KW
 from microgrid.envelopes.choices import (
     CapacityUnit,
     Direction,
@@ -35,7 +36,7 @@ from microgrid.envelopes.choices import (
 )
 from microgrid.topology.models import Microgrid, MicrogridNode
 
-MAX_CAPACITY_KW = 1e7
+MAX_CAPACITY_KW = MAX_KW
 
 
 class OscpPeer(models.Model):

@@ -21,7 +21,7 @@ from typing import Any
 from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
-from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.errors import DomainError
 from microgrid.common.prepared import PreparedRead
 from microgrid.envelopes.choices import (
     FALLBACK_TYPES,
@@ -33,6 +33,7 @@ from microgrid.envelopes.choices import (
     ForecastType,
     ScopeType,
 )
+from microgrid.envelopes.filters import ENVELOPE_LIMIT
 from microgrid.envelopes.models import (
     EnvelopeTransition,
     OperatingEnvelope,
@@ -43,8 +44,6 @@ from microgrid.limits.choices import ConstraintSource
 from microgrid.limits.selectors import Constraint, root_of
 
 ENFORCEABLE_TYPES = (ForecastType.CONSUMPTION, ForecastType.FALLBACK_CONSUMPTION)
-DEFAULT_LIST_LIMIT = 200
-MAX_LIST_LIMIT = 1000
 
 
 # -- status and enforcement (pure) ------------------------------------------------------------
@@ -223,42 +222,6 @@ def _status_filter(status: str, at: datetime) -> Q:
     return Q(state=EnvelopeState.RECEIVED, valid_until__lte=at)
 
 
-def parse_statuses(raw: str | None) -> list[str]:
-    """`?status=ACTIVE` or a comma-separated list; FIELD_INVALID field `status` otherwise."""
-    if raw is None or not raw.strip():
-        return []
-    values = [v.strip() for v in raw.split(",") if v.strip()]
-    bad = [v for v in values if v not in EnvelopeStatus.values]
-    if bad or not values:
-        raise DomainError.from_errors(
-            [
-                ErrorItem(
-                    "FIELD_INVALID",
-                    f"status must be one or more of {', '.join(EnvelopeStatus.values)} "
-                    f"(comma-separated); got {raw!r}",
-                    field="status",
-                )
-            ]
-        )
-    return values
-
-
-def parse_limit(raw: str | None) -> int:
-    if raw in (None, ""):
-        return DEFAULT_LIST_LIMIT
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIST_LIMIT:
-        raise DomainError.from_errors(
-            [
-                ErrorItem(
-                    "FIELD_INVALID",
-                    f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}",
-                    field="limit",
-                )
-            ]
-        )
-    return int(raw)
-
-
 def _base(microgrid) -> QuerySet[OperatingEnvelope]:
     return OperatingEnvelope.objects.filter(microgrid=microgrid).select_related(
         "microgrid", "peer", "message", "superseded_by", "split_from", "withdrawn_by"
@@ -266,7 +229,7 @@ def _base(microgrid) -> QuerySet[OperatingEnvelope]:
 
 
 def envelope_list(
-    microgrid, *, at: datetime, statuses: Iterable[str] = (), limit: int = DEFAULT_LIST_LIMIT
+    microgrid, *, at: datetime, statuses: Iterable[str] = (), limit: int = ENVELOPE_LIMIT
 ) -> list[OperatingEnvelope]:
     """Envelopes, latest window first (one query)."""
     qs = _base(microgrid)

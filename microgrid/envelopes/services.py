@@ -21,7 +21,7 @@ from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.fields import FieldProblem, check_id, check_text
+from microgrid.common.fields import FieldProblem, check_id
 from microgrid.common.history import record_history
 from microgrid.common.models import hash_token
 from microgrid.envelopes import oscp
@@ -516,17 +516,12 @@ def envelope_withdraw(
     *,
     envelope: OperatingEnvelope,
     user=None,
-    reason: Any = "",
+    reason: str = "",
     now: datetime | None = None,
 ) -> OperatingEnvelope:
-    """Support staff end a PENDING or ACTIVE envelope; it stays visible as WITHDRAWN."""
+    """Support staff end a PENDING or ACTIVE envelope; it stays visible as WITHDRAWN. `reason`
+    is validated text (`EnvelopeWithdraw`)."""
     now = now or timezone.now()
-    try:
-        reason = check_text(reason if reason is not None else "", max_length=500, allow_empty=True)
-    except FieldProblem as exc:
-        raise DomainError.from_errors(
-            [ErrorItem("FIELD_INVALID", f"reason {exc}", field="reason")]
-        ) from None
     with transaction.atomic():
         microgrid = _lock_microgrid(envelope.microgrid_id)
         current = OperatingEnvelope.objects.select_for_update().get(pk=envelope.pk)

@@ -21,7 +21,9 @@ from microgrid.common.errors import DomainError
 from microgrid.common.pages import manage_view
 from microgrid.common.roles import SUPPORT, SUPPORT_ONLY, user_roles
 from microgrid.envelopes import selectors, services
+from microgrid.envelopes.api.serializers import withdraw_input
 from microgrid.envelopes.choices import Enforcement, EnvelopeStatus
+from microgrid.envelopes.filters import EnvelopeFilter
 from microgrid.envelopes.interim import legacy_values
 from microgrid.limits.selectors import depot_zone
 from microgrid.topology.card import microgrid_tabs
@@ -122,7 +124,7 @@ def envelopes_page(request, microgrid_id: str):
     zone = depot_zone(microgrid)
     filter_error = None
     try:
-        statuses = selectors.parse_statuses(request.GET.get("status"))
+        statuses = EnvelopeFilter({"status": request.GET.get("status", "")}).value("status", [])
     except DomainError as exc:
         filter_error, statuses = exc, []
     rows = selectors.envelope_list(microgrid, at=now, limit=PAGE_LIMIT)
@@ -228,9 +230,8 @@ def envelope_withdraw_page(request, microgrid_id: str, envelope_id: str):
     microgrid = microgrid_get(microgrid_id, user=request.user)
     envelope = selectors.envelope_get(microgrid, envelope_id)
     try:
-        services.envelope_withdraw(
-            envelope=envelope, user=request.user, reason=request.POST.get("reason", "")
-        )
+        values = withdraw_input({"reason": request.POST.get("reason", "")})
+        services.envelope_withdraw(envelope=envelope, user=request.user, **values)
     except DomainError as exc:
         messages.error(request, f"{exc.code}: {exc.message}")
     else:

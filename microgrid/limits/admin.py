@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from simple_history.admin import SimpleHistoryAdmin
 
 from microgrid.common.errors import DomainError
+from microgrid.limits.api.serializers import policy_input
 from microgrid.limits.choices import LimitScope
 from microgrid.limits.models import LimitPolicy, LimitState, ScheduleActivation
 from microgrid.limits.schedules import DAYS
@@ -92,11 +93,11 @@ class LimitPolicyAdminForm(forms.ModelForm):
         if microgrid is None or self.errors:
             return cleaned
         try:
-            limit_policy_validate(
-                microgrid=microgrid,
-                data=self.service_data(),
-                policy=self.instance if self.instance.pk else None,
+            policy = self.instance if self.instance.pk else None
+            values = policy_input(
+                self.service_data(), policy_id=policy.policy_id if policy else None
             )
+            limit_policy_validate(microgrid=microgrid, **values, policy=policy)
         except DomainError as exc:
             items = exc.errors or []
             if not items:
@@ -148,16 +149,14 @@ class LimitPolicyAdmin(SimpleHistoryAdmin):
         return schedule.describe() if schedule else "—"
 
     def save_model(self, request, obj, form, change):
-        data = form.service_data()
         if change:
-            saved = limit_policy_update(
-                policy=LimitPolicy.objects.select_related("microgrid").get(pk=obj.pk),
-                data=data,
-                user=request.user,
-            )
+            policy = LimitPolicy.objects.select_related("microgrid").get(pk=obj.pk)
+            values = policy_input(form.service_data(), policy_id=policy.policy_id)
+            saved = limit_policy_update(policy=policy, **values, user=request.user)
         else:
+            values = policy_input(form.service_data())
             saved = limit_policy_create(
-                microgrid=form.cleaned_data["microgrid"], data=data, user=request.user
+                microgrid=form.cleaned_data["microgrid"], **values, user=request.user
             )
         for field in LimitPolicy._meta.concrete_fields:
             setattr(obj, field.attname, getattr(saved, field.attname))

@@ -8,11 +8,12 @@ from django.db.models import F, Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from microgrid.common.fields import MAX_KW
 from microgrid.limits.choices import LimitScope, LimitSource, TransitionKind
 from microgrid.limits.schedules import Schedule
 from microgrid.topology.models import Microgrid, MicrogridNode
 
-MAX_LIMIT_KW = 1e7
+MAX_LIMIT_KW = MAX_KW
 
 
 class LimitPolicy(models.Model):

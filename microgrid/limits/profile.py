@@ -14,9 +14,10 @@ from typing import Any
 
 from microgrid.common.errors import ErrorItem
 from microgrid.common.fields import is_number
+from microgrid.limits.api.serializers import parse_policy
 from microgrid.limits.choices import LimitSource
 from microgrid.limits.services import limit_policies_replace
-from microgrid.limits.validation import NodeFacts, check_policy_set, parse_policy
+from microgrid.limits.validation import NodeFacts, check_policy_set, raise_problems
 
 SECTION = "limits"
 
@@ -52,16 +53,17 @@ def check_limits(value: Any, profile: dict[str, Any]) -> list[ErrorItem]:
 
 
 def apply_limits(microgrid, value: Any, user) -> None:
-    wanted = set()
-    for raw in value:
-        spec, _ = parse_policy(raw, default_source=LimitSource.SIMULATOR)
-        if spec is not None:
-            wanted.add(spec.values)
+    """Write a checked section (`check_limits` found nothing)."""
+    specs = []
+    for i, raw in enumerate(value):
+        prefix = f"{SECTION}[{i}]."
+        spec, problems = parse_policy(raw, prefix=prefix, default_source=LimitSource.SIMULATOR)
+        raise_problems(problems)
+        specs.append((prefix, spec))
+    wanted = {spec.values for _, spec in specs}
     limit_policies_replace(
         microgrid=microgrid,
-        items=value,
+        specs=specs,
         replaces=lambda s: s.source != LimitSource.LEGACY_TOU or s.values in wanted,
-        default_source=LimitSource.SIMULATOR,
         user=user,
-        field=SECTION,
     )

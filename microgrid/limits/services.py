@@ -16,18 +16,16 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.errors import DomainError
 from microgrid.limits import signals
 from microgrid.limits.choices import LimitScope, LimitSource
 from microgrid.limits.models import LimitPolicy, LimitState, ScheduleActivation
 from microgrid.limits.schedules import Schedule, transitions
 from microgrid.limits.selectors import depot_zone, node_facts, policy_specs, spec_of
 from microgrid.limits.validation import (
-    READ_ONLY_FIELDS,
     PolicySpec,
     check_policy_set,
     check_rules,
-    parse_policy,
     raise_problems,
 )
 from microgrid.topology.models import Microgrid, MicrogridNode
@@ -105,27 +103,17 @@ def _write(policy: LimitPolicy, spec: PolicySpec, node: MicrogridNode | None, us
 def limit_policy_validate(
     *,
     microgrid: Microgrid,
-    data: Any,
+    scope: str,
+    limit_kw: float,
+    node_id: str | None = None,
+    schedule: Schedule | None = None,
+    source: str = LimitSource.MANUAL,
     policy: LimitPolicy | None = None,
-    default_source: str = LimitSource.MANUAL,
 ) -> PolicySpec:
-    """The clean policy `data` would store (as a new one, or replacing `policy`), or DomainError.
-
-    Writes nothing: admin forms call it from clean() to show errors inline.
-    """
-    spec, errors = parse_policy(data, default_source=default_source, read_only=READ_ONLY_FIELDS)
-    sent_id = data.get("policy_id") if isinstance(data, dict) else None
-    if policy is not None and sent_id not in (None, policy.policy_id):
-        errors.append(
-            ErrorItem(
-                "FIELD_INVALID",
-                f"policy_id {sent_id!r} does not match the policy being written "
-                f"({policy.policy_id})",
-                field="policy_id",
-            )
-        )
-    if errors:
-        raise_problems(errors)
+    """The policy these validated values make (as a new one, or replacing `policy`) checked
+    against the topology and the other policies, or DomainError. Writes nothing: admin forms
+    call it from clean() to show errors inline."""
+    spec = PolicySpec(scope, node_id, limit_kw, schedule, source)
     spec = spec.with_id(policy.policy_id if policy else None)
     problems, conflicts = check_rules(spec, node_facts(microgrid), policy_specs(microgrid))
     raise_problems(problems, conflicts)
@@ -133,12 +121,26 @@ def limit_policy_validate(
 
 
 def limit_policy_create(
-    *, microgrid: Microgrid, data: Any, user=None, default_source: str = LimitSource.MANUAL
+    *,
+    microgrid: Microgrid,
+    scope: str,
+    limit_kw: float,
+    node_id: str | None = None,
+    schedule: Schedule | None = None,
+    source: str = LimitSource.MANUAL,
+    user=None,
 ) -> LimitPolicy:
-    """Create one Node Limit or Microgrid limit from untrusted `data` (the API's fields)."""
+    """Create one Node Limit or Microgrid limit from validated values (`LimitPolicyInput`)."""
     with transaction.atomic():
         locked = _lock(microgrid)
-        spec = limit_policy_validate(microgrid=locked, data=data, default_source=default_source)
+        spec = limit_policy_validate(
+            microgrid=locked,
+            scope=scope,
+            node_id=node_id,
+            limit_kw=limit_kw,
+            schedule=schedule,
+            source=source,
+        )
         node = _nodes_by_id(locked, [spec.node_id]).get(spec.node_id)
         policy = LimitPolicy(
             microgrid=locked, policy_id=_next_policy_id(locked), created_by=_user(user)
@@ -149,7 +151,14 @@ def limit_policy_create(
 
 
 def limit_policy_update(
-    *, policy: LimitPolicy, data: Any, user=None, default_source: str = LimitSource.MANUAL
+    *,
+    policy: LimitPolicy,
+    scope: str,
+    limit_kw: float,
+    node_id: str | None = None,
+    schedule: Schedule | None = None,
+    source: str = LimitSource.MANUAL,
+    user=None,
 ) -> LimitPolicy:
     """Replace a policy's scope, target, limit, schedule and source (its id stays)."""
     with transaction.atomic():
@@ -163,7 +172,13 @@ def limit_policy_update(
                 status=404,
             )
         spec = limit_policy_validate(
-            microgrid=locked, data=data, policy=current, default_source=default_source
+            microgrid=locked,
+            scope=scope,
+            node_id=node_id,
+            limit_kw=limit_kw,
+            schedule=schedule,
+            source=source,
+            policy=current,
         )
         if spec.values == spec_of(current).values:
             return current  # nothing to change: no history row, nobody to tell
@@ -198,33 +213,20 @@ class ReplaceResult:
 def limit_policies_replace(
     *,
     microgrid: Microgrid,
-    items: Any,
+    specs: list[tuple[str, PolicySpec]],
     replaces: Callable[[PolicySpec], bool],
-    default_source: str = LimitSource.MANUAL,
     user=None,
-    field: str = "limits",
 ) -> ReplaceResult:
-    """Make the policies matched by `replaces` equal to `items`, touching only what differs.
+    """Make the policies matched by `replaces` equal to `specs`, touching only what differs.
 
-    Policies not matched stay and the new set is checked against them. A
-    policy already stored with the same values is kept as it is (same id, no
-    history row); one with the same target and schedule but another limit or
-    source is updated in place; the rest are deleted and created. So writing
-    the same set twice changes nothing. Used by the profile loader (and open
-    to the legacy TOU path: replace the scheduled policies of one target).
+    `specs` are validated policies (`limits.api.serializers.parse_policy`), each with the
+    prefix its findings are named by (`limits[2].`). Policies not matched stay and the new
+    set is checked against them. A policy already stored with the same values is kept as it
+    is (same id, no history row); one with the same target and schedule but another limit
+    or source is updated in place; the rest are deleted and created. So writing the same set
+    twice changes nothing. Used by the profile loader and the legacy TOU path (replace the
+    scheduled policies of one target).
     """
-    if not isinstance(items, list):
-        raise_problems([ErrorItem("FIELD_INVALID", f"{field} must be a list", field=field)])
-    specs: list[tuple[str, PolicySpec]] = []
-    errors: list[ErrorItem] = []
-    for i, raw in enumerate(items):
-        prefix = f"{field}[{i}]."
-        spec, problems = parse_policy(raw, prefix=prefix, default_source=default_source)
-        errors.extend(problems)
-        if spec is not None:
-            specs.append((prefix, spec))
-    raise_problems(errors)
-
     with transaction.atomic():
         locked = _lock(microgrid)
         current = list(

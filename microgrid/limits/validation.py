@@ -1,7 +1,7 @@
 """The one validator of limit policies, used by the API, Manage pages, admin and the loader.
 
-Pure: `parse_policy` checks the fields of one untrusted policy; `check_rules`
-checks it against the Microgrid Nodes (existence, the physical rating
+Pure: the fields of one policy are checked by its serializer
+(`limits.api.serializers`); `check_rules` checks the clean policy against the Microgrid Nodes (existence, the physical rating
 guardrail) and the other policies of the microgrid (one non-scheduled cap per
 target, no overlapping schedules per target). Services add the database.
 """
@@ -14,20 +14,11 @@ from datetime import datetime
 from typing import Any
 
 from microgrid.common.errors import DomainError, ErrorItem, sort_errors
-from microgrid.common.fields import FieldProblem, check_choice, check_id, check_kw
-from microgrid.limits.choices import LimitScope, LimitSource
-from microgrid.limits.models import MAX_LIMIT_KW
+from microgrid.limits.choices import LimitScope
 from microgrid.limits.schedules import (
     Schedule,
-    parse_schedule,
-    schedule_problems,
     schedules_overlap,
 )
-
-POLICY_FIELDS = ("scope", "node_id", "limit_kw", "schedule", "source")
-# A client may send back what it read: these keys are accepted and ignored
-# (policy_id must name the policy being written).
-READ_ONLY_FIELDS = ("policy_id", "updated_at")
 
 
 @dataclass(frozen=True)
@@ -51,6 +42,16 @@ class PolicySpec:
         """What makes two policies the same policy (ids and times aside)."""
         return (self.scope, self.node_id, self.limit_kw, self.schedule, self.source)
 
+    def fields(self) -> dict[str, Any]:
+        """The policy's values as the services' keyword arguments."""
+        return {
+            "scope": self.scope,
+            "node_id": self.node_id,
+            "limit_kw": self.limit_kw,
+            "schedule": self.schedule,
+            "source": self.source,
+        }
+
     def with_id(self, policy_id: str | None) -> PolicySpec:
         return replace(self, policy_id=policy_id)
 
@@ -58,90 +59,6 @@ class PolicySpec:
         if self.scope == LimitScope.MICROGRID:
             return "Microgrid limit"
         return f"Node Limit on Microgrid Node {self.node_id!r}"
-
-
-def parse_policy(
-    raw: Any,
-    *,
-    prefix: str = "",
-    default_source: str = LimitSource.MANUAL,
-    read_only: Iterable[str] = (),
-) -> tuple[PolicySpec | None, list[ErrorItem]]:
-    """One untrusted policy -> (clean policy, []) or (None, every FIELD_INVALID)."""
-    if not isinstance(raw, dict):
-        name = prefix.rstrip(".") or None
-        return None, [
-            ErrorItem("FIELD_INVALID", f"{name or 'a limit'} must be an object", field=name)
-        ]
-    errors: list[ErrorItem] = []
-    node_hint = raw.get("node_id") if isinstance(raw.get("node_id"), str) else None
-
-    def problem(name: str, message: str) -> None:
-        errors.append(
-            ErrorItem(
-                "FIELD_INVALID", f"{prefix}{name} {message}", node_id=node_hint, field=prefix + name
-            )
-        )
-
-    allowed = set(POLICY_FIELDS) | set(read_only)
-    for key in sorted(set(raw) - allowed, key=str):
-        problem(str(key), "is not a field of a limit policy")
-
-    scope = None
-    if "scope" not in raw:
-        problem("scope", "is required (NODE or MICROGRID)")
-    else:
-        try:
-            scope = check_choice(raw["scope"], LimitScope.values)
-        except FieldProblem as exc:
-            problem("scope", str(exc))
-
-    node_id = None
-    raw_node = raw.get("node_id")
-    if scope == LimitScope.NODE:
-        if raw_node is None:
-            problem("node_id", "is required for a Node Limit")
-        else:
-            try:
-                node_id = check_id(raw_node, "node_id")
-            except FieldProblem as exc:
-                problem("node_id", str(exc))
-    elif scope == LimitScope.MICROGRID and raw_node is not None:
-        problem("node_id", "must be null for a Microgrid limit")
-
-    limit_kw = None
-    if "limit_kw" not in raw:
-        problem("limit_kw", "is required")
-    else:
-        try:
-            limit_kw = check_kw(raw["limit_kw"], exclusive_minimum=0, maximum=MAX_LIMIT_KW)
-        except FieldProblem as exc:
-            problem("limit_kw", str(exc))
-
-    schedule = None
-    raw_schedule = raw.get("schedule")
-    if raw_schedule is not None:
-        problems = schedule_problems(raw_schedule)
-        for p in problems:
-            name = f"schedule.{p.field}" if p.field else "schedule"
-            errors.append(
-                ErrorItem(
-                    "FIELD_INVALID", f"{prefix}{p.message}", node_id=node_hint, field=prefix + name
-                )
-            )
-        if not problems:
-            schedule = parse_schedule(raw_schedule)
-
-    source = default_source
-    if raw.get("source") is not None:
-        try:
-            source = check_choice(raw["source"], LimitSource.values)
-        except FieldProblem as exc:
-            problem("source", str(exc))
-
-    if errors:
-        return None, errors
-    return PolicySpec(scope, node_id, limit_kw, schedule, source), []
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from microgrid.common.errors import DomainError
+from microgrid.common.filters import query_at
 from microgrid.common.pages import manage_view
 from microgrid.common.roles import WRITERS
 from microgrid.limits import selectors, services
-from microgrid.limits.api.views import parse_at
+from microgrid.limits.api.serializers import policy_input
 from microgrid.limits.choices import ConstraintSource, LimitScope, LimitSource
 from microgrid.limits.models import LimitPolicy, ScheduleActivation
 from microgrid.limits.schedules import DAYS, is_active
@@ -254,7 +255,7 @@ def _saved_message(policy: LimitPolicy, verb: str) -> str:
 def _at(request):
     """The instant the page shows (`?at=`, default now) and a bad `at` as a refusal to show."""
     try:
-        return parse_at(request.GET.get("at")), None
+        return query_at(request.GET), None
     except DomainError as exc:
         return timezone.now(), exc
 
@@ -265,7 +266,8 @@ def limits_page(request, microgrid_id: str):
     if request.method == "POST":
         data = form_data(request.POST)
         try:
-            policy = services.limit_policy_create(microgrid=microgrid, data=data, user=request.user)
+            values = policy_input(data)
+            policy = services.limit_policy_create(microgrid=microgrid, **values, user=request.user)
         except DomainError as exc:
             if exc.status == 404:
                 raise
@@ -287,7 +289,8 @@ def limit_edit_page(request, microgrid_id: str, policy_id: str):
     if request.method == "POST":
         data = form_data(request.POST)
         try:
-            policy = services.limit_policy_update(policy=policy, data=data, user=request.user)
+            values = policy_input(data, policy_id=policy.policy_id)
+            policy = services.limit_policy_update(policy=policy, **values, user=request.user)
         except DomainError as exc:
             if exc.status == 404:
                 raise

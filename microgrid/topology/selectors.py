@@ -11,16 +11,18 @@ from microgrid.common.errors import DomainError
 from microgrid.common.prepared import PreparedRead
 from microgrid.topology.access import microgrids_visible_to
 from microgrid.topology.choices import ASSET_KIND_FIELDS
+from microgrid.topology.filters import MicrogridFilter
 from microgrid.topology.models import Asset, Microgrid, MicrogridNode, TopologyRevision
 from microgrid.topology.tree import tree_order
 
 
-def microgrid_list(*, user, depot_id: str | None = None) -> QuerySet[Microgrid]:
-    """The microgrids `user` may see (access.py), by microgrid_id."""
+def microgrid_list(*, user, params=None) -> QuerySet[Microgrid]:
+    """The microgrids `user` may see (access.py), by microgrid_id, matching the
+    `MicrogridFilter` parameters (all without), or FIELD_INVALID."""
     qs = microgrids_visible_to(user).select_related("depot", "updated_by").order_by("microgrid_id")
-    if depot_id:
-        qs = qs.filter(depot__depot_id=depot_id)
-    return qs
+    if params is None:
+        return qs
+    return MicrogridFilter(params, queryset=qs).filtered()
 
 
 def microgrid_get(microgrid_id: str, *, user) -> Microgrid:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from zoneinfo import available_timezones
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
 from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.fields import FieldProblem, check_id, check_int, check_text
 from microgrid.common.history import unattributed_reason
 from microgrid.common.prepared import PreparedRead
 from microgrid.topology.choices import ASSET_KIND_FIELDS
@@ -36,79 +34,26 @@ ASSET_COLUMNS = (
     "fallback_kw",
 )
 NODE_COLUMNS = ("kind", "name", "physical_rating_kw", "voltage_v", "phases")
-MICROGRID_CREATE_FIELDS = {
-    "microgrid_id",
-    "name",
-    "depot",
-    "telemetry_stale_after_s",
-    "cycle_interval_s",
-}
-DEPOT_FIELDS = {"depot_id", "name", "timezone"}
 
 
-def _field_errors(
-    errors: list[ErrorItem], data: dict[str, Any], allowed: set[str], prefix: str = ""
-) -> None:
-    for key in sorted(set(data) - allowed, key=str):
-        errors.append(
-            ErrorItem(
-                "FIELD_INVALID", f"{prefix}{key} is not a known field", field=f"{prefix}{key}"
-            )
-        )
-
-
-def microgrid_create(*, data: dict[str, Any], user=None) -> Microgrid:
-    """Create a depot (when new) and its empty microgrid at topology version 0."""
-    errors: list[ErrorItem] = []
-    _field_errors(errors, data, MICROGRID_CREATE_FIELDS)
-    clean: dict[str, Any] = {}
-
-    def take(
-        source: dict, name: str, check, *, prefix: str = "", required: bool = True, default=None
-    ):
-        if name not in source:
-            if required:
-                errors.append(
-                    ErrorItem("FIELD_INVALID", f"{prefix}{name} is required", field=prefix + name)
-                )
-            return default
-        try:
-            return check(source[name])
-        except FieldProblem as exc:
-            errors.append(ErrorItem("FIELD_INVALID", f"{prefix}{name} {exc}", field=prefix + name))
-            return default
-
-    clean["microgrid_id"] = take(data, "microgrid_id", lambda v: check_id(v, "microgrid_id"))
-    clean["name"] = take(data, "name", check_text)
-    clean["telemetry_stale_after_s"] = take(
-        data,
-        "telemetry_stale_after_s",
-        lambda v: check_int(v, minimum=1, maximum=86400),
-        required=False,
-        default=60,
-    )
-    clean["cycle_interval_s"] = take(
-        data,
-        "cycle_interval_s",
-        lambda v: check_int(v, minimum=1, maximum=86400),
-        required=False,
-        default=15,
-    )
-    depot = data.get("depot")
-    depot_clean: dict[str, Any] = {}
-    if not isinstance(depot, dict):
-        errors.append(ErrorItem("FIELD_INVALID", "depot must be an object", field="depot"))
-    else:
-        _field_errors(errors, depot, DEPOT_FIELDS, "depot.")
-        depot_clean["depot_id"] = take(
-            depot, "depot_id", lambda v: check_id(v, "depot_id"), prefix="depot."
-        )
-        depot_clean["name"] = take(depot, "name", check_text, prefix="depot.")
-        depot_clean["timezone"] = take(
-            depot, "timezone", _check_timezone, prefix="depot.", required=False, default="UTC"
-        )
-    if errors:
-        raise DomainError.from_errors(errors)
+def microgrid_create(
+    *,
+    microgrid_id: str,
+    name: str,
+    depot: dict[str, str],
+    telemetry_stale_after_s: int = 60,
+    cycle_interval_s: int = 15,
+    user=None,
+) -> Microgrid:
+    """Create a depot (when new) and its empty microgrid at topology version 0, from validated
+    values (`MicrogridCreate`): `depot` is `{depot_id, name, timezone}`."""
+    clean = {
+        "microgrid_id": microgrid_id,
+        "name": name,
+        "telemetry_stale_after_s": telemetry_stale_after_s,
+        "cycle_interval_s": cycle_interval_s,
+    }
+    depot_clean = {"timezone": "UTC", **depot}
     with transaction.atomic():
         if Microgrid.objects.filter(microgrid_id=clean["microgrid_id"]).exists():
             raise DomainError(
@@ -135,22 +80,6 @@ def microgrid_create(*, data: dict[str, Any], user=None) -> Microgrid:
                 f"Microgrid {clean['microgrid_id']!r} already exists",
                 {"microgrid_id": clean["microgrid_id"]},
             ) from None
-
-
-def _check_timezone(value: Any) -> str:
-    if not isinstance(value, str) or value not in _zones():
-        raise FieldProblem("must be an IANA time zone name such as Europe/Amsterdam")
-    return value
-
-
-_ZONES: set[str] | None = None
-
-
-def _zones() -> set[str]:
-    global _ZONES
-    if _ZONES is None:
-        _ZONES = available_timezones() | {"UTC"}
-    return _ZONES
 
 
 def lock_microgrid(microgrid: Microgrid) -> Microgrid:

@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from balancing.models import Cycle, CycleSchedule, CycleTrigger
+from microgrid.topology.api.serializers import microgrid_input
 
 pytestmark = pytest.mark.django_db
 
@@ -31,11 +32,13 @@ def test_each_microgrid_follows_its_own_interval(microgrid, small_topology, t0):
     from microgrid.topology.services import microgrid_create
 
     slow = microgrid_create(
-        data={
-            "microgrid_id": "MG.SLOW",
-            "name": "Slow",
-            "depot": {"depot_id": "DEPOT-SLOW", "name": "Slow", "timezone": "UTC"},
-        }
+        **microgrid_input(
+            {
+                "microgrid_id": "MG.SLOW",
+                "name": "Slow",
+                "depot": {"depot_id": "DEPOT-SLOW", "name": "Slow", "timezone": "UTC"},
+            }
+        )
     )
     slow.cycle_interval_s = 60
     slow.save()
@@ -125,11 +128,13 @@ def test_the_beat_task_sends_one_task_per_batch(microgrid, small_topology, setti
 
     for i in range(2):
         microgrid_create(
-            data={
-                "microgrid_id": f"MG.B{i}",
-                "name": f"B{i}",
-                "depot": {"depot_id": f"DEPOT-B{i}", "name": "B", "timezone": "UTC"},
-            }
+            **microgrid_input(
+                {
+                    "microgrid_id": f"MG.B{i}",
+                    "name": f"B{i}",
+                    "depot": {"depot_id": f"DEPOT-B{i}", "name": "B", "timezone": "UTC"},
+                }
+            )
         )
     sent = []
     monkeypatch.setattr(

@@ -4,6 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from microgrid.capabilities.api.serializers import bind_input, event_input
+
 # A fixed clock: services take `now`, so no test depends on the wall clock or sleeps.
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
@@ -25,7 +27,9 @@ def bind(microgrid):
     def make(source, scope, capability_type="LOAD_MANAGEMENT", now=NOW):
         return capability_binding_create(
             microgrid=microgrid,
-            data={"capability_type": capability_type, "scope": scope, "source_device_id": source},
+            **bind_input(
+                {"capability_type": capability_type, "scope": scope, "source_device_id": source}
+            ),
             now=now,
         ).binding
 
@@ -49,15 +53,17 @@ def report(microgrid):
     ):
         return capability_event_record(
             microgrid=microgrid,
-            data={
-                "capability_type": capability_type,
-                "scope": scope,
-                "source_device_id": source,
-                "event_ref": event_ref or f"{source}-{state}-{observed_at.isoformat()}",
-                "state": state,
-                "observed_at": observed_at.isoformat(),
-                "detail": detail,
-            },
+            **event_input(
+                {
+                    "capability_type": capability_type,
+                    "scope": scope,
+                    "source_device_id": source,
+                    "event_ref": event_ref or f"{source}-{state}-{observed_at.isoformat()}",
+                    "state": state,
+                    "observed_at": observed_at.isoformat(),
+                    "detail": detail,
+                }
+            ),
             now=now or observed_at,
         )
 

@@ -11,6 +11,7 @@ import threading
 import pytest
 from django.db import connection
 
+from microgrid.capabilities.api.serializers import bind_input, transfer_input
 from microgrid.capabilities.models import CapabilityBinding
 from microgrid.capabilities.services import (
     capability_binding_create,
@@ -68,11 +69,13 @@ def test_twenty_competing_overlapping_binds_leave_exactly_one_active_source(pg, 
     def bind(i: int):
         outcome = capability_binding_create(
             microgrid=microgrid,
-            data={
-                "capability_type": "LOAD_MANAGEMENT",
-                "scope": scopes[i % len(scopes)],
-                "source_device_id": f"plc-{i}",
-            },
+            **bind_input(
+                {
+                    "capability_type": "LOAD_MANAGEMENT",
+                    "scope": scopes[i % len(scopes)],
+                    "source_device_id": f"plc-{i}",
+                }
+            ),
             now=NOW,
         )
         return outcome.binding.binding_id
@@ -89,11 +92,13 @@ def test_twenty_identical_binds_at_once_make_one_binding(pg, microgrid):
     def bind(i: int):
         outcome = capability_binding_create(
             microgrid=microgrid,
-            data={
-                "capability_type": "LOAD_MANAGEMENT",
-                "scope": node("grp-a"),
-                "source_device_id": "plc-a",
-            },
+            **bind_input(
+                {
+                    "capability_type": "LOAD_MANAGEMENT",
+                    "scope": node("grp-a"),
+                    "source_device_id": "plc-a",
+                }
+            ),
             now=NOW,
         )
         return (outcome.binding.binding_id, outcome.created)
@@ -106,19 +111,23 @@ def test_twenty_identical_binds_at_once_make_one_binding(pg, microgrid):
 def test_twenty_transfers_from_the_same_expected_source_let_exactly_one_through(pg, microgrid):
     capability_binding_create(
         microgrid=microgrid,
-        data={"capability_type": "LOAD_MANAGEMENT", "scope": MICROGRID, "source_device_id": "ems"},
+        **bind_input(
+            {"capability_type": "LOAD_MANAGEMENT", "scope": MICROGRID, "source_device_id": "ems"}
+        ),
         now=NOW,
     )
 
     def transfer(i: int):
         outcome = capability_binding_transfer(
             microgrid=microgrid,
-            data={
-                "capability_type": "LOAD_MANAGEMENT",
-                "scope": MICROGRID,
-                "expected_source_device_id": "ems",
-                "new_source_device_id": f"ems-{i}",
-            },
+            **transfer_input(
+                {
+                    "capability_type": "LOAD_MANAGEMENT",
+                    "scope": MICROGRID,
+                    "expected_source_device_id": "ems",
+                    "new_source_device_id": f"ems-{i}",
+                }
+            ),
             now=NOW,
         )
         return outcome.binding.source_device_id

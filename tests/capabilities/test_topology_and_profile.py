@@ -5,6 +5,7 @@ import copy
 
 import pytest
 
+from microgrid.capabilities.api.serializers import transfer_input
 from microgrid.capabilities.models import CapabilityBinding
 from microgrid.capabilities.services import capability_binding_release
 from microgrid.common.errors import DomainError
@@ -136,12 +137,14 @@ def test_a_profile_that_competes_with_a_transferred_binding_is_refused_whole():
     microgrid = Microgrid.objects.get(microgrid_id="MG-N")
     capability_binding_transfer(
         microgrid=microgrid,
-        data={
-            "capability_type": "LOAD_MANAGEMENT",
-            "scope": node("grp-a"),
-            "expected_source_device_id": "plc-a",
-            "new_source_device_id": "plc-z",
-        },
+        **transfer_input(
+            {
+                "capability_type": "LOAD_MANAGEMENT",
+                "scope": node("grp-a"),
+                "expected_source_device_id": "plc-a",
+                "new_source_device_id": "plc-z",
+            }
+        ),
     )
     before = stored()
     renamed = profile()

@@ -10,6 +10,7 @@ from django.utils import timezone
 from microgrid.common.prepared import PreparedRead
 from microgrid.telemetry.models import LatestReading
 from microgrid.telemetry.services import telemetry_ingest
+from microgrid.topology.api.serializers import microgrid_input
 from microgrid.topology.models import Asset, Microgrid, MicrogridNode
 
 pytestmark = pytest.mark.django_db
@@ -21,11 +22,13 @@ def two_microgrids(microgrid, small_topology):
     from microgrid.topology.services import microgrid_create, topology_replace
 
     other = microgrid_create(
-        data={
-            "microgrid_id": "MG.SOUTH-2",
-            "name": "South",
-            "depot": {"depot_id": "DEPOT-S", "name": "South Depot", "timezone": "UTC"},
-        }
+        **microgrid_input(
+            {
+                "microgrid_id": "MG.SOUTH-2",
+                "name": "South",
+                "depot": {"depot_id": "DEPOT-S", "name": "South Depot", "timezone": "UTC"},
+            }
+        )
     )
     topology_replace(
         microgrid=other,

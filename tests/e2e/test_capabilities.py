@@ -8,6 +8,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from microgrid.capabilities.api.serializers import bind_input, event_input
+
 pytestmark = pytest.mark.browser
 
 CARD = "/manage/microgrids/MG.NORTH-1/"
@@ -34,7 +36,9 @@ def two_controllers(microgrid):
     ]:
         capability_binding_create(
             microgrid=microgrid,
-            data={"capability_type": capability_type, "scope": scope, "source_device_id": source},
+            **bind_input(
+                {"capability_type": capability_type, "scope": scope, "source_device_id": source}
+            ),
         )
     for source, node_id, state, ref, age_s in [
         ("plc-a", "grp-a", "AVAILABLE", "a-1", 1),
@@ -43,15 +47,17 @@ def two_controllers(microgrid):
     ]:
         capability_event_record(
             microgrid=microgrid,
-            data={
-                "capability_type": "LOAD_MANAGEMENT",
-                "scope": {"type": "NODE", "node_id": node_id},
-                "source_device_id": source,
-                "event_ref": ref,
-                "state": state,
-                "observed_at": (now - timedelta(seconds=age_s)).isoformat(),
-                "detail": None,
-            },
+            **event_input(
+                {
+                    "capability_type": "LOAD_MANAGEMENT",
+                    "scope": {"type": "NODE", "node_id": node_id},
+                    "source_device_id": source,
+                    "event_ref": ref,
+                    "state": state,
+                    "observed_at": (now - timedelta(seconds=age_s)).isoformat(),
+                    "detail": None,
+                }
+            ),
         )
     return microgrid
 

@@ -91,10 +91,13 @@ def test_a_new_cycle_appears_on_the_open_pages_without_a_reload(page, microgrid)
 
 
 def test_delete_asks_for_confirmation_and_cancel_keeps_the_limit(page, microgrid):
+    from microgrid.limits.api.serializers import policy_input
     from microgrid.limits.models import LimitPolicy
     from microgrid.limits.services import limit_policy_create
 
-    limit_policy_create(microgrid=microgrid, data={"scope": "MICROGRID", "limit_kw": 700})
+    limit_policy_create(
+        microgrid=microgrid, **policy_input({"scope": "MICROGRID", "limit_kw": 700})
+    )
     page.goto(LIMITS)
     page.get_by_test_id("limit-delete").click()
     expect(page.get_by_test_id("limit-delete-confirm")).to_contain_text("Delete LP-1?")
@@ -132,6 +135,7 @@ def test_every_manage_page_at_desktop_and_phone_width(
 ):
     """Full-page screenshots of every Manage page at 1400 and 390 px (SCREENSHOT_DIR=...);
     without it the pages still load and answer 200 at both widths."""
+    from microgrid.limits.api.serializers import policy_input
     from microgrid.limits.services import limit_policy_create
 
     for n in range(1, 4):
@@ -139,7 +143,7 @@ def test_every_manage_page_at_desktop_and_phone_width(
     first = cycle(microgrid, grid_kw=900)
     cycle(microgrid)
     limit_policy_create(
-        microgrid=microgrid, data={"scope": "NODE", "node_id": "sb-1", "limit_kw": 350}
+        microgrid=microgrid, **policy_input({"scope": "NODE", "node_id": "sb-1", "limit_kw": 350})
     )
     base = "/manage/microgrids/MG.NORTH-1/"
     breach = first.document["breaches"][0]["breach_id"]

@@ -8,17 +8,20 @@ from django.utils import timezone
 from balancing.services import cycle_request, trigger_of
 from microgrid.fleet.models import MicrogridState
 from microgrid.telemetry.services import telemetry_ingest
+from microgrid.topology.api.serializers import microgrid_input
 from microgrid.topology.services import microgrid_create, topology_replace
 from tests.balancing.test_cycles import readings
 
 
 def make_microgrid(n: int, small_topology, *, name: str | None = None):
     microgrid = microgrid_create(
-        data={
-            "microgrid_id": f"MG.F-{n:04d}",
-            "name": name or f"Depot {n:04d} microgrid",
-            "depot": {"depot_id": f"D-{n:04d}", "name": f"Depot {n:04d}", "timezone": "UTC"},
-        }
+        **microgrid_input(
+            {
+                "microgrid_id": f"MG.F-{n:04d}",
+                "name": name or f"Depot {n:04d} microgrid",
+                "depot": {"depot_id": f"D-{n:04d}", "name": f"Depot {n:04d}", "timezone": "UTC"},
+            }
+        )
     )
     topology_replace(
         microgrid=microgrid,

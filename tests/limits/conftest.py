@@ -1,12 +1,14 @@
 import pytest
 
+from microgrid.limits.api.serializers import policy_input
+
 
 @pytest.fixture
 def create_limit(microgrid):
     from microgrid.limits.services import limit_policy_create
 
     def create(**data):
-        return limit_policy_create(microgrid=microgrid, data=data)
+        return limit_policy_create(microgrid=microgrid, **policy_input(data))
 
     return create
 

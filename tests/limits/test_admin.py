@@ -2,6 +2,7 @@
 
 import pytest
 
+from microgrid.limits.api.serializers import policy_input
 from microgrid.limits.models import LimitPolicy, ScheduleActivation
 from microgrid.limits.services import limit_policy_create
 
@@ -49,11 +50,13 @@ def test_admin_refuses_a_cap_above_the_rating_on_the_limit_field(support_client,
 def test_admin_refuses_an_overlapping_schedule_and_a_bad_time(support_client, microgrid):
     limit_policy_create(
         microgrid=microgrid,
-        data={
-            "scope": "MICROGRID",
-            "limit_kw": 600,
-            "schedule": {"days": ["MON"], "start": "17:00", "end": "21:00"},
-        },
+        **policy_input(
+            {
+                "scope": "MICROGRID",
+                "limit_kw": 600,
+                "schedule": {"days": ["MON"], "start": "17:00", "end": "21:00"},
+            }
+        ),
     )
     response = support_client.post(
         ADD,
@@ -73,7 +76,7 @@ def test_admin_refuses_an_overlapping_schedule_and_a_bad_time(support_client, mi
 @pytest.mark.django_db
 def test_support_fixes_a_policy_in_admin_and_the_history_shows_it(support_client, microgrid):
     policy = limit_policy_create(
-        microgrid=microgrid, data={"scope": "NODE", "node_id": "sb-1", "limit_kw": 300}
+        microgrid=microgrid, **policy_input({"scope": "NODE", "node_id": "sb-1", "limit_kw": 300})
     )
     page = support_client.get(change_url(policy)).content.decode()
     assert 'value="sb-1"' in page
@@ -95,7 +98,7 @@ def test_support_fixes_a_policy_in_admin_and_the_history_shows_it(support_client
 @pytest.mark.django_db
 def test_deleting_in_admin_goes_through_the_service(support_client, microgrid):
     policy = limit_policy_create(
-        microgrid=microgrid, data={"scope": "NODE", "node_id": "sb-1", "limit_kw": 300}
+        microgrid=microgrid, **policy_input({"scope": "NODE", "node_id": "sb-1", "limit_kw": 300})
     )
     response = support_client.post(
         change_url(policy).replace("change/", "delete/"), {"post": "yes"}

@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from microgrid.limits.api.serializers import policy_input
 from microgrid.limits.models import LimitPolicy
 from microgrid.limits.services import limit_policy_create
 
@@ -187,16 +188,18 @@ def test_the_page_shows_what_is_active_and_what_applies_when_no_schedule_is(
     operator_client, microgrid
 ):
     limit_policy_create(
-        microgrid=microgrid, data={"scope": "NODE", "node_id": "sb-1", "limit_kw": 350}
+        microgrid=microgrid, **policy_input({"scope": "NODE", "node_id": "sb-1", "limit_kw": 350})
     )
     limit_policy_create(
         microgrid=microgrid,
-        data={
-            "scope": "NODE",
-            "node_id": "sb-1",
-            "limit_kw": 200,
-            "schedule": {"days": ["MON"], "start": "17:00", "end": "21:00"},
-        },
+        **policy_input(
+            {
+                "scope": "NODE",
+                "node_id": "sb-1",
+                "limit_kw": 200,
+                "schedule": {"days": ["MON"], "start": "17:00", "end": "21:00"},
+            }
+        ),
     )
     evening = html_of(operator_client.get(URL, {"at": "2026-03-02T18:00:00+01:00"}))
     assert "Mon 2026-03-02 18:00 CET" in evening
@@ -217,7 +220,7 @@ def test_the_page_shows_what_is_active_and_what_applies_when_no_schedule_is(
 @pytest.mark.django_db
 def test_editing_a_limit_keeps_its_id_and_shows_the_new_value(operator_client, microgrid):
     limit_policy_create(
-        microgrid=microgrid, data={"scope": "NODE", "node_id": "sb-1", "limit_kw": 350}
+        microgrid=microgrid, **policy_input({"scope": "NODE", "node_id": "sb-1", "limit_kw": 350})
     )
     edit = html_of(operator_client.get(URL + "LP-1/"))
     assert 'value="350"' in edit and '<option value="sb-1" selected>' in edit
@@ -233,7 +236,7 @@ def test_editing_a_limit_keeps_its_id_and_shows_the_new_value(operator_client, m
 @pytest.mark.django_db
 def test_an_edit_above_the_rating_is_rejected_and_changes_nothing(operator_client, microgrid):
     limit_policy_create(
-        microgrid=microgrid, data={"scope": "NODE", "node_id": "sb-1", "limit_kw": 350}
+        microgrid=microgrid, **policy_input({"scope": "NODE", "node_id": "sb-1", "limit_kw": 350})
     )
     before = counts()
     response = operator_client.post(
@@ -247,7 +250,9 @@ def test_an_edit_above_the_rating_is_rejected_and_changes_nothing(operator_clien
 
 @pytest.mark.django_db
 def test_deleting_a_limit_asks_first_then_removes_it_from_the_page(operator_client, microgrid):
-    limit_policy_create(microgrid=microgrid, data={"scope": "MICROGRID", "limit_kw": 700})
+    limit_policy_create(
+        microgrid=microgrid, **policy_input({"scope": "MICROGRID", "limit_kw": 700})
+    )
     listing = html_of(operator_client.get(URL))
     assert 'href="LP-1/delete/" data-testid="limit-delete"' in listing  # a link, not a POST
     confirm = operator_client.get(URL + "LP-1/delete/")
@@ -274,7 +279,7 @@ def test_unknown_microgrid_and_policy_pages_are_not_found(operator_client, micro
 @pytest.mark.django_db
 def test_the_limits_pages_never_say_circuit(operator_client, microgrid):
     limit_policy_create(
-        microgrid=microgrid, data={"scope": "NODE", "node_id": "sb-1", "limit_kw": 350}
+        microgrid=microgrid, **policy_input({"scope": "NODE", "node_id": "sb-1", "limit_kw": 350})
     )
     for url in (URL, URL + "LP-1/", "/manage/microgrids/MG.NORTH-1/"):
         assert not LEGACY_TERMS.search(html_of(operator_client.get(url))), url
@@ -286,7 +291,7 @@ def test_the_limits_page_reads_in_a_constant_number_of_queries(
 ):
     for node in ("grid", "sb-1", "grp-a", "grp-b"):
         limit_policy_create(
-            microgrid=microgrid, data={"scope": "NODE", "node_id": node, "limit_kw": 100}
+            microgrid=microgrid, **policy_input({"scope": "NODE", "node_id": node, "limit_kw": 100})
         )
     with django_assert_max_num_queries(10):
         assert operator_client.get(URL).status_code == 200
@@ -294,7 +299,9 @@ def test_the_limits_page_reads_in_a_constant_number_of_queries(
 
 @pytest.mark.django_db
 def test_the_card_page_shows_the_roots_limit_and_the_policy_count(operator_client, microgrid):
-    limit_policy_create(microgrid=microgrid, data={"scope": "MICROGRID", "limit_kw": 650})
+    limit_policy_create(
+        microgrid=microgrid, **policy_input({"scope": "MICROGRID", "limit_kw": 650})
+    )
     html = html_of(operator_client.get("/manage/microgrids/MG.NORTH-1/"))
     section = html.split('data-testid="card-limits"')[1].split("</section>")[0]
     assert "650 kW" in section and "MICROGRID_LIMIT" in section and "1" in section
@@ -315,12 +322,14 @@ def test_recorded_schedule_starts_and_ends_are_listed_in_depot_time(operator_cli
 
     policy = limit_policy_create(
         microgrid=microgrid,
-        data={
-            "scope": "NODE",
-            "node_id": "sb-1",
-            "limit_kw": 200,
-            "schedule": {"days": ["MON"], "start": "17:00", "end": "21:00"},
-        },
+        **policy_input(
+            {
+                "scope": "NODE",
+                "node_id": "sb-1",
+                "limit_kw": 200,
+                "schedule": {"days": ["MON"], "start": "17:00", "end": "21:00"},
+            }
+        ),
     )
     LimitPolicy.objects.filter(pk=policy.pk).update(updated_at=datetime(2026, 3, 1, tzinfo=UTC))
     schedule_transitions_record(now=datetime(2026, 3, 2, 15, 59, tzinfo=UTC))

@@ -9,6 +9,7 @@ import yaml
 from django.core.management import call_command
 
 from microgrid.common.errors import DomainError, sort_errors
+from microgrid.limits.api.serializers import policy_input
 from microgrid.limits.models import LimitPolicy
 from microgrid.limits.selectors import policy_list
 from microgrid.limits.services import limit_policy_create
@@ -120,17 +121,19 @@ def test_a_profile_replaces_manual_policies_but_keeps_legacy_tou_ones():
     load_profile(profile(limits=[]))
     microgrid = Microgrid.objects.get(microgrid_id="MG-N")
     limit_policy_create(
-        microgrid=microgrid, data={"scope": "NODE", "node_id": "grp-a", "limit_kw": 100}
+        microgrid=microgrid, **policy_input({"scope": "NODE", "node_id": "grp-a", "limit_kw": 100})
     )
     limit_policy_create(
         microgrid=microgrid,
-        data={
-            "scope": "NODE",
-            "node_id": "grp-a",
-            "limit_kw": 90,
-            "schedule": {"days": ["SAT"], "start": "08:00", "end": "12:00"},
-            "source": "LEGACY_TOU",
-        },
+        **policy_input(
+            {
+                "scope": "NODE",
+                "node_id": "grp-a",
+                "limit_kw": 90,
+                "schedule": {"days": ["SAT"], "start": "08:00", "end": "12:00"},
+                "source": "LEGACY_TOU",
+            }
+        ),
     )
     load_profile(profile())
     assert [(p[0], p[2], p[5]) for p in stored()] == [
@@ -222,13 +225,15 @@ def test_a_conflict_with_stored_legacy_policies_rolls_the_whole_load_back():
     microgrid = Microgrid.objects.get(microgrid_id="MG-N")
     limit_policy_create(
         microgrid=microgrid,
-        data={
-            "scope": "NODE",
-            "node_id": "sb-1",
-            "limit_kw": 90,
-            "schedule": {"days": ["MON"], "start": "18:00", "end": "19:00"},
-            "source": "LEGACY_TOU",
-        },
+        **policy_input(
+            {
+                "scope": "NODE",
+                "node_id": "sb-1",
+                "limit_kw": 90,
+                "schedule": {"days": ["MON"], "start": "18:00", "end": "19:00"},
+                "source": "LEGACY_TOU",
+            }
+        ),
     )
     changed = profile()
     changed["nodes"][2]["name"] = "Bay A renamed"

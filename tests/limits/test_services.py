@@ -5,6 +5,7 @@ from django.db import transaction
 
 from microgrid.common.errors import DomainError
 from microgrid.limits import signals
+from microgrid.limits.api.serializers import policy_input
 from microgrid.limits.models import LimitPolicy
 from microgrid.limits.services import (
     limit_policy_create,
@@ -17,8 +18,12 @@ from microgrid.topology.services import topology_replace
 EVENING = {"days": ["MON", "TUE", "WED", "THU", "FRI"], "start": "17:00", "end": "21:00"}
 
 
-def refused(fn, **kwargs) -> DomainError:
+def refused(fn, data=None, **kwargs) -> DomainError:
+    """The refusal of `fn`; `data` is a client's body, read by the policy serializer first."""
     with pytest.raises(DomainError) as info:
+        if data is not None:
+            policy = kwargs.get("policy")
+            kwargs.update(policy_input(data, policy_id=policy.policy_id if policy else None))
         fn(**kwargs)
     return info.value
 
@@ -69,7 +74,7 @@ def test_a_node_limit_above_the_rating_is_refused_naming_node_field_value_and_ra
 def test_the_microgrid_limit_is_guarded_by_the_roots_rating(microgrid, limit, ok, row_counts):
     data = {"scope": "MICROGRID", "limit_kw": limit}
     if ok:
-        policy = limit_policy_create(microgrid=microgrid, data=data)
+        policy = limit_policy_create(microgrid=microgrid, **policy_input(data))
         assert LimitPolicy.objects.get(pk=policy.pk).limit_kw == float(limit)
     else:
         error = refused(limit_policy_create, microgrid=microgrid, data=data)
@@ -254,7 +259,7 @@ def test_an_update_is_checked_against_the_other_policies_but_not_itself(create_l
     create_limit(scope="NODE", node_id="sb-1", limit_kw=300)
     updated = limit_policy_update(
         policy=scheduled,
-        data={"scope": "NODE", "node_id": "sb-1", "limit_kw": 180, "schedule": EVENING},
+        **policy_input({"scope": "NODE", "node_id": "sb-1", "limit_kw": 180, "schedule": EVENING}),
     )
     assert LimitPolicy.objects.get(pk=updated.pk).limit_kw == 180
     error = refused(
@@ -268,7 +273,7 @@ def test_an_update_is_checked_against_the_other_policies_but_not_itself(create_l
 @pytest.mark.django_db
 def test_an_update_keeps_the_id_and_can_move_the_policy(create_limit, row_counts):
     policy = create_limit(scope="NODE", node_id="sb-1", limit_kw=300)
-    limit_policy_update(policy=policy, data={"scope": "MICROGRID", "limit_kw": 750})
+    limit_policy_update(policy=policy, **policy_input({"scope": "MICROGRID", "limit_kw": 750}))
     policy.refresh_from_db()
     assert (policy.policy_id, policy.scope, policy.node, policy.limit_kw) == (
         "LP-1",
@@ -297,7 +302,9 @@ def test_an_update_above_the_rating_changes_nothing(create_limit, row_counts):
 @pytest.mark.django_db
 def test_an_update_with_the_same_values_writes_no_history(create_limit, row_counts):
     policy = create_limit(scope="NODE", node_id="sb-1", limit_kw=300)
-    limit_policy_update(policy=policy, data={"scope": "NODE", "node_id": "sb-1", "limit_kw": 300})
+    limit_policy_update(
+        policy=policy, **policy_input({"scope": "NODE", "node_id": "sb-1", "limit_kw": 300})
+    )
     assert row_counts() == (1, 1)
 
 
@@ -315,10 +322,14 @@ def test_create_update_and_delete_are_recorded_in_history_with_the_user(
 ):
     user = make_user("operator")
     policy = limit_policy_create(
-        microgrid=microgrid, data={"scope": "NODE", "node_id": "sb-1", "limit_kw": 300}, user=user
+        microgrid=microgrid,
+        **policy_input({"scope": "NODE", "node_id": "sb-1", "limit_kw": 300}),
+        user=user,
     )
     limit_policy_update(
-        policy=policy, data={"scope": "NODE", "node_id": "sb-1", "limit_kw": 250}, user=user
+        policy=policy,
+        **policy_input({"scope": "NODE", "node_id": "sb-1", "limit_kw": 250}),
+        user=user,
     )
     limit_policy_delete(policy=policy, user=user)
     history = LimitPolicy.history.filter(policy_id="LP-1").order_by("history_id")
@@ -373,12 +384,14 @@ def test_hooks_hear_of_changes_after_the_commit_only(microgrid):
     try:
         with pytest.raises(RuntimeError), transaction.atomic():
             limit_policy_create(
-                microgrid=microgrid, data={"scope": "NODE", "node_id": "sb-1", "limit_kw": 300}
+                microgrid=microgrid,
+                **policy_input({"scope": "NODE", "node_id": "sb-1", "limit_kw": 300}),
             )
             raise RuntimeError("rolled back")
         assert heard == []
         limit_policy_create(
-            microgrid=microgrid, data={"scope": "NODE", "node_id": "sb-1", "limit_kw": 300}
+            microgrid=microgrid,
+            **policy_input({"scope": "NODE", "node_id": "sb-1", "limit_kw": 300}),
         )
         assert heard == ["MG.NORTH-1"]
     finally:

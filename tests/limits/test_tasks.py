@@ -7,9 +7,11 @@ import pytest
 from django.conf import settings
 
 from microgrid.limits import signals
+from microgrid.limits.api.serializers import policy_input
 from microgrid.limits.models import LimitState, ScheduleActivation
 from microgrid.limits.services import limit_policy_create, schedule_transitions_record
 from microgrid.limits.tasks import record_schedule_transitions
+from microgrid.topology.api.serializers import microgrid_input
 
 AMS = ZoneInfo("Europe/Amsterdam")
 EVENING = {"days": ["MON"], "start": "17:00", "end": "21:00"}
@@ -27,7 +29,7 @@ def scheduled(microgrid):
     """A policy written before the times the tests run the task at."""
 
     def make(data, written_at):
-        policy = limit_policy_create(microgrid=microgrid, data=data)
+        policy = limit_policy_create(microgrid=microgrid, **policy_input(data))
         type(policy).objects.filter(pk=policy.pk).update(updated_at=written_at)
         return policy
 
@@ -242,11 +244,13 @@ def test_a_run_scoped_to_one_microgrid_leaves_the_others_watermarks_alone(schedu
         datetime(2026, 3, 1, tzinfo=UTC),
     )
     other = microgrid_create(
-        data={
-            "microgrid_id": "MG.OTHER-1",
-            "name": "Another depot",
-            "depot": {"depot_id": "DEPOT-O", "name": "Other", "timezone": "Europe/Amsterdam"},
-        }
+        **microgrid_input(
+            {
+                "microgrid_id": "MG.OTHER-1",
+                "name": "Another depot",
+                "depot": {"depot_id": "DEPOT-O", "name": "Other", "timezone": "Europe/Amsterdam"},
+            }
+        )
     )
     five_pm = datetime(2026, 3, 2, 17, 0, tzinfo=AMS)
     schedule_transitions_record(now=five_pm, microgrid=other)

@@ -3,7 +3,8 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from microgrid.limits.validation import NodeFacts, check_rules, parse_policy
+from microgrid.limits.api.serializers import parse_policy
+from microgrid.limits.validation import NodeFacts, check_rules
 
 json_values = st.recursive(
     st.none()

@@ -8,6 +8,9 @@ from datetime import timedelta
 import pytest
 from django.db import connection, connections
 
+from microgrid.capabilities.api.serializers import bind_input
+from microgrid.limits.api.serializers import policy_input
+
 
 @pytest.fixture
 def postgres_only():
@@ -124,15 +127,17 @@ def depot(microgrid, make_user):
         now=now,
     )
     limit_policy_create(
-        microgrid=microgrid, data={"scope": "NODE", "node_id": "sb-1", "limit_kw": 350}
+        microgrid=microgrid, **policy_input({"scope": "NODE", "node_id": "sb-1", "limit_kw": 350})
     )
     capability_binding_create(
         microgrid=microgrid,
-        data={
-            "capability_type": "LOAD_MANAGEMENT",
-            "scope": {"type": "NODE", "node_id": "grp-b"},
-            "source_device_id": "plc-b",
-        },
+        **bind_input(
+            {
+                "capability_type": "LOAD_MANAGEMENT",
+                "scope": {"type": "NODE", "node_id": "grp-b"},
+                "source_device_id": "plc-b",
+            }
+        ),
     )
     circuit, _ = legacy_circuit_save(
         circuit_id="CIR-101", name="Board 1", configured_capacity_kw=350, depot=microgrid.depot

@@ -34,6 +34,10 @@ from django.db import transaction
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.views import APIView
 
+from microgrid.capabilities.api.serializers import bind_input
+from microgrid.limits.api.serializers import policy_input
+from microgrid.topology.api.serializers import microgrid_input
+
 ANON = "anonymous"
 OPERATOR = "operator"
 SUPPORT = "support"
@@ -199,7 +203,7 @@ class World(dict):
         from microgrid.limits.services import limit_policy_create
 
         data = {"scope": "NODE", "node_id": "sb-1", "limit_kw": 300}
-        return limit_policy_create(microgrid=self.microgrid, data=data).policy_id
+        return limit_policy_create(microgrid=self.microgrid, **policy_input(data)).policy_id
 
     def make_envelope_id(self) -> str:
         from django.utils import timezone
@@ -259,7 +263,9 @@ class World(dict):
             "scope": {"type": "NODE", "node_id": "grp-a"},
             "source_device_id": "plc-a",
         }
-        return capability_binding_create(microgrid=self.microgrid, data=data).binding.binding_id
+        return capability_binding_create(
+            microgrid=self.microgrid, **bind_input(data)
+        ).binding.binding_id
 
     def make_circuit_id(self) -> str:
         from legacy_circuit.models import CircuitAlias, LegacyCircuit
@@ -628,11 +634,13 @@ def world_b(world, small_topology):
     from microgrid.topology.services import microgrid_create, topology_replace
 
     microgrid = microgrid_create(
-        data={
-            "microgrid_id": B_MICROGRID,
-            "name": "South Depot microgrid",
-            "depot": {"depot_id": "DEPOT-S", "name": "South Depot", "timezone": "UTC"},
-        }
+        **microgrid_input(
+            {
+                "microgrid_id": B_MICROGRID,
+                "name": "South Depot microgrid",
+                "depot": {"depot_id": "DEPOT-S", "name": "South Depot", "timezone": "UTC"},
+            }
+        )
     )
     topology_replace(
         microgrid=microgrid,

@@ -16,6 +16,7 @@ from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from microgrid.common.models import AccessRefusal, ApiToken
+from microgrid.topology.api.serializers import microgrid_input
 from microgrid.topology.models import MicrogridMembership
 
 PROFILES = Path(__file__).resolve().parents[2] / "simulator" / "profiles"
@@ -40,11 +41,13 @@ def two_depots(microgrid, small_topology):
     from microgrid.topology.services import microgrid_create, topology_replace
 
     south = microgrid_create(
-        data={
-            "microgrid_id": B,
-            "name": "South Depot microgrid",
-            "depot": {"depot_id": "DEPOT-S", "name": "South Depot", "timezone": "UTC"},
-        }
+        **microgrid_input(
+            {
+                "microgrid_id": B,
+                "name": "South Depot microgrid",
+                "depot": {"depot_id": "DEPOT-S", "name": "South Depot", "timezone": "UTC"},
+            }
+        )
     )
     topology_replace(microgrid=south, base_version=0, nodes=small_topology["nodes"], assets=[])
     return microgrid, south
@@ -90,11 +93,13 @@ def test_all_microgrids_is_fleet_wide_and_covers_a_microgrid_made_later(microgri
     )
     assert listed(client) == [A]
     microgrid_create(
-        data={
-            "microgrid_id": B,
-            "name": "South",
-            "depot": {"depot_id": "DEPOT-S", "name": "South Depot", "timezone": "UTC"},
-        }
+        **microgrid_input(
+            {
+                "microgrid_id": B,
+                "name": "South",
+                "depot": {"depot_id": "DEPOT-S", "name": "South Depot", "timezone": "UTC"},
+            }
+        )
     )
     assert listed(client) == [A, B]
 
@@ -343,11 +348,13 @@ def test_membership_costs_no_query_per_microgrid(
     ids = [f"MG.FLEET-{i:02d}" for i in range(12)]
     for mg in ids:
         microgrid_create(
-            data={
-                "microgrid_id": mg,
-                "name": mg,
-                "depot": {"depot_id": f"D-{mg}", "name": mg, "timezone": "UTC"},
-            }
+            **microgrid_input(
+                {
+                    "microgrid_id": mg,
+                    "name": mg,
+                    "depot": {"depot_id": f"D-{mg}", "name": mg, "timezone": "UTC"},
+                }
+            )
         )
     operator = make_user("operator", username="op-fleet", microgrids=ids[::2])
     api = token_client(ApiToken.issue(user=operator)[1])

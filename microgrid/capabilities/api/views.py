@@ -6,28 +6,21 @@ from rest_framework import status
 from rest_framework.response import Response
 
 from microgrid.capabilities import selectors, services
+from microgrid.capabilities.api import serializers as answers
+from microgrid.capabilities.api.serializers import (
+    CapabilityBind,
+    CapabilityEventInput,
+    CapabilityRelease,
+    CapabilityTransfer,
+)
 from microgrid.common.api import ApiView, json_object
-from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.openapi import api_doc, ref
+from microgrid.common.openapi import api_doc
 from microgrid.common.roles import INGEST, READERS, SUPPORT_ONLY
+from microgrid.common.serializers import validated
 from microgrid.topology.selectors import microgrid_get
 
 TAG = "capabilities"
 WRITE_ERRORS = {400: None, 413: None, 422: "FIELD_INVALID, NODE_NOT_FOUND (field scope.node_id)"}
-
-
-def _empty_body(request) -> None:
-    """Release takes no fields; an empty body or {} is fine, anything else is refused."""
-    if not request.body:
-        return
-    body = json_object(request)
-    if body:
-        raise DomainError.from_errors(
-            [
-                ErrorItem("FIELD_INVALID", f"{name} is not a known field", field=str(name))
-                for name in sorted(body, key=str)
-            ]
-        )
 
 
 class CapabilitiesView(ApiView):
@@ -36,7 +29,7 @@ class CapabilitiesView(ApiView):
     @api_doc(
         operation_id="capabilities_list",
         summary="Capability bindings with their latest status, active first",
-        ok={200: ref("CapabilityList")},
+        ok={200: answers.CapabilityList},
         errors={404: "MICROGRID_NOT_FOUND"},
         tag=TAG,
     )
@@ -52,10 +45,10 @@ class BindingsView(ApiView):
     @api_doc(
         operation_id="capabilities_bind",
         summary="Bind an external source to a capability and scope (support)",
-        request=ref("CapabilityBind"),
+        request=CapabilityBind,
         ok={
-            201: (ref("CapabilityBinding"), "A new binding"),
-            200: (ref("CapabilityBinding"), "The same source already holds this binding"),
+            201: (answers.CapabilityBinding, "A new binding"),
+            200: (answers.CapabilityBinding, "The same source already holds this binding"),
         },
         errors={
             **WRITE_ERRORS,
@@ -67,8 +60,9 @@ class BindingsView(ApiView):
     )
     def post(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id, user=request.user)
+        values = validated(CapabilityBind, json_object(request))
         outcome = services.capability_binding_create(
-            microgrid=microgrid, data=json_object(request), user=request.user
+            microgrid=microgrid, **values, user=request.user
         )
         return Response(
             selectors.binding_answer(outcome.binding),
@@ -82,8 +76,8 @@ class BindingReleaseView(ApiView):
     @api_doc(
         operation_id="capabilities_release",
         summary="End a binding (support); it stays in history",
-        request=ref("CapabilityRelease"),
-        ok={200: (ref("CapabilityBinding"), "The ended binding")},
+        request=CapabilityRelease,
+        ok={200: (answers.CapabilityBinding, "The ended binding")},
         errors={
             400: None,
             404: "MICROGRID_NOT_FOUND, BINDING_NOT_FOUND",
@@ -96,7 +90,7 @@ class BindingReleaseView(ApiView):
     )
     def post(self, request, microgrid_id: str, binding_id: str):
         microgrid = microgrid_get(microgrid_id, user=request.user)
-        _empty_body(request)
+        validated(CapabilityRelease, json_object(request) if request.body else {})
         binding = services.capability_binding_release(
             microgrid=microgrid, binding_id=binding_id, user=request.user
         )
@@ -109,8 +103,8 @@ class BindingTransferView(ApiView):
     @api_doc(
         operation_id="capabilities_transfer",
         summary="Hand a binding to a new source if the expected one still holds it (support)",
-        request=ref("CapabilityTransfer"),
-        ok={200: (ref("CapabilityBinding"), "The new binding (or the current one, when retried)")},
+        request=CapabilityTransfer,
+        ok={200: (answers.CapabilityBinding, "The new binding (or the current one, when retried)")},
         errors={
             **WRITE_ERRORS,
             404: "MICROGRID_NOT_FOUND",
@@ -121,8 +115,9 @@ class BindingTransferView(ApiView):
     )
     def post(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id, user=request.user)
+        values = validated(CapabilityTransfer, json_object(request))
         outcome = services.capability_binding_transfer(
-            microgrid=microgrid, data=json_object(request), user=request.user
+            microgrid=microgrid, **values, user=request.user
         )
         return Response(selectors.binding_answer(outcome.binding))
 
@@ -133,10 +128,10 @@ class EventsView(ApiView):
     @api_doc(
         operation_id="capabilities_event",
         summary="Record a capability status event (integration, support)",
-        request=ref("CapabilityEventInput"),
+        request=CapabilityEventInput,
         ok={
-            201: (ref("CapabilityEventAnswer"), "A new event"),
-            200: (ref("CapabilityEventAnswer"), "A repeated event_ref: the stored event"),
+            201: (answers.CapabilityEventAnswer, "A new event"),
+            200: (answers.CapabilityEventAnswer, "A repeated event_ref: the stored event"),
         },
         errors={
             **WRITE_ERRORS,
@@ -148,7 +143,8 @@ class EventsView(ApiView):
     )
     def post(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id, user=request.user)
-        outcome = services.capability_event_record(microgrid=microgrid, data=json_object(request))
+        values = validated(CapabilityEventInput, json_object(request))
+        outcome = services.capability_event_record(microgrid=microgrid, **values)
         return Response(
             {
                 "event": selectors.event_dict(outcome.event, outcome.binding),

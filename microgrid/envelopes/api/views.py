@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from django.utils import timezone
 from rest_framework.response import Response
 
 from microgrid.common.api import ApiView, json_object
-from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.openapi import AT_PARAM, LIMIT_PARAM, api_doc, query, ref
+from microgrid.common.filters import AtQuery, query_at
+from microgrid.common.openapi import api_doc, ref
 from microgrid.common.roles import READERS, SUPPORT_ONLY
 from microgrid.envelopes import selectors, services
-from microgrid.envelopes.choices import EnvelopeStatus
+from microgrid.envelopes.api.serializers import EnvelopeWithdraw, withdraw_input
+from microgrid.envelopes.filters import EnvelopeFilter
 from microgrid.envelopes.interim import legacy_values
-from microgrid.limits.api.views import parse_at
 from microgrid.topology.selectors import microgrid_get
 
 TAG = "operating envelopes"
@@ -23,30 +24,18 @@ class EnvelopeListView(ApiView):
     @api_doc(
         operation_id="operating_envelopes_list",
         summary="Envelopes, latest window first",
-        parameters=[
-            query(
-                "status",
-                {
-                    "type": "string",
-                    "pattern": rf"^({'|'.join(EnvelopeStatus.values)})"
-                    rf"(,({'|'.join(EnvelopeStatus.values)}))*$",
-                },
-                "one status or a comma-separated list",
-            ),
-            AT_PARAM,
-            LIMIT_PARAM,
-        ],
+        parameters=EnvelopeFilter.parameters(),
         ok={200: ref("EnvelopeList")},
         errors={404: "MICROGRID_NOT_FOUND", 422: "FIELD_INVALID (status, at or limit)"},
         tag=TAG,
     )
     def get(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id, user=request.user)
-        params = request.query_params
-        statuses = selectors.parse_statuses(params.get("status"))
-        limit = selectors.parse_limit(params.get("limit"))
-        at = parse_at(params.get("at"))
-        rows = selectors.envelope_list(microgrid, at=at, statuses=statuses, limit=limit)
+        filters = EnvelopeFilter(request.query_params)
+        at = filters.value("at") or timezone.now()
+        rows = selectors.envelope_list(
+            microgrid, at=at, statuses=filters.value("status", []), limit=filters.limit()
+        )
         legacy = legacy_values(microgrid) if rows else {}
         return Response(
             {
@@ -63,7 +52,7 @@ class EnvelopeDetailView(ApiView):
     @api_doc(
         operation_id="operating_envelopes_get",
         summary="One envelope with what it superseded, its transitions and its history",
-        parameters=[AT_PARAM],
+        parameters=AtQuery.parameters(),
         ok={200: ref("EnvelopeDetail")},
         errors={404: "MICROGRID_NOT_FOUND, ENVELOPE_NOT_FOUND", 422: "FIELD_INVALID (at)"},
         tag=TAG,
@@ -71,7 +60,7 @@ class EnvelopeDetailView(ApiView):
     def get(self, request, microgrid_id: str, envelope_id: str):
         microgrid = microgrid_get(microgrid_id, user=request.user)
         envelope = selectors.envelope_get(microgrid, envelope_id)
-        at = parse_at(request.query_params.get("at"))
+        at = query_at(request.query_params)
         return Response(selectors.envelope_detail(envelope, at=at, legacy=legacy_values(microgrid)))
 
 
@@ -81,7 +70,7 @@ class EnvelopeWithdrawView(ApiView):
     @api_doc(
         operation_id="operating_envelopes_withdraw",
         summary="Withdraw a pending or active envelope (support)",
-        request=ref("EnvelopeWithdraw"),
+        request=EnvelopeWithdraw,
         ok={200: (ref("EnvelopeDetail"), "The withdrawn envelope")},
         errors={
             400: None,
@@ -96,18 +85,8 @@ class EnvelopeWithdrawView(ApiView):
     def post(self, request, microgrid_id: str, envelope_id: str):
         microgrid = microgrid_get(microgrid_id, user=request.user)
         envelope = selectors.envelope_get(microgrid, envelope_id)
-        body = json_object(request) if request.body else {}
-        unknown = sorted(set(body) - {"reason"})
-        if unknown:
-            raise DomainError.from_errors(
-                [
-                    ErrorItem("FIELD_INVALID", f"{k} is not a field of a withdrawal", field=k)
-                    for k in unknown
-                ]
-            )
-        envelope = services.envelope_withdraw(
-            envelope=envelope, user=request.user, reason=body.get("reason", "")
-        )
+        values = withdraw_input(json_object(request) if request.body else {})
+        envelope = services.envelope_withdraw(envelope=envelope, user=request.user, **values)
         envelope = selectors.envelope_get(microgrid, envelope.envelope_id)
         return Response(
             selectors.envelope_detail(

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework.response import Response
 
-from microgrid.common.openapi import ID, api_doc, query, ref
+from microgrid.common.openapi import ID, api_doc
 from microgrid.fleet import selectors
+from microgrid.fleet.api.serializers import FleetList
 from microgrid.fleet.choices import FleetState
 from microgrid.fleet.filters import SORTS
 from microgrid.topology.api.views import MicrogridListView
 
 STRING = {"type": "string"}
+
+
+def query(name: str, schema: dict, description: str) -> OpenApiParameter:
+    return OpenApiParameter(
+        name, schema, OpenApiParameter.QUERY, required=False, description=description
+    )
 
 
 class FleetListView(MicrogridListView):
@@ -45,7 +53,7 @@ class FleetListView(MicrogridListView):
                 f"default {selectors.DEFAULT_PAGE_SIZE}",
             ),
         ],
-        ok={200: ref("MicrogridList")},
+        ok={200: FleetList},
         errors={422: "FIELD_INVALID (the field named)"},
         tag="topology",
     )

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import re
-
-from django.utils import timezone
 from rest_framework import status
 from rest_framework.response import Response
 
 from microgrid.common.api import ApiView, json_object
-from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.fields import FieldProblem, check_datetime
-from microgrid.common.openapi import AT_PARAM, api_doc, ref
+from microgrid.common.filters import AtQuery, query_at
+from microgrid.common.openapi import api_doc
 from microgrid.common.roles import READERS, WRITERS
 from microgrid.limits import selectors, services
+from microgrid.limits.api.serializers import (
+    ActiveLimits,
+    LimitList,
+    LimitPolicy,
+    LimitPolicyInput,
+    policy_input,
+)
 from microgrid.topology.selectors import microgrid_get
 
 TAG = "limits"
@@ -37,7 +40,7 @@ class LimitListView(ApiView):
     @api_doc(
         operation_id="limits_list",
         summary="The limit policies: Microgrid limits first, then by node in tree order",
-        ok={200: ref("LimitList")},
+        ok={200: LimitList},
         errors={404: "MICROGRID_NOT_FOUND"},
         tag=TAG,
     )
@@ -54,17 +57,16 @@ class LimitListView(ApiView):
     @api_doc(
         operation_id="limits_create",
         summary="Create a Node Limit or Microgrid limit, optionally scheduled (TOU)",
-        request=ref("LimitPolicyInput"),
-        ok={201: ref("LimitPolicy")},
+        request=LimitPolicyInput,
+        ok={201: LimitPolicy},
         errors={**POLICY_ERRORS, 404: "MICROGRID_NOT_FOUND"},
         tag=TAG,
         idempotent=True,
     )
     def post(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id, user=request.user)
-        policy = services.limit_policy_create(
-            microgrid=microgrid, data=json_object(request), user=request.user
-        )
+        values = policy_input(json_object(request))
+        policy = services.limit_policy_create(microgrid=microgrid, **values, user=request.user)
         return Response(_policy_body(policy), status=status.HTTP_201_CREATED)
 
 
@@ -75,7 +77,7 @@ class LimitDetailView(ApiView):
     @api_doc(
         operation_id="limits_get",
         summary="One limit policy",
-        ok={200: ref("LimitPolicy")},
+        ok={200: LimitPolicy},
         errors={404: "MICROGRID_NOT_FOUND, LIMIT_NOT_FOUND"},
         tag=TAG,
     )
@@ -86,17 +88,16 @@ class LimitDetailView(ApiView):
     @api_doc(
         operation_id="limits_update",
         summary="Replace a limit policy's scope, node, limit, schedule and source",
-        request=ref("LimitPolicyInput"),
-        ok={200: ref("LimitPolicy")},
+        request=LimitPolicyInput,
+        ok={200: LimitPolicy},
         errors=POLICY_ERRORS,
         tag=TAG,
     )
     def put(self, request, microgrid_id: str, policy_id: str):
         microgrid = microgrid_get(microgrid_id, user=request.user)
         policy = selectors.policy_get(microgrid, policy_id)
-        policy = services.limit_policy_update(
-            policy=policy, data=json_object(request), user=request.user
-        )
+        values = policy_input(json_object(request), policy_id=policy.policy_id)
+        policy = services.limit_policy_update(policy=policy, **values, user=request.user)
         return Response(_policy_body(selectors.policy_get(microgrid, policy.policy_id)))
 
     @api_doc(
@@ -120,32 +121,12 @@ class ActiveLimitsView(ApiView):
     @api_doc(
         operation_id="limits_active",
         summary="The effective limit of every node at a time, and what gives it",
-        parameters=[AT_PARAM],
-        ok={200: ref("ActiveLimits")},
+        parameters=AtQuery.parameters(),
+        ok={200: ActiveLimits},
         errors={404: "MICROGRID_NOT_FOUND", 422: "FIELD_INVALID (field at)"},
         tag=TAG,
     )
     def get(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id, user=request.user)
-        at = parse_at(request.query_params.get("at"))
+        at = query_at(request.query_params)
         return Response(selectors.active_limits_document(microgrid, at))
-
-
-def parse_at(raw: str | None):
-    """The `at` query parameter (default now); FIELD_INVALID field `at` when it is not a time.
-
-    An unencoded "+" of an offset arrives as a space; it is read as the "+"
-    the client meant.
-    """
-    if raw is None:
-        return timezone.now()
-    text = _PLUS_AS_SPACE.sub(r"+\1", raw.strip())
-    try:
-        return check_datetime(text)
-    except FieldProblem as exc:
-        raise DomainError.from_errors(
-            [ErrorItem("FIELD_INVALID", f"at {exc}", field="at")]
-        ) from None
-
-
-_PLUS_AS_SPACE = re.compile(r" (\d{2}(?::?\d{2})?)$")

@@ -4,6 +4,7 @@ from microgrid.common.api import ApiView, json_object
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.openapi import api_doc, ref
 from microgrid.common.roles import INGEST
+from microgrid.telemetry.api import serializers as answers
 from microgrid.telemetry.services import telemetry_ingest
 from microgrid.topology.selectors import microgrid_get
 
@@ -16,7 +17,7 @@ class TelemetryView(ApiView):
         summary="Ingest a batch of readings (integration, support)",
         description="All or nothing: one bad reading refuses the batch.",
         request=ref("TelemetryBatch"),
-        ok={202: ref("TelemetryAccepted")},
+        ok={202: answers.TelemetryAccepted},
         errors={
             400: None,
             404: "MICROGRID_NOT_FOUND",

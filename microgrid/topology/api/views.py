@@ -5,12 +5,15 @@ from __future__ import annotations
 from rest_framework import status
 from rest_framework.response import Response
 
-from microgrid.common.api import ApiView, json_object, query_id
-from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.openapi import ID, api_doc, query, ref
+from microgrid.common.api import ApiView, json_object
+from microgrid.common.openapi import api_doc, ref
 from microgrid.common.roles import READERS, SUPPORT_ONLY, WRITERS
+from microgrid.common.serializers import validated
 from microgrid.topology import selectors, services
+from microgrid.topology.api import serializers as answers
+from microgrid.topology.api.serializers import MicrogridCreate, TopologyReplace, microgrid_input
 from microgrid.topology.card import microgrid_card, microgrid_summary
+from microgrid.topology.filters import MicrogridFilter
 
 TAG = "topology"
 
@@ -23,34 +26,28 @@ class MicrogridListView(ApiView):
         operation_id="microgrids_list",
         path_ids=False,
         summary="List the microgrids",
-        parameters=[query("depot_id", ID, "only this depot's")],
-        ok={200: ref("MicrogridList")},
+        parameters=MicrogridFilter.parameters(),
+        ok={200: answers.MicrogridList},
         errors={422: "FIELD_INVALID (field depot_id)"},
         tag=TAG,
     )
     def get(self, request):
-        depot_id = query_id(request, "depot_id")
-        return Response(
-            {
-                "microgrids": [
-                    microgrid_summary(m)
-                    for m in selectors.microgrid_list(user=request.user, depot_id=depot_id)
-                ]
-            }
-        )
+        rows = selectors.microgrid_list(user=request.user, params=request.query_params)
+        return Response({"microgrids": [microgrid_summary(m) for m in rows]})
 
     @api_doc(
         operation_id="microgrids_create",
         path_ids=False,
         summary="Create a depot (when new) and an empty microgrid (support)",
-        request=ref("MicrogridCreate"),
+        request=MicrogridCreate,
         ok={201: (ref("MicrogridCard"), "The new microgrid's card (topology_version 0)")},
         errors={400: None, 409: "MICROGRID_EXISTS", 413: None, 422: None},
         tag=TAG,
         idempotent=True,
     )
     def post(self, request):
-        microgrid = services.microgrid_create(data=json_object(request), user=request.user)
+        values = microgrid_input(json_object(request))
+        microgrid = services.microgrid_create(**values, user=request.user)
         return Response(
             microgrid_card(selectors.microgrid_get(microgrid.microgrid_id, user=request.user)),
             status=status.HTTP_201_CREATED,
@@ -88,7 +85,7 @@ class TopologyView(ApiView):
         operation_id="topology_replace",
         summary="Replace the nodes and assets (operator, support)",
         description="Validated as a whole; nothing changes on any error.",
-        request=ref("TopologyReplace"),
+        request=TopologyReplace,
         ok={200: (ref("Topology"), "The new topology")},
         errors={
             400: None,
@@ -102,20 +99,7 @@ class TopologyView(ApiView):
     )
     def put(self, request, microgrid_id: str):
         microgrid = selectors.microgrid_get(microgrid_id, user=request.user)
-        body = json_object(request)
-        unknown = sorted(set(body) - {"base_version", "nodes", "assets"} - _READ_ONLY_TOPOLOGY_KEYS)
-        if unknown:
-            raise DomainError.from_errors(
-                [
-                    ErrorItem("FIELD_INVALID", f"{k} is not a field of a topology save", field=k)
-                    for k in unknown
-                ]
-            )
-        missing = [k for k in ("base_version", "nodes", "assets") if k not in body]
-        if missing:
-            raise DomainError.from_errors(
-                [ErrorItem("FIELD_INVALID", f"{k} is required", field=k) for k in missing]
-            )
+        body = validated(TopologyReplace, json_object(request))
         document = services.topology_replace(
             microgrid=microgrid,
             base_version=body["base_version"],
@@ -126,22 +110,11 @@ class TopologyView(ApiView):
         return Response(document)
 
 
-# A client may PUT back the document it read: its read-only keys are ignored.
-_READ_ONLY_TOPOLOGY_KEYS = {
-    "microgrid_id",
-    "depot_id",
-    "depot_name",
-    "topology_version",
-    "updated_at",
-    "updated_by",
-}
-
-
 class RevisionListView(ApiView):
     @api_doc(
         operation_id="topology_revisions_list",
         summary="The saved topology versions, newest first",
-        ok={200: ref("RevisionList")},
+        ok={200: answers.RevisionList},
         errors={404: "MICROGRID_NOT_FOUND"},
         tag=TAG,
     )
