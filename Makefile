@@ -32,13 +32,14 @@ demo-reset: migrate
 	$(PY) manage.py demo_users
 
 # Web server, a real Celery worker with embedded beat on the serverless filesystem broker,
-# and live demo telemetry, under one supervisor: one Ctrl-C stops all three cleanly.
-# CELERY_LOGLEVEL=INFO / SERVER_LOG_LEVEL=INFO for a chattier console.
+# a dispatch worker that sends setpoints (threads: a slow webhook receiver holds one
+# thread, never a cycle), and live demo telemetry, under one supervisor: one Ctrl-C stops
+# them all cleanly. CELERY_LOGLEVEL=INFO / SERVER_LOG_LEVEL=INFO for a chattier console.
 run: demo
 	@$(PY) manage.py run_demo --host $(HOST) --port $(PORT)
 
 worker: install
-	$(VENV)/bin/celery -A microgrid worker -B --loglevel=INFO
+	$(VENV)/bin/celery -A microgrid worker -B -Q celery,dispatch --loglevel=INFO
 
 # The suite on the embedded default (SQLite). Browser, Redis and schemathesis tests run in .ci/run.
 test: install

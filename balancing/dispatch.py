@@ -1,22 +1,15 @@
-"""Where setpoints go after a cycle commits.
+"""What a cycle hands out: charger limits and scope budgets.
 
-A dispatcher turns a cycle's setpoints into OCPP-style charging limits (kW,
-with the cycle id and valid_until) for chargers, and scope budgets for
-external controllers. v1 ships the logging dispatcher; the simulator brings
-its own. The dispatcher is chosen per call (simulator) or by the
-BALANCING_DISPATCHER setting.
+The cycle sends them with the `balancing.signals.cycle_stored` signal inside
+its transaction; the dispatch app (above balancing) writes them to its outbox
+and delivers them through each microgrid's channels. Tooling (benchmarks) may
+still pass a `Dispatcher` to `cycle_request` to see them after the commit.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-from django.conf import settings
-from django.utils.module_loading import import_string
-
-log = logging.getLogger("balancing.dispatch")
 
 
 @dataclass(frozen=True)
@@ -39,21 +32,3 @@ class Dispatcher(Protocol):
     def dispatch(
         self, *, microgrid_id: str, limits: list[ChargingLimit], budgets: list[ScopeBudget]
     ) -> None: ...
-
-
-class LoggingDispatcher:
-    def dispatch(
-        self, *, microgrid_id: str, limits: list[ChargingLimit], budgets: list[ScopeBudget]
-    ) -> None:
-        log.info(
-            "microgrid=%s cycle=%s setpoints=%d budgets=%d total_kw=%.1f",
-            microgrid_id,
-            limits[0].cycle_id if limits else (budgets[0].cycle_id if budgets else "-"),
-            len(limits),
-            len(budgets),
-            sum(limit.limit_kw for limit in limits),
-        )
-
-
-def default_dispatcher() -> Dispatcher:
-    return import_string(settings.BALANCING_DISPATCHER)()

@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from balancing.choices import BreachStatus
 from balancing.filters import BreachFilter, CycleFilter
 from balancing.models import Breach, Cycle
+from balancing.signals import cycle_document_read
 from microgrid.common.errors import DomainError
 from microgrid.topology.diagram import headroom
 
@@ -92,6 +93,8 @@ def cycle_document(cycle: Cycle) -> dict[str, Any]:
     doc["served_triggers"] = list(
         cycle.triggers.order_by("requested_at", "pk").values_list("trigger", flat=True)
     )
+    # Apps above balancing add what they own (the dispatch app: delivery statuses).
+    cycle_document_read.send(sender=Cycle, cycle=cycle, document=doc)
     return doc
 
 

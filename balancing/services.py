@@ -8,7 +8,9 @@ trigger that arrives meanwhile waits for the lock; if the cycle that held it
 already served that trigger (it was pending when that cycle started), the
 trigger is answered with that cycle: coalesced, never lost, never run in
 parallel. A crash anywhere leaves no partial cycle: everything is written in
-one transaction, and the dispatcher is called only after commit.
+one transaction: the `cycle_stored` signal lets the dispatch app write the
+cycle's deliveries (its outbox) in that same transaction, and an explicitly
+passed dispatcher (tooling) is called only after commit.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from simple_history.utils import bulk_create_with_history
 
 from balancing.breaches import detect_breaches
 from balancing.choices import BreachStatus, TriggerType
-from balancing.dispatch import ChargingLimit, Dispatcher, ScopeBudget, default_dispatcher
+from balancing.dispatch import ChargingLimit, Dispatcher, ScopeBudget
 from balancing.engine import allocate
 from balancing.inputs import CycleInputs, gather_inputs
 from balancing.models import Breach, Cycle, CycleTrigger
+from balancing.signals import cycle_stored
 from microgrid.capabilities.scopes import Scope, parse_scope
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.prepared import PreparedRead
@@ -124,7 +127,7 @@ def cycle_request(
     asked = clock()
     if requested_at is not None and requested_at < asked:
         asked = requested_at
-    out = dispatcher or default_dispatcher()
+    out = dispatcher
     with transaction.atomic():
         locked = try_lock_microgrid(microgrid)
         if locked is not None:
@@ -158,7 +161,7 @@ def _check_topology(locked: Microgrid) -> None:
 
 def _serve(locked, pending: CycleTrigger, trigger, scope, clock, valid_for_s, out) -> Cycle:
     """Inside the transaction, the microgrid locked: run the cycle, serve the waiting
-    triggers, dispatch after the commit."""
+    triggers, hand the setpoints to the outbox (and a tooling dispatcher after the commit)."""
     cycle = _run_locked(
         locked,
         trigger=trigger,
@@ -177,9 +180,12 @@ def _serve(locked, pending: CycleTrigger, trigger, scope, clock, valid_for_s, ou
     else:
         CycleTrigger.objects.filter(pk=pending.pk).update(served_by=cycle)
     limits, budgets = _setpoints(cycle)
-    transaction.on_commit(
-        lambda: out.dispatch(microgrid_id=locked.microgrid_id, limits=limits, budgets=budgets)
-    )
+    # The outbox is written here, in the cycle's transaction (the dispatch app's receiver).
+    cycle_stored.send(sender=Cycle, cycle=cycle, limits=limits, budgets=budgets)
+    if out is not None:
+        transaction.on_commit(
+            lambda: out.dispatch(microgrid_id=locked.microgrid_id, limits=limits, budgets=budgets)
+        )
     return cycle
 
 

@@ -102,9 +102,18 @@ def wipe_fleet(prefix: str = PREFIX) -> int:
         for rel in Microgrid._meta.related_objects
         if rel.one_to_one and rel.on_delete is CASCADE and rel.related_model not in ordered
     )
+    # Rows that hang off the cycles in apps above balancing (the dispatch outbox) go first.
+    from django.apps import apps
+
+    above = tuple(
+        m
+        for m in apps.get_models()
+        if m not in ordered
+        and any(f.many_to_one and f.related_model is Cycle for f in m._meta.concrete_fields)
+    )
     try:
         with transaction.atomic():
-            for model in ordered:
+            for model in (*above, *ordered):
                 model.objects.filter(microgrid_id__in=pks)._raw_delete(connection.alias)
             Microgrid.objects.filter(pk__in=pks)._raw_delete(connection.alias)
             Depot.objects.filter(pk__in=depots)._raw_delete(connection.alias)

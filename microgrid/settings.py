@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "microgrid.capabilities",
     "microgrid.envelopes",
     "balancing",
+    "dispatch",
     "microgrid.fleet",
     "legacy_circuit",
     "simulator",
@@ -257,10 +258,25 @@ CELERY_BEAT_SCHEDULE: dict = {
     },
 }
 
+# Setpoint deliveries (dispatch/): sends go to their own queue, so a slow receiver holds a
+# dispatch worker slot, never a cycle (`celery worker -Q dispatch --pool threads`).
+CELERY_TASK_ROUTES = {"dispatch.deliver": {"queue": "dispatch"}}
+CELERY_BEAT_SCHEDULE["dispatch-sweep"] = {
+    "task": "dispatch.sweep",
+    "schedule": float(env_int("DISPATCH_SWEEP_S", 2)),
+    "options": {"expires": 2.0},
+}
+DISPATCH_WEBHOOK_TIMEOUT_S = float(env_str("DISPATCH_WEBHOOK_TIMEOUT_S", "5"))
+# A claim older than this is a worker that died mid-send: its deliveries are sent again.
+# It must outlast a send (the webhook timeout), or a slow send would be sent twice.
+DISPATCH_LEASE_S = max(env_int("DISPATCH_LEASE_S", 30), int(DISPATCH_WEBHOOK_TIMEOUT_S) + 2)
+DISPATCH_RETRY_BASE_S = float(env_str("DISPATCH_RETRY_BASE_S", "1"))
+DISPATCH_RETRY_MAX_S = float(env_str("DISPATCH_RETRY_MAX_S", "30"))
+
 # Scheduled cycles per Celery task (balancing.tasks.run_scheduled_cycles): one broker round
 # trip and acknowledgement for this many cycles; 1 gives a task per microgrid.
 BALANCING_SCHEDULE_BATCH = env_int("BALANCING_SCHEDULE_BATCH", 10)
-BALANCING_DISPATCHER = env_str("BALANCING_DISPATCHER", "balancing.dispatch.LoggingDispatcher")
+
 TELEMETRY_RETENTION_HOURS = env_int("TELEMETRY_RETENTION_HOURS", 48)
 TELEMETRY_MAX_BATCH = env_int("TELEMETRY_MAX_BATCH", 5000)
 

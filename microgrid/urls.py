@@ -21,6 +21,7 @@ api_patterns = [
     path("", include("microgrid.telemetry.api.urls")),
     path("", include("microgrid.envelopes.api.urls")),
     path("", include("balancing.api.urls")),
+    path("", include("dispatch.api.urls")),
     path("", include("legacy_circuit.api.urls")),
     path("", include("microgrid.capabilities.api.urls")),
 ]

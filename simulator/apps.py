@@ -13,6 +13,13 @@ class SimulatorConfig(AppConfig):
         # load_profile accepts and checks the scenario but never runs it: `simulate` does.
         register_section(Section(SECTION, 100, check_scenario, _load_ignores_scenario))
 
+        from dispatch.channels import register_channel, register_resolver
+        from dispatch.choices import Channel
+        from simulator.dispatch import SimulatorChannel, resolver
+
+        register_channel(Channel.SIMULATOR, SimulatorChannel())
+        register_resolver(10, resolver)
+
 
 def _load_ignores_scenario(microgrid, value, user) -> None:
     return None

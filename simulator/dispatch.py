@@ -1,37 +1,49 @@
-"""The simulator's dispatcher: setpoints go back into the simulated chargers.
+"""The simulator as a dispatch channel: setpoints go back into the simulated chargers.
 
-Every cycle of a run hands its setpoints here, whoever asked for it: the
-scheduled cycles the simulator runs itself pass the dispatcher explicitly, and
-for the others (an API or legacy rebalance, a TOU transition, an envelope
-change) the run points the BALANCING_DISPATCHER setting at this class. An
-instance forwards to the run that is active in this process.
+While a run is active for a microgrid, the SIMULATOR resolver (ahead of the
+webhook) names this channel for every cycle of that microgrid, whoever asked
+for it (the simulator's own steps, an API or legacy rebalance, a TOU
+transition, an envelope change). The deliveries go through the same outbox,
+change-only rule and Celery task as everywhere else (the run makes Celery
+eager, so they are handed over right after each commit); the channel passes
+them to the active run and answers ACCEPTED.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
-from balancing.dispatch import ChargingLimit, LoggingDispatcher, ScopeBudget
-
-log = logging.getLogger(__name__)
+from balancing.dispatch import ChargingLimit, ScopeBudget
+from dispatch.channels import Batch, SendResult
+from dispatch.choices import Channel, DeliveryStatus
 
 Receiver = Callable[[str, list[ChargingLimit], list[ScopeBudget]], None]
 
-_receiver: Receiver | None = None
+_active: tuple[str, Receiver] | None = None
 
 
-def activate(receiver: Receiver | None) -> None:
-    global _receiver
-    _receiver = receiver
+def activate(microgrid_id: str | None, receiver: Receiver | None = None) -> None:
+    global _active
+    _active = (microgrid_id, receiver) if microgrid_id and receiver else None
 
 
-class SimulatorDispatcher:
-    def dispatch(
-        self, *, microgrid_id: str, limits: list[ChargingLimit], budgets: list[ScopeBudget]
-    ) -> None:
-        if _receiver is None:
-            # No run is active (a misconfigured setting): behave like the v1 dispatcher.
-            LoggingDispatcher().dispatch(microgrid_id=microgrid_id, limits=limits, budgets=budgets)
-            return
-        _receiver(microgrid_id, limits, budgets)
+def resolver(microgrid, config) -> str | None:
+    if _active is not None and microgrid.microgrid_id == _active[0]:
+        return Channel.SIMULATOR
+    return None
+
+
+class SimulatorChannel:
+    def send(self, batch: Batch) -> SendResult:
+        if _active is None or _active[0] != batch.microgrid_id:
+            return SendResult(DeliveryStatus.FAILED, error="no simulator run is active")
+        limits = [
+            ChargingLimit(s.target_id, s.limit_kw, batch.cycle_id, s.valid_until)
+            for s in batch.setpoints
+        ]
+        budgets = [
+            ScopeBudget(b.scope or {"type": "MICROGRID"}, b.limit_kw, b.valid_until, batch.cycle_id)
+            for b in batch.budgets
+        ]
+        _active[1](batch.microgrid_id, limits, budgets)
+        return SendResult(DeliveryStatus.ACCEPTED)

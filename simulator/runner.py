@@ -18,7 +18,8 @@
 4. writes the artifacts from what the product stored.
 
 Every cycle's setpoints, whoever triggered it, reach the simulated chargers
-through `simulator.dispatch`. Nothing here wraps the run in a transaction:
+through the dispatch outbox and the SIMULATOR channel (`simulator.dispatch`).
+Nothing here wraps the run in a transaction:
 each service commits its own, and setpoints are dispatched after each commit
 as in production (so a caller already inside a transaction is refused).
 """
@@ -120,7 +121,6 @@ def simulate(
     with (
         simulated_time(clock),
         override_settings(
-            BALANCING_DISPATCHER="simulator.dispatch.SimulatorDispatcher",
             ALLOWED_HOSTS=[*settings.ALLOWED_HOSTS, "testserver"],
         ),
         _eager_celery(),
@@ -129,7 +129,7 @@ def simulate(
         reset_depot(profile)
         microgrid = load_profile(profile).microgrid
         run = _Run(scenario, profile, microgrid, clock, progress)
-        dispatch.activate(run.receive)
+        dispatch.activate(microgrid.microgrid_id, run.receive)
         try:
             run.go()
         finally:
@@ -268,7 +268,6 @@ class _Run:
                 microgrid=self.microgrid,
                 trigger={"type": "SIMULATOR"},
                 now=self.clock.now,
-                dispatcher=dispatch.SimulatorDispatcher(),
                 valid_for_s=s.step_s,
             )
             if self.progress:

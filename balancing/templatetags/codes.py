@@ -20,6 +20,15 @@ TONE = {
     "FAILSAFE": "bad",
     "FAILSAFE_TELEMETRY_UNAVAILABLE": "bad",
     "EXTERNAL_CONTROL": "info",
+    # setpoint deliveries (dispatch)
+    "ACCEPTED": "ok",
+    "UNCHANGED": "ok",
+    "PENDING": "info",
+    "SENT": "info",
+    "SUPERSEDED": "muted",
+    "FAILED": "bad",
+    "REJECTED": "bad",
+    "EXPIRED": "bad",
 }
 
 

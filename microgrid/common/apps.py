@@ -8,6 +8,7 @@ PRODUCT_APPS = (
     "limits",
     "telemetry",
     "balancing",
+    "dispatch",
     "envelopes",
     "capabilities",
     "legacy_circuit",

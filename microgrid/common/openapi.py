@@ -497,8 +497,11 @@ def _schemas() -> dict[str, dict[str, Any]]:
                         "reason_codes": _arr(REASON_CODE),
                         "binding": _nullable(ref("Binding")),
                         "valid_until": {**DT, "description": "with every setpoint"},
+                        "dispatch_status": _nullable(
+                            {**STR, "description": "its delivery's status (spec 4.7)"}
+                        ),
                     },
-                    optional=("valid_until",),
+                    optional=("valid_until", "dispatch_status"),
                 ),
                 description="by asset_id",
             ),
@@ -533,7 +536,15 @@ def _schemas() -> dict[str, dict[str, Any]]:
                 )
             ),
             "served_triggers": _arr(ref("Trigger")),
+            "dispatch": _obj(
+                {
+                    "channels": _arr(STR),
+                    "counts": {"type": "object", "additionalProperties": INT},
+                },
+                description="how its setpoints were delivered (spec 4.7)",
+            ),
         },
+        optional=("dispatch",),
         description="The cycle document of spec 4.1.",
     )
     s["Breach"] = _obj(

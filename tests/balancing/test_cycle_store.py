@@ -80,7 +80,8 @@ def test_a_cycle_takes_as_many_queries_for_two_hundred_chargers_as_for_three(mic
             _cycle(mg)
         counts.append(len(ctx.captured_queries))
     assert counts[0] == counts[1]
-    assert counts[0] <= 16
+    # 16 for the cycle, 3 for its outbox (dispatch settings, supersede, one INSERT).
+    assert counts[0] <= 19
     _drop(big)
 
 

@@ -316,4 +316,5 @@ def test_a_cycle_takes_the_same_queries_for_a_small_and_a_twenty_times_larger_de
             cycle = run_once().cycle
         assert cycle.outcome == "CONSTRAINED"
         counts.append(len(ctx.captured_queries))
-    assert counts[0] == counts[1] <= 15, counts
+    # 15 for the cycle, 3 for its outbox (dispatch settings, supersede, one INSERT).
+    assert counts[0] == counts[1] <= 18, counts

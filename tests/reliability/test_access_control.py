@@ -85,6 +85,7 @@ ACCESS: dict[str, dict[str, frozenset[str]]] = {
     MG + "operating-envelopes/<mgid:envelope_id>/withdraw/": {"POST": SUPPORT_ONLY},
     MG + "rebalance/": {"POST": WRITE},
     MG + "cycles/": {"GET": READ},
+    MG + "setpoints/": {"GET": READ | {INTEGRATION}},
     MG + "cycles/<mgid:cycle_id>/": {"GET": READ},
     MG + "breaches/": {"GET": READ},
     MG + "breaches/<mgid:breach_id>/": {"GET": READ},

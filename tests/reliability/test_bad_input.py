@@ -235,6 +235,15 @@ ENDPOINTS = [
         wrong_types={"scope": "sb-1"},
     ),
     Endpoint(
+        "setpoints_current",
+        "GET",
+        "/api/microgrids/{mg}/setpoints/",
+        "integration",
+        _ids(),
+        MG_UNKNOWN,
+        bad_queries=("asset_id=%00", "asset_id=a%20b", "asset_id=" + "x" * 65),
+    ),
+    Endpoint(
         "cycles_list",
         "GET",
         "/api/microgrids/{mg}/cycles/",

@@ -19,7 +19,7 @@ from benchtools import benchmarks
 from benchtools import fleet as fleet_bench
 from benchtools.meters import machine
 
-WHAT = ("engine", "cycle", "reads", "ingest", "oscp")
+WHAT = ("engine", "cycle", "reads", "ingest", "oscp", "dispatch")
 ALONE = ("fleet",)
 
 
@@ -145,6 +145,31 @@ class Command(BaseCommand):
                 w(
                     f"  {label:<27} p50 {s['median_ms']:>8.2f}ms  p95 {s['p95_ms']:>8.2f}ms"
                     + (f"  queries {queries:>3}" if queries is not None else "")
+                )
+        if "dispatch" in chosen:
+            from benchtools.dispatch_bench import bench_dispatch
+
+            r = report["dispatch"] = bench_dispatch(
+                chargers=200 if quick else 2000, repeat=max(5, repeat // 2)
+            )
+            wr, wh = r["write"], r["webhook"]
+            w(f"\nDispatch outbox, {r['chargers']} chargers on {connection.vendor}")
+            w(
+                f"  deliveries written in the cycle: p50 {wr['deliveries_write']['median_ms']:.2f}ms"
+                f"  p95 {wr['deliveries_write']['p95_ms']:.2f}ms; cycle p50 "
+                f"{wr['cycle_with_outbox']['median_ms']:.2f}ms with, "
+                f"{wr['cycle_without_outbox']['median_ms']:.2f}ms without the outbox"
+            )
+            w(
+                f"  webhook delivery of {wh['setpoints']} setpoints ({wh['body_bytes']} bytes): "
+                f"p50 {wh['send']['median_ms']:.2f}ms  p95 {wh['send']['p95_ms']:.2f}ms, of which "
+                f"the receiver p50 {wh['receiver']['median_ms']:.2f}ms"
+            )
+            for st in r["steady"]:
+                w(
+                    f"  steady state, interval {st['interval_s']} s (valid {st['valid_for_s']} s), "
+                    f"refresh {st['refresh_s']} s: {100 * st['sent_fraction_mean']:.1f}% of "
+                    f"setpoints sent per cycle"
                 )
         if "fleet" in chosen:
             report["fleet"] = self.fleet(options)

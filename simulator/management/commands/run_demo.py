@@ -43,17 +43,37 @@ class Command(BaseCommand):
         env = {**os.environ}
         env.setdefault("SERVER_LOG_LEVEL", "WARNING")
         env.setdefault("LOG_LEVEL", "WARNING")
+        level = f"--loglevel={env.get('CELERY_LOGLEVEL', 'WARNING')}"
+        worker = [celery, "-A", "microgrid", "--quiet", "worker"]  # --quiet: no banner
         commands = {
+            # Cycles and beat; solo pool: a warm shutdown ends as soon as the task does.
             "worker": (
                 [
-                    celery,
-                    "-A",
-                    "microgrid",
-                    "--quiet",  # no start-up banner: the URL and logins stay in view
-                    "worker",
+                    *worker,
                     "-B",
-                    "--pool=solo",  # one process: a warm shutdown ends as soon as the task does
-                    f"--loglevel={env.get('CELERY_LOGLEVEL', 'WARNING')}",
+                    "-Q",
+                    "celery",
+                    "--pool=solo",
+                    "-n",
+                    "main@%h",
+                    level,
+                    "--without-mingle",
+                    "--without-gossip",
+                ],
+                signal.SIGTERM,
+            ),
+            # Setpoint delivery: threads, so a slow webhook receiver holds one thread only.
+            "dispatch": (
+                [
+                    *worker,
+                    "-Q",
+                    "dispatch",
+                    "--pool",
+                    "threads",
+                    "--concurrency=8",
+                    "-n",
+                    "dispatch@%h",
+                    level,
                     "--without-mingle",
                     "--without-gossip",
                 ],
@@ -87,13 +107,13 @@ class Command(BaseCommand):
                     + "\n  operator is a member of the demo depot MG.DEMO-1 only; support also "
                     "sees the second depot MG.HARBOUR-1"
                     + f"\n  API docs: http://{host}:{port}/api/docs/"
-                    + "\n  Ctrl-C stops the web server, the worker and the feed.\n"
+                    + "\n  Ctrl-C stops the web server, the workers and the feed.\n"
                 )
             time.sleep(0.2)
         if ended:
             self.stderr.write(f"{ended[0]} exited with status {ended[1]}: stopping the others")
         else:
-            self.stdout.write(f"\n{stop['asked']}: stopping the web server, worker and feed...")
+            self.stdout.write(f"\n{stop['asked']}: stopping the web server, workers and feed...")
         # From here a second Ctrl-C changes nothing: the grace period still ends in a kill.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -1,0 +1,185 @@
+"""`manage.py bench dispatch`: what the outbox adds to a cycle, how long a webhook delivery of a
+2,000-charger cycle takes, and how few setpoints a steady depot sends.
+
+The receiver is a real HTTP server on 127.0.0.1 in this process that answers 200 at once and
+measures its own time per request, so the delivery time can be stated without it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from benchtools.benchmarks import _drop, materialise, timed
+from benchtools.synthetic import build_engine_input
+
+SECRET = "bench-secret"
+
+
+class _Receiver:
+    def __init__(self) -> None:
+        self.times_ms: list[float] = []
+        self.sizes: list[int] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):  # noqa: N802
+                start = time.perf_counter()
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                receiver.times_ms.append((time.perf_counter() - start) * 1000.0)
+                receiver.sizes.append(len(body))
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _stats(samples: list[float]) -> dict[str, float]:
+    samples = sorted(samples)
+    return {
+        "median_ms": round(statistics.median(samples), 3),
+        "p95_ms": round(samples[min(len(samples) - 1, int(0.95 * len(samples)))], 3),
+        "repeat": len(samples),
+    }
+
+
+def bench_dispatch(*, chargers: int = 2000, repeat: int = 15) -> dict[str, Any]:
+    from balancing.services import cycle_request, trigger_of
+    from balancing.signals import cycle_stored
+    from dispatch import services
+    from dispatch.apps import _write_deliveries
+    from dispatch.models import Delivery
+    from dispatch.services import deliveries_send, dispatch_config_set
+
+    inp = build_engine_input(chargers, chargers // 5, depth=5, seed=4)
+    microgrid = materialise(inp, f"BENCH-DISPATCH-{chargers}")
+    receiver = _Receiver()
+    out: dict[str, Any] = {"chargers": chargers}
+    try:
+        dispatch_config_set(
+            microgrid=microgrid, data={"webhook": {"url": receiver.url, "secret": SECRET}}
+        )
+        now = timezone.now()
+
+        def cycle(at=now):
+            # The send is measured on its own below: here only the cycle and its outbox.
+            with transaction.atomic():
+                return cycle_request(
+                    microgrid=microgrid, trigger=trigger_of("API"), now=lambda: at
+                ).cycle
+
+        # 1. What writing the deliveries adds to the cycle: the receiver timed directly, and the
+        # cycle with and without the outbox.
+        write_ms: list[float] = []
+        original = services.deliveries_write
+
+        def timed_write(**kwargs):
+            start = time.perf_counter()
+            try:
+                return original(**kwargs)
+            finally:
+                write_ms.append((time.perf_counter() - start) * 1000.0)
+
+        services.deliveries_write = timed_write
+        try:
+            with_outbox = timed(cycle, repeat=repeat)
+        finally:
+            services.deliveries_write = original
+        cycle_stored.disconnect(_write_deliveries, dispatch_uid="dispatch.write_deliveries")
+        try:
+            without = timed(cycle, repeat=repeat)
+        finally:
+            cycle_stored.connect(_write_deliveries, dispatch_uid="dispatch.write_deliveries")
+        out["write"] = {
+            "deliveries_write": _stats(write_ms[-repeat:]),
+            "cycle_with_outbox": with_outbox,
+            "cycle_without_outbox": without,
+            "added_median_ms": round(with_outbox["median_ms"] - without["median_ms"], 3),
+        }
+
+        # 2. One webhook delivery of a whole cycle's setpoints (every one changed).
+        send_ms: list[float] = []
+        receiver.times_ms.clear()
+        for _ in range(repeat):
+            Delivery.objects.filter(microgrid=microgrid).delete()
+            from dispatch.models import LastAccepted
+
+            LastAccepted.objects.filter(microgrid=microgrid).delete()
+            c = cycle(timezone.now())
+            start = time.perf_counter()
+            sent = deliveries_send(microgrid_id=microgrid.microgrid_id)
+            send_ms.append((time.perf_counter() - start) * 1000.0)
+            assert sent == Delivery.objects.filter(cycle=c).count()
+        own = _stats(send_ms)
+        theirs = _stats(receiver.times_ms[-repeat:])
+        out["webhook"] = {
+            "setpoints": sent,
+            "body_bytes": receiver.sizes[-1],
+            "send": own,
+            "receiver": theirs,
+            "send_minus_receiver_median_ms": round(own["median_ms"] - theirs["median_ms"], 3),
+        }
+
+        # 3. Steady state: demand unchanged, cycles every interval on a moving clock.
+        out["steady"] = [
+            _steady(microgrid, cycle, interval_s=interval, refresh_s=refresh, cycles=12)
+            for interval, refresh in ((15, 30), (15, 10), (60, 30), (300, 30))
+        ]
+    finally:
+        receiver.close()
+        _drop(microgrid)
+    return out
+
+
+def _steady(microgrid, cycle, *, interval_s: int, refresh_s: int, cycles: int) -> dict[str, Any]:
+    from dispatch.models import Delivery, DispatchConfig, LastAccepted
+    from dispatch.services import deliveries_send
+    from microgrid.telemetry.models import LatestReading
+    from microgrid.topology.models import Microgrid
+
+    Microgrid.objects.filter(pk=microgrid.pk).update(cycle_interval_s=interval_s)
+    microgrid.cycle_interval_s = interval_s
+    DispatchConfig.objects.filter(microgrid=microgrid).update(refresh_s=refresh_s)
+    Delivery.objects.filter(microgrid=microgrid).delete()
+    LastAccepted.objects.filter(microgrid=microgrid).delete()
+    start = timezone.now()
+    fractions = []
+    for i in range(cycles):
+        at = start + timedelta(seconds=i * interval_s)
+        # The same demand, reported fresh at every cycle.
+        LatestReading.objects.filter(microgrid=microgrid).update(observed_at=at)
+        c = cycle(at)
+        deliveries_send(microgrid_id=microgrid.microgrid_id)
+        rows = Delivery.objects.filter(cycle=c, target_type="CHARGER")
+        total = rows.count()
+        unchanged = rows.filter(status="UNCHANGED").count()
+        if i > 0:  # the first cycle sends everything
+            fractions.append((total - unchanged) / total if total else 0.0)
+    return {
+        "interval_s": interval_s,
+        "valid_for_s": 3 * interval_s,
+        "refresh_s": refresh_s,
+        "deadband_kw": 0.5,
+        "cycles": cycles,
+        "sent_fraction_mean": round(statistics.mean(fractions), 4),
+        "sent_fraction_per_cycle": [round(f, 4) for f in fractions],
+    }

@@ -1,0 +1,168 @@
+"""Channels: how a batch of deliveries leaves the product.
+
+A channel backend takes a `Batch` (one cycle's deliveries on that channel) and
+answers a `SendResult`. Which channel a microgrid's setpoints take is decided
+when the cycle writes them, by resolvers asked in priority order (the
+simulator's, while a run is active for the microgrid, before the webhook);
+with none, the channel is PULL: the setpoints wait for
+`GET /api/microgrids/{id}/setpoints/` and nothing is pushed.
+
+Apps above dispatch (the simulator, OCPP) register their own backends and
+resolvers in `AppConfig.ready()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import json
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+from dispatch.choices import Channel, DeliveryStatus
+
+
+@dataclass(frozen=True)
+class Setpoint:
+    pk: int
+    delivery_id: str
+    target_type: str
+    target_id: str
+    scope: dict[str, Any] | None
+    limit_kw: float
+    valid_until: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    batch_id: str
+    microgrid_id: str
+    cycle_id: str
+    valid_until: str
+    attempt: int
+    setpoints: list[Setpoint]  # chargers
+    budgets: list[Setpoint]  # scope budgets
+    config: Any = None  # the microgrid's DispatchConfig (or None)
+
+
+@dataclass
+class SendResult:
+    """What the channel says. `status` applies to every delivery of the batch unless
+    `per_delivery` names one (a channel that answers per target, such as OCPP)."""
+
+    status: str
+    http_status: int | None = None
+    error: str = ""
+    per_delivery: dict[int, str] = field(default_factory=dict)
+
+
+class ChannelBackend(Protocol):
+    def send(self, batch: Batch) -> SendResult: ...
+
+
+# name -> backend; resolvers: (priority, fn(microgrid, config) -> channel name or None)
+_backends: dict[str, ChannelBackend] = {}
+_resolvers: list[tuple[int, Callable[[Any, Any], str | None]]] = []
+
+
+def register_channel(name: str, backend: ChannelBackend) -> None:
+    _backends[name] = backend
+
+
+def register_resolver(priority: int, fn: Callable[[Any, Any], str | None]) -> None:
+    if all(existing is not fn for _, existing in _resolvers):
+        _resolvers.append((priority, fn))
+        _resolvers.sort(key=lambda r: r[0])
+
+
+def backend(name: str) -> ChannelBackend | None:
+    return _backends.get(name)
+
+
+def resolve_channel(microgrid, config) -> str:
+    """The channel this microgrid's setpoints take now."""
+    for _, fn in _resolvers:
+        name = fn(microgrid, config)
+        if name:
+            return name
+    return Channel.PULL
+
+
+def webhook_resolver(microgrid, config) -> str | None:
+    return Channel.WEBHOOK if config is not None and config.webhook_url else None
+
+
+# --- the webhook -----------------------------------------------------------------------------
+
+
+def webhook_body(batch: Batch) -> bytes:
+    """The exact bytes that are POSTed and signed."""
+    return json.dumps(
+        {
+            "cycle_id": batch.cycle_id,
+            "microgrid_id": batch.microgrid_id,
+            "valid_until": batch.valid_until,
+            "setpoints": [
+                {"asset_id": s.target_id, "limit_kw": s.limit_kw, "valid_until": s.valid_until}
+                for s in batch.setpoints
+            ],
+            "scope_budgets": [
+                {"scope": b.scope, "budget_kw": b.limit_kw, "valid_until": b.valid_until}
+                for b in batch.budgets
+            ],
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class WebhookChannel:
+    """One POST per batch. 2xx ACCEPTED; 4xx REJECTED; 5xx, a refused connection or no
+    answer within DISPATCH_WEBHOOK_TIMEOUT_S FAILED (retried while valid)."""
+
+    def send(self, batch: Batch) -> SendResult:
+        config = batch.config
+        if config is None or not config.webhook_url:
+            return SendResult(DeliveryStatus.FAILED, error="no webhook configured")
+        body = webhook_body(batch)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "microgrid-dispatch/1",
+            "X-Microgrid-Signature": signature(config.webhook_secret, body),
+            "X-Microgrid-Delivery": batch.batch_id,
+            "Idempotency-Key": batch.cycle_id,
+        }
+        url = urlsplit(config.webhook_url)
+        timeout = settings.DISPATCH_WEBHOOK_TIMEOUT_S
+        path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        if url.scheme == "https":
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                url.hostname, url.port, timeout=timeout, context=ssl.create_default_context()
+            )
+        else:
+            conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            code = response.status
+        except TimeoutError:
+            return SendResult(DeliveryStatus.FAILED, error=f"no answer within {timeout} s")
+        except (OSError, http.client.HTTPException) as exc:
+            return SendResult(DeliveryStatus.FAILED, error=f"{exc.__class__.__name__}: {exc}"[:300])
+        finally:
+            conn.close()
+        if 200 <= code < 300:
+            return SendResult(DeliveryStatus.ACCEPTED, http_status=code)
+        if 400 <= code < 500:
+            return SendResult(DeliveryStatus.REJECTED, http_status=code, error=f"HTTP {code}")
+        return SendResult(DeliveryStatus.FAILED, http_status=code, error=f"HTTP {code}")

@@ -1,0 +1,329 @@
+"""Setpoints reach a real webhook receiver, signed; every answer and fault ends in the status
+the spec names, visible on the cycle, the card and the setpoints API."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from balancing.services import cycle_request, trigger_of
+from dispatch.models import Delivery, DeliveryAttempt, DispatchConfig
+from dispatch.services import batch_id_of, deliveries_sweep, dispatch_config_set
+from microgrid.common.errors import DomainError
+from microgrid.telemetry.services import telemetry_ingest
+from microgrid.topology.models import Microgrid
+from tests.dispatch.conftest import SECRET
+
+pytestmark = pytest.mark.django_db
+
+
+def _feed(microgrid, requested=(150, 150, 150)):
+    now = timezone.now()
+    readings = [
+        {
+            "asset_id": c,
+            "power_kw": 0,
+            "observed_at": now.isoformat(),
+            "connected": True,
+            "requested_kw": kw,
+        }
+        for c, kw in zip(("CH-01", "CH-02", "CH-03"), requested, strict=True)
+    ]
+    readings.append({"asset_id": "SITE", "power_kw": 50, "observed_at": now.isoformat()})
+    telemetry_ingest(microgrid=microgrid, readings=readings, now=now)
+
+
+def _hook(microgrid, url, **extra):
+    return dispatch_config_set(
+        microgrid=microgrid, data={"webhook": {"url": url, "secret": SECRET}, **extra}
+    )
+
+
+@pytest.fixture
+def cycle(django_capture_on_commit_callbacks):
+    """Run one cycle and the sends its commit asks for (Celery is eager in tests)."""
+
+    def run(microgrid):
+        with django_capture_on_commit_callbacks(execute=True):
+            return cycle_request(microgrid=microgrid, trigger=trigger_of("API")).cycle
+
+    return run
+
+
+def _statuses(cycle):
+    return sorted(set(Delivery.objects.filter(cycle=cycle).values_list("status", flat=True)))
+
+
+def _poll(predicate, timeout_s=15.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_cycles_setpoints_arrive_signed_and_show_accepted_everywhere(
+    microgrid, receiver, cycle, operator_api, operator_client, integration_api
+):
+    _hook(microgrid, receiver.url)
+    _feed(microgrid)
+    c = cycle(microgrid)
+    assert len(receiver.received) == 1
+    got = receiver.received[0]
+    assert got.signature_ok
+    assert got.headers["X-Microgrid-Delivery"] == batch_id_of(c.cycle_id, "WEBHOOK")
+    assert got.headers["Idempotency-Key"] == c.cycle_id
+    body = got.json
+    assert body["cycle_id"] == c.cycle_id and body["microgrid_id"] == "MG.NORTH-1"
+    doc_chargers = {ch["asset_id"]: ch for ch in c.document["chargers"]}
+    assert {s["asset_id"]: s["limit_kw"] for s in body["setpoints"]} == {
+        a: ch["allocated_kw"] for a, ch in doc_chargers.items()
+    }
+    assert all(s["valid_until"] == body["valid_until"] for s in body["setpoints"])
+    assert _statuses(c) == ["ACCEPTED"]
+
+    doc = operator_api.get(f"/api/microgrids/MG.NORTH-1/cycles/{c.cycle_id}/").json()
+    assert doc["dispatch"] == {"channels": ["WEBHOOK"], "counts": {"ACCEPTED": 3}}
+    assert {ch["dispatch_status"] for ch in doc["chargers"]} == {"ACCEPTED"}
+
+    page = operator_client.get(f"/manage/microgrids/MG.NORTH-1/cycles/{c.cycle_id}/")
+    html = page.content.decode()
+    assert 'data-testid="cycle-dispatch"' in html and "ACCEPTED" in html
+    assert html.count('data-testid="dispatch-status"') == 3
+
+    now = integration_api.get("/api/microgrids/MG.NORTH-1/setpoints/").json()
+    assert [(s["asset_id"], s["limit_kw"], s["dispatch_status"]) for s in now["setpoints"]] == [
+        (a, doc_chargers[a]["allocated_kw"], "ACCEPTED") for a in ("CH-01", "CH-02", "CH-03")
+    ]
+    one = integration_api.get("/api/microgrids/MG.NORTH-1/setpoints/?asset_id=CH-02").json()
+    assert [s["asset_id"] for s in one["setpoints"]] == ["CH-02"]
+    assert one["setpoints"][0]["cycle_id"] == c.cycle_id
+
+
+def test_a_4xx_answer_is_rejected_and_never_sent_again(microgrid, receiver_factory, cycle):
+    receiver = receiver_factory(status=422)
+    _hook(microgrid, receiver.url)
+    _feed(microgrid)
+    c = cycle(microgrid)
+    assert _statuses(c) == ["REJECTED"]
+    deliveries_sweep()
+    assert len(receiver.received) == 1
+    assert DeliveryAttempt.objects.get().http_status == 422
+
+
+@override_settings(DISPATCH_RETRY_BASE_S=0.05, DISPATCH_RETRY_MAX_S=0.05)
+def test_a_receiver_answering_500_forever_ends_failed_then_expired_with_its_attempts(
+    microgrid, receiver_factory, cycle, operator_client
+):
+    Microgrid.objects.filter(pk=microgrid.pk).update(cycle_interval_s=1)  # valid for 3 s
+    receiver = receiver_factory(status=500)
+    _hook(microgrid, receiver.url)
+    _feed(microgrid)
+    c = cycle(microgrid)
+    assert _statuses(c) == ["FAILED"]
+    row = Delivery.objects.filter(cycle=c).first()
+    assert row.next_attempt_at is not None and row.last_error == "HTTP 500"
+
+    def expired():
+        deliveries_sweep()
+        return _statuses(c) == ["EXPIRED"]
+
+    assert _poll(expired)
+    attempts = Delivery.objects.filter(cycle=c).first().attempts
+    assert attempts >= 2 and len(receiver.received) == attempts
+    # Every retry is the same message: receivers de-duplicate by its id.
+    assert {r.headers["X-Microgrid-Delivery"] for r in receiver.received} == {
+        batch_id_of(c.cycle_id, "WEBHOOK")
+    }
+    card = operator_client.get("/manage/microgrids/MG.NORTH-1/").content.decode()
+    assert 'data-testid="dispatch-trouble"' in card and "EXPIRED" in card
+    assert f'<td class="num">{attempts}</td>' in card
+
+
+@override_settings(DISPATCH_WEBHOOK_TIMEOUT_S=0.3)
+def test_a_receiver_that_does_not_answer_in_time_is_failed_and_retried(
+    microgrid, receiver_factory, cycle
+):
+    receiver = receiver_factory(delay_s=5)
+    _hook(microgrid, receiver.url)
+    _feed(microgrid)
+    c = cycle(microgrid)
+    assert _statuses(c) == ["FAILED"]
+    assert "no answer within" in Delivery.objects.filter(cycle=c).first().last_error
+
+
+def test_a_refused_connection_is_failed(microgrid, cycle):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    _hook(microgrid, f"http://127.0.0.1:{port}/hook")
+    _feed(microgrid)
+    c = cycle(microgrid)
+    assert _statuses(c) == ["FAILED"]
+    assert "ConnectionRefused" in Delivery.objects.filter(cycle=c).first().last_error
+
+
+def test_a_newer_cycle_supersedes_what_an_older_one_could_not_deliver(
+    microgrid, receiver_factory, cycle
+):
+    receiver = receiver_factory(status=500)
+    _hook(microgrid, receiver.url)
+    _feed(microgrid)
+    first = cycle(microgrid)
+    assert _statuses(first) == ["FAILED"]
+    receiver.status = 200
+    _feed(microgrid, requested=(40, 50, 60))
+    second = cycle(microgrid)
+    assert _statuses(first) == ["SUPERSEDED"]
+    assert _statuses(second) == ["ACCEPTED"]
+    deliveries_sweep()
+    # The superseded setpoints were never sent again.
+    assert [r.json["cycle_id"] for r in receiver.received] == [first.cycle_id, second.cycle_id]
+
+
+def test_an_unchanged_setpoint_is_not_sent_again_until_it_nears_expiry(microgrid, receiver, cycle):
+    Microgrid.objects.filter(pk=microgrid.pk).update(cycle_interval_s=60)  # valid for 180 s
+    config = _hook(microgrid, receiver.url, deadband_kw=0.5, refresh_s=30)
+    _feed(microgrid, requested=(40, 50, 60))
+    first = cycle(microgrid)
+    assert _statuses(first) == ["ACCEPTED"]
+    _feed(microgrid, requested=(40, 50.3, 60))  # CH-02 moves by 0.3 kW: inside the deadband
+    second = cycle(microgrid)
+    assert _statuses(second) == ["UNCHANGED"]
+    assert len(receiver.received) == 1  # nothing to send: no POST at all
+    _feed(microgrid, requested=(40, 55, 60))  # CH-02 moves by 5 kW
+    third = cycle(microgrid)
+    statuses = dict(Delivery.objects.filter(cycle=third).values_list("target_id", "status"))
+    assert statuses == {"CH-01": "UNCHANGED", "CH-02": "ACCEPTED", "CH-03": "UNCHANGED"}
+    assert [s["asset_id"] for s in receiver.received[-1].json["setpoints"]] == ["CH-02"]
+    # A refresh window longer than the validity: every setpoint is near its expiry.
+    DispatchConfig.objects.filter(pk=config.pk).update(refresh_s=600)
+    fourth = cycle(microgrid)
+    assert _statuses(fourth) == ["ACCEPTED"]
+    assert len(receiver.received[-1].json["setpoints"]) == 3
+
+
+@contextmanager
+def _broker_down():
+    """The broker is a closed port: publishing a task fails as when Redis is down."""
+    from microgrid.celery import app
+
+    saved = (app.conf.task_always_eager, app.conf.broker_url, app._pool)
+    app.conf.task_always_eager = False
+    app.conf.broker_url = "redis://127.0.0.1:9/0"
+    app._pool = None
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager, app.conf.broker_url, app._pool = saved
+
+
+def test_with_the_broker_down_deliveries_wait_and_go_out_when_it_returns(
+    microgrid, receiver, cycle
+):
+    _hook(microgrid, receiver.url)
+    _feed(microgrid)
+    with _broker_down():
+        c = cycle(microgrid)
+        assert _statuses(c) == ["PENDING"]
+        assert receiver.received == []
+    deliveries_sweep()  # beat's sweep, once the broker is back
+    assert _statuses(c) == ["ACCEPTED"]
+    assert len(receiver.received) == 1
+
+
+def test_with_the_broker_down_past_their_validity_deliveries_expire_unsent(
+    microgrid, receiver, cycle
+):
+    Microgrid.objects.filter(pk=microgrid.pk).update(cycle_interval_s=1)
+    _hook(microgrid, receiver.url)
+    _feed(microgrid)
+    with _broker_down():
+        c = cycle(microgrid)
+    assert _poll(lambda: Delivery.objects.filter(cycle=c).first().valid_until < timezone.now())
+    deliveries_sweep()
+    assert _statuses(c) == ["EXPIRED"]
+    assert receiver.received == []
+
+
+@pytest.mark.parametrize(
+    "data, field",
+    [
+        ({"webhook": {"url": "ftp://x.example/hook", "secret": "k"}}, "dispatch.webhook.url"),
+        ({"webhook": {"url": "https://x.example/hook", "secret": ""}}, "dispatch.webhook.secret"),
+        ({"webhook": {"url": "https://x.example/hook"}}, "dispatch.webhook.secret"),
+        ({"webhook": {"url": "not a url", "secret": "k"}}, "dispatch.webhook.url"),
+        ({"deadband_kw": -1}, "dispatch.deadband_kw"),
+        ({"refresh_s": 1.5}, "dispatch.refresh_s"),
+        ({"colour": "red"}, "dispatch.colour"),
+    ],
+)
+def test_a_bad_webhook_configuration_is_refused_and_changes_nothing(microgrid, data, field):
+    with pytest.raises(DomainError) as exc:
+        dispatch_config_set(microgrid=microgrid, data=data)
+    assert exc.value.status == 422
+    assert [(e.code, e.field) for e in exc.value.errors] == [("FIELD_INVALID", field)]
+    assert not DispatchConfig.objects.exists()
+
+
+def test_without_a_webhook_setpoints_wait_to_be_pulled(microgrid, cycle, integration_api):
+    _feed(microgrid)
+    c = cycle(microgrid)
+    assert _statuses(c) == ["PENDING"]
+    assert set(Delivery.objects.values_list("channel", flat=True)) == {"PULL"}
+    body = integration_api.get("/api/microgrids/MG.NORTH-1/setpoints/").json()
+    assert all(s["cycle_id"] == c.cycle_id and s["limit_kw"] is not None for s in body["setpoints"])
+
+
+def test_chargers_without_a_valid_setpoint_are_listed_with_null(microgrid, integration_api):
+    body = integration_api.get("/api/microgrids/MG.NORTH-1/setpoints/").json()
+    assert body["setpoints"] == [
+        {
+            "asset_id": a,
+            "limit_kw": None,
+            "valid_until": None,
+            "cycle_id": None,
+            "dispatch_status": None,
+        }
+        for a in ("CH-01", "CH-02", "CH-03")
+    ]
+    assert body["scope_budgets"] == []
+
+
+@pytest.mark.parametrize("query", ["asset_id=bad%20id", "asset_id=" + "x" * 65, "asset_id=%00"])
+def test_a_bad_setpoints_filter_is_422_field_invalid(microgrid, integration_api, query):
+    response = integration_api.get(f"/api/microgrids/MG.NORTH-1/setpoints/?{query}")
+    assert response.status_code == 422
+    assert response.json()["code"] == "FIELD_INVALID"
+    assert response.json()["errors"][0]["field"] == "asset_id"
+
+
+def test_the_setpoints_api_takes_constant_queries(
+    microgrid, cycle, integration_api, django_assert_max_num_queries
+):
+    _feed(microgrid)
+    cycle(microgrid)
+    with django_assert_max_num_queries(8):
+        assert integration_api.get("/api/microgrids/MG.NORTH-1/setpoints/").status_code == 200
+
+
+def test_a_failing_outbox_write_undoes_the_cycle(microgrid, monkeypatch):
+    """The deliveries are written in the cycle's transaction: no cycle without its outbox."""
+    from balancing.models import Cycle
+    from dispatch import services
+
+    def broken(**kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(services, "deliveries_write", broken)
+    _feed(microgrid)
+    with pytest.raises(RuntimeError):
+        cycle_request(microgrid=microgrid, trigger=trigger_of("API"))
+    assert not Cycle.objects.exists()
