@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+OCPP_PORT ?= 9000
 
-.PHONY: run test install lint format migrate demo demo-reset worker bench clean
+.PHONY: run test install lint format migrate serve demo demo-reset worker bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +38,12 @@ demo-reset: migrate
 # them all cleanly. CELERY_LOGLEVEL=INFO / SERVER_LOG_LEVEL=INFO for a chattier console.
 run: demo
 	@$(PY) manage.py run_demo --host $(HOST) --port $(PORT)
+
+# The production web server: gunicorn, WEB_CONCURRENCY sync workers (default: one per core),
+# settings in microgrid/gunicorn_conf.py. Production sets DEBUG=false, SECRET_KEY, DATABASE_URL...
+serve: migrate
+	$(PY) manage.py collectstatic --noinput -v0
+	WEB_BIND=$(HOST):$(PORT) $(VENV)/bin/gunicorn -c python:microgrid.gunicorn_conf
 
 worker: install
 	$(VENV)/bin/celery -A microgrid worker -B -Q celery,dispatch --loglevel=INFO

@@ -24,7 +24,7 @@ class CycleAdmin(admin.ModelAdmin):
     search_fields = ("cycle_id", "microgrid__microgrid_id")
     date_hierarchy = "started_at"
     list_select_related = ("microgrid",)
-    exclude = ("document", "snapshot")
+    exclude = ("record", "record_part")
     readonly_fields = (
         "cycle_id",
         "microgrid",

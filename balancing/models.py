@@ -1,14 +1,73 @@
 """Cycles (one document per run), the triggers they served, and breaches."""
 
 from django.db import models
+from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from balancing import record
 from balancing.choices import BreachStatus, Outcome, SourceMode, TriggerType
 from microgrid.topology.models import Microgrid
 
 
+class CycleRecordPart(models.Model):
+    """Columns shared by the records of many cycles (balancing/record.py), named by their
+    content: the same columns are stored once, and a digest never names other content."""
+
+    digest = models.CharField(max_length=24, primary_key=True)
+    data = models.BinaryField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"cycle record part {self.digest}"
+
+
+# Decoded parts by digest, per process (content-addressed: never stale). Bounded.
+_parts: dict[str, dict[str, bytes]] = {}
+_PARTS_KEPT = 256
+
+
+def part_columns(digest: str | None) -> dict[str, bytes] | None:
+    """A part's columns (from this process's cache, or one query)."""
+    if digest is None:
+        return None
+    found = _parts.get(digest)
+    if found is None:
+        data = CycleRecordPart.objects.filter(pk=digest).values_list("data", flat=True).first()
+        if data is None:
+            raise ValueError(f"cycle record part {digest} is missing")
+        found = _remember(digest, record.decode_part(bytes(data)))
+    return found
+
+
+def parts_columns(digests) -> dict[str, dict[str, bytes]]:
+    """Several parts' columns, with one query for those not cached."""
+    wanted = {d for d in digests if d is not None}
+    missing = [d for d in wanted if d not in _parts]
+    if missing:
+        for digest, data in CycleRecordPart.objects.filter(pk__in=missing).values_list(
+            "digest", "data"
+        ):
+            _remember(digest, record.decode_part(bytes(data)))
+    return {d: _parts[d] for d in wanted if d in _parts}
+
+
+def _remember(digest: str, columns: dict[str, bytes]) -> dict[str, bytes]:
+    if len(_parts) >= _PARTS_KEPT:
+        _parts.clear()
+    _parts[digest] = columns
+    return columns
+
+
+def decode_record(data: bytes, digest: str | None, parts=None) -> tuple[dict, dict]:
+    """(document, snapshot) of a stored record."""
+    part = parts.get(digest) if parts is not None and digest else part_columns(digest)
+    return record.decode(bytes(data), part)
+
+
 class Cycle(models.Model):
-    """One run of the balancing engine, stored whole: indexed columns plus the full document."""
+    """One run of the balancing engine, stored whole: indexed columns plus one compact record
+    of the document the API returns and the input snapshot replay reads (balancing/record.py).
+    `document` and `snapshot` read and write it as dicts."""
 
     cycle_id = models.CharField(max_length=40, unique=True)
     microgrid = models.ForeignKey(Microgrid, on_delete=models.CASCADE, related_name="cycles")
@@ -21,8 +80,14 @@ class Cycle(models.Model):
     outcome = models.CharField(max_length=12, choices=Outcome.choices)
     source_mode = models.CharField(max_length=20, choices=SourceMode.choices)
     reason_codes = models.JSONField(default=list)
-    document = models.JSONField(help_text="the cycle as the API returns it")
-    snapshot = models.JSONField(help_text="every input, so replay_cycle can recompute it")
+    record = models.BinaryField(
+        editable=False,
+        help_text="the cycle as the API returns it and every input replay_cycle needs: "
+        "columns, shared columns in record_part, zlib (balancing/record.py)",
+    )
+    record_part = models.ForeignKey(
+        CycleRecordPart, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         ordering = ["-started_at", "-seq"]
@@ -37,6 +102,75 @@ class Cycle(models.Model):
 
     def __str__(self) -> str:
         return f"{self.microgrid_id} cycle {self.seq} ({self.outcome})"
+
+    def save(self, *args, **kwargs):
+        if self._pending:
+            self._encode()
+        super().save(*args, **kwargs)
+
+    # ---- the record as dicts ----------------------------------------------------------------
+
+    _decoded: tuple[dict, dict] | None = None
+    _pending: bool = False
+    # The part the microgrid's previous cycle used, when the caller knows it (saves a query).
+    base_part: str | None = None
+
+    def _load(self) -> tuple[dict, dict]:
+        if self._decoded is None:
+            if not self.record:
+                self._decoded = ({}, {})
+            else:
+                self._decoded = decode_record(self.record, self.record_part_id)
+        return self._decoded
+
+    @property
+    def document(self) -> dict:
+        return self._load()[0]
+
+    @document.setter
+    def document(self, value: dict) -> None:
+        self._decoded = (value, self._load()[1])
+        self._pending = True
+
+    @property
+    def snapshot(self) -> dict:
+        return self._load()[1]
+
+    @snapshot.setter
+    def snapshot(self, value: dict) -> None:
+        self._decoded = (self._load()[0], value)
+        self._pending = True
+
+    def _encode(self) -> None:
+        document, snapshot = self._load()
+        base = self.base_part
+        if base is None and self.microgrid_id is not None:
+            base = (
+                Cycle.objects.filter(microgrid_id=self.microgrid_id, record_part__isnull=False)
+                .exclude(pk=self.pk)
+                .order_by("-seq")
+                .values_list("record_part_id", flat=True)
+                .first()
+            )
+        data, new_part = record.encode(document, snapshot, part_columns(base))
+        if new_part is not None:
+            blob = record.encode_part(new_part)
+            digest = record.column_hash(blob)
+            CycleRecordPart.objects.bulk_create(
+                [CycleRecordPart(digest=digest, data=blob)], ignore_conflicts=True
+            )
+            _remember(digest, new_part)
+            base = digest
+        self.record = data
+        self.record_part_id = base
+        self._pending = False
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._decoded = None
+        instance._pending = False
+        return instance
 
 
 class CycleTrigger(models.Model):
@@ -60,7 +194,10 @@ class CycleTrigger(models.Model):
 class Breach(models.Model):
     breach_id = models.CharField(max_length=40, unique=True)
     microgrid = models.ForeignKey(Microgrid, on_delete=models.CASCADE, related_name="breaches")
-    cycle = models.ForeignKey(Cycle, on_delete=models.CASCADE, related_name="breaches")
+    # A breach outlives its cycle's full record (CYCLE_RETENTION_DAYS): then it names none.
+    cycle = models.ForeignKey(
+        Cycle, null=True, blank=True, on_delete=models.SET_NULL, related_name="breaches"
+    )
     node_id = models.CharField(max_length=64)
     measured_kw = models.FloatField()
     limit_kw = models.FloatField()
@@ -164,3 +301,48 @@ class CycleSchedule(models.Model):
             if due:
                 cls.objects.filter(pk__in=[pk for pk, _, _ in due]).update(last_enqueued_at=now)
         return [(microgrid_id, interval) for _, microgrid_id, interval in due]
+
+
+class CycleAggregate(models.Model):
+    """One Microgrid Node over one 15-minute bucket, summed over the cycles that started in it.
+
+    What long-range charts read, and what is left of a cycle once its full record has
+    passed CYCLE_RETENTION_DAYS (kept CYCLE_AGGREGATE_RETENTION_DAYS). Sums, not averages,
+    so that buckets filled over several runs add up exactly; averages are sum / cycles.
+    """
+
+    microgrid = models.ForeignKey(Microgrid, on_delete=models.CASCADE, related_name="+")
+    node_id = models.CharField(max_length=64)
+    bucket_start = models.DateTimeField()
+    cycles = models.PositiveIntegerField(default=0)
+    load_kw_sum = models.FloatField(default=0.0, help_text="uncontrolled + allocated")
+    load_kw_max = models.FloatField(null=True, blank=True)
+    limit_kw_sum = models.FloatField(default=0.0, help_text="effective limit")
+    limit_kw_min = models.FloatField(null=True, blank=True)
+    allocated_kw_sum = models.FloatField(default=0.0)
+    requested_kw_sum = models.FloatField(default=0.0, help_text="chargers of this node")
+    reason_codes = models.JSONField(default=dict, help_text="code -> cycles that carried it")
+    outcomes = models.JSONField(default=dict, help_text="cycle outcome -> cycles")
+
+    class Meta:
+        ordering = ["microgrid", "bucket_start", "node_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["microgrid", "node_id", "bucket_start"], name="cycle_aggregate_once"
+            )
+        ]
+        indexes = [models.Index(fields=["bucket_start"], name="cycle_aggregate_time")]
+
+    def __str__(self) -> str:
+        return f"{self.microgrid_id} {self.node_id} {self.bucket_start.isoformat()}"
+
+
+class CycleAggregateCursor(models.Model):
+    """How far cycles have been aggregated: (started_at, pk) of the last one (one row)."""
+
+    name = models.CharField(max_length=20, primary_key=True, default="cycles")
+    started_at = models.DateTimeField()
+    cycle_pk = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"aggregated up to {self.started_at.isoformat()} #{self.cycle_pk}"

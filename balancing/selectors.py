@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 
 from balancing.choices import BreachStatus
 from balancing.filters import BreachFilter, CycleFilter
-from balancing.models import Breach, Cycle
+from balancing.models import Breach, Cycle, decode_record, parts_columns
 from balancing.signals import cycle_document_read
 from microgrid.common.errors import DomainError
 from microgrid.topology.diagram import headroom
@@ -147,15 +147,15 @@ def node_load(node: dict[str, Any]) -> tuple[float, float, float | None]:
 def latest_node_loads(microgrid) -> dict[str, dict[str, Any]]:
     """node_id -> {load_kw, limit_kw, load_pct, cycle_id, seq, completed_at} from the latest
     cycle (one query), in tree order; empty before the first cycle."""
-    row = (
-        Cycle.objects.filter(microgrid=microgrid)
-        .order_by("-started_at", "-seq")
-        .values_list("cycle_id", "seq", "completed_at", "document")
-        .first()
-    )
-    if row is None:
+    cycle = Cycle.objects.filter(microgrid=microgrid).order_by("-started_at", "-seq").first()
+    if cycle is None:
         return {}
-    cycle_id, seq, completed_at, document = row
+    cycle_id, seq, completed_at, document = (
+        cycle.cycle_id,
+        cycle.seq,
+        cycle.completed_at,
+        cycle.document,
+    )
     out = {}
     for node in (document or {}).get("nodes", []):
         load, limit, pct = node_load(node)
@@ -205,33 +205,20 @@ def recent_series(
 ) -> dict[str, Any]:
     """Load against limit per node, and allocated vs requested per charger group, over recent cycles.
 
-    Without `since`: the documents of the last `count` cycles (one query). With `since` (and
-    `until`): the stored cycles of that window, at most `count` of them evenly spread over it
-    (two queries: the window's ids, then the chosen documents), so that a chart can span
-    hours of cycles without reading every document. Labels are clock times in `tz`.
+    One query for the records of the last `count` cycles, oldest first (and one for their
+    shared columns when this process has not read them yet).
     """
-    qs = Cycle.objects.filter(microgrid=microgrid)
-    if since is not None:
-        qs = qs.filter(started_at__gte=since)
-        if until is not None:
-            qs = qs.filter(started_at__lt=until)
-        ids = list(qs.order_by("started_at", "seq").values_list("pk", flat=True))
-        if len(ids) > count:
-            step = (len(ids) - 1) / (count - 1)
-            ids = sorted({ids[round(i * step)] for i in range(count)})
-        docs = list(
-            Cycle.objects.filter(pk__in=ids)
-            .order_by("started_at", "seq")
-            .values_list("seq", "started_at", "document")
-        )
-    else:
-        docs = list(
-            qs.order_by("-started_at", "-seq").values_list("seq", "started_at", "document")[:count]
-        )
-        docs.reverse()
-    span_days = (docs[-1][1] - docs[0][1]).total_seconds() > 20 * 3600 if docs else False
-    fmt = "%d %H:%M" if span_days else "%H:%M:%S"
-    labels = [(started.astimezone(tz) if tz else started).strftime(fmt) for _, started, _ in docs]
+    rows = list(
+        Cycle.objects.filter(microgrid=microgrid)
+        .order_by("-started_at", "-seq")
+        .values_list("seq", "started_at", "record", "record_part_id")[:count]
+    )
+    rows.reverse()
+    parts = parts_columns(digest for *_, digest in rows)
+    docs = [
+        (seq, started, decode_record(data, digest, parts)[0]) for seq, started, data, digest in rows
+    ]
+    labels = [started.strftime("%H:%M:%S") for _, started, _ in docs]
     per_node: dict[str, dict[str, list]] = defaultdict(lambda: {"load": [], "limit": []})
     per_group: dict[str, dict[str, list]] = defaultdict(lambda: {"allocated": [], "requested": []})
     node_order: list[str] = []
@@ -257,6 +244,53 @@ def recent_series(
     return {
         "labels": labels,
         "nodes": {n: per_node[n] for n in node_order},
+        "groups": dict(sorted(per_group.items())),
+    }
+
+
+CHART_RANGES = {"1d": 1, "7d": 7, "30d": 30, "400d": 400}
+
+
+def aggregate_series(microgrid, *, days: int, now: datetime) -> dict[str, Any]:
+    """The shape of `recent_series` over a long range, from the 15-minute aggregates (averages
+    per bucket; one query whatever the range: at most 96 buckets a day per node)."""
+    from datetime import timedelta
+
+    from balancing.models import CycleAggregate
+
+    rows = CycleAggregate.objects.filter(
+        microgrid=microgrid, bucket_start__gte=now - timedelta(days=days)
+    ).values_list(
+        "bucket_start",
+        "node_id",
+        "cycles",
+        "load_kw_sum",
+        "limit_kw_sum",
+        "allocated_kw_sum",
+        "requested_kw_sum",
+    )
+    buckets = sorted({r[0] for r in rows})
+    at = {b: i for i, b in enumerate(buckets)}
+    fmt = "%H:%M" if days <= 1 else "%d %b %H:%M"
+    per_node: dict[str, dict[str, list]] = {}
+    per_group: dict[str, dict[str, list]] = {}
+    for bucket, node_id, cycles, load, limit, allocated, requested in sorted(
+        rows, key=lambda r: (r[1], r[0])
+    ):
+        n = per_node.setdefault(
+            node_id, {"load": [None] * len(buckets), "limit": [None] * len(buckets)}
+        )
+        n["load"][at[bucket]] = round(load / cycles, 3)
+        n["limit"][at[bucket]] = round(limit / cycles, 3)
+        if requested or allocated:
+            g = per_group.setdefault(
+                node_id, {"allocated": [None] * len(buckets), "requested": [None] * len(buckets)}
+            )
+            g["allocated"][at[bucket]] = round(allocated / cycles, 3)
+            g["requested"][at[bucket]] = round(requested / cycles, 3)
+    return {
+        "labels": [b.strftime(fmt) for b in buckets],
+        "nodes": per_node,
         "groups": dict(sorted(per_group.items())),
     }
 

@@ -35,6 +35,7 @@ from balancing.signals import cycle_stored
 from microgrid.capabilities.scopes import Scope, parse_scope
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.prepared import PreparedRead
+from microgrid.envelopes.signals import cycle_completed
 from microgrid.topology.models import Microgrid, MicrogridNode
 from microgrid.topology.services import lock_microgrid, try_lock_microgrid
 
@@ -194,7 +195,7 @@ _last_seq = PreparedRead(
     lambda microgrid: (
         Cycle.objects.filter(microgrid_id=microgrid)
         .order_by("-seq")
-        .values_list("seq", flat=True)[:1]
+        .values_list("seq", "record_part_id")[:1]
     ),
     microgrid=int,
 )
@@ -214,7 +215,7 @@ def _run_locked(microgrid, *, trigger, scope, started_at, clock, valid_for_s) ->
     interval = valid_for_s or microgrid.cycle_interval_s
     valid_until = completed_at + timedelta(seconds=3 * interval)
     last = _last_seq(microgrid=microgrid.pk)
-    seq = (last[0] if last else 0) + 1
+    seq = (last[0][0] if last else 0) + 1
     cycle_id = stable_id("cycle", microgrid.microgrid_id, seq)
     document = _document(
         microgrid, cycle_id, scope, trigger, started_at, completed_at, result, inputs, valid_until
@@ -238,9 +239,39 @@ def _run_locked(microgrid, *, trigger, scope, started_at, clock, valid_for_s) ->
         document=document,
         snapshot=inputs.snapshot(topology_version=microgrid.topology_version),
     )
+    # The previous cycle's shared columns: the record stores only what differs from them.
+    cycle.base_part = last[0][1] if last else None
     cycle.save()
     breaches.apply(cycle)
+    _announce(microgrid, cycle, result, inputs, breaches)
     return cycle
+
+
+def _announce(microgrid, cycle: Cycle, result, inputs: CycleInputs, breaches: BreachPlan) -> None:
+    """After the commit, tell the envelopes app what it needs for OSCP compliance errors
+    (a signal: it sits below balancing). Only when some node had an enforced envelope."""
+    nodes = [
+        {
+            "node_id": n.node_id,
+            "uncontrolled_load_kw": n.uncontrolled_load_kw,
+            "envelope_ids": list(inputs.limits[n.node_id].envelope_ids),
+        }
+        for n in result.nodes
+        if n.node_id in inputs.limits and inputs.limits[n.node_id].envelope_ids
+    ]
+    if not nodes:
+        return
+    facts = {
+        "microgrid_pk": microgrid.pk,
+        "cycle_id": cycle.cycle_id,
+        "at": cycle.started_at,
+        "nodes": nodes,
+        "breaches": [
+            {key: b[key] for key in ("breach_id", "node_id", "measured_kw", "exceeded", "new")}
+            for b in breaches.documents
+        ],
+    }
+    transaction.on_commit(lambda: cycle_completed.send_robust(sender=Cycle, **facts))
 
 
 def _document(

@@ -155,3 +155,15 @@ def enqueue_cycle(microgrid_id: str, trigger: dict, scope: dict | None = None) -
         microgrid = Microgrid.objects.filter(microgrid_id=microgrid_id, enabled=True).first()
         if microgrid is not None:
             cycle_request(microgrid=microgrid, trigger=trigger, scope=scope)
+
+
+@shared_task(name="balancing.maintain_cycles", ignore_result=True)
+def maintain_cycles() -> dict[str, int]:
+    """Aggregate closed 15-minute buckets, prune full cycles past CYCLE_RETENTION_DAYS and
+    aggregates past CYCLE_AGGREGATE_RETENTION_DAYS; bounded per run (balancing.lifecycle)."""
+    from balancing.lifecycle import cycle_maintain
+
+    done = cycle_maintain(now=timezone.now())
+    if any(done.values()):
+        log.info("cycle maintenance %s", done)
+    return done

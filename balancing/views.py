@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib import messages
@@ -19,16 +19,19 @@ from microgrid.topology.card import microgrid_tabs
 from microgrid.topology.diagram import render_load_chart_svg
 from microgrid.topology.selectors import microgrid_get, node_rows
 
-CHART_WINDOWS = {"": "last 40 cycles", "1": "last hour", "6": "last 6 hours", "24": "last 24 hours"}
 CYCLES_PER_PAGE = 50
 
 
-def _charts(microgrid, window: str) -> dict:
-    tz = _zone(microgrid)
-    since = timezone.now() - timedelta(hours=int(window)) if window else None
-    data = selectors.recent_series(microgrid, count=120 if since else 40, since=since, tz=tz)
-    names = {n["node_id"]: n["name"] for n in node_rows(microgrid)}
+def _charts(microgrid, chart_range: str | None = None) -> dict:
+    """Recent cycles by default; over 1 to 400 days, the 15-minute aggregates."""
+
+    days = selectors.CHART_RANGES.get(chart_range or "")
+    if days:
+        data = selectors.aggregate_series(microgrid, days=days, now=timezone.now())
+    else:
+        data = selectors.recent_series(microgrid)
     labels = data["labels"]
+    names = {n["node_id"]: n["name"] for n in node_rows(microgrid)}
 
     def title(node_id: str, what: str) -> str:
         name = names.get(node_id)
@@ -84,10 +87,8 @@ def _charts(microgrid, window: str) -> dict:
         "node_charts": node_charts,
         "group_charts": group_charts,
         "cycle_count": len(labels),
-        "chart_window": window,
-        "chart_windows": CHART_WINDOWS.items(),
-        "chart_window_label": CHART_WINDOWS[window],
-        "timezone_name": microgrid.depot.timezone,
+        "chart_range": chart_range if days else "",
+        "chart_ranges": list(selectors.CHART_RANGES),
     }
 
 
@@ -120,9 +121,6 @@ def cycle_list_page(request, microgrid_id: str):
             params[name] = _local_to_iso(request.GET[name], tz)
     raw_page = request.GET.get("page", "1")
     page = int(raw_page) if raw_page.isascii() and raw_page.isdigit() and int(raw_page) else 1
-    window = request.GET.get("window", "")
-    if window not in CHART_WINDOWS:
-        window = ""
     filter_error = None
     try:
         rows = selectors.cycle_list(
@@ -149,7 +147,7 @@ def cycle_list_page(request, microgrid_id: str):
         "outcomes": Outcome.values,
         "source_modes": SourceMode.values,
         "labels": CODE_LABELS,
-        **_charts(microgrid, window),
+        **_charts(microgrid, request.GET.get("range")),
     }
     return render(request, "manage/cycles.html", context)
 

@@ -94,6 +94,22 @@ def resolve_channel(microgrid, config) -> str:
     return Channel.PULL
 
 
+_charger_resolvers: list[Callable[[Any], dict[str, str]]] = []
+
+
+def register_charger_resolver(fn: Callable[[Any], dict[str, str]]) -> None:
+    """fn(microgrid) -> {asset_id: channel} for the chargers a channel of their own serves."""
+    if fn not in _charger_resolvers:
+        _charger_resolvers.append(fn)
+
+
+def charger_channels(microgrid) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for fn in _charger_resolvers:
+        out.update(fn(microgrid))
+    return out
+
+
 def webhook_resolver(microgrid, config) -> str | None:
     return Channel.WEBHOOK if config is not None and config.webhook_url else None
 

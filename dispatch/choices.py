@@ -30,3 +30,8 @@ class Channel(models.TextChoices):
     WEBHOOK = "WEBHOOK"
     SIMULATOR = "SIMULATOR"
     OCPP = "OCPP"
+
+
+# Channels whose deliveries the Celery task never claims: nobody pushes PULL ones, and OCPP
+# gateways claim those of the stations they hold.
+NOT_BY_WORKER = (Channel.PULL, Channel.OCPP)

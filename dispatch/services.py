@@ -33,7 +33,7 @@ from django.utils import timezone
 from balancing.dispatch import ChargingLimit, ScopeBudget
 from balancing.models import Cycle
 from dispatch import channels
-from dispatch.choices import SUPERSEDABLE, Channel, DeliveryStatus, TargetType
+from dispatch.choices import NOT_BY_WORKER, SUPERSEDABLE, Channel, DeliveryStatus, TargetType
 from dispatch.models import (
     DEFAULT_DEADBAND_KW,
     DEFAULT_REFRESH_S,
@@ -169,12 +169,15 @@ def deliveries_write(
     now = cycle.completed_at  # the cycle's clock (the simulator's, a benchmark's)
     config = DispatchConfig.objects.filter(microgrid_id=microgrid_pk).first()
     channel = channels.resolve_channel(cycle.microgrid, config)
+    # Chargers a channel of their own serves (OCPP stations) go there; the rest follow the
+    # microgrid's channel.
+    per_charger = channels.charger_channels(cycle.microgrid)
     deadband = config.deadband_kw if config else DEFAULT_DEADBAND_KW
     refresh = timedelta(seconds=config.refresh_s if config else DEFAULT_REFRESH_S)
     # Nothing pulled is ever acknowledged: only a push channel has accepted setpoints.
     accepted = (
         {}
-        if channel == Channel.PULL
+        if channel == Channel.PULL and not per_charger
         else {
             target_id: (limit_kw, valid_until)
             for target_id, limit_kw, valid_until in LastAccepted.objects.filter(
@@ -189,9 +192,10 @@ def deliveries_write(
     cycle_id = cycle.cycle_id
     valid_until = _until(limits, budgets)
     rows: list[list[Any]] = []
-    to_send = 0
+    sending: set[str] = set()
     for limit in limits:
         status = DeliveryStatus.PENDING
+        target_channel = per_charger.get(limit.asset_id, channel)
         last = accepted.get(limit.asset_id)
         if (
             last is not None
@@ -200,7 +204,7 @@ def deliveries_write(
         ):
             status = DeliveryStatus.UNCHANGED
         else:
-            to_send += 1
+            sending.add(target_channel)
         rows.append(
             [
                 _stable("delivery", cycle_id, TargetType.CHARGER, limit.asset_id),
@@ -209,12 +213,14 @@ def deliveries_write(
                 None,
                 limit.limit_kw,
                 status.value,
+                target_channel,
+                batch_id_of(cycle_id, target_channel),
             ]
         )
     for budget in budgets:
         scope = budget.scope or {"type": "MICROGRID"}
         target = scope.get("node_id") or "MICROGRID"
-        to_send += 1
+        sending.add(channel)
         rows.append(
             [
                 _stable("delivery", cycle_id, TargetType.SCOPE, target),
@@ -223,22 +229,22 @@ def deliveries_write(
                 scope,
                 budget.budget_kw,
                 DeliveryStatus.PENDING.value,
+                channel,
+                batch_id_of(cycle_id, channel),
             ]
         )
     if rows:
         _insert(
             rows,
-            batch_id=batch_id_of(cycle_id, channel),
             microgrid_pk=microgrid_pk,
             cycle_pk=cycle.pk,
-            channel=channel,
             valid_until=valid_until,
             created_at=now,
         )
-    if to_send and channel != Channel.PULL:
+    if sending - set(NOT_BY_WORKER):
         microgrid_id = cycle.microgrid.microgrid_id
         transaction.on_commit(lambda: enqueue_send(microgrid_id))
-    return to_send
+    return sum(1 for r in rows if r[5] != DeliveryStatus.UNCHANGED)
 
 
 _COLUMNS = (
@@ -248,10 +254,10 @@ _COLUMNS = (
     "scope",
     "limit_kw",
     "status",
+    "channel",
     "batch_id",
     "microgrid_id",
     "cycle_id",
-    "channel",
     "valid_until",
     "created_at",
     "attempts",
@@ -268,24 +274,23 @@ def _insert(rows: list[list[Any]], **shared: Any) -> None:
     columns = ", ".join(qn(c) for c in _COLUMNS)
     field = Delivery._meta.get_field
     constants = [
-        shared["batch_id"],
         shared["microgrid_pk"],
         shared["cycle_pk"],
-        shared["channel"],
         field("valid_until").get_db_prep_value(shared["valid_until"], connection),
         field("created_at").get_db_prep_value(shared["created_at"], connection),
     ]
     if connection.vendor == "postgresql":
         select = (
             "SELECT r->>0, r->>1, r->>2, NULLIF(r->3, 'null'::jsonb), (r->>4)::float8, r->>5, "
-            "%s, %s, %s, %s, %s, %s, 0, '', '' FROM jsonb_array_elements(%s::jsonb) AS r"
+            "r->>6, r->>7, %s, %s, %s, %s, 0, '', '' FROM jsonb_array_elements(%s::jsonb) AS r"
         )
     else:
         select = (
             "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
             "json_extract(value, '$[2]'), json_extract(value, '$[3]'), "
             "json_extract(value, '$[4]'), json_extract(value, '$[5]'), "
-            "%s, %s, %s, %s, %s, %s, 0, '', '' FROM json_each(%s)"
+            "json_extract(value, '$[6]'), json_extract(value, '$[7]'), "
+            "%s, %s, %s, %s, 0, '', '' FROM json_each(%s)"
         )
     with connection.cursor() as cursor:
         cursor.execute(
@@ -367,7 +372,7 @@ def deliveries_send(*, microgrid_id: str) -> int:
         _expire(now, microgrid=microgrid)
         claimed = (
             Delivery.objects.filter(_due(now), microgrid=microgrid, valid_until__gt=now)
-            .exclude(channel=Channel.PULL)
+            .exclude(channel__in=NOT_BY_WORKER)
             .update(
                 status=DeliveryStatus.SENT,
                 claim=token,
@@ -544,7 +549,7 @@ def deliveries_sweep() -> list[str]:
     due = sorted(
         set(
             Delivery.objects.filter(_due(now), valid_until__gt=now)
-            .exclude(channel=Channel.PULL)
+            .exclude(channel__in=NOT_BY_WORKER)
             .values_list("microgrid__microgrid_id", flat=True)
             .distinct()
         )

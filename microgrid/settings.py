@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "microgrid.envelopes",
     "balancing",
     "dispatch",
+    "stations",
     "microgrid.fleet",
     "legacy_circuit",
     "simulator",
@@ -160,8 +161,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["microgrid.common.roles.IsCanonicalReader"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's JSON parser and renderer through orjson (microgrid/common/jsonfast.py).
+    "DEFAULT_PARSER_CLASSES": ["microgrid.common.jsonfast.FastJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["microgrid.common.jsonfast.FastJSONRenderer"],
     "EXCEPTION_HANDLER": "microgrid.common.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -239,6 +241,12 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": 3600.0,
         "options": {"expires": 3000},
     },
+    # Cycle aggregates per 15 minutes, then pruning of full cycles and old aggregates.
+    "balancing-maintain-cycles": {
+        "task": "balancing.maintain_cycles",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     "telemetry-prune": {
         "task": "telemetry.prune",
         "schedule": 3600.0,
@@ -253,6 +261,12 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Operating envelopes that became ACTIVE or EXPIRED, OSCP peers gone offline.
     "envelopes-transitions": {
         "task": "envelopes.record_transitions",
+        "schedule": 5.0,
+        "options": {"expires": 5.0},
+    },
+    # OSCP outbound: heartbeats and measurements due, retries due, segment sets timed out.
+    "envelopes-oscp-tick": {
+        "task": "envelopes.oscp_tick",
         "schedule": 5.0,
         "options": {"expires": 5.0},
     },
@@ -273,11 +287,28 @@ DISPATCH_LEASE_S = max(env_int("DISPATCH_LEASE_S", 30), int(DISPATCH_WEBHOOK_TIM
 DISPATCH_RETRY_BASE_S = float(env_str("DISPATCH_RETRY_BASE_S", "1"))
 DISPATCH_RETRY_MAX_S = float(env_str("DISPATCH_RETRY_MAX_S", "30"))
 
+# The OCPP gateway (stations/): the heartbeat interval BootNotification answers, and how long
+# a station may take to answer a call (SetChargingProfile) before it counts as FAILED.
+OCPP_HEARTBEAT_S = env_int("OCPP_HEARTBEAT_S", 60)
+OCPP_RESPONSE_TIMEOUT_S = env_int("OCPP_RESPONSE_TIMEOUT_S", 30)
+# How often each gateway looks for due deliveries of the stations it holds.
+OCPP_POLL_S = float(env_str("OCPP_POLL_S", "0.5"))
+
 # Scheduled cycles per Celery task (balancing.tasks.run_scheduled_cycles): one broker round
 # trip and acknowledgement for this many cycles; 1 gives a task per microgrid.
 BALANCING_SCHEDULE_BATCH = env_int("BALANCING_SCHEDULE_BATCH", 10)
-
+# OSCP: the base URL this product's register gives the CP (else the URL the CP's register
+# came in on) and how long one outbound request may take.
+OSCP_FP_BASE_URL = env_str("OSCP_FP_BASE_URL", "")
+OSCP_OUTBOUND_TIMEOUT_S = env_int("OSCP_OUTBOUND_TIMEOUT_S", 5)
 TELEMETRY_RETENTION_HOURS = env_int("TELEMETRY_RETENTION_HOURS", 48)
+# Full cycles (document and snapshot) are kept this long, then only their per-node 15-minute
+# aggregates, which are kept CYCLE_AGGREGATE_RETENTION_DAYS; breaches, envelopes, limits and
+# topology history stay. Each maintenance run (every minute) handles at most
+# CYCLE_MAINTENANCE_BATCH rows per step (balancing/lifecycle.py).
+CYCLE_RETENTION_DAYS = env_int("CYCLE_RETENTION_DAYS", 14)
+CYCLE_AGGREGATE_RETENTION_DAYS = env_int("CYCLE_AGGREGATE_RETENTION_DAYS", 400)
+CYCLE_MAINTENANCE_BATCH = env_int("CYCLE_MAINTENANCE_BATCH", 5000)
 TELEMETRY_MAX_BATCH = env_int("TELEMETRY_MAX_BATCH", 5000)
 
 # Production hardening; `manage.py check --deploy` is clean with DEBUG=false.

@@ -22,6 +22,7 @@ api_patterns = [
     path("", include("microgrid.envelopes.api.urls")),
     path("", include("balancing.api.urls")),
     path("", include("dispatch.api.urls")),
+    path("", include("stations.api.urls")),
     path("", include("legacy_circuit.api.urls")),
     path("", include("microgrid.capabilities.api.urls")),
 ]
@@ -33,6 +34,7 @@ manage_patterns = [
     path("", include("microgrid.limits.urls")),
     path("", include("microgrid.envelopes.urls")),
     path("", include("balancing.urls")),
+    path("", include("stations.urls")),
     path("legacy/", include("legacy_circuit.urls")),
     path("", include("microgrid.capabilities.urls")),
 ]

@@ -2,7 +2,8 @@
 
 Each request goes through Django's URL resolver, middleware, authentication,
 permissions, views and services exactly as a client's would (DRF's APIClient,
-no network). Who calls:
+no network; marked secure and addressed to an allowed host, so production
+settings answer them as they answer a client: microgrid.common.inprocess). Who calls:
 
 - REBALANCE: a simulator user in the `support` role (canonical write);
 - LEGACY_REBALANCE, LEGACY_TOU_WRITE, CAPABILITY_EVENT: a simulator user in
@@ -28,8 +29,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.utils import timezone
-from rest_framework.test import APIClient
 
+from microgrid.common.inprocess import InProcessClient
 from microgrid.common.models import ApiToken
 from microgrid.common.roles import INTEGRATION, SUPPORT
 from microgrid.topology.services import microgrid_memberships_grant
@@ -125,7 +126,7 @@ class Caller:
 
     def call(self, prepared: Prepared) -> tuple[int, Any]:
         self.count += 1
-        client = APIClient(raise_request_exception=False)
+        client = InProcessClient()
         headers: dict[str, str] = {}
         if prepared.caller.startswith("peer:"):
             token = self.peers.get(prepared.caller[5:], "")

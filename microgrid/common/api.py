@@ -185,8 +185,8 @@ class ApiView(APIView):
         body = getattr(response, "data", None)
         # A refusal may echo a NUL the client sent, which PostgreSQL's jsonb cannot hold: such
         # an answer is not stored (the request changed nothing; a repeat is judged again).
-        storable = not contains_nul(body)
-        if pending and response.status_code < 500 and storable:
+        # Only answers that are kept are searched (a 2,000-charger cycle is 1.6 MB of JSON).
+        if pending and response.status_code < 500 and not contains_nul(body):
             from django.db import IntegrityError, transaction
 
             from microgrid.common.models import IdempotencyRecord

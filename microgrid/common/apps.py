@@ -9,6 +9,7 @@ PRODUCT_APPS = (
     "telemetry",
     "balancing",
     "dispatch",
+    "stations",
     "envelopes",
     "capabilities",
     "legacy_circuit",

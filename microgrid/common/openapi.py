@@ -348,6 +348,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "unit": _enum(CapacityUnit),
             "phase": _enum(Phase),
             "capacity_kw": NUM,
+            "capacity_explanation": _nullable(STR),
             "conversion": _nullable(_obj({"voltage_v": NUM, "phases": INT})),
             "valid_from": DT,
             "valid_until": DT,
@@ -372,6 +373,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "superseded_at": _nullable(DT),
             "split_from": _nullable(STR),
             "withdrawn_at": _nullable(DT),
+            "withdrawn_by_peer": BOOL,
             "withdrawn_by": _nullable(STR),
             "withdraw_reason": _nullable(STR),
             "legacy_circuit": _nullable(
@@ -645,6 +647,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
     )
 
     # -- OSCP 2.0 inbound ----------------------------------------------------------------------------
+    # Open objects: unknown fields are ignored (and kept in the stored raw message).
     s["OscpForecastedBlock"] = _obj(
         {
             "capacity": {"type": "number", "minimum": 0, "description": "0 means pause"},
@@ -653,7 +656,6 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "start_time": TIMESTAMP_IN,
             "end_time": {**TIMESTAMP_IN, "description": "after start_time"},
         },
-        closed=True,
     )
     s["OscpUpdateGroupCapacityForecast"] = _obj(
         {
@@ -661,34 +663,48 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "type": _enum(ForecastType),
             "forecasted_blocks": _arr(
                 ref("OscpForecastedBlock"),
-                minItems=1,
                 maxItems=1000,
-                description="blocks of one message must not overlap",
+                description="blocks of one message and phase must not overlap; an empty list "
+                "withdraws the peer's forecast of this group and type",
             ),
         },
-        closed=True,
     )
-    s["OscpHeartbeat"] = _obj({"offline_mode_at": TIMESTAMP_IN}, closed=True)
+    s["OscpHeartbeat"] = _obj(
+        {
+            "offline_mode_at": {
+                "type": "string",
+                "description": "ISO 8601; without an offset it is taken as UTC",
+            }
+        },
+    )
     s["OscpHandshake"] = _obj(
         {
             "required_behaviour": _obj(
                 {
                     "heartbeat_interval": {
-                        "type": "number",
-                        "exclusiveMinimum": True,
-                        "minimum": 0,
-                        "maximum": 86400,
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 10000000,
                         "nullable": True,
                     },
                     "measurement_configuration": _arr(
                         {"type": "string", "enum": ["CONTINUOUS", "INTERMITTENT"]}
                     ),
                 },
-                optional=("heartbeat_interval",),
-                closed=True,
+                optional=("heartbeat_interval", "measurement_configuration"),
             )
         },
-        closed=True,
+        optional=("required_behaviour",),
+    )
+    s["OscpRegister"] = _obj(
+        {
+            "token": {"type": "string", "minLength": 16, "maxLength": 256},
+            "version_url": _arr(
+                _obj({"version": STR, "base_url": {"type": "string", "format": "uri"}}),
+                minItems=1,
+                description="must offer version 2.0",
+            ),
+        },
     )
     return s
 
@@ -820,16 +836,32 @@ OSCP_HEADERS = [
         OpenApiTypes.STR,
         OpenApiParameter.HEADER,
         required=False,
-        description="at most 128 printable ASCII characters",
+        description="at most 128 printable ASCII characters; names a segmented message",
         pattern=r"^[!-~]([ -~]{0,126}[!-~])?$",
+    ),
+    OpenApiParameter(
+        "X-Segment-Index",
+        OpenApiTypes.INT,
+        OpenApiParameter.HEADER,
+        required=False,
+        description="with X-Segment-Count and X-Correlation-ID: this segment's number (from 0 "
+        "or 1); update_group_capacity_forecast only",
+    ),
+    OpenApiParameter(
+        "X-Segment-Count",
+        OpenApiTypes.INT,
+        OpenApiParameter.HEADER,
+        required=False,
+        description="how many segments the message has (1 to 100); all within 5 minutes",
     ),
 ]
 
 
-def oscp_doc(*, operation_id: str, summary: str, request: str, not_found: bool = False):
+def oscp_doc(*, operation_id: str, summary: str, request: str | None, not_found: bool = False):
     errors = {
-        400: "MALFORMED_REQUEST (not a UTF-8 JSON object) or OSCP_MESSAGE_INVALID "
-        "(headers, or one FIELD_INVALID per bad field)",
+        400: "MALFORMED_REQUEST (not a UTF-8 JSON object), OSCP_MESSAGE_INVALID "
+        "(headers, or one FIELD_INVALID per bad field) or OSCP_REQUEST_ID_REUSED (this "
+        "X-Request-ID came before with another body)",
         401: "NOT_AUTHENTICATED: no, unknown or inactive peer token",
         413: None,
     }
@@ -839,8 +871,11 @@ def oscp_doc(*, operation_id: str, summary: str, request: str, not_found: bool =
         operation_id=operation_id,
         summary=summary,
         description=summary,
-        request={"application/json": ref(request)},
-        responses=_responses({204: (None, "Accepted (also for a repeated X-Request-ID)")}, errors),
+        request={"application/json": ref(request)} if request else None,
+        responses=_responses(
+            {204: (None, "Accepted (also for a repeat with the same X-Request-ID and body)")},
+            errors,
+        ),
         parameters=OSCP_HEADERS,
         tags=["oscp"],
         auth=[{OSCP_SCHEME: []}],

@@ -20,16 +20,20 @@ from microgrid.envelopes.models import (
     OperatingEnvelope,
     OscpGroupBinding,
     OscpMessage,
+    OscpOutbound,
     OscpPeer,
+    OscpSegment,
     PeerModeChange,
 )
 from microgrid.envelopes.selectors import envelope_status
 from microgrid.envelopes.services import (
+    connection_problems,
     envelope_withdraw,
     oscp_group_binding_delete,
     oscp_group_binding_save,
     oscp_group_binding_validate,
     oscp_peer_save,
+    oscp_register_start,
     peer_problems,
 )
 
@@ -52,9 +56,29 @@ class OscpPeerAdminForm(forms.ModelForm):
         "hashed and cannot be shown again; leave empty to keep the current one.",
     )
 
+    cp_base_url = forms.URLField(
+        label="CP base URL",
+        required=False,
+        max_length=300,
+        assume_scheme="https",
+        help_text="The capacity provider's OSCP 2.0 base URL, e.g. https://cp.example/oscp/cp/2.0",
+    )
+    new_cp_token = forms.CharField(
+        label="New CP token",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="The token the capacity provider gave us (sent as 'Authorization: Token' to "
+        "the CP). Leave empty to keep the current one.",
+    )
+
     class Meta:
         model = OscpPeer
-        fields = ("name", "heartbeat_interval_s", "active")
+        fields = ("name", "heartbeat_interval_s", "active", "cp_base_url", "measurement_interval_s")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["measurement_interval_s"].required = False  # empty: keep (default 900)
 
     def clean(self):
         cleaned = super().clean()
@@ -62,13 +86,21 @@ class OscpPeerAdminForm(forms.ModelForm):
         if self.instance.pk is None and OscpPeer.objects.filter(name=cleaned.get("name")).exists():
             self.add_error("name", "An OSCP peer with this name exists.")
         problems = peer_problems(
-            cleaned.get("name"),
+            # On a change the name is read-only (not in the form): the instance's.
+            self.instance.name if self.instance.pk else cleaned.get("name"),
             token,
             cleaned.get("heartbeat_interval_s"),
             token_required=self.instance.pk is None,
         )
         for item in problems:
             name = {"name": "name", "token": "new_token"}.get(item.field, "heartbeat_interval_s")
+            self.add_error(name, f"{item.code}: {item.message}")
+        for item in connection_problems(
+            cleaned.get("cp_base_url"),
+            cleaned.get("new_cp_token") or None,
+            cleaned.get("measurement_interval_s"),
+        ):
+            name = {"cp_token": "new_cp_token"}.get(item.field, item.field)
             self.add_error(name, f"{item.code}: {item.message}")
         return cleaned
 
@@ -101,6 +133,8 @@ class OscpPeerAdmin(SimpleHistoryAdmin):
         "offline_mode_at",
         "last_heartbeat_at",
         "last_handshake_at",
+        "cp_base_url",
+        "registered_at",
     )
     list_filter = ("active",)
     search_fields = ("name",)
@@ -111,10 +145,28 @@ class OscpPeerAdmin(SimpleHistoryAdmin):
         "last_heartbeat_at",
         "last_handshake_at",
         "required_behaviour",
+        "handshake_heartbeat_interval_s",
+        "registered_at",
+        "cp_token_set",
         "created_at",
     )
 
-    actions = ["deactivate"]
+    actions = ["deactivate", "register"]
+
+    @admin.display(description="CP token", boolean=True)
+    def cp_token_set(self, obj):
+        return bool(obj.cp_token)
+
+    @admin.action(description="Register with the CP (sends a new token for it, version 2.0)")
+    def register(self, request, queryset):
+        base = request.build_absolute_uri("/oscp/fp/2.0")
+        for peer in queryset:
+            try:
+                oscp_register_start(peer=peer, fp_base_url=base, user=request.user)
+            except DomainError as exc:
+                self.message_user(request, f"{peer.name}: {exc.code} {exc.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"{peer.name}: register queued", messages.SUCCESS)
 
     def get_readonly_fields(self, request, obj=None):
         return (("name",) if obj is not None else ()) + self.readonly_fields
@@ -134,6 +186,9 @@ class OscpPeerAdmin(SimpleHistoryAdmin):
             token=data.get("new_token") or None,
             heartbeat_interval_s=data.get("heartbeat_interval_s"),
             active=data.get("active"),
+            cp_base_url=data.get("cp_base_url") or "",
+            cp_token=data.get("new_cp_token") or None,
+            measurement_interval_s=data.get("measurement_interval_s"),
             user=request.user,
         )
         obj.pk = saved.pk
@@ -299,6 +354,8 @@ class OscpMessageAdmin(ReadOnlyAdmin):
         "request_id",
         "correlation_id",
         "group_id",
+        "segments",
+        "notes",
     )
     list_filter = ("message_type", "peer")
     search_fields = ("request_id", "correlation_id", "group_id", "body")
@@ -317,3 +374,34 @@ class EnvelopeTransitionAdmin(ReadOnlyAdmin):
 class PeerModeChangeAdmin(ReadOnlyAdmin):
     list_display = ("at", "peer", "mode", "cause", "recorded_at")
     list_filter = ("mode", "cause", "peer")
+
+
+@admin.register(OscpSegment)
+class OscpSegmentAdmin(ReadOnlyAdmin):
+    list_display = ("received_at", "peer", "correlation_id", "index", "count", "state", "closed_at")
+    list_filter = ("state", "peer")
+    search_fields = ("correlation_id", "request_id")
+    list_select_related = ("peer",)
+
+
+@admin.register(OscpOutbound)
+class OscpOutboundAdmin(ReadOnlyAdmin):
+    """Every message sent to a CP: the outbox and its audit."""
+
+    list_display = (
+        "created_at",
+        "peer",
+        "message_type",
+        "group_id",
+        "state",
+        "attempts",
+        "last_status_code",
+        "sent_at",
+        "expires_at",
+        "request_id",
+    )
+    list_filter = ("state", "message_type", "peer")
+    search_fields = ("request_id", "correlation_id", "group_id", "body")
+    list_select_related = ("peer",)
+    date_hierarchy = "created_at"
+    exclude = ("secret",)

@@ -8,6 +8,7 @@ class EnvelopesConfig(AppConfig):
 
     def ready(self):
         from balancing.services import register_binding_enricher
+        from microgrid.envelopes.outbound import on_cycle_completed
         from microgrid.envelopes.profile import SECTION, apply_oscp_peers, check_oscp_peers
         from microgrid.envelopes.references import binding_references
         from microgrid.envelopes.selectors import (
@@ -15,6 +16,7 @@ class EnvelopesConfig(AppConfig):
             enrich_binding,
             envelope_constraints,
         )
+        from microgrid.envelopes.signals import cycle_completed
         from microgrid.envelopes.views import envelopes_page_section
         from microgrid.limits.selectors import register_constraint_provider
         from microgrid.topology import references
@@ -22,6 +24,7 @@ class EnvelopesConfig(AppConfig):
         from simulator.loader import Section
         from simulator.loader import register_section as register_profile_section
 
+        cycle_completed.connect(on_cycle_completed, dispatch_uid="envelopes.compliance")
         register_constraint_provider(envelope_constraints)
         register_binding_enricher(enrich_binding)
         references.register(binding_references)

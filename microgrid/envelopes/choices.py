@@ -33,16 +33,24 @@ class CapacityUnit(models.TextChoices):
     A = "A", "ampere per phase"
     W = "W", "watt"
     KW = "KW", "kilowatt"
+    WH = "WH", "watt-hour over the block (average power)"
+    KWH = "KWH", "kilowatt-hour over the block (average power)"
+
+
+ENERGY_UNITS = frozenset({CapacityUnit.WH, CapacityUnit.KWH})
 
 
 class Phase(models.TextChoices):
-    """OSCP 2.0 Phase, stored as received (it does not change the conversion)."""
+    """OSCP 2.0 PhaseIndicator, stored as received. ONE / TWO / THREE are per-phase values."""
 
     ONE = "ONE"
     TWO = "TWO"
     THREE = "THREE"
     ALL = "ALL"
     UNKNOWN = "UNKNOWN"
+
+
+PER_PHASE = frozenset({Phase.ONE, Phase.TWO, Phase.THREE})
 
 
 class ScopeType(models.TextChoices):
@@ -81,12 +89,44 @@ class Enforcement(models.TextChoices):
 
 
 class MessageType(models.TextChoices):
+    """Inbound OSCP messages (CP -> this product)."""
+
+    REGISTER = "REGISTER", "Register (POST)"
+    REGISTER_UPDATE = "REGISTER_UPDATE", "Register (PUT)"
+    UNREGISTER = "UNREGISTER", "Register (DELETE)"
     HANDSHAKE = "HANDSHAKE", "Handshake"
     HEARTBEAT = "HEARTBEAT", "Heartbeat"
     UPDATE_GROUP_CAPACITY_FORECAST = (
         "UPDATE_GROUP_CAPACITY_FORECAST",
         "UpdateGroupCapacityForecast",
     )
+
+
+class OutboundType(models.TextChoices):
+    """Outbound OSCP messages (this product -> CP), with their CP endpoint paths."""
+
+    REGISTER = "REGISTER", "register"
+    HANDSHAKE_ACKNOWLEDGEMENT = "HANDSHAKE_ACKNOWLEDGEMENT", "handshake_acknowledgement"
+    HEARTBEAT = "HEARTBEAT", "heartbeat"
+    UPDATE_GROUP_MEASUREMENTS = "UPDATE_GROUP_MEASUREMENTS", "update_group_measurements"
+    GROUP_CAPACITY_COMPLIANCE_ERROR = (
+        "GROUP_CAPACITY_COMPLIANCE_ERROR",
+        "group_capacity_compliance_error",
+    )
+
+
+class OutboundState(models.TextChoices):
+    PENDING = "PENDING", "Waiting to be sent (or to be retried)"
+    SENT = "SENT", "Accepted by the CP (2xx)"
+    FAILED = "FAILED", "Refused by the CP (4xx): not retried"
+    EXPIRED = "EXPIRED", "Not delivered before it stopped being worth sending"
+    CANCELLED = "CANCELLED", "Cancelled: the peer unregistered or lost its CP connection"
+
+
+class SegmentState(models.TextChoices):
+    PENDING = "PENDING", "Waiting for the other segments"
+    ASSEMBLED = "ASSEMBLED", "All segments arrived: applied as one message"
+    DROPPED = "DROPPED", "Not all segments arrived in time: dropped"
 
 
 class MeasurementConfiguration(models.TextChoices):

@@ -29,9 +29,12 @@ from microgrid.envelopes.choices import (
     ForecastType,
     MessageType,
     ModeCause,
+    OutboundState,
+    OutboundType,
     PeerMode,
     Phase,
     ScopeType,
+    SegmentState,
     TransitionKind,
 )
 from microgrid.topology.models import Microgrid, MicrogridNode
@@ -67,8 +70,39 @@ class OscpPeer(models.Model):
     required_behaviour = models.JSONField(
         null=True, blank=True, help_text="As the peer's last handshake sent it."
     )
+    # Registration (OSCP 2.0 section 2.6.1): the token the CP gave us and where it listens.
+    cp_base_url = models.URLField(
+        "CP base URL",
+        max_length=300,
+        blank=True,
+        default="",
+        help_text="The capacity provider's OSCP 2.0 base URL, e.g. https://cp.example/oscp/cp/2.0",
+    )
+    cp_token = models.CharField(
+        "CP token",
+        max_length=256,
+        blank=True,
+        default="",
+        help_text="The token the CP gave us: sent as 'Authorization: Token ...' to the CP.",
+    )
+    # After an inbound register this product hands the CP a new token; the old one stays
+    # valid until the new one is first used (so a lost register answer locks nobody out).
+    next_token_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
+    registered_at = models.DateTimeField(null=True, blank=True)
+    handshake_heartbeat_interval_s = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="heartbeat_interval of the CP's last handshake: how often we send heartbeats "
+        "and the interval offline detection uses (else heartbeat_interval_s).",
+    )
+    measurement_interval_s = models.PositiveIntegerField(
+        default=900, help_text="How often update_group_measurements is sent per bound group."
+    )
+    next_heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
-    history = HistoricalRecords(excluded_fields=["token_hash"])
+    history = HistoricalRecords(
+        excluded_fields=["token_hash", "next_token_hash", "cp_token", "next_heartbeat_at"]
+    )
 
     class Meta:
         verbose_name = "OSCP peer"
@@ -76,6 +110,10 @@ class OscpPeer(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(heartbeat_interval_s__gte=1), name="oscp_peer_interval_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(measurement_interval_s__gte=1),
+                name="oscp_peer_measurement_interval_positive",
             ),
         ]
 
@@ -85,6 +123,16 @@ class OscpPeer(models.Model):
     def offline_at(self, at: datetime) -> bool:
         """Offline when `at` is past the last heartbeat's offline_mode_at."""
         return self.offline_mode_at is not None and at >= self.offline_mode_at
+
+    @property
+    def interval_s(self) -> int:
+        """The heartbeat interval in force: the CP's handshake's, else the admin's."""
+        return self.handshake_heartbeat_interval_s or self.heartbeat_interval_s
+
+    @property
+    def connected(self) -> bool:
+        """Outbound messages can be sent: the CP's base URL and token are known."""
+        return bool(self.active and self.cp_base_url and self.cp_token)
 
 
 class OscpGroupBinding(models.Model):
@@ -108,7 +156,13 @@ class OscpGroupBinding(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
-    history = HistoricalRecords()
+    # Outbound measurement bookkeeping (QuerySet.update(): the outbox is its audit).
+    measurement_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    measured_until = models.DateTimeField(null=True, blank=True, editable=False)
+    measured_wh = models.FloatField(default=0, editable=False)
+    history = HistoricalRecords(
+        excluded_fields=["measurement_started_at", "measured_until", "measured_wh"]
+    )
 
     class Meta:
         verbose_name = "OSCP group binding"
@@ -147,15 +201,32 @@ class OscpMessage(models.Model):
         help_text="For a forecast: the microgrid its group is bound to.",
     )
     group_id = models.CharField(max_length=64, blank=True, default="")
-    body = models.TextField(help_text="The raw body as received.")
+    body = models.TextField(
+        help_text="The raw body as received (unknown fields included; a register's tokens "
+        "masked; segments: the assembled message)."
+    )
+    body_hash = models.CharField(
+        max_length=64, default="", help_text="SHA-256 of the body's canonical JSON."
+    )
+    segments = models.PositiveSmallIntegerField(
+        default=0, help_text="How many segments it was assembled from (0: not segmented)."
+    )
+    notes = models.JSONField(
+        default=list, blank=True, help_text="What was read tolerantly (e.g. a time without offset)."
+    )
     received_at = models.DateTimeField(db_index=True)
 
     class Meta:
         verbose_name = "OSCP message"
         ordering = ["-received_at", "-pk"]
         constraints = [
-            # A repeated X-Request-ID from the same peer is the same message.
-            models.UniqueConstraint(fields=["peer", "request_id"], name="oscp_request_once"),
+            # The replay key: a repeated X-Request-ID of one peer and message type is the
+            # same message. Segments have their own key (OscpSegment).
+            models.UniqueConstraint(
+                fields=["peer", "message_type", "request_id"],
+                condition=Q(segments=0),
+                name="oscp_request_once",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -177,9 +248,16 @@ class OperatingEnvelope(models.Model):
     direction = models.CharField(max_length=6, choices=Direction.choices)
     forecast_type = models.CharField(max_length=24, choices=ForecastType.choices)
     capacity = models.FloatField(help_text="As received, in `unit`.")
-    unit = models.CharField(max_length=2, choices=CapacityUnit.choices)
+    unit = models.CharField(max_length=3, choices=CapacityUnit.choices)
     phase = models.CharField(max_length=7, choices=Phase.choices)
     capacity_kw = models.FloatField("effective capacity (kW)")
+    capacity_note = models.CharField(
+        "effective-capacity explanation",
+        max_length=300,
+        blank=True,
+        default="",
+        help_text="How capacity_kw follows from the block (unit, phase, node figures).",
+    )
     # For a capacity in A: the node figures it was converted with.
     voltage_v = models.FloatField(null=True, blank=True)
     phases = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -212,6 +290,14 @@ class OperatingEnvelope(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     withdraw_reason = models.CharField(max_length=500, blank=True, default="")
+    withdrawn_by_message = models.ForeignKey(
+        OscpMessage,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="withdrawn_envelopes",
+        help_text="The peer's message that ended it (an empty forecasted_blocks).",
+    )
     history = HistoricalRecords()
 
     class Meta:
@@ -299,3 +385,94 @@ class PeerModeChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.peer_id} {self.mode} at {self.at.isoformat()}"
+
+
+class OscpSegment(models.Model):
+    """One segment of a segmented message (X-Segment-Index / X-Segment-Count, one
+    X-Correlation-ID): kept until every segment of its set arrived (then applied as one
+    message) or the set timed out (then DROPPED). Append-only apart from its state."""
+
+    peer = models.ForeignKey(OscpPeer, on_delete=models.CASCADE, related_name="segments")
+    message_type = models.CharField(max_length=32, choices=MessageType.choices)
+    correlation_id = models.CharField("X-Correlation-ID", max_length=128)
+    index = models.PositiveSmallIntegerField("X-Segment-Index")
+    count = models.PositiveSmallIntegerField("X-Segment-Count")
+    request_id = models.CharField("X-Request-ID", max_length=128)
+    body = models.TextField()
+    body_hash = models.CharField(max_length=64)
+    received_at = models.DateTimeField()
+    state = models.CharField(
+        max_length=9, choices=SegmentState.choices, default=SegmentState.PENDING
+    )
+    closed_at = models.DateTimeField(null=True, blank=True)
+    message = models.ForeignKey(
+        OscpMessage,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="segment_rows",
+        help_text="The message the set was assembled into.",
+    )
+
+    class Meta:
+        verbose_name = "OSCP segment"
+        ordering = ["-received_at", "correlation_id", "index"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["peer", "message_type", "correlation_id", "index"],
+                condition=~Q(state=SegmentState.DROPPED),
+                name="oscp_segment_once",
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "received_at"], name="oscp_segment_pending")]
+
+    def __str__(self) -> str:
+        return f"{self.peer_id} {self.correlation_id} {self.index}/{self.count}"
+
+
+class OscpOutbound(models.Model):
+    """One message to a CP, with its delivery: the outbox (retries with backoff, expiry by
+    type) and the audit of every message sent (attempts, status code, sent at)."""
+
+    peer = models.ForeignKey(OscpPeer, on_delete=models.CASCADE, related_name="outbound")
+    message_type = models.CharField(max_length=32, choices=OutboundType.choices)
+    method = models.CharField(max_length=6, default="POST")
+    request_id = models.CharField("X-Request-ID", max_length=128, unique=True)
+    correlation_id = models.CharField("X-Correlation-ID", max_length=128, blank=True, default="")
+    group_id = models.CharField(max_length=64, blank=True, default="")
+    body = models.TextField(help_text="The JSON body sent (a register's token masked).")
+    secret = models.CharField(
+        max_length=256, blank=True, default="", help_text="A register's new token (not shown)."
+    )
+    dedupe_key = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="Sent at most once per key (compliance errors: per envelope and cause).",
+    )
+    state = models.CharField(
+        max_length=9, choices=OutboundState.choices, default=OutboundState.PENDING
+    )
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    next_attempt_at = models.DateTimeField()
+    attempts = models.PositiveIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "OSCP outbound message"
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["peer", "dedupe_key"],
+                condition=~Q(dedupe_key=""),
+                name="oscp_outbound_once_per_key",
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="oscp_outbound_due")]
+
+    def __str__(self) -> str:
+        return f"{self.peer_id} {self.message_type} {self.request_id} {self.state}"

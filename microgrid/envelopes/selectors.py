@@ -38,6 +38,7 @@ from microgrid.envelopes.models import (
     EnvelopeTransition,
     OperatingEnvelope,
     OscpGroupBinding,
+    OscpOutbound,
     OscpPeer,
 )
 from microgrid.limits.choices import ConstraintSource
@@ -275,6 +276,7 @@ def envelope_dict(
         "unit": envelope.unit,
         "phase": envelope.phase,
         "capacity_kw": envelope.capacity_kw,
+        "capacity_explanation": envelope.capacity_note or None,
         "conversion": (
             {"voltage_v": envelope.voltage_v, "phases": envelope.phases}
             if envelope.voltage_v is not None
@@ -303,6 +305,7 @@ def envelope_dict(
         "withdrawn_at": _iso(envelope.withdrawn_at),
         "withdrawn_by": envelope.withdrawn_by.get_username() if envelope.withdrawn_by else None,
         "withdraw_reason": envelope.withdraw_reason or None,
+        "withdrawn_by_peer": envelope.withdrawn_by_message_id is not None,
         "legacy_circuit": (
             {
                 "circuit_id": value["circuit_id"],
@@ -338,7 +341,9 @@ def envelope_history(envelope: OperatingEnvelope) -> list[dict[str, Any]]:
                 "by": row.history_user.get_username() if row.history_user else None,
                 "state": row.state,
                 "superseded_by": names.get(row.superseded_by_id),
-                "reason": row.history_change_reason or None,
+                "reason": row.history_change_reason
+                or (row.withdraw_reason if row.state == EnvelopeState.WITHDRAWN else "")
+                or None,
             }
         )
     return out
@@ -399,3 +404,14 @@ def next_number(microgrid) -> int:
     return (
         OperatingEnvelope.objects.filter(microgrid=microgrid).aggregate(m=Max("number"))["m"] or 0
     ) + 1
+
+
+def microgrid_outbound(microgrid, limit: int = 20) -> list[OscpOutbound]:
+    """The latest messages sent to the peers whose groups are bound to this microgrid (one
+    query)."""
+    peers = OscpGroupBinding.objects.filter(microgrid=microgrid).values("peer_id")
+    return list(
+        OscpOutbound.objects.filter(peer_id__in=peers)
+        .select_related("peer")
+        .order_by("-created_at", "-pk")[:limit]
+    )

@@ -22,7 +22,7 @@ from microgrid.common.pages import manage_view
 from microgrid.common.roles import SUPPORT, SUPPORT_ONLY, user_roles
 from microgrid.envelopes import selectors, services
 from microgrid.envelopes.api.serializers import withdraw_input
-from microgrid.envelopes.choices import Enforcement, EnvelopeStatus
+from microgrid.envelopes.choices import Enforcement, EnvelopeStatus, OutboundState, OutboundType
 from microgrid.envelopes.filters import EnvelopeFilter
 from microgrid.envelopes.interim import legacy_values
 from microgrid.limits.selectors import depot_zone
@@ -117,6 +117,29 @@ def _peer_rows(microgrid, now, zone) -> list[dict[str, Any]]:
     return rows
 
 
+OUTBOUND_TONE = {"SENT": "ok", "PENDING": "info", "FAILED": "bad", "EXPIRED": "warn"}
+
+
+def _outbound_rows(microgrid, zone) -> list[dict[str, Any]]:
+    return [
+        {
+            "peer": o.peer.name,
+            "path": OutboundType(o.message_type).label,
+            "message_type": o.message_type,
+            "group_id": o.group_id,
+            "state": o.state,
+            "state_label": OutboundState(o.state).label,
+            "tone": OUTBOUND_TONE.get(o.state, "muted"),
+            "attempts": o.attempts,
+            "last_status_code": o.last_status_code,
+            "last_error": o.last_error,
+            "created_local": _local(o.created_at, zone),
+            "sent_local": _local(o.sent_at, zone) if o.sent_at else "—",
+        }
+        for o in selectors.microgrid_outbound(microgrid)
+    ]
+
+
 @manage_view()
 def envelopes_page(request, microgrid_id: str):
     microgrid = microgrid_get(microgrid_id, user=request.user)
@@ -151,6 +174,7 @@ def envelopes_page(request, microgrid_id: str):
         "selected": statuses,
         "filter_error": filter_error,
         "peers": _peer_rows(microgrid, now, zone),
+        "outbound": _outbound_rows(microgrid, zone),
         "truncated": len(rows) == PAGE_LIMIT,
         "limit": PAGE_LIMIT,
     }

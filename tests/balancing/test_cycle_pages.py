@@ -61,21 +61,3 @@ def microgrid_zone():
     from zoneinfo import ZoneInfo
 
     return ZoneInfo("Europe/Amsterdam")
-
-
-@pytest.mark.django_db
-def test_charts_span_hours_of_stored_cycles_with_node_names(
-    operator_client, microgrid, django_assert_max_num_queries
-):
-    start = timezone.now() - timedelta(hours=5)
-    for i in range(50):
-        run_at(microgrid, start + timedelta(minutes=6 * i))
-    with django_assert_max_num_queries(20):
-        html = operator_client.get(PAGE + "?window=6").content.decode()
-    charts = html.split('id="cycle-charts"')[1].split("</section>")[0]
-    assert "50 cycles" in charts  # five hours of them, not only the latest 40
-    assert "Grid (grid): load against effective limit" in charts
-    assert "load kW" in charts and "effective limit kW" in charts
-    assert "Europe/Amsterdam" in charts
-    recent = operator_client.get(PAGE).content.decode()
-    assert "40 cycles" in recent.split('id="cycle-charts"')[1].split("</section>")[0]

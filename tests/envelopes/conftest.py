@@ -138,3 +138,13 @@ def legacy_record(microgrid):
         return record
 
     return make
+
+
+@pytest.fixture
+def cp():
+    """A real Capacity Provider listening on 127.0.0.1."""
+    from .cp_server import start_cp, stop_cp
+
+    server = start_cp()
+    yield server
+    stop_cp(server)

@@ -313,6 +313,9 @@ def test_heartbeat_loss_switches_to_the_fallback_envelopes_and_a_heartbeat_switc
         "balancing.tasks.enqueue_cycle",
         lambda microgrid_id, trigger, scope=None: asked.append(trigger),
     )
+    # Heartbeats every 10 minutes: offline_mode_at (T0 + 10 min) comes before twice that.
+    peer.heartbeat_interval_s = 600
+    peer.save()
     window = [block(T0 - H, T0 + 3 * H, 300)]
     receive(forecast_body(blocks=window), now=T0 - H)  # OE-1
     fallback = [block(T0 - H, T0 + 3 * H, 120)]
@@ -371,8 +374,9 @@ def test_a_fresh_handshake_ends_offline_mode(bound, peer, receive):
     assert not peer.offline_at(T0 + 3 * M)
     assert root_limit(bound, T0 + 3 * M).envelope_ids == ()
     assert PeerModeChange.objects.order_by("-at").first().cause == "HANDSHAKE"
-    # it stays online for one heartbeat interval (60 s) without a heartbeat
-    assert peer.offline_at(T0 + 4 * M)
+    # it stays online for twice the heartbeat interval (2 x 60 s) without a heartbeat
+    assert not peer.offline_at(T0 + 4 * M + timedelta(seconds=59))
+    assert peer.offline_at(T0 + 5 * M)
 
 
 @pytest.mark.django_db

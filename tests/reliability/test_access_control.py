@@ -87,6 +87,7 @@ ACCESS: dict[str, dict[str, frozenset[str]]] = {
     MG + "rebalance/": {"POST": WRITE},
     MG + "cycles/": {"GET": READ},
     MG + "setpoints/": {"GET": READ | {INTEGRATION}},
+    MG + "stations/": {"GET": READ},
     MG + "cycles/<mgid:cycle_id>/": {"GET": READ},
     MG + "breaches/": {"GET": READ},
     MG + "breaches/<mgid:breach_id>/": {"GET": READ},
@@ -104,6 +105,7 @@ ACCESS: dict[str, dict[str, frozenset[str]]] = {
     "api/*": {"GET": EVERYONE, "POST": EVERYONE},
     "oscp/*": {"GET": EVERYONE, "POST": EVERYONE},
     # OSCP 2.0 inbound: peers with their own token only.
+    "oscp/fp/2.0/register": {"POST": PEERS, "PUT": PEERS, "DELETE": PEERS},
     "oscp/fp/2.0/handshake": {"POST": PEERS},
     "oscp/fp/2.0/heartbeat": {"POST": PEERS},
     "oscp/fp/2.0/update_group_capacity_forecast": {"POST": PEERS},
@@ -122,6 +124,7 @@ ACCESS: dict[str, dict[str, frozenset[str]]] = {
     PAGE + "envelopes/<mgid:envelope_id>/": {"GET": MANAGE},
     PAGE + "envelopes/<mgid:envelope_id>/withdraw/": {"POST": SUPPORT_ONLY},
     PAGE + "cycles/": {"GET": MANAGE},
+    PAGE + "stations/": {"GET": MANAGE},
     PAGE + "cycles/rebalance/": {"POST": WRITE},
     PAGE + "cycles/<mgid:cycle_id>/": {"GET": MANAGE},
     PAGE + "breaches/": {"GET": MANAGE},

@@ -244,6 +244,9 @@ ENDPOINTS = [
         bad_queries=("asset_id=%00", "asset_id=a%20b", "asset_id=" + "x" * 65),
     ),
     Endpoint(
+        "stations_list", "GET", "/api/microgrids/{mg}/stations/", "operator", _ids(), MG_UNKNOWN
+    ),
+    Endpoint(
         "cycles_list",
         "GET",
         "/api/microgrids/{mg}/cycles/",
@@ -393,6 +396,23 @@ ENDPOINTS = [
         ),
     ),
     # -- OSCP 2.0 inbound --------------------------------------------------------------------------
+    *(
+        Endpoint(
+            name,
+            method,
+            "/oscp/fp/2.0/register",
+            "peer",
+            wrong_types={"token": 5, "version_url": "2.0"},
+            wrong_types_answer=OSCP_INVALID,
+            huge_number={
+                "token": "cp-token-0123456789",
+                "version_url": [{"version": HUGE, "base_url": "https://cp.test"}],
+            },
+            huge_number_answer=OSCP_INVALID,
+        )
+        for name, method in (("oscp_register", "POST"), ("oscp_register_update", "PUT"))
+    ),
+    Endpoint("oscp_unregister", "DELETE", "/oscp/fp/2.0/register", "peer"),
     Endpoint(
         "oscp_handshake",
         "POST",

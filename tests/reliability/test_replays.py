@@ -72,24 +72,29 @@ def _forecast(now, capacity=400):
 # -- OSCP: by peer and X-Request-ID ------------------------------------------------------------
 
 
+def _reused(send, client, path, body, request_id):
+    """The same X-Request-ID with another body: 400 OSCP_REQUEST_ID_REUSED, nothing changes."""
+    before = row_counts()
+    status, error, _ = send(client, "POST", path, body, HTTP_X_REQUEST_ID=request_id)
+    assert (status, error["code"]) == (400, "OSCP_REQUEST_ID_REUSED")
+    assert error["details"]["request_id"] == request_id
+    assert row_counts() == before
+
+
 def test_a_repeated_capacity_forecast_is_accepted_again_and_stores_nothing(depot, send):
     from microgrid.envelopes.models import OperatingEnvelope
 
     now = timezone.now()
+    path = "/oscp/fp/2.0/update_group_capacity_forecast"
     first, second, after_first, after_second, _ = _twice(
-        send,
-        depot.client("peer"),
-        "POST",
-        "/oscp/fp/2.0/update_group_capacity_forecast",
-        _forecast(now),
-        # Whatever a repeat carries: the first message with this id is what counts.
-        second_body=_forecast(now, capacity=5),
-        HTTP_X_REQUEST_ID="forecast-42",
+        send, depot.client("peer"), "POST", path, _forecast(now), HTTP_X_REQUEST_ID="forecast-42"
     )
     assert first == second == (204, None)
     assert after_second == after_first
+    # Another body under the same X-Request-ID is refused: the CP learns it was not applied.
+    _reused(send, depot.client("peer"), path, _forecast(now, capacity=5), "forecast-42")
     # The setup's 600 kW envelope is superseded for the time the 400 kW block covers; what
-    # is left of it stays in force as parts. The repeat's 5 kW is nowhere.
+    # is left of it stays in force as parts. The refused 5 kW is nowhere.
     rows = OperatingEnvelope.objects.values_list("capacity", "state", "split_from")
     assert sorted((c, s) for c, s, origin in rows if origin is None) == [
         (400, "RECEIVED"),
@@ -100,38 +105,35 @@ def test_a_repeated_capacity_forecast_is_accepted_again_and_stores_nothing(depot
 
 def test_a_repeated_heartbeat_changes_nothing_the_second_time(depot, send):
     now = timezone.now()
+    path = "/oscp/fp/2.0/heartbeat"
+    # Within twice the peer's interval (60 s), so offline_mode_at is what decides.
+    body = {"offline_mode_at": (now + timedelta(minutes=1)).isoformat()}
     first, second, after_first, after_second, _ = _twice(
-        send,
-        depot.client("peer"),
-        "POST",
-        "/oscp/fp/2.0/heartbeat",
-        {"offline_mode_at": (now + timedelta(minutes=5)).isoformat()},
-        second_body={"offline_mode_at": (now - timedelta(minutes=5)).isoformat()},
-        HTTP_X_REQUEST_ID="heartbeat-7",
+        send, depot.client("peer"), "POST", path, body, HTTP_X_REQUEST_ID="heartbeat-7"
     )
     assert first == second == (204, None)
     assert after_second == after_first
+    other = {"offline_mode_at": (now - timedelta(minutes=5)).isoformat()}
+    _reused(send, depot.client("peer"), path, other, "heartbeat-7")
     depot.peer.refresh_from_db()
-    assert depot.peer.offline_mode_at == now + timedelta(minutes=5)
+    assert depot.peer.offline_mode_at == now + timedelta(minutes=1)
 
 
 def test_a_repeated_handshake_changes_nothing_the_second_time(depot, send):
+    path = "/oscp/fp/2.0/handshake"
+    body = {"required_behaviour": {"heartbeat_interval": 30, "measurement_configuration": []}}
     first, second, after_first, after_second, _ = _twice(
-        send,
-        depot.client("peer"),
-        "POST",
-        "/oscp/fp/2.0/handshake",
-        {"required_behaviour": {"heartbeat_interval": 30, "measurement_configuration": []}},
-        second_body={
-            "required_behaviour": {
-                "heartbeat_interval": 90,
-                "measurement_configuration": ["CONTINUOUS"],
-            }
-        },
-        HTTP_X_REQUEST_ID="handshake-1",
+        send, depot.client("peer"), "POST", path, body, HTTP_X_REQUEST_ID="handshake-1"
     )
     assert first == second == (204, None)
     assert after_second == after_first
+    other = {
+        "required_behaviour": {
+            "heartbeat_interval": 90,
+            "measurement_configuration": ["CONTINUOUS"],
+        }
+    }
+    _reused(send, depot.client("peer"), path, other, "handshake-1")
     depot.peer.refresh_from_db()
     assert depot.peer.required_behaviour == {
         "heartbeat_interval": 30,

@@ -15,12 +15,12 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.test.utils import override_settings
 
-from benchtools import benchmarks
+from benchtools import benchmarks, http_bench, storage_bench
 from benchtools import fleet as fleet_bench
 from benchtools.meters import machine
 
 WHAT = ("engine", "cycle", "reads", "ingest", "oscp", "dispatch")
-ALONE = ("fleet",)
+ALONE = ("fleet", "http", "storage")
 
 
 class Command(BaseCommand):
@@ -61,6 +61,14 @@ class Command(BaseCommand):
     def handle(self, *args, what, out, repeat, quick, **options):
         what = [what] if isinstance(what, str) else what
         chosen = WHAT if "all" in what else tuple(what)
+        if "storage" in chosen:
+            problem = storage_bench.refuse_unless_postgres()
+            if problem:
+                raise CommandError(problem)
+        if "http" in chosen:
+            problem = http_bench.refuse_unless_postgres()
+            if problem:
+                raise CommandError(problem)
         if "fleet" in chosen:
             problem = fleet_bench.refuse_unless_real_services()
             if problem:
@@ -73,7 +81,7 @@ class Command(BaseCommand):
             self.measure(chosen, out=out, repeat=repeat, quick=quick, options=options)
 
     def measure(self, chosen, *, out, repeat, quick, options) -> None:
-        report: dict = {"machine": machine()}
+        report: dict = {"machine": machine(), "load_average_at_start": http_bench.load_average()}
         w = self.stdout.write
         if "engine" in chosen:
             sizes = ((10, 5), (100, 20)) if quick else benchmarks.ENGINE_SIZES
@@ -146,6 +154,18 @@ class Command(BaseCommand):
                     f"  {label:<27} p50 {s['median_ms']:>8.2f}ms  p95 {s['p95_ms']:>8.2f}ms"
                     + (f"  queries {queries:>3}" if queries is not None else "")
                 )
+        if "http" in chosen:
+            report["http"] = http_bench.bench_http(
+                workers=options["workers"],
+                repeat=repeat,
+                ingest_rounds=2 if quick else 10,
+                say=w,
+            )
+        if "storage" in chosen:
+            w("\nStorage on PostgreSQL (cycle tables with indexes and TOAST)")
+            report["storage"] = storage_bench.bench_storage(
+                cycles=10 if quick else 40, say=w, quick=quick
+            )
         if "dispatch" in chosen:
             from benchtools.dispatch_bench import bench_dispatch
 

@@ -4,46 +4,8 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
-def backfill(apps, schema_editor):
-    """Each microgrid's latest stored cycle becomes its state (later cycles keep it current)."""
-    from balancing.selectors import node_load
-
-    Cycle = apps.get_model("balancing", "Cycle")
-    MicrogridState = apps.get_model("fleet", "MicrogridState")
-    Microgrid = apps.get_model("topology", "Microgrid")
-    latest = (
-        Microgrid.objects.annotate(
-            latest=models.Subquery(
-                Cycle.objects.filter(microgrid=models.OuterRef("pk"))
-                .order_by("-seq")
-                .values("pk")[:1]
-            )
-        )
-        .exclude(latest=None)
-        .values_list("latest", flat=True)
-    )
-    rows = []
-    for cycle in Cycle.objects.filter(pk__in=list(latest)).iterator():
-        nodes = (cycle.document or {}).get("nodes") or []
-        root = nodes[0] if nodes else None
-        load, limit, pct = node_load(root) if root else (None, None, None)
-        rows.append(
-            MicrogridState(
-                microgrid_id=cycle.microgrid_id,
-                cycle_id=cycle.cycle_id,
-                cycle_seq=cycle.seq,
-                completed_at=cycle.completed_at,
-                trigger_type=cycle.trigger_type,
-                outcome=cycle.outcome,
-                source_mode=cycle.source_mode,
-                reason_codes=list(cycle.reason_codes or []),
-                root_node_id=root["node_id"] if root else "",
-                root_load_kw=load,
-                root_limit_kw=limit,
-                root_load_pct=pct,
-            )
-        )
-    MicrogridState.objects.bulk_create(rows, batch_size=500)
+# No backfill: each microgrid's next cycle writes its row (the record format changes under
+# the cycle table, so a migration cannot read old documents reliably).
 
 
 class Migration(migrations.Migration):
@@ -77,5 +39,4 @@ class Migration(migrations.Migration):
                 'indexes': [models.Index(fields=['outcome'], name='fleet_state_outcome'), models.Index(fields=['root_load_pct'], name='fleet_state_load_pct')],
             },
         ),
-        migrations.RunPython(backfill, migrations.RunPython.noop),
     ]

@@ -89,14 +89,15 @@ class Command(BaseCommand):
 
     @staticmethod
     def _follow_latest_cycle(world: World, microgrid: Microgrid, t: float, speed: float) -> None:
-        doc = (
+        cycle = (
             Cycle.objects.filter(microgrid=microgrid)
             .order_by("-started_at", "-seq")
-            .values_list("document", flat=True)
+            .only("record", "record_part")
             .first()
         )
-        if not doc:
+        if cycle is None:
             return
+        doc = cycle.document
         now = timezone.now()
         for charger in doc.get("chargers", []):
             if charger.get("allocated_kw") is None or not charger.get("valid_until"):

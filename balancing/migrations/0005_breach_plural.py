@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('balancing', '0002_trigger_manual'),
+        ('balancing', '0004_trigger_manual'),
     ]
 
     operations = [

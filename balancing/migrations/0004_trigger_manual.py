@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('balancing', '0001_initial'),
+        ('balancing', '0003_cycle_aggregates'),
     ]
 
     operations = [

@@ -1,0 +1,231 @@
+"""Data lifecycle of cycles: 15-minute aggregates, then pruning, each bounded per run.
+
+- `cycle_aggregate(now=, limit=)`: the cycles that started before the last closed
+  15-minute bucket (with a minute of slack for cycles still committing) and were not
+  aggregated yet, at most `limit` of them in (started_at, pk) order, are added into one
+  `CycleAggregate` row per (microgrid, node, bucket): load (uncontrolled + allocated),
+  effective limit, allocated, requested (the node's own chargers), the node's reason
+  codes and the cycles' outcomes. A cursor row remembers how far it got, so a bucket
+  filled over several runs adds up, and nothing is counted twice.
+- `cycle_prune(now=, limit=)`: full cycles older than CYCLE_RETENTION_DAYS and already
+  aggregated, at most `limit`, are deleted with the triggers they served; their breaches
+  are kept (they then name no cycle); the newest cycle of each microgrid is always kept
+  (its sequence number goes on from it, and its record part stays referenced). Parts no
+  kept cycle uses are deleted after it.
+- `cycle_aggregate_prune(now=, limit=)`: aggregates older than
+  CYCLE_AGGREGATE_RETENTION_DAYS.
+
+Every step is a handful of set-based statements; the beat task `balancing.maintain_cycles`
+runs them every minute (`CYCLE_MAINTENANCE_BATCH` rows per step and run).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+
+from balancing.models import (
+    Cycle,
+    CycleAggregate,
+    CycleAggregateCursor,
+    CycleRecordPart,
+    CycleTrigger,
+    decode_record,
+    parts_columns,
+)
+
+BUCKET = timedelta(minutes=15)
+SLACK = timedelta(minutes=1)  # a cycle started before the bucket closed may still be committing
+_EPOCH = datetime(2000, 1, 1)
+
+
+def bucket_of(at: datetime) -> datetime:
+    """The start of the 15-minute bucket holding `at` (aligned to the hour, in UTC)."""
+    epoch = _EPOCH.replace(tzinfo=at.tzinfo)
+    return at - ((at - epoch) % BUCKET)
+
+
+def _new_sums() -> dict[str, Any]:
+    return {
+        "cycles": 0,
+        "load_kw_sum": 0.0,
+        "load_kw_max": None,
+        "limit_kw_sum": 0.0,
+        "limit_kw_min": None,
+        "allocated_kw_sum": 0.0,
+        "requested_kw_sum": 0.0,
+        "reason_codes": {},
+        "outcomes": {},
+    }
+
+
+def _add_cycle(sums: dict[tuple, dict], microgrid_pk: int, bucket, outcome, doc) -> None:
+    requested: dict[str, float] = defaultdict(float)
+    for charger in doc.get("chargers", []):
+        requested[charger.get("node_id")] += charger.get("requested_kw") or 0.0
+    for node in doc.get("nodes", []):
+        s = sums.setdefault((microgrid_pk, node["node_id"], bucket), _new_sums())
+        load = (node.get("uncontrolled_load_kw") or 0.0) + (node.get("allocated_kw") or 0.0)
+        limit = node.get("effective_limit_kw")
+        s["cycles"] += 1
+        s["load_kw_sum"] += load
+        s["load_kw_max"] = load if s["load_kw_max"] is None else max(s["load_kw_max"], load)
+        if limit is not None:
+            s["limit_kw_sum"] += limit
+            s["limit_kw_min"] = (
+                limit if s["limit_kw_min"] is None else min(s["limit_kw_min"], limit)
+            )
+        s["allocated_kw_sum"] += node.get("allocated_kw") or 0.0
+        s["requested_kw_sum"] += requested.get(node["node_id"], 0.0)
+        for code in node.get("reason_codes", []):
+            s["reason_codes"][code] = s["reason_codes"].get(code, 0) + 1
+        s["outcomes"][outcome] = s["outcomes"].get(outcome, 0) + 1
+
+
+def _merge(into: CycleAggregate, s: dict[str, Any]) -> None:
+    into.cycles += s["cycles"]
+    for key in ("load_kw_sum", "limit_kw_sum", "allocated_kw_sum", "requested_kw_sum"):
+        setattr(into, key, getattr(into, key) + s[key])
+    for key, pick in (("load_kw_max", max), ("limit_kw_min", min)):
+        old, new = getattr(into, key), s[key]
+        setattr(into, key, new if old is None else old if new is None else pick(old, new))
+    for key in ("reason_codes", "outcomes"):
+        counts = dict(getattr(into, key))
+        for code, n in s[key].items():
+            counts[code] = counts.get(code, 0) + n
+        setattr(into, key, counts)
+
+
+def cycle_aggregate(*, now: datetime, limit: int | None = None) -> int:
+    """Aggregate up to `limit` cycles of closed buckets; returns how many were added."""
+    limit = limit or settings.CYCLE_MAINTENANCE_BATCH
+    horizon = bucket_of(now - SLACK)
+    with transaction.atomic():
+        cursor = CycleAggregateCursor.objects.select_for_update().filter(name="cycles").first()
+        qs = Cycle.objects.filter(started_at__lt=horizon)
+        if cursor is not None:
+            qs = qs.filter(started_at__gte=cursor.started_at).exclude(
+                started_at=cursor.started_at, pk__lte=cursor.cycle_pk
+            )
+        rows = list(
+            qs.order_by("started_at", "pk").values_list(
+                "pk", "microgrid_id", "started_at", "outcome", "record", "record_part_id"
+            )[:limit]
+        )
+        if not rows:
+            return 0
+        parts = parts_columns(row[5] for row in rows)
+        sums: dict[tuple, dict] = {}
+        for _, microgrid_pk, started_at, outcome, data, digest in rows:
+            doc, _ = decode_record(data, digest, parts)
+            _add_cycle(sums, microgrid_pk, bucket_of(started_at), outcome, doc)
+        existing = {
+            (a.microgrid_id, a.node_id, a.bucket_start): a
+            for a in CycleAggregate.objects.filter(
+                microgrid_id__in={k[0] for k in sums},
+                bucket_start__in={k[2] for k in sums},
+                node_id__in={k[1] for k in sums},
+            )
+        }
+        out = []
+        for key, s in sums.items():
+            row = existing.get(key) or CycleAggregate(
+                microgrid_id=key[0], node_id=key[1], bucket_start=key[2]
+            )
+            _merge(row, s)
+            out.append(row)
+        CycleAggregate.objects.bulk_create(
+            out,
+            update_conflicts=True,
+            unique_fields=["microgrid", "node_id", "bucket_start"],
+            update_fields=[
+                "cycles",
+                "load_kw_sum",
+                "load_kw_max",
+                "limit_kw_sum",
+                "limit_kw_min",
+                "allocated_kw_sum",
+                "requested_kw_sum",
+                "reason_codes",
+                "outcomes",
+            ],
+            batch_size=1000,
+        )
+        last_pk, _, last_started = rows[-1][0], rows[-1][1], rows[-1][2]
+        CycleAggregateCursor.objects.update_or_create(
+            name="cycles", defaults={"started_at": last_started, "cycle_pk": last_pk}
+        )
+    return len(rows)
+
+
+def cycle_prune(*, now: datetime, limit: int | None = None) -> int:
+    """Delete up to `limit` aggregated full cycles past CYCLE_RETENTION_DAYS; returns how many."""
+    limit = limit or settings.CYCLE_MAINTENANCE_BATCH
+    cutoff = now - timedelta(days=settings.CYCLE_RETENTION_DAYS)
+    cursor = CycleAggregateCursor.objects.filter(name="cycles").first()
+    if cursor is None:
+        return 0  # nothing aggregated yet: nothing may go
+    with transaction.atomic():
+        candidates = list(
+            Cycle.objects.filter(started_at__lt=min(cutoff, cursor.started_at))
+            .order_by("started_at", "pk")
+            .values_list("pk", "microgrid_id", "seq")[:limit]
+        )
+        if not candidates:
+            return 0
+        newest = dict(
+            Cycle.objects.filter(microgrid_id__in={c[1] for c in candidates})
+            .values("microgrid_id")
+            .annotate(top=Max("seq"))
+            .values_list("microgrid_id", "top")
+        )
+        doomed = [pk for pk, microgrid_pk, seq in candidates if newest.get(microgrid_pk) != seq]
+        if not doomed:
+            return 0
+        CycleTrigger.objects.filter(served_by_id__in=doomed).delete()
+        Cycle.objects.filter(pk__in=doomed).delete()
+        _prune_parts(cutoff, limit)
+    return len(doomed)
+
+
+def _prune_parts(cutoff: datetime, limit: int) -> None:
+    old = list(
+        CycleRecordPart.objects.filter(created_at__lt=cutoff).values_list("digest", flat=True)[
+            :limit
+        ]
+    )
+    if not old:
+        return
+    used = set(
+        Cycle.objects.filter(record_part_id__in=old)
+        .values_list("record_part_id", flat=True)
+        .distinct()
+    )
+    CycleRecordPart.objects.filter(digest__in=[d for d in old if d not in used]).delete()
+
+
+def cycle_aggregate_prune(*, now: datetime, limit: int | None = None) -> int:
+    limit = limit or settings.CYCLE_MAINTENANCE_BATCH
+    cutoff = now - timedelta(days=settings.CYCLE_AGGREGATE_RETENTION_DAYS)
+    pks = list(
+        CycleAggregate.objects.filter(bucket_start__lt=cutoff)
+        .order_by("bucket_start")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if pks:
+        CycleAggregate.objects.filter(pk__in=pks).delete()
+    return len(pks)
+
+
+def cycle_maintain(*, now: datetime) -> dict[str, int]:
+    """One beat's worth: aggregate, prune cycles, prune aggregates (each bounded)."""
+    return {
+        "aggregated": cycle_aggregate(now=now),
+        "pruned": cycle_prune(now=now),
+        "aggregates_pruned": cycle_aggregate_prune(now=now),
+    }

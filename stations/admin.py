@@ -1,0 +1,65 @@
+"""Support staff see charging stations (with history), their EVSEs and refused connections.
+Passwords are set with `manage.py set_station_password` and never shown."""
+
+from django.contrib import admin
+from simple_history.admin import SimpleHistoryAdmin
+
+from stations.models import ChargingStation, StationAuthAttempt, StationEvse
+
+
+class EvseInline(admin.TabularInline):
+    model = StationEvse
+    extra = 0
+    fields = ("evse_id", "asset_id", "status", "status_at")
+    readonly_fields = ("status", "status_at")
+
+
+@admin.register(ChargingStation)
+class ChargingStationAdmin(SimpleHistoryAdmin):
+    list_display = (
+        "station_id",
+        "microgrid",
+        "connected",
+        "last_seen_at",
+        "protocol",
+        "vendor",
+        "model",
+        "firmware",
+        "gateway",
+    )
+    list_filter = ("microgrid", "connected", "protocol")
+    search_fields = ("station_id",)
+    fields = (
+        "station_id",
+        "microgrid",
+        "protocol",
+        "vendor",
+        "model",
+        "firmware",
+        "connected",
+        "last_seen_at",
+        "gateway",
+    )
+    readonly_fields = (
+        "protocol",
+        "vendor",
+        "model",
+        "firmware",
+        "connected",
+        "last_seen_at",
+        "gateway",
+    )
+    inlines = [EvseInline]
+
+
+@admin.register(StationAuthAttempt)
+class StationAuthAttemptAdmin(admin.ModelAdmin):
+    list_display = ("at", "station_id", "remote_address", "reason")
+    list_filter = ("reason",)
+    search_fields = ("station_id", "remote_address")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

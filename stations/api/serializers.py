@@ -1,0 +1,32 @@
+from rest_framework import serializers
+
+
+class EvseSerializer(serializers.Serializer):
+    evse_id = serializers.IntegerField()
+    asset_id = serializers.CharField()
+    status = serializers.CharField(allow_null=True, help_text="last StatusNotification")
+    status_at = serializers.DateTimeField(allow_null=True)
+    profile_status = serializers.CharField(allow_null=True, help_text="last setpoint profile")
+    failsafe_status = serializers.CharField(allow_null=True, help_text="stack level 0 profile")
+
+
+class BootSerializer(serializers.Serializer):
+    vendor = serializers.CharField()
+    model = serializers.CharField()
+    firmware = serializers.CharField()
+
+
+class StationSerializer(serializers.Serializer):
+    station_id = serializers.CharField()
+    connected = serializers.BooleanField()
+    last_seen_at = serializers.DateTimeField(allow_null=True)
+    protocol = serializers.CharField(allow_null=True)
+    boot = BootSerializer()
+    charging_rate_unit = serializers.ChoiceField(choices=["W", "A"])
+    gateway = serializers.CharField(allow_null=True)
+    evses = EvseSerializer(many=True)
+
+
+class StationListSerializer(serializers.Serializer):
+    microgrid_id = serializers.CharField()
+    stations = StationSerializer(many=True)

@@ -1,0 +1,74 @@
+"""OCPP charging stations, the EVSEs that map them to charger assets, and the gateway's
+refused connection attempts."""
+
+from __future__ import annotations
+
+from django.db import models
+from simple_history.models import HistoricalRecords
+
+from microgrid.topology.models import Microgrid
+from stations.choices import AuthRefusal, Protocol
+
+
+class ChargingStation(models.Model):
+    station_id = models.CharField(max_length=64, unique=True)
+    microgrid = models.ForeignKey(Microgrid, on_delete=models.CASCADE, related_name="+")
+    password_hash = models.CharField(max_length=200, blank=True)
+    protocol = models.CharField(max_length=12, choices=Protocol.choices, blank=True)
+    vendor = models.CharField(max_length=50, blank=True)
+    model = models.CharField(max_length=50, blank=True)
+    firmware = models.CharField(max_length=50, blank=True)
+    connected = models.BooleanField(default=False)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    gateway = models.CharField(max_length=200, blank=True, help_text="host:port of its gateway")
+    charging_rate_unit = models.CharField(
+        max_length=1,
+        choices=[("W", "W"), ("A", "A")],
+        default="W",
+        help_text="A: the station only takes limits in amperes",
+    )
+    history = HistoricalRecords(excluded_fields=["password_hash", "last_seen_at"])
+
+    class Meta:
+        ordering = ["station_id"]
+
+    def __str__(self) -> str:
+        return self.station_id
+
+
+class StationEvse(models.Model):
+    """One EVSE of a station (the connector id on OCPP 1.6) and the charger asset it is."""
+
+    station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="evses")
+    evse_id = models.PositiveIntegerField()
+    asset_id = models.CharField(max_length=64, help_text="a CHARGER of the station's microgrid")
+    status = models.CharField(max_length=20, blank=True, help_text="last StatusNotification")
+    status_at = models.DateTimeField(null=True, blank=True)
+    profile_status = models.CharField(max_length=40, blank=True, help_text="last setpoint profile")
+    failsafe_status = models.CharField(max_length=40, blank=True, help_text="stack level 0")
+    history = HistoricalRecords(
+        excluded_fields=["status", "status_at", "profile_status", "failsafe_status"]
+    )
+
+    class Meta:
+        ordering = ["station_id", "evse_id"]
+        verbose_name = "station EVSE"
+        constraints = [models.UniqueConstraint(fields=["station", "evse_id"], name="evse_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.station_id}/{self.evse_id} -> {self.asset_id}"
+
+
+class StationAuthAttempt(models.Model):
+    """A connection the gateway refused with 401 before any WebSocket existed."""
+
+    station_id = models.CharField(max_length=64)
+    remote_address = models.CharField(max_length=64)
+    reason = models.CharField(max_length=20, choices=AuthRefusal.choices)
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.station_id} from {self.remote_address}: {self.reason}"

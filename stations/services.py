@@ -1,0 +1,340 @@
+"""What the OCPP gateway does to the database: authenticate, record boots, heartbeats and
+EVSE states, and turn meter values into telemetry through the telemetry service (the same
+validation and idempotency as the API). Synchronous; the gateway runs them in threads."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from microgrid.common.errors import DomainError
+from microgrid.telemetry.services import telemetry_ingest
+from microgrid.topology.models import Asset
+from stations.choices import PLUGGED_IN, AuthRefusal
+from stations.models import ChargingStation, StationAuthAttempt, StationEvse
+
+
+def _hash(password: str, salt: str) -> str:
+    return f"sha256${salt}${hashlib.sha256(f'{salt}:{password}'.encode()).hexdigest()}"
+
+
+def password_matches(password: str, stored: str) -> bool:
+    """Station passwords are 192 random bits made by `set_station_password`, like API tokens:
+    a salted SHA-256 keeps them safe at rest, and 2,000 stations reconnecting after a gateway
+    restart cost no password-stretching CPU."""
+    parts = stored.split("$")
+    if len(parts) != 3 or parts[0] != "sha256":
+        return False
+    return hmac.compare_digest(_hash(password, parts[1]), stored)
+
+
+def station_password_set(*, station_id: str) -> str:
+    """A new random password for the station; only its hash is stored. Returns it."""
+    password = secrets.token_urlsafe(24)
+    updated = ChargingStation.objects.filter(station_id=station_id).update(
+        password_hash=_hash(password, secrets.token_hex(8))
+    )
+    if not updated:
+        raise DomainError(
+            "NOT_FOUND", f"no charging station {station_id!r}", {"station_id": station_id}
+        )
+    return password
+
+
+def station_authenticate(
+    *, station_id: str, user: str | None, password: str | None, remote: str
+) -> str | None:
+    """None when the station may connect, else the refusal reason (recorded)."""
+    station = ChargingStation.objects.filter(station_id=station_id).first()
+    if station is None:
+        reason = AuthRefusal.UNKNOWN_STATION
+    elif user is None or password is None:
+        reason = AuthRefusal.NO_CREDENTIALS
+    elif user != station_id:
+        reason = AuthRefusal.USER_MISMATCH
+    elif not password_matches(password, station.password_hash):
+        reason = AuthRefusal.WRONG_PASSWORD
+    else:
+        return None
+    station_refusal_record(station_id=station_id, remote=remote, reason=reason)
+    return reason
+
+
+def station_refusal_record(*, station_id: str, remote: str, reason: str) -> None:
+    StationAuthAttempt.objects.create(
+        station_id=station_id[:64], remote_address=remote[:64], reason=reason, at=timezone.now()
+    )
+
+
+def station_connected(*, station_id: str, protocol: str, gateway: str, connected: bool) -> None:
+    fields: dict[str, Any] = {"connected": connected, "last_seen_at": timezone.now()}
+    if connected:
+        fields.update(protocol=protocol, gateway=gateway)
+    station = ChargingStation.objects.get(station_id=station_id)
+    for k, v in fields.items():
+        setattr(station, k, v)
+    station.save()
+
+
+def station_boot(*, station_id: str, vendor: str, model: str, firmware: str | None) -> None:
+    with transaction.atomic():
+        station = ChargingStation.objects.select_for_update().get(station_id=station_id)
+        station.vendor, station.model = vendor[:50], model[:50]
+        station.firmware = (firmware or "")[:50]
+        station.last_seen_at = timezone.now()
+        station.save()
+
+
+def station_seen(*, station_id: str) -> None:
+    ChargingStation.objects.filter(station_id=station_id).update(last_seen_at=timezone.now())
+
+
+def station_status(*, station_id: str, evse_id: int, status: str) -> None:
+    now = timezone.now()
+    StationEvse.objects.filter(station__station_id=station_id, evse_id=evse_id).update(
+        status=status[:20], status_at=now
+    )
+    station_seen(station_id=station_id)
+
+
+class MeterProblem(Exception):
+    """A meter value the product cannot use: the station gets PropertyConstraintViolation."""
+
+
+def station_meter_values(*, station_id: str, evse_id: int, samples: list[dict[str, Any]]) -> int:
+    """Readings for the charger at (station, evse) from OCPP sampled values:
+    `[{"timestamp", "power_w", "soc"}]`. Returns how many were ingested."""
+    station = ChargingStation.objects.select_related("microgrid").get(station_id=station_id)
+    evse = StationEvse.objects.filter(station=station, evse_id=evse_id).first()
+    if evse is None:
+        raise MeterProblem(f"EVSE {evse_id} of {station_id} is not mapped to a charger")
+    charger = Asset.objects.filter(
+        microgrid=station.microgrid, asset_id=evse.asset_id, kind="CHARGER"
+    ).first()
+    if charger is None:
+        raise MeterProblem(f"{evse.asset_id} is not a charger of {station.microgrid}")
+    connected = evse.status in PLUGGED_IN
+    readings = []
+    for sample in samples:
+        reading: dict[str, Any] = {
+            "asset_id": charger.asset_id,
+            "power_kw": round(sample["power_w"] / 1000.0, 3),
+            "observed_at": sample["timestamp"],
+            "connected": connected,
+        }
+        if connected:
+            # OCPP does not say what the vehicle asks for: it may take the charger's maximum.
+            reading["requested_kw"] = charger.max_power_kw or 0.0
+        readings.append(reading)
+    if not readings:
+        return 0
+    try:
+        telemetry_ingest(microgrid=station.microgrid, readings=readings)
+    except DomainError as exc:
+        raise MeterProblem(f"{exc.code}: {exc.message}") from exc
+    station_seen(station_id=station_id)
+    return len(readings)
+
+
+def parse_timestamp(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise MeterProblem("timestamp must be an ISO 8601 string")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise MeterProblem(f"timestamp {value!r} is not ISO 8601") from exc
+    if moment.tzinfo is None:
+        raise MeterProblem("timestamp needs an offset")
+    return moment
+
+
+def station_transaction_start(*, station_id: str, evse_id: int) -> int:
+    """A 1.6 transaction id: the station's, unique per station and EVSE start (recorded in
+    the EVSE's status time); the product does not authorise drivers."""
+    station_seen(station_id=station_id)
+    return int(timezone.now().timestamp() * 1000) % 2_000_000_000
+
+
+# --- setpoints to the stations (the OCPP dispatch channel) -----------------------------------
+
+
+def charger_channels(microgrid) -> dict[str, str]:
+    """Registered with dispatch: chargers mapped to a station EVSE take the OCPP channel."""
+    from dispatch.choices import Channel
+
+    return dict.fromkeys(
+        StationEvse.objects.filter(station__microgrid=microgrid).values_list("asset_id", flat=True),
+        Channel.OCPP,
+    )
+
+
+def ocpp_claim(*, gateway: str) -> list[dict[str, Any]]:
+    """Claim the due OCPP deliveries of the stations this gateway holds (connected to it):
+    the database is where a delivery meets the gateway of its station. Returns what to send,
+    with the station, EVSE, unit, voltage and phases; the claim token is in each entry."""
+    import uuid
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.db.models import Exists, F, OuterRef, Q
+
+    from dispatch.choices import Channel, DeliveryStatus
+    from dispatch.models import Delivery
+
+    now = timezone.now()
+    token = uuid.uuid4().hex
+    held = StationEvse.objects.filter(
+        station__microgrid_id=OuterRef("microgrid_id"),
+        asset_id=OuterRef("target_id"),
+        station__gateway=gateway,
+        station__connected=True,
+    )
+    lease = now - timedelta(seconds=settings.OCPP_RESPONSE_TIMEOUT_S + 5)
+    due = (
+        Q(status=DeliveryStatus.PENDING)
+        | Q(status=DeliveryStatus.FAILED, next_attempt_at__lte=now)
+        | Q(status=DeliveryStatus.SENT, claimed_at__lte=lease)
+    )
+    with transaction.atomic():
+        Delivery.objects.filter(
+            channel=Channel.OCPP,
+            status__in=(DeliveryStatus.PENDING, DeliveryStatus.SENT, DeliveryStatus.FAILED),
+            valid_until__lte=now,
+        ).update(status=DeliveryStatus.EXPIRED, next_attempt_at=None, claim="")
+        claimed = (
+            Delivery.objects.filter(due, channel=Channel.OCPP, valid_until__gt=now)
+            .filter(Exists(held))
+            .update(
+                status=DeliveryStatus.SENT,
+                claim=token,
+                claimed_at=now,
+                attempts=F("attempts") + 1,
+                next_attempt_at=None,
+            )
+        )
+    if not claimed:
+        return []
+    rows = list(
+        Delivery.objects.filter(claim=token, status=DeliveryStatus.SENT).values(
+            "pk",
+            "microgrid_id",
+            "cycle_id",
+            "batch_id",
+            "target_id",
+            "limit_kw",
+            "valid_until",
+            "attempts",
+        )
+    )
+    evses = {
+        (mg, asset): (station_id, evse_id, unit)
+        for mg, asset, station_id, evse_id, unit in StationEvse.objects.filter(
+            station__gateway=gateway
+        ).values_list(
+            "station__microgrid_id",
+            "asset_id",
+            "station__station_id",
+            "evse_id",
+            "station__charging_rate_unit",
+        )
+    }
+    nodes = {
+        (mg, asset): (voltage, phases)
+        for mg, asset, voltage, phases in Asset.objects.filter(
+            microgrid_id__in={r["microgrid_id"] for r in rows},
+            asset_id__in={r["target_id"] for r in rows},
+        ).values_list("microgrid_id", "asset_id", "node__voltage_v", "node__phases")
+    }
+    out = []
+    for r in rows:
+        key = (r["microgrid_id"], r["target_id"])
+        station_id, evse_id, unit = evses[key]
+        voltage, phases = nodes.get(key, (230.0, 3))
+        out.append(
+            {
+                **r,
+                "token": token,
+                "station_id": station_id,
+                "evse_id": evse_id,
+                "unit": unit,
+                "voltage_v": voltage,
+                "phases": phases,
+            }
+        )
+    return out
+
+
+ANSWERS = {"Accepted": "ACCEPTED", "Rejected": "REJECTED", "NotSupported": "REJECTED"}
+
+
+def ocpp_record(*, sent: list[dict[str, Any]], answers: dict[int, tuple[str, str]]) -> None:
+    """Record the stations' answers: {delivery pk: (status, error)} per batch (a cycle's
+    deliveries of one microgrid)."""
+    from collections import defaultdict
+
+    from dispatch.channels import SendResult
+    from dispatch.choices import Channel, DeliveryStatus
+    from dispatch.services import deliveries_record
+    from microgrid.topology.models import Microgrid
+
+    batches: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in sent:
+        batches[(row["microgrid_id"], row["batch_id"])].append(row)
+    microgrids = {m.pk: m for m in Microgrid.objects.filter(pk__in={k[0] for k in batches})}
+    now = timezone.now()
+    for (mg, batch_id), members in batches.items():
+        per = {m["pk"]: answers[m["pk"]][0] for m in members}
+        errors = sorted({answers[m["pk"]][1] for m in members if answers[m["pk"]][1]})
+        statuses = set(per.values())
+        overall = statuses.pop() if len(statuses) == 1 else DeliveryStatus.FAILED
+        deliveries_record(
+            microgrid=microgrids[mg],
+            cycle_pk=members[0]["cycle_id"],
+            channel=Channel.OCPP,
+            batch_id=batch_id,
+            members=members,
+            result=SendResult(overall, error="; ".join(errors)[:300], per_delivery=per),
+            token=members[0]["token"],
+            started_at=now,
+            attempt=max(m["attempts"] for m in members),
+        )
+    for row in sent:
+        StationEvse.objects.filter(
+            station__station_id=row["station_id"], evse_id=row["evse_id"]
+        ).update(profile_status=answers[row["pk"]][0])
+
+
+def failsafe_profiles(*, station_id: str) -> list[dict[str, Any]]:
+    """The stack level 0 profile of each EVSE of the station: its charger's failsafe power."""
+    station = ChargingStation.objects.get(station_id=station_id)
+    out = []
+    for evse in StationEvse.objects.filter(station=station):
+        asset = (
+            Asset.objects.filter(microgrid_id=station.microgrid_id, asset_id=evse.asset_id)
+            .select_related("node")
+            .first()
+        )
+        if asset is None:
+            continue
+        out.append(
+            {
+                "evse_id": evse.evse_id,
+                "limit_kw": asset.failsafe_power_kw or 0.0,
+                "unit": station.charging_rate_unit,
+                "voltage_v": asset.node.voltage_v,
+                "phases": asset.node.phases,
+            }
+        )
+    return out
+
+
+def failsafe_record(*, station_id: str, evse_id: int, status: str) -> None:
+    StationEvse.objects.filter(station__station_id=station_id, evse_id=evse_id).update(
+        failsafe_status=status
+    )
