@@ -37,7 +37,7 @@ demo-reset: migrate
 # thread, never a cycle), and live demo telemetry, under one supervisor: one Ctrl-C stops
 # them all cleanly. CELERY_LOGLEVEL=INFO / SERVER_LOG_LEVEL=INFO for a chattier console.
 run: demo
-	@$(PY) manage.py run_demo --host $(HOST) --port $(PORT)
+	@$(PY) manage.py run_demo --host $(HOST) --port $(PORT) --ocpp-port $(OCPP_PORT)
 
 # The production web server: gunicorn, WEB_CONCURRENCY sync workers (default: one per core),
 # settings in microgrid/gunicorn_conf.py. Production sets DEBUG=false, SECRET_KEY, DATABASE_URL...

@@ -34,9 +34,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--ocpp-port", type=int, default=9000, help="the OCPP gateway's")
         parser.add_argument("--grace", type=float, default=10.0, help="seconds to stop cleanly")
 
-    def handle(self, *args, host, port, grace, **options):
+    def handle(self, *args, host, port, grace, ocpp_port=9000, **options):
         python = sys.executable
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         celery = str(Path(python).with_name("celery"))
@@ -78,6 +79,10 @@ class Command(BaseCommand):
                     "--without-gossip",
                 ],
                 signal.SIGTERM,
+            ),
+            "ocpp": (
+                [python, manage, "ocpp_gateway", "--host", host, "--port", str(ocpp_port)],
+                signal.SIGINT,
             ),
             "feed": ([python, manage, "demo_feed", "--quiet"], signal.SIGINT),
             "web": ([python, manage, "runserver", "--noreload", f"{host}:{port}"], signal.SIGINT),
