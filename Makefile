@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 OCPP_PORT ?= 9000
 
-.PHONY: run serve test install lint format migrate demo worker bench clean
+.PHONY: run test install lint format migrate serve demo demo-reset worker bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,25 +20,24 @@ install: $(STAMP)
 migrate: install
 	$(PY) manage.py migrate --noinput
 
+# The demo depot is loaded only when it is absent: an operator's edits survive a restart
+# (`make demo-reset` loads the profile over them, as a new topology version).
 demo: migrate
+	$(PY) manage.py load_profile --keep-existing simulator/profiles/demo_depot.yaml
+	$(PY) manage.py load_profile --keep-existing simulator/profiles/demo_depot_harbour.yaml
+	$(PY) manage.py demo_users
+
+demo-reset: migrate
 	$(PY) manage.py load_profile simulator/profiles/demo_depot.yaml
 	$(PY) manage.py load_profile simulator/profiles/demo_depot_harbour.yaml
 	$(PY) manage.py demo_users
 
-# Web server, a real Celery worker with embedded beat on the serverless
-# filesystem broker, a dispatch worker that sends setpoints (threads: a slow
-# webhook receiver holds one thread, never a cycle), the OCPP gateway
-# (ws://HOST:OCPP_PORT/ocpp/<station_id>), and live demo telemetry;
-# Ctrl-C stops them all.
+# Web server, a real Celery worker with embedded beat on the serverless filesystem broker,
+# a dispatch worker that sends setpoints (threads: a slow webhook receiver holds one
+# thread, never a cycle), and live demo telemetry, under one supervisor: one Ctrl-C stops
+# them all cleanly. CELERY_LOGLEVEL=INFO / SERVER_LOG_LEVEL=INFO for a chattier console.
 run: demo
-	@echo "Microgrid is at http://$(HOST):$(PORT)/manage/  (login: operator / operator-demo, support / support-demo)"
-	@echo "operator is a member of the demo depot MG.DEMO-1 only; support also sees the second depot MG.HARBOUR-1"
-	@trap 'kill 0' INT TERM EXIT; \
-	$(VENV)/bin/celery -A microgrid worker -B -Q celery --loglevel=INFO --concurrency=1 -n main@%h & \
-	$(VENV)/bin/celery -A microgrid worker -Q dispatch --pool threads --concurrency=8 --loglevel=INFO -n dispatch@%h & \
-	$(PY) manage.py ocpp_gateway --host $(HOST) --port $(OCPP_PORT) & \
-	$(PY) manage.py demo_feed & \
-	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
+	@$(PY) manage.py run_demo --host $(HOST) --port $(PORT) --ocpp-port $(OCPP_PORT)
 
 # The production web server: gunicorn, WEB_CONCURRENCY sync workers (default: one per core),
 # settings in microgrid/gunicorn_conf.py. Production sets DEBUG=false, SECRET_KEY, DATABASE_URL...

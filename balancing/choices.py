@@ -10,6 +10,7 @@ class TriggerType(models.TextChoices):
     LIMIT_CHANGE = "LIMIT_CHANGE"
     CAPABILITY_CHANGE = "CAPABILITY_CHANGE"
     SIMULATOR = "SIMULATOR"
+    MANUAL = "MANUAL"  # "Rebalance now" on a Manage page, with the user
 
 
 class Outcome(models.TextChoices):

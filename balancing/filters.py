@@ -21,6 +21,7 @@ class CycleFilter(FilterSet):
     outcome = ChoiceFilter("outcome", Outcome.values)
     source_mode = ChoiceFilter("source_mode", SourceMode.values)
     since = TimeFilter("started_at", "gte", f"started at or after: {TIME_QUERY_TEXT}")
+    until = TimeFilter("started_at", "lt", f"started before: {TIME_QUERY_TEXT}")
     limit = LimitFilter(CYCLE_LIMIT)
     default_limit = CYCLE_LIMIT
 

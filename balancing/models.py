@@ -215,6 +215,7 @@ class Breach(models.Model):
     history = HistoricalRecords()
 
     class Meta:
+        verbose_name_plural = "breaches"  # not Django's "Breachs"
         ordering = ["-detected_at", "node_id"]
         indexes = [models.Index(fields=["microgrid", "status"], name="breach_mg_status")]
         constraints = [

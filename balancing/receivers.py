@@ -25,7 +25,12 @@ from balancing.services import trigger_of
 from microgrid.capabilities.signals import capability_changed
 from microgrid.envelopes.signals import enforcement_changed
 from microgrid.limits.signals import limits_changed, schedule_transitioned
-from microgrid.topology.signals import card_page_sections, card_sections, manage_tabs
+from microgrid.topology.signals import (
+    card_page_sections,
+    card_sections,
+    manage_tabs,
+    node_loads,
+)
 
 # -- the cycle after a change -----------------------------------------------------------------
 
@@ -77,3 +82,8 @@ def tabs(sender, **kwargs) -> list[tuple[int, str, str, str]]:
 @receiver(card_page_sections, dispatch_uid="balancing.card_page_sections")
 def page_section(sender, *, microgrid, **kwargs) -> tuple:
     return (50, "manage/_card_balancing.html", selectors.card_page_context(microgrid))
+
+
+@receiver(node_loads, dispatch_uid="balancing.node_loads")
+def latest_node_loads(sender, *, microgrid, **kwargs) -> dict:
+    return selectors.latest_node_loads(microgrid)

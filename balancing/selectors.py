@@ -14,6 +14,7 @@ from balancing.filters import BreachFilter, CycleFilter
 from balancing.models import Breach, Cycle, decode_record, parts_columns
 from balancing.signals import cycle_document_read
 from microgrid.common.errors import DomainError
+from microgrid.topology.diagram import headroom
 
 SUMMARY_FIELDS = (
     "cycle_id",
@@ -45,12 +46,16 @@ def cycle_summary(row: dict[str, Any] | Cycle) -> dict[str, Any]:
     }
 
 
-def cycle_list(microgrid, *, params, limit: int | None = None) -> list[dict[str, Any]]:
-    """The newest cycles matching the `CycleFilter` parameters, or FIELD_INVALID."""
+def cycle_list(
+    microgrid, *, params, limit: int | None = None, offset: int = 0
+) -> list[dict[str, Any]]:
+    """The newest cycles matching the `CycleFilter` parameters, or FIELD_INVALID; `offset`
+    skips that many (the Manage page's paging)."""
     filters = CycleFilter(params, queryset=Cycle.objects.filter(microgrid=microgrid))
     if limit is not None:
         filters.default_limit = limit
-    rows = filters.page(filters.filtered().order_by("-started_at", "-seq").values(*SUMMARY_FIELDS))
+    ordered = filters.filtered().order_by("-started_at", "-seq").values(*SUMMARY_FIELDS)
+    rows = ordered[offset : offset + filters.limit()]
     return [cycle_summary(row) for row in rows]
 
 
@@ -128,13 +133,59 @@ def latest_cycle_summary(microgrid) -> dict[str, Any] | None:
     return cycle_summary(row) if row else None
 
 
+def node_load(node: dict[str, Any]) -> tuple[float, float, float | None]:
+    """(load kW, effective limit kW, load as % of the limit) of one node of a cycle document.
+
+    The load is what the cycle planned for the node: its uncontrolled load plus what it
+    allocated to the chargers below it.
+    """
+    load = round((node.get("uncontrolled_load_kw") or 0.0) + (node.get("allocated_kw") or 0.0), 3)
+    limit = node.get("effective_limit_kw")
+    pct = round(100.0 * load / limit, 1) if limit else None
+    return load, limit, pct
+
+
+def latest_node_loads(microgrid) -> dict[str, dict[str, Any]]:
+    """node_id -> {load_kw, limit_kw, load_pct, cycle_id, seq, completed_at} from the latest
+    cycle (one query), in tree order; empty before the first cycle."""
+    cycle = Cycle.objects.filter(microgrid=microgrid).order_by("-started_at", "-seq").first()
+    if cycle is None:
+        return {}
+    cycle_id, seq, completed_at, document = (
+        cycle.cycle_id,
+        cycle.seq,
+        cycle.completed_at,
+        cycle.document,
+    )
+    out = {}
+    for node in (document or {}).get("nodes", []):
+        load, limit, pct = node_load(node)
+        out[node["node_id"]] = {
+            "load_kw": load,
+            "limit_kw": limit,
+            "load_pct": pct,
+            "cycle_id": cycle_id,
+            "seq": seq,
+            "completed_at": completed_at,
+        }
+    return out
+
+
+def _headroom(pct: float | None) -> str:
+    return headroom(pct) or "unknown"
+
+
 def open_breach_count(microgrid) -> int:
     return Breach.objects.filter(microgrid=microgrid, status=BreachStatus.OPEN).count()
 
 
 def card_page_context(microgrid) -> dict[str, Any]:
+    loads = latest_node_loads(microgrid)
+    root_id = next(iter(loads), None)
     return {
         "microgrid": microgrid,
+        "root_load": {"node_id": root_id, **loads[root_id]} if root_id else None,
+        "root_headroom": _headroom(loads[root_id]["load_pct"]) if root_id else None,
         "latest_cycle": latest_cycle_summary(microgrid),
         "open_breaches": list(
             Breach.objects.filter(microgrid=microgrid, status=BreachStatus.OPEN).order_by(
@@ -145,7 +196,14 @@ def card_page_context(microgrid) -> dict[str, Any]:
     }
 
 
-def recent_series(microgrid, *, count: int = 40) -> dict[str, Any]:
+def recent_series(
+    microgrid,
+    *,
+    count: int = 40,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    tz=None,
+) -> dict[str, Any]:
     """Load against limit per node, and allocated vs requested per charger group, over recent cycles.
 
     One query for the records of the last `count` cycles, oldest first (and one for their

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-from django.shortcuts import render
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.html import format_html
 
 from balancing import selectors
 from balancing.charts import svg_series
 from balancing.choices import CODE_LABELS, Outcome, SourceMode, TriggerType
 from microgrid.common.errors import DomainError
 from microgrid.common.pages import manage_view
+from microgrid.common.roles import WRITERS
 from microgrid.topology.card import microgrid_tabs
 from microgrid.topology.diagram import render_load_chart_svg
-from microgrid.topology.selectors import microgrid_get
+from microgrid.topology.selectors import microgrid_get, node_rows
+
+CYCLES_PER_PAGE = 50
 
 
 def _charts(microgrid, chart_range: str | None = None) -> dict:
     """Recent cycles by default; over 1 to 400 days, the 15-minute aggregates."""
-    from django.utils import timezone
 
     days = selectors.CHART_RANGES.get(chart_range or "")
     if days:
@@ -25,13 +33,20 @@ def _charts(microgrid, chart_range: str | None = None) -> dict:
         data = selectors.recent_series(microgrid)
     labels = data["labels"]
     load = data["load"]
+    names = {n["node_id"]: n["name"] for n in node_rows(microgrid)}
+
+    def title(node_id: str, what: str) -> str:
+        name = names.get(node_id)
+        return f"{name} ({node_id}): {what}" if name else f"{node_id}: {what}"
+
     node_charts = [
         {
             "node_id": node_id,
             "svg": render_load_chart_svg(
                 svg_series(load, node_id),
-                title=f"{node_id}: load against effective limit",
-                height=220,
+                title=title(node_id, "load against effective limit"),
+                width=1100,
+                height=260,
             ),
         }
         for node_id in load.nodes
@@ -52,8 +67,9 @@ def _charts(microgrid, chart_range: str | None = None) -> dict:
                         "points": list(zip(labels, s["requested"], strict=True)),
                     },
                 ],
-                title=f"{node_id}: allocated against requested",
-                height=200,
+                title=title(node_id, "allocated against requested"),
+                width=1100,
+                height=240,
             ),
         }
         for node_id, s in data["groups"].items()
@@ -67,18 +83,55 @@ def _charts(microgrid, chart_range: str | None = None) -> dict:
     }
 
 
+def _zone(microgrid):
+    try:
+        return ZoneInfo(microgrid.depot.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def _local_to_iso(value: str, tz) -> str:
+    """A datetime-local input (the depot's clock, no offset) as an ISO time with its offset;
+    anything else is passed on for the selector to judge."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=tz)
+    return parsed.isoformat()
+
+
 @manage_view()
 def cycle_list_page(request, microgrid_id: str):
     microgrid = microgrid_get(microgrid_id, user=request.user)
+    tz = _zone(microgrid)
+    params = {k: request.GET.get(k, "") for k in ("trigger", "outcome", "source_mode")}
+    for name in ("since", "until"):
+        if request.GET.get(name):
+            params[name] = _local_to_iso(request.GET[name], tz)
+    raw_page = request.GET.get("page", "1")
+    page = int(raw_page) if raw_page.isascii() and raw_page.isdigit() and int(raw_page) else 1
     filter_error = None
     try:
-        cycles = selectors.cycle_list(microgrid, params=request.GET, limit=100)
+        rows = selectors.cycle_list(
+            microgrid,
+            params=params,
+            limit=CYCLES_PER_PAGE + 1,
+            offset=(page - 1) * CYCLES_PER_PAGE,
+        )
     except DomainError as exc:
-        filter_error, cycles = exc, []
+        filter_error, rows = exc, []
+    query = request.GET.copy()
+    query.pop("page", None)
+    base = query.urlencode()
     context = {
         "microgrid": microgrid,
         "tabs": microgrid_tabs(microgrid, "cycles"),
-        "cycles": cycles,
+        "cycles": rows[:CYCLES_PER_PAGE],
+        "page": page,
+        "prev_url": f"?{base}&page={page - 1}" if page > 1 else None,
+        "next_url": f"?{base}&page={page + 1}" if len(rows) > CYCLES_PER_PAGE else None,
         "filters": request.GET,
         "filter_error": filter_error,
         "triggers": TriggerType.values,
@@ -145,15 +198,36 @@ def breach_detail_page(request, microgrid_id: str, breach_id: str):
     return render(request, "manage/breach_detail.html", context)
 
 
-@manage_view()
+@manage_view(roles=WRITERS)
 def rebalance_page(request, microgrid_id: str):
-    """The Manage "Rebalance now" button: one cycle now, then its detail page."""
-    from django.shortcuts import redirect
-
+    """The Manage "Rebalance now" button: one cycle now, recorded as a MANUAL trigger with the
+    user, then back to the cycles list with the cycle's outcome and a link to it."""
     from balancing.services import cycle_request, trigger_of
 
     microgrid = microgrid_get(microgrid_id, user=request.user)
+    back = f"/manage/microgrids/{microgrid.microgrid_id}/cycles/"
     if request.method != "POST":
-        return redirect(f"/manage/microgrids/{microgrid.microgrid_id}/cycles/")
-    outcome = cycle_request(microgrid=microgrid, trigger=trigger_of("API"))
-    return redirect(f"/manage/microgrids/{microgrid.microgrid_id}/cycles/{outcome.cycle.cycle_id}/")
+        return redirect(back)
+    try:
+        outcome = cycle_request(
+            microgrid=microgrid,
+            trigger=trigger_of("MANUAL", user=request.user.get_username()),
+        )
+    except DomainError as exc:
+        messages.error(request, f"Not rebalanced: {exc.message} ({exc.code})")
+        return redirect(back)
+    cycle = outcome.cycle
+    messages.success(
+        request,
+        format_html(
+            'Rebalanced: <a href="{}{}/" data-testid="rebalance-result">cycle #{}</a> '
+            "finished {} ({}){}.",
+            back,
+            cycle.cycle_id,
+            cycle.seq,
+            cycle.outcome,
+            CODE_LABELS.get(cycle.outcome, ""),
+            " — a cycle already running served this request" if outcome.coalesced else "",
+        ),
+    )
+    return redirect(back)

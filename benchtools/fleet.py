@@ -38,6 +38,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import CASCADE
 from django.utils import timezone
 
 from benchtools.meters import (
@@ -93,6 +94,13 @@ def wipe_fleet(prefix: str = PREFIX) -> int:
         Asset,
         MicrogridNode,
         TopologyRevision,
+    )
+    # One-row-per-microgrid state kept by apps above this one (the fleet overview's), found
+    # without importing them: every one-to-one that cascades from Microgrid.
+    ordered += tuple(
+        rel.related_model
+        for rel in Microgrid._meta.related_objects
+        if rel.one_to_one and rel.on_delete is CASCADE and rel.related_model not in ordered
     )
     # Rows that hang off the cycles in apps above balancing (the dispatch outbox) go first.
     from django.apps import apps

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "balancing",
     "dispatch",
     "stations",
+    "microgrid.fleet",
     "legacy_circuit",
     "simulator",
     # Tooling, not product: carries `manage.py bench` (benchmarks, fleet harness).
@@ -193,7 +194,8 @@ SPECTACULAR_SETTINGS = {
 
 # Celery: a broker that needs no server unless CELERY_BROKER_URL says otherwise.
 _broker_dir = VAR_DIR / "broker"
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+# (A host name, ignored by the filesystem transport, keeps kombu from warning on every connect.)
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem"):
     for sub in ("queue", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -330,7 +332,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}, "axes": {"level": "WARNING"}},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "axes": {"level": "WARNING"},
+        # runserver's line per request; `make run` sets WARNING (only refusals and failures).
+        "django.server": {"level": env_str("SERVER_LOG_LEVEL", "INFO")},
+    },
 }
 
 IDEMPOTENCY_TTL_HOURS = env_int("IDEMPOTENCY_TTL_HOURS", 24)

@@ -15,6 +15,7 @@ register_converter(IdConverter, "mgid")
 api_patterns = [
     path("schema/", SchemaView.as_view(), name="api-schema"),
     path("docs/", DocsView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include("microgrid.fleet.api.urls")),
     path("", include("microgrid.topology.api.urls")),
     path("", include("microgrid.limits.api.urls")),
     path("", include("microgrid.telemetry.api.urls")),
@@ -28,6 +29,7 @@ api_patterns = [
 
 manage_patterns = [
     path("", RedirectView.as_view(url="/manage/microgrids/", permanent=False)),
+    path("", include("microgrid.fleet.urls")),
     path("", include("microgrid.topology.urls")),
     path("", include("microgrid.limits.urls")),
     path("", include("microgrid.envelopes.urls")),
@@ -43,6 +45,12 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", common_views.healthz, name="healthz"),
+    # Browsers ask for /favicon.ico on every page: the app's icon, not a 404.
+    path(
+        "favicon.ico",
+        RedirectView.as_view(url="/static/img/favicon.svg", permanent=True),
+        name="favicon",
+    ),
     path("api/", include(api_patterns)),
     re_path(r"^api/", api_404),
     path("oscp/fp/2.0/", include("microgrid.envelopes.api.oscp_urls")),

@@ -22,7 +22,7 @@ import json
 import math
 import re
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +184,14 @@ class Summary:
 
 
 def render_chart(
-    path: Path, lines: list[dict[str, Any]], *, title: str, nodes: list[str], max_nodes: int = 12
+    path: Path,
+    lines: list[dict[str, Any]],
+    *,
+    title: str,
+    nodes: list[str],
+    max_nodes: int = 12,
+    start: datetime | None = None,
+    timezone_name: str | None = None,
 ) -> None:
     """Load against limit per Microgrid Node over time (matplotlib, Agg backend).
 
@@ -192,7 +199,8 @@ def render_chart(
     first: the root, then each level in tree order), at most `max_nodes`: the
     limit as a step line, the uncontrolled load and the allocated power
     stacked below it. The series are the Manage pages' (`balancing.charts`); this is only
-    their matplotlib drawing.
+    their matplotlib drawing. With `start` the time axis is the depot's clock
+    (`timezone_name`), as an operator reads it; without, hours from the start.
     """
     import matplotlib
 
@@ -232,8 +240,25 @@ def render_chart(
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(chosen) :]:
         ax.axis("off")
+    if start is not None:
+        from zoneinfo import ZoneInfo
+
+        zone = ZoneInfo(timezone_name or "UTC")
+        local = start.astimezone(zone)
+        zone_name = local.tzname() or timezone_name or "UTC"
+
+        def clock(hours: float, _pos=None) -> str:
+            return (local + timedelta(hours=hours)).strftime("%H:%M")
+
+        from matplotlib.ticker import FuncFormatter
+
+        for ax in axes.flat:
+            ax.xaxis.set_major_formatter(FuncFormatter(clock))
+        xlabel = f"depot time ({timezone_name or 'UTC'}, {zone_name}), from {local:%Y-%m-%d %H:%M}"
+    else:
+        xlabel = "hours from start"
     for ax in axes[-1]:
-        ax.set_xlabel("hours from start", fontsize=8)
+        ax.set_xlabel(xlabel, fontsize=8)
     axes[0][0].set_ylabel("kW", fontsize=8)
     axes[0][0].legend(fontsize=6, loc="lower right")
     shown = "" if len(nodes) <= max_nodes else f" (first {max_nodes} of {len(nodes)} nodes)"

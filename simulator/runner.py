@@ -428,6 +428,11 @@ def _write(out: Path, scenario: Scenario, profile, microgrid, run: _Run, *, char
     artifacts.write_json(out / "summary.json", doc)
     if chart:
         artifacts.render_chart(
-            out / "chart.png", lines, title=microgrid.microgrid_id, nodes=_breadth_first(run.nodes)
+            out / "chart.png",
+            lines,
+            title=microgrid.microgrid_id,
+            nodes=_breadth_first(run.nodes),
+            start=run.clock.start,
+            timezone_name=microgrid.depot.timezone,
         )
     return doc

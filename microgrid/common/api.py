@@ -41,7 +41,15 @@ def _drf_to_domain(exc: Exception) -> DomainError | None:
         return DomainError("PERMISSION_DENIED", "You do not have permission to do this", status=403)
     if isinstance(exc, drf_exc.MethodNotAllowed):
         return DomainError("METHOD_NOT_ALLOWED", str(exc.detail), status=405)
-    if isinstance(exc, drf_exc.ParseError | drf_exc.UnsupportedMediaType):
+    if isinstance(exc, drf_exc.UnsupportedMediaType):
+        # A form-encoded (or any non-JSON) body: what HTTP clients expect is 415, not 400.
+        return DomainError(
+            "UNSUPPORTED_MEDIA_TYPE",
+            f"{exc.detail} The API takes JSON bodies: Content-Type: application/json.",
+            {"supported": ["application/json"]},
+            status=415,
+        )
+    if isinstance(exc, drf_exc.ParseError):
         return DomainError("MALFORMED_REQUEST", str(exc.detail), status=400)
     if isinstance(exc, drf_exc.NotAcceptable):
         return DomainError("NOT_ACCEPTABLE", str(exc.detail), status=406)

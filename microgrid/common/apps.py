@@ -54,3 +54,11 @@ class CommonConfig(AppConfig):
         from microgrid.common import schema  # noqa: F401  (registers the token scheme)
 
         post_migrate.connect(grant_support_permissions, dispatch_uid="grant_support_permissions")
+
+        from simple_history.signals import pre_create_historical_record
+
+        from microgrid.common.history import name_unattributed_change
+
+        pre_create_historical_record.connect(
+            name_unattributed_change, dispatch_uid="name_unattributed_change"
+        )

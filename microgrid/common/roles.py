@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
+from microgrid.common.errors import DomainError
+
 OPERATOR = "operator"
 SUPPORT = "support"
 INTEGRATION = "integration"
@@ -51,7 +53,23 @@ class RolePermission(BasePermission):
             allowed = getattr(view, "read_roles", READERS)
         else:
             allowed = getattr(view, "write_roles", WRITERS)
-        return has_any_role(request.user, allowed)
+        if has_any_role(request.user, allowed):
+            return True
+        raise role_refusal(request.user, allowed, request.method)
+
+
+def role_refusal(user, allowed, method: str | None = None):
+    """403 PERMISSION_DENIED naming the roles that would be allowed and the caller's own."""
+    wanted = sorted(allowed)
+    mine = sorted(user_roles(user))
+    action = f"{method} here" if method else "this"
+    return DomainError(
+        "PERMISSION_DENIED",
+        f"{action} needs the role {' or '.join(wanted)}; "
+        f"you have {', '.join(mine) if mine else 'no role'}",
+        {"allowed_roles": wanted, "your_roles": mine},
+        status=403,
+    )
 
 
 class IsCanonicalReader(RolePermission):
@@ -62,4 +80,8 @@ class AnyRole(BasePermission):
     """Any user with a role, whatever the method: the API's schema and docs."""
 
     def has_permission(self, request, view) -> bool:
-        return has_any_role(request.user, ALL_ROLES)
+        if not getattr(request.user, "is_authenticated", False):
+            return False
+        if has_any_role(request.user, ALL_ROLES):
+            return True
+        raise role_refusal(request.user, ALL_ROLES, request.method)

@@ -8,7 +8,9 @@ JSON error body, also where the view would otherwise answer in YAML or HTML.
 
 from __future__ import annotations
 
+from django.contrib.auth.views import redirect_to_login
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
 from rest_framework.renderers import JSONRenderer
 
 from microgrid.common.roles import AnyRole
@@ -28,4 +30,19 @@ class SchemaView(_JsonRefusals, SpectacularAPIView):
 
 
 class DocsView(_JsonRefusals, SpectacularSwaggerView):
+    """The Swagger page, with a bar back to the app; a browser without a session is sent
+    to the login page (and back here after it) rather than shown the 401 JSON."""
+
     permission_classes = [AnyRole]
+    template_name = "api_docs.html"
+
+    def handle_exception(self, exc):
+        if isinstance(exc, NotAuthenticated | AuthenticationFailed) and _wants_html(self.request):
+            return redirect_to_login(self.request.get_full_path())
+        return super().handle_exception(exc)
+
+
+def _wants_html(request) -> bool:
+    """A browser navigating here (Accept names text/html) and not an API client with a token."""
+    accept = request.META.get("HTTP_ACCEPT", "")
+    return "text/html" in accept and "HTTP_AUTHORIZATION" not in request.META

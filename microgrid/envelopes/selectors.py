@@ -114,6 +114,11 @@ _in_window_rows = PreparedRead(
 )
 
 
+def active_filter(at: datetime) -> Q:
+    """The envelopes ACTIVE at `at` (received and in their window), as a filter for other apps."""
+    return _in_window(at)
+
+
 def enforced_envelopes(microgrid, at: datetime) -> list[OperatingEnvelope]:
     """The envelopes that are part of effective limits at `at`, by number.
 

@@ -13,7 +13,7 @@ from typing import Any
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods
 
 from microgrid.common.errors import DomainError
 from microgrid.common.filters import query_at
@@ -303,11 +303,24 @@ def limit_edit_page(request, microgrid_id: str, policy_id: str):
     return render(request, "manage/limit_edit.html", context)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @manage_view(WRITERS)
 def limit_delete(request, microgrid_id: str, policy_id: str):
+    """GET: "Delete LP-1?" with what it limits (the list's Delete leads here: nothing is
+    deleted on one click); POST: delete it."""
     microgrid = microgrid_get(microgrid_id, user=request.user)
     policy = selectors.policy_get(microgrid, policy_id)
+    if request.method == "GET":
+        return render(
+            request,
+            "manage/limit_delete.html",
+            {
+                "microgrid": microgrid,
+                "tabs": microgrid_tabs(microgrid, "limits"),
+                "policy": policy,
+                "description": _saved_message(policy, "Delete"),
+            },
+        )
     message = _saved_message(policy, "Deleted")
     services.limit_policy_delete(policy=policy, user=request.user)
     messages.success(request, message)

@@ -52,6 +52,15 @@ def microgrid_summary(microgrid) -> dict[str, Any]:
 TOPOLOGY_TABS = [(0, "overview", "Overview", ""), (10, "topology", "Topology", "topology/")]
 
 
+def node_loads(microgrid) -> dict[str, dict[str, Any]]:
+    """node_id -> {load_kw, limit_kw, load_pct, ...} of the latest cycle, drawn on the diagrams;
+    empty when no app answers `node_loads`."""
+    out: dict[str, dict[str, Any]] = {}
+    for answer in collect(signals.node_loads, microgrid=microgrid):
+        out.update(answer)
+    return out
+
+
 def microgrid_tabs(microgrid, active: str) -> list[dict[str, Any]]:
     base = f"/manage/microgrids/{microgrid.microgrid_id}/"
     tabs = sorted(

@@ -78,6 +78,21 @@ MAX_CHIP_NAMES = 12
 
 Rect = tuple[int, int, int, int]
 
+# Load against the effective limit, by headroom: (text/bar colour, box tint).
+NEAR_LIMIT_PCT = 90.0
+HEADROOM_COLORS = {
+    "ok": ("#15803d", "#ffffff"),
+    "near": ("#b45309", "#fff7ed"),
+    "over": ("#b91c1c", "#fef2f2"),
+}
+
+
+def headroom(pct: float | None) -> str | None:
+    """ok below 90 % of the limit, near from 90 %, over above 100 %; None when unknown."""
+    if pct is None:
+        return None
+    return "over" if pct > 100.0 else "near" if pct >= NEAR_LIMIT_PCT else "ok"
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -450,6 +465,7 @@ def _node_markup(
     node_id: str,
     highlighted: bool,
     href: str | None,
+    load: Mapping | None = None,
 ) -> str:
     node = layout.forest.nodes[node_id]
     x, y, w, h = layout.rects[node_id]
@@ -464,6 +480,13 @@ def _node_markup(
         title += "; " + "; ".join(chip.text for chip in chips)
     if note:
         title += f"; drawn apart: {note}"
+    pct = _number(load.get("load_pct")) if load else None
+    state = headroom(pct)
+    if load and state:
+        title += (
+            f"; load {format_kw(_number(load.get('load_kw')) or 0.0)} of "
+            f"{format_kw(_number(load.get('limit_kw')) or 0.0)} effective limit ({pct:.0f} %)"
+        )
 
     parts = [
         f'<g class="mg-node" data-node-id="{_esc(node_id)}" data-kind="{_esc(node.kind)}"'
@@ -482,11 +505,25 @@ def _node_markup(
     # Nodes drawn apart because of bad data get a dashed warning outline.
     dash = f' stroke-dasharray="5 3" stroke="{WARN}"' if note else f' stroke="{stroke}"'
     root = is_root(parent_id=node.parent_id, kind=node.kind)
+    box_fill = HEADROOM_COLORS[state][1] if state else "#ffffff"
     parts.append(
         f'<rect class="mg-box" x="{x}" y="{y}" width="{w}" height="{BOX_H}" rx="8" '
-        f'fill="#ffffff"{dash} stroke-width="{2 if root else 1.5}"/>'
+        f'fill="{box_fill}"{dash} stroke-width="{2 if root else 1.5}"/>'
     )
-    name = _shorten(node.name or node_id, 22)
+    if state:
+        color = HEADROOM_COLORS[state][0]
+        bar_w = w - 16
+        filled = max(2, round(bar_w * min(pct, 100.0) / 100.0))
+        parts.append(
+            f'<g class="mg-load" data-headroom="{state}" data-load-pct="{pct:.1f}">'
+            f'<text x="{x + w - 10}" y="{y + 20}" font-size="12" font-weight="700" '
+            f'text-anchor="end" fill="{color}">{pct:.0f} %</text>'
+            f'<rect x="{x + 8}" y="{y + BOX_H - 5}" width="{bar_w}" height="3" rx="1.5" '
+            f'fill="{GRID_LINE}"/>'
+            f'<rect x="{x + 8}" y="{y + BOX_H - 5}" width="{filled}" height="3" rx="1.5" '
+            f'fill="{color}"/></g>'
+        )
+    name = _shorten(node.name or node_id, 16 if state else 22)
     parts.append(
         f'<text x="{x + 10}" y="{y + 20}" font-size="13" font-weight="600" '
         f'fill="{TEXT}">{_esc(name)}</text>'
@@ -546,6 +583,7 @@ def render_topology_svg(
     *,
     highlight_node_ids: Iterable[str] = frozenset(),
     node_href: Callable[[str], str | None] | None = None,
+    loads: Mapping[str, Mapping] | None = None,
 ) -> str:
     """The Microgrid Node tree as an inline ``<svg>`` (root at the top).
 
@@ -555,6 +593,8 @@ def render_topology_svg(
     Odd input (missing parents, cycles, repeated ids, bad numbers) is drawn,
     never raised: nodes that cannot hang from a parent become extra roots
     with a dashed outline. ``node_href(node_id)`` turns a node box into a link.
+    ``loads``: node_id -> ``{load_kw, limit_kw, load_pct}`` (the latest cycle's): each
+    such node shows its load as % of its limit, with a bar and a tint by headroom.
     """
     layout = _layout(nodes, assets)
     forest = layout.forest
@@ -590,7 +630,15 @@ def render_topology_svg(
     # Boxes come after edges so chips sit on top of the trunk lines.
     parts.append('<g class="mg-nodes">')
     for node_id in forest.preorder:
-        parts.append(_node_markup(layout, node_id, node_id in highlights, hrefs[node_id]))
+        parts.append(
+            _node_markup(
+                layout,
+                node_id,
+                node_id in highlights,
+                hrefs[node_id],
+                (loads or {}).get(node_id),
+            )
+        )
     parts.append("</g>")
     if layout.unattached:
         count = layout.unattached

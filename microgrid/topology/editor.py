@@ -304,7 +304,8 @@ def _summary_item(error: ErrorItem, node_rows: list[Row], asset_rows: list[Row])
         target, rows = f"Asset {error.asset_id}", asset_rows
         anchor = next((r.anchor for r in rows if r.ident == error.asset_id), None)
     elif error.code == "TOPOLOGY_CYCLE" and error.details.get("node_ids"):
-        target = "Microgrid Nodes " + ", ".join(error.details["node_ids"])
+        # The message names every node on the cycle: the link goes to the first, unrepeated.
+        target = f"Microgrid Node {error.details['node_ids'][0]}"
         anchor = next((r.anchor for r in node_rows if r.ident == error.node_id), None)
     elif error.node_id is not None:
         target, rows = f"Microgrid Node {error.node_id}", node_rows

@@ -123,12 +123,26 @@ class _RowForm(forms.Form):
     def __init__(self, *args, node_choices: Iterable[tuple[str, str]] = (), **kwargs):
         super().__init__(*args, **kwargs)
         choices = list(node_choices)
+        loaded = self.is_loaded_row()
+        own = self._own_node_id() if self.id_field == "node_id" else None
         for name in self.select_fields:
             blank = self.fields[name].widget.choices[:1]
-            self.fields[name].widget.choices = blank + choices
-        if self.is_loaded_row():
+            if name == "parent_id":
+                # A new row must choose its parent (an empty parent would make it a second
+                # root); only the saved root says "none". A node is never its own parent.
+                blank = [("", "— none: the root —" if loaded and own else "— choose a parent —")]
+                self.fields[name].widget.choices = blank + [c for c in choices if c[0] != own]
+            else:
+                self.fields[name].widget.choices = blank + choices
+        if loaded:
             # The id is the row's identity: renaming means changing the name.
             self.fields[self.id_field].widget.attrs["readonly"] = True
+
+    def _own_node_id(self) -> str:
+        value = self.data.get(self.add_prefix("node_id")) if self.is_bound else None
+        if value is None:
+            value = self.initial.get("node_id")
+        return (value or "").strip()
 
     def is_loaded_row(self) -> bool:
         value = self.data.get(self.add_prefix("loaded")) if self.is_bound else None
@@ -142,7 +156,7 @@ class NodeRowForm(_RowForm):
     id_field = "node_id"
 
     node_id = _text(autocomplete="off", spellcheck="false", placeholder="new node id")
-    parent_id = _select([("", "— none (grid connection) —")])
+    parent_id = _select([("", "— choose a parent —")])
     kind = _select([("", "—"), *NodeKind.choices])
     name = _text(autocomplete="off")
     physical_rating_kw = _number(min="0")

@@ -10,6 +10,7 @@ from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
 from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.history import unattributed_reason
 from microgrid.common.prepared import PreparedRead
 from microgrid.topology.choices import ASSET_KIND_FIELDS
 from microgrid.topology.models import (
@@ -194,13 +195,14 @@ def _latest_snapshot(microgrid: Microgrid) -> dict[str, Any] | None:
 
 
 def _summary(changes: dict[str, list]) -> str:
+    """In words: "added node grp-c; changed nodes grp-a, grp-b; removed asset CH-09"."""
     parts = []
     for key, label in (("nodes", "node"), ("assets", "asset")):
-        for verb, sign in (("added", "+"), ("removed", "-"), ("changed", "~")):
+        for verb in ("added", "changed", "removed"):
             ids = changes[f"{key}_{verb}"]
             if ids:
                 shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
-                parts.append(f"{sign}{len(ids)} {label}{'s' if len(ids) != 1 else ''} ({shown})")
+                parts.append(f"{verb} {label}{'s' if len(ids) != 1 else ''} {shown}")
     return "; ".join(parts)[:500] or "no change"
 
 
@@ -250,7 +252,12 @@ def _apply(microgrid, nodes, assets, current_nodes, current_assets, user) -> Non
                 obj._history_user = history_user
                 obj.save()
         if creates:
-            bulk_create_with_history(creates, MicrogridNode, default_user=history_user)
+            bulk_create_with_history(
+                creates,
+                MicrogridNode,
+                default_user=history_user,
+                default_change_reason=unattributed_reason(history_user),
+            )
             if any(o.pk is None for o in creates):
                 fresh = {
                     n.node_id: n
@@ -278,7 +285,12 @@ def _apply(microgrid, nodes, assets, current_nodes, current_assets, user) -> Non
             obj._history_user = history_user
             obj.save()
     if creates:
-        bulk_create_with_history(creates, Asset, default_user=history_user)
+        bulk_create_with_history(
+            creates,
+            Asset,
+            default_user=history_user,
+            default_change_reason=unattributed_reason(history_user),
+        )
 
     removed = [current_nodes[n] for n in current_nodes if n not in wanted_nodes]
     # Children before parents: PROTECT on the parent key must never fire.

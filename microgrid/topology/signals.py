@@ -11,6 +11,8 @@ connected in the contributing app's `AppConfig.ready()`.
 - `node_references(microgrid)` -> `[("node" | "asset", id, {"type": ..., "id": ...}), ...]`:
   what still points at a node or asset (limits, envelope groups, capability bindings, circuit
   aliases); the topology validator refuses to remove any of them (NODE_IN_USE). One query.
+- `node_loads(microgrid)` -> `{node_id: {load_kw, limit_kw, load_pct, ...}}`: live load per
+  node (the latest cycle's), drawn on the diagrams. One query.
 """
 
 from django.dispatch import Signal
@@ -19,3 +21,4 @@ card_sections = Signal()
 manage_tabs = Signal()
 card_page_sections = Signal()
 node_references = Signal()
+node_loads = Signal()

@@ -98,6 +98,9 @@ def login_page(browser, live_server, e2e_user):
         page.wait_for_load_state()
         if "/accounts/login/" in page.url:
             pytest.fail(f"could not log in as {user.get_username()} through the login form")
+        # Off the fleet overview it landed on: that page refreshes itself (live.js), and its
+        # reads would hold SQLite's in-memory tables while a test writes its fixtures.
+        page.goto("about:blank")
         return page
 
     yield make

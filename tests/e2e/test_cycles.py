@@ -42,8 +42,12 @@ def send(microgrid, at, **values):
 
 
 def rebalance(page):
+    """Rebalance now, then follow the confirmation's link to the cycle it ran."""
     page.goto(CYCLES)
     page.get_by_test_id("rebalance").click()
+    result = page.get_by_test_id("rebalance-result")
+    expect(result).to_contain_text("cycle #")
+    result.click()
     page.wait_for_load_state()
 
 

@@ -139,3 +139,16 @@ def test_anonymous_visitors_are_sent_to_log_in(client, circuits):
 def test_empty_pages_say_so(operator_client, db):
     assert "No legacy circuits" in operator_client.get(CIRCUITS).content.decode()
     assert "No legacy calls" in operator_client.get(USAGE).content.decode()
+
+
+@pytest.mark.django_db
+def test_legacy_pages_keep_the_apps_top_navigation_and_one_page_per_url(operator_client):
+    top = operator_client.get("/manage/microgrids/").content.decode()
+    nav = top.split('class="app-nav"')[1].split("</nav>")[0]
+    for url in ("/manage/legacy/circuits/", "/manage/legacy/alias-usage/"):
+        html = operator_client.get(url).content.decode()
+        legacy_nav = html.split('class="app-nav"')[1].split("</nav>")[0]
+        assert legacy_nav.replace(' aria-current="page"', "") == nav
+        assert 'data-testid="legacy-tabs"' in html
+    index = operator_client.get("/manage/legacy/")
+    assert index.status_code == 302 and index["Location"] == "/manage/legacy/circuits/"

@@ -249,11 +249,17 @@ def test_an_edit_above_the_rating_is_rejected_and_changes_nothing(operator_clien
 
 
 @pytest.mark.django_db
-def test_deleting_a_limit_removes_it_from_the_page(operator_client, microgrid):
+def test_deleting_a_limit_asks_first_then_removes_it_from_the_page(operator_client, microgrid):
     limit_policy_create(
         microgrid=microgrid, **policy_input({"scope": "MICROGRID", "limit_kw": 700})
     )
-    assert operator_client.get(URL + "LP-1/delete/").status_code == 405
+    listing = html_of(operator_client.get(URL))
+    assert 'href="LP-1/delete/" data-testid="limit-delete"' in listing  # a link, not a POST
+    confirm = operator_client.get(URL + "LP-1/delete/")
+    assert confirm.status_code == 200
+    assert 'data-testid="limit-delete-confirm"' in html_of(confirm)
+    assert "Delete Microgrid limit LP-1" in html_of(confirm)
+    assert LimitPolicy.objects.filter(policy_id="LP-1").exists()  # asking deleted nothing
     response = operator_client.post(URL + "LP-1/delete/")
     assert response.status_code == 302
     html = html_of(operator_client.get(URL))

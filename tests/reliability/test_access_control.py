@@ -66,6 +66,7 @@ ACCESS: dict[str, dict[str, frozenset[str]]] = {
     "accounts/login/": {"GET": EVERYONE, "POST": EVERYONE},
     "accounts/logout/": {"POST": EVERYONE},
     "healthz": {"GET": EVERYONE},
+    "favicon.ico": {"GET": EVERYONE},  # a redirect to the static icon
     # Django admin (every admin URL): support staff only.
     "admin/": {"GET": SUPPORT_ONLY},
     # Canonical API.
@@ -113,6 +114,8 @@ ACCESS: dict[str, dict[str, frozenset[str]]] = {
     "manage/microgrids/": {"GET": MANAGE},
     PAGE: {"GET": MANAGE},
     PAGE + "topology/": {"GET": MANAGE},
+    PAGE + "topology/revisions/": {"GET": MANAGE},
+    PAGE + "topology/revisions/<int:version>/": {"GET": MANAGE},
     PAGE + "topology/edit/": {"GET": WRITE, "POST": WRITE},
     PAGE + "limits/": {"GET": MANAGE, "POST": WRITE},
     PAGE + "limits/<mgid:policy_id>/": {"GET": WRITE, "POST": WRITE},

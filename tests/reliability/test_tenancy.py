@@ -359,8 +359,9 @@ def test_membership_costs_no_query_per_microgrid(
     operator = make_user("operator", username="op-fleet", microgrids=ids[::2])
     api = token_client(ApiToken.issue(user=operator)[1])
     api.get("/api/microgrids/")  # warm: the token's last_used_at is written once a minute
-    # Token, roles, the list with its membership subquery.
-    with django_assert_max_num_queries(3):
+    # Token, roles, the fleet's counts per state and its page (both with the membership
+    # subquery: the fleet overview, issue 17).
+    with django_assert_max_num_queries(4):
         assert listed(api) == ids[::2]
     # One microgrid: token, roles, the microgrid with its membership subquery, the card's reads.
     with django_assert_max_num_queries(12) as card:

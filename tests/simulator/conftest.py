@@ -59,7 +59,8 @@ def simulate(profile: dict, out: Path, *args: str) -> Run:
     out.mkdir(parents=True, exist_ok=True)
     path = out.parent / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump(profile, sort_keys=False))
-    call_command("simulate", str(path), "--out", str(out), *args)
+    # The test database: the command's default scratch database is tested in test_simulate.
+    call_command("simulate", str(path), "--out", str(out), "--database", "current", *args)
     return Run(out, profile)
 
 

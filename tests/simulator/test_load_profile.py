@@ -79,3 +79,19 @@ def test_demo_feed_sends_live_telemetry_for_the_demo_depot():
     microgrid = Microgrid.objects.get(microgrid_id="MG.DEMO-1")
     assert LatestReading.objects.filter(microgrid=microgrid, asset__kind="CHARGER").count() == 24
     assert LatestReading.objects.filter(microgrid=microgrid, asset__asset_id="SITE").exists()
+
+
+@pytest.mark.django_db
+def test_keep_existing_leaves_an_operators_edits_and_says_so(tmp_path, capsys):
+    """`make run` loads the demo with --keep-existing: a restart must not revert edits."""
+    call_command("load_profile", str(DEMO))
+    changed = tmp_path / "demo.yaml"
+    changed.write_text(DEMO.read_text().replace("name: Bay D,", "name: Bay D (new),"))
+    call_command("load_profile", str(changed))  # stands in for an operator's edit: version 2
+    capsys.readouterr()
+    call_command("load_profile", "--keep-existing", str(DEMO))
+    microgrid = Microgrid.objects.get(microgrid_id="MG.DEMO-1")
+    assert microgrid.topology_version == 2
+    assert MicrogridNode.objects.get(microgrid=microgrid, node_id="grp-d").name == "Bay D (new)"
+    out = capsys.readouterr().out
+    assert "already exists" in out and "NOT reloaded" in out and "make demo-reset" in out

@@ -265,3 +265,36 @@ def test_load_profile_accepts_a_scenario_and_runs_nothing(capsys):
     call_command("load_profile", str(PROFILES / "demo_depot.yaml"))
     assert "MG.DEMO-1 created" in capsys.readouterr().out
     assert not Cycle.objects.exists()
+
+
+def test_the_cli_runs_in_its_own_scratch_database_by_default(tmp_path):
+    """`simulate` never touches the configured database (the live demo's): a scheduled cycle
+    or a worker there cannot slip into a run, and the run leaves nothing behind there."""
+    live = tmp_path / "live.sqlite3"
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "simulate",
+            "simulator/profiles/degraded_telemetry.yaml",
+            "--out",
+            str(out),
+            "--no-chart",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={
+            "SQLITE_PATH": str(live),
+            "PATH": "/usr/bin:/bin",
+            "MICROGRID_VAR_DIR": str(tmp_path / "var"),
+            "PYTHONPATH": os.environ.get("PYTHONPATH", str(ROOT)),
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert "scratch database" in result.stderr and str(tmp_path / "var") in result.stderr
+    assert (out / "summary.json").exists()
+    assert not live.exists() or live.stat().st_size == 0  # the configured database: untouched
+    scratch = tmp_path / "var" / "sim" / "scratch"
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("run-")] == []

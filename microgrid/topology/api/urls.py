@@ -3,7 +3,8 @@ from django.urls import path
 from microgrid.topology.api import views
 
 urlpatterns = [
-    path("microgrids/", views.MicrogridListView.as_view(), name="api-microgrids"),
+    # microgrids/ (the list, and POST to create) is served by microgrid.fleet, which
+    # extends MicrogridListView with the fleet overview's state, filters and paging.
     path(
         "microgrids/<mgid:microgrid_id>/", views.MicrogridDetailView.as_view(), name="api-microgrid"
     ),

@@ -9,6 +9,7 @@ worker stored. It is the simulator's world, driven by the real clock.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from datetime import datetime
@@ -39,8 +40,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--ticks", type=int, default=0, help="stop after N ticks (0: run forever)"
         )
+        parser.add_argument("--quiet", action="store_true", help="no start-up line")
 
-    def handle(self, *args, profile, every, speed, ticks, **options):
+    def handle(self, *args, quiet=False, **options):
+        # Ctrl-C (or run_demo's SIGINT) between two ticks: a clean stop, no traceback.
+        with contextlib.suppress(KeyboardInterrupt):
+            self._feed(quiet=quiet, **options)
+
+    def _feed(self, *, profile, every, speed, ticks, quiet, **options):
         raw = read_profile(profile)
         scenario, errors = parse_scenario(raw.get("scenario"), raw)
         if scenario is None or errors:
@@ -54,9 +61,10 @@ class Command(BaseCommand):
             raise CommandError("load the profile first: manage.py load_profile " + profile)
         world, t0, started = None, 0.0, time.monotonic()
         done = 0
-        self.stdout.write(
-            f"feeding {microgrid.microgrid_id} every {every:g} s at {speed:g}x scenario time"
-        )
+        if not quiet:
+            self.stdout.write(
+                f"feeding {microgrid.microgrid_id} every {every:g} s at {speed:g}x scenario time"
+            )
         while not ticks or done < ticks:
             t = ((time.monotonic() - started) * speed) % scenario.duration_s
             if world is None or t < t0:  # first tick, or the scenario wrapped around: start over

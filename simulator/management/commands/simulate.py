@@ -1,7 +1,14 @@
 """`manage.py simulate FILE --seed N --out DIR`: run a profile's scenario and write its artifacts."""
 
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from microgrid.common.errors import DomainError
@@ -45,14 +52,28 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=None, help="overrides scenario.seed")
         parser.add_argument("--out", required=True, help="directory for the artifacts")
         parser.add_argument("--no-chart", action="store_true", help="skip chart.png")
+        parser.add_argument(
+            "--database",
+            choices=("scratch", "current"),
+            default="scratch",
+            help="scratch (default): a fresh SQLite copy under var/sim/scratch/, so that no "
+            "live cycle, worker or other run can touch the run; current: this settings' database",
+        )
 
-    def handle(self, *args, file, seed, out, no_chart, **options):
+    def handle(self, *args, file, seed, out, no_chart, database="scratch", **options):
         try:
             profile = read_profile(file)
             checked_scenario(profile, seed=seed)
         except DomainError as exc:
             print_errors(self.stderr, exc)
             sys.exit(2)
+        if database == "scratch":
+            argv = ["simulate", file, "--out", out, "--database", "current"]
+            if seed is not None:
+                argv += ["--seed", str(seed)]
+            if no_chart:
+                argv.append("--no-chart")
+            sys.exit(self._in_scratch(argv))
         # A DomainError from here on is the product refusing its own simulator: a bug, not a
         # bad profile, so it is not reported as exit status 2.
         bar = ProgressBar(self.stderr, "simulating")
@@ -65,3 +86,41 @@ class Command(BaseCommand):
             f"{s['sessions']['left_short']} session(s) left short, "
             f"max allocation excess {s['max_allocation_excess_kw']} kW -> {result.out_dir}"
         )
+
+    def _in_scratch(self, argv: list[str]) -> int:
+        """Run `manage.py <argv>` on a private SQLite database and its own broker directory:
+        a copy of a migrated template (migrated once, under a lock), removed afterwards."""
+        root = Path(settings.VAR_DIR) / "sim" / "scratch"
+        root.mkdir(parents=True, exist_ok=True)
+        template = root / "template.sqlite3"
+        run_dir = root / f"run-{os.getpid()}"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir()
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")
+        }
+        manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
+        with open(root / "template.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one migrate at a time; copies wait for it
+            subprocess.run(
+                [*manage, "migrate", "--noinput", "-v", "0"],
+                env={**env, "SQLITE_PATH": str(template), "MICROGRID_VAR_DIR": str(run_dir)},
+                check=True,
+            )
+            shutil.copyfile(template, run_dir / "db.sqlite3")
+        self.stderr.write(
+            f"simulating in a scratch database {run_dir / 'db.sqlite3'} "
+            "(removed afterwards; --database current runs on this settings' database)"
+        )
+        try:
+            return subprocess.run(
+                [*manage, *argv],
+                env={
+                    **env,
+                    "SQLITE_PATH": str(run_dir / "db.sqlite3"),
+                    "MICROGRID_VAR_DIR": str(run_dir),
+                },
+            ).returncode
+        finally:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(run_dir)

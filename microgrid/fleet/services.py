@@ -1,0 +1,53 @@
+"""Writes of the fleet overview's own rows (one upsert per stored cycle)."""
+
+from __future__ import annotations
+
+from balancing.selectors import node_load
+from microgrid.fleet.models import MicrogridState
+
+STATE_FIELDS = (
+    "cycle_id",
+    "cycle_seq",
+    "completed_at",
+    "trigger_type",
+    "outcome",
+    "source_mode",
+    "reason_codes",
+    "root_node_id",
+    "root_load_kw",
+    "root_limit_kw",
+    "root_load_pct",
+)
+
+
+def microgrid_state_record(*, cycle) -> None:
+    """Make `cycle` the microgrid's latest state: one INSERT ... ON CONFLICT UPDATE.
+
+    Runs inside the transaction that stores the cycle (cycles of one microgrid are
+    serialised by its lock), so the overview and the cycles list never disagree.
+    """
+    nodes = (cycle.document or {}).get("nodes") or []
+    root = nodes[0] if nodes else None  # cycle documents list nodes in tree order
+    load, limit, pct = node_load(root) if root else (None, None, None)
+    row = MicrogridState(
+        microgrid_id=cycle.microgrid_id,
+        cycle_id=cycle.cycle_id,
+        cycle_seq=cycle.seq,
+        completed_at=cycle.completed_at,
+        trigger_type=cycle.trigger_type,
+        outcome=cycle.outcome,
+        source_mode=cycle.source_mode,
+        reason_codes=list(cycle.reason_codes or []),
+        root_node_id=root["node_id"] if root else "",
+        root_load_kw=load,
+        root_limit_kw=limit,
+        root_load_pct=pct,
+    )
+    MicrogridState.objects.bulk_create(
+        [row], update_conflicts=True, unique_fields=["microgrid"], update_fields=STATE_FIELDS
+    )
+
+
+def on_cycle_saved(sender, instance, created: bool, raw: bool = False, **kwargs) -> None:
+    if created and not raw:
+        microgrid_state_record(cycle=instance)
