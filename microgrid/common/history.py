@@ -22,10 +22,13 @@ from simple_history.models import HistoricalRecords
 _OWN = {"history_id", "history_date", "history_change_reason", "history_type", "history_user"}
 
 
-def record_history(rows: QuerySet, *, history_type: str, date: datetime) -> int:
+def record_history(
+    rows: QuerySet, *, history_type: str, date: datetime, reason: str | None = None
+) -> int:
     """Append one history row per row of `rows` (a queryset of a model with HistoricalRecords)
     as it is now in the database; `history_type` is "+" (created) or "~" (changed). The user
-    is the signed-in user of the current request, as simple-history records it."""
+    is the signed-in user of the current request, as simple-history records it; `reason`, when
+    given, is the rows' change reason (else what made the change, as for a save)."""
     if history_type not in ("+", "~"):
         raise ValueError(history_type)
     model: type[Model] = rows.model
@@ -45,7 +48,7 @@ def record_history(rows: QuerySet, *, history_type: str, date: datetime) -> int:
     field = history._meta.get_field("history_date")
     user_id = _user_id()
     # The same reason a save would get (name_unattributed_change): what made the change.
-    reason = unattributed_reason(user_id) or None
+    reason = reason or unattributed_reason(user_id) or None
     params = [
         field.get_db_prep_value(date, connection),
         history_type,

@@ -448,7 +448,7 @@ def _withdraw_by_peer(microgrid, peer, forecast, message, now) -> list[str]:
         withdraw_reason=reason,
         withdrawn_by_message=message,
     )
-    record_history(ended, history_type="~", date=now)
+    record_history(ended, history_type="~", date=now, reason=reason[:100])
     return ids
 
 
