@@ -178,9 +178,13 @@ def recent_series(microgrid, *, count: int = 40) -> dict[str, Any]:
     return {
         "labels": labels,
         # Load against limit per node: the chart the simulator draws too (balancing/charts.py).
-        "load": load_against_limit(
-            (label, doc.get("nodes", [])) for label, (_, _, doc) in zip(labels, docs, strict=True)
-        ),
+        "nodes": {
+            node_id: {"load": s.load, "limit": s.limit}
+            for node_id, s in load_against_limit(
+                (label, doc.get("nodes", []))
+                for label, (_, _, doc) in zip(labels, docs, strict=True)
+            ).nodes.items()
+        },
         "groups": dict(sorted(per_group.items())),
     }
 

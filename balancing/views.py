@@ -24,17 +24,16 @@ def _charts(microgrid, chart_range: str | None = None) -> dict:
     else:
         data = selectors.recent_series(microgrid)
     labels = data["labels"]
-    load = data["load"]
     node_charts = [
         {
             "node_id": node_id,
             "svg": render_load_chart_svg(
-                svg_series(load, node_id),
+                svg_series(labels, s["load"], s["limit"]),
                 title=f"{node_id}: load against effective limit",
                 height=220,
             ),
         }
-        for node_id in load.nodes
+        for node_id, s in data["nodes"].items()
     ]
     group_charts = [
         {
