@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from math import floor
 
+from balancing.codes import BREACH_PRECEDENCE, LIMIT_SOURCE_TO_BREACH, breach_rank
+
 __all__ = [
     "BREACH_PRECEDENCE",
     "BreachFinding",
@@ -20,16 +22,6 @@ __all__ = [
     "breach_tolerance_kw",
     "detect_breaches",
 ]
-
-# Spec 4.5, breach precedence (for primary_reason_code).
-BREACH_PRECEDENCE: tuple[str, ...] = (
-    "BREACH_PHYSICAL_RATING",
-    "BREACH_OPERATING_ENVELOPE",
-    "BREACH_MICROGRID_LIMIT",
-    "BREACH_TOU_LIMIT",
-    "BREACH_NODE_LIMIT",
-)
-_RANK = {code: rank for rank, code in enumerate(BREACH_PRECEDENCE)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +73,10 @@ def _exceeds(measured: float, limit: float) -> bool:
     return _round3(measured - limit) > _round3(breach_tolerance_kw(limit))
 
 
+def _breach_code(source: str) -> str:
+    return LIMIT_SOURCE_TO_BREACH.get(source) or f"BREACH_{source}"
+
+
 def _round3(x: float) -> float:
     return floor(x * 1000.0 + 0.5) / 1000.0
 
@@ -103,12 +99,14 @@ def detect_breaches(
         if value is None or not _exceeds(value, node.effective_limit_kw):
             continue
         codes = {
-            f"BREACH_{source}" for source, limit_kw in node.constraints if _exceeds(value, limit_kw)
+            _breach_code(source)
+            for source, limit_kw in node.constraints
+            if _exceeds(value, limit_kw)
         }
         # The effective limit is one of the constraints; it counts even when the caller left
         # the list empty.
-        codes.add(f"BREACH_{node.limit_source}")
-        exceeded = tuple(sorted(codes, key=lambda c: _RANK.get(c, len(_RANK))))
+        codes.add(_breach_code(node.limit_source))
+        exceeded = tuple(sorted(codes, key=breach_rank))
         findings.append(
             BreachFinding(
                 node_id=node.node_id,

@@ -1,5 +1,7 @@
 from django.db import models
 
+from balancing.codes import BREACH_LABELS, REASON_LABELS
+
 
 class TriggerType(models.TextChoices):
     SCHEDULED = "SCHEDULED"
@@ -29,27 +31,14 @@ class BreachStatus(models.TextChoices):
     RESOLVED = "RESOLVED"
 
 
-# Plain-language labels shown next to the verbatim codes on the pages.
+# Plain-language labels shown next to the verbatim codes on the pages: the reason and breach
+# labels live with their codes (balancing/codes.py), the modes and outcomes here.
 CODE_LABELS = {
-    "FAILSAFE_TELEMETRY_UNAVAILABLE": "Fallback needed but not configured: fail safe",
-    "TELEMETRY_FALLBACK": "A stale or missing reading was replaced by its fallback",
-    "EXTERNAL_CONTROL": "Delegated to an external controller",
-    "OPERATING_ENVELOPE_LIMIT": "Bound by an operating envelope",
-    "MICROGRID_LIMIT": "Bound by the microgrid aggregate cap",
-    "TOU_LIMIT": "Bound by an active scheduled cap",
-    "NODE_LIMIT": "Bound by a Node Limit",
-    "PHYSICAL_RATING": "Bound by a physical rating",
-    "MIN_POWER_UNSERVED": "No room for the charger's minimum: set to 0",
-    "ASSET_MAX_POWER": "Charger at its own maximum",
-    "DEMAND_MET": "Charger got all it asked for",
+    **REASON_LABELS,
     "MEASURED": "All inputs measured and fresh",
     "FALLBACK_DERIVED": "Some inputs replaced by fallback values",
     "FAILSAFE": "Fail safe: an input had no fallback",
     "OK": "Every charger got what it asked for",
     "CONSTRAINED": "A limit held some chargers back",
-    "BREACH_PHYSICAL_RATING": "Measured above the physical rating",
-    "BREACH_OPERATING_ENVELOPE": "Measured above an operating envelope",
-    "BREACH_MICROGRID_LIMIT": "Measured above the microgrid cap",
-    "BREACH_TOU_LIMIT": "Measured above a scheduled cap",
-    "BREACH_NODE_LIMIT": "Measured above a Node Limit",
+    **BREACH_LABELS,
 }

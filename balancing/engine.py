@@ -19,12 +19,21 @@ is then the lowest on its path, and the deepest node holding that level is the o
 it. This gives exactly the progressive filling of spec 4.3 without iterating over levels.
 Per-charger work is done column-wise with numpy; Python loops run per node, or over the few
 exceptions (stale, unplugged, fail safe, refused minimums).
+
+`allocate` runs named phases, each a function below it, in this order: `_topology` (the tree),
+`_uncontrolled_load` and `_charger_columns` (inputs to columns), `_budgets`,
+`_failsafe_setpoints`, `_minimums`, `_water_fill` (one `_fill_class` per priority class),
+`_round_setpoints`, `_external_control`, the reasons (`_charger_reason_tables`,
+`_node_reasons`) and the results (`_charger_results`, `_node_results`, `_cycle_result`). They
+hand each other small slotted state objects (`_Tree`, `_Loads`, `_Columns`, `_Active`,
+`_Fill`, `_NodeReasons`). The tree is the engine's own (`_tree_order`, `_Tree`): it must refuse
+anything but one valid tree and stay free of Django, where `microgrid/topology/tree.py` is
+lenient by design (it renders whatever the database holds).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import accumulate
 from math import floor, inf
@@ -32,6 +41,13 @@ from operator import attrgetter
 from typing import Any
 
 import numpy as np
+
+from balancing.codes import (
+    LIMIT_REASONS,
+    LIMIT_SOURCE_TO_REASON,
+    REASON_PRECEDENCE,
+    sort_reasons,
+)
 
 __all__ = [
     "EXTERNAL_CONTROL",
@@ -54,31 +70,7 @@ __all__ = [
     "sort_reasons",
 ]
 
-# Spec 4.5: one table, one precedence.
-REASON_PRECEDENCE: tuple[str, ...] = (
-    "FAILSAFE_TELEMETRY_UNAVAILABLE",
-    "TELEMETRY_FALLBACK",
-    "EXTERNAL_CONTROL",
-    "OPERATING_ENVELOPE_LIMIT",
-    "MICROGRID_LIMIT",
-    "TOU_LIMIT",
-    "NODE_LIMIT",
-    "PHYSICAL_RATING",
-    "MIN_POWER_UNSERVED",
-    "ASSET_MAX_POWER",
-    "DEMAND_MET",
-)
-_RANK = {code: rank for rank, code in enumerate(REASON_PRECEDENCE)}
-
-LIMIT_SOURCE_TO_REASON: dict[str, str] = {
-    "OPERATING_ENVELOPE": "OPERATING_ENVELOPE_LIMIT",
-    "MICROGRID_LIMIT": "MICROGRID_LIMIT",
-    "TOU_LIMIT": "TOU_LIMIT",
-    "NODE_LIMIT": "NODE_LIMIT",
-    "PHYSICAL_RATING": "PHYSICAL_RATING",
-}
-LIMIT_REASONS = frozenset(LIMIT_SOURCE_TO_REASON.values())
-
+# Spec 4.5: the code lists and their precedence are defined once, in balancing/codes.py.
 FAILSAFE_TELEMETRY_UNAVAILABLE = "FAILSAFE_TELEMETRY_UNAVAILABLE"
 TELEMETRY_FALLBACK = "TELEMETRY_FALLBACK"
 EXTERNAL_CONTROL = "EXTERNAL_CONTROL"
@@ -105,11 +97,6 @@ _R_FALLBACK = (TELEMETRY_FALLBACK,)
 _R_FAILSAFE = (FAILSAFE_TELEMETRY_UNAVAILABLE,)
 _R_EXTERNAL = (EXTERNAL_CONTROL,)
 _R_NONE: tuple[str, ...] = ()
-
-
-def sort_reasons(codes: Iterable[str]) -> tuple[str, ...]:
-    """Deduplicate reason codes and sort them by the precedence of spec 4.5."""
-    return tuple(sorted(set(codes), key=_RANK.__getitem__))
 
 
 def _kw(value: float) -> float:
@@ -519,62 +506,227 @@ _N_FIXED = len(_FIXED_REASONS)
 
 def allocate(inp: EngineInput) -> EngineResult:
     """Allocate charging power for one cycle (spec 4.1 to 4.5)."""
-    threshold_s = inp.threshold_s
+    tree = _topology(inp.nodes)
+    loads = _uncontrolled_load(inp.loads, tree, inp.threshold_s)
+    cols = _charger_columns(inp.chargers, tree, loads, inp.threshold_s)
+    unc, remaining = _budgets(tree, loads)
+    remaining = _failsafe_setpoints(cols, tree, remaining)
+    active, remaining = _minimums(cols, tree, remaining)
+    fill = _water_fill(active, tree, remaining)
+    _round_setpoints(cols, active, fill)
+    own_hidden = _external_control(cols, tree, loads)
+    reason_table, binding_table = _charger_reason_tables(tree, fill.bindings)
+    chargers = _charger_results(cols, reason_table, binding_table)
+    alloc_sum = tree.subtree_sums(
+        np.bincount(cols.ch_node, weights=cols.setpoint, minlength=tree.n)
+    )
+    headroom = np.maximum(tree.limits - unc - alloc_sum, 0.0)
+    used_codes = set(cols.code_list)
+    reasons = _node_reasons(tree, loads, used_codes, headroom, own_hidden)
+    nodes = _node_results(tree, unc, alloc_sum, headroom, reasons)
+    return _cycle_result(used_codes, reason_table, reasons, nodes, chargers)
 
-    # ---- topology ---------------------------------------------------------------------------
-    order = _tree_order(inp.nodes)
-    n_nodes = len(order)
-    index = {n.node_id: i for i, n in enumerate(order)}
-    # Preorder puts every parent before its children: walking the indices backwards is a
-    # bottom-up pass, forwards a top-down one.
-    parent = [-1] * n_nodes
-    depth = [0] * n_nodes
-    for i in range(1, n_nodes):
-        p = parent[i] = index[order[i].parent_id]  # type: ignore[index]
-        depth[i] = depth[p] + 1
-    limits = np.array([n.limit_kw for n in order], dtype=float)
-    # Subtree sums level by level, deepest first: one bincount per level.
-    by_depth: dict[int, list[int]] = {}
-    for i in range(1, n_nodes):
-        by_depth.setdefault(depth[i], []).append(i)
-    levels = [
-        (np.array(by_depth[k], dtype=np.intp), np.array([parent[i] for i in by_depth[k]]))
-        for k in sorted(by_depth, reverse=True)
-    ]
 
-    def subtree_sums(own: np.ndarray) -> np.ndarray:
+# --------------------------------------------------------------------------------------------
+# Phase state. Plain slotted classes: the phases hand them on and fill them in; nothing outside
+# this module sees them.
+# --------------------------------------------------------------------------------------------
+
+
+class _Tree:
+    """The node tree in preorder (parents before children) with what every phase needs of it."""
+
+    __slots__ = ("order", "index", "parent", "limits", "levels", "n")
+
+    order: list[NodeInput]
+    index: dict[str, int]  # node_id -> position in order
+    parent: list[int]  # position of the parent, -1 for the root
+    limits: np.ndarray  # effective limit per node
+    levels: list[tuple[np.ndarray, np.ndarray]]  # (nodes, their parents) per depth, deepest first
+    n: int
+
+    def subtree_sums(self, own: np.ndarray) -> np.ndarray:
+        """Each node's value plus every value below it."""
+        n_nodes = self.n
         if n_nodes <= 64:
             # A small tree: one Python pass costs less than a few numpy calls per level.
+            parent = self.parent
             acc = own.tolist()
             for i in range(n_nodes - 1, 0, -1):
                 acc[parent[i]] += acc[i]
             return np.array(acc, dtype=float)
         total = np.array(own, dtype=float)  # a copy; bincount of nothing is an int array
-        for kids, parents in levels:
+        for kids, parents in self.levels:
             total += np.bincount(parents, weights=total[kids], minlength=n_nodes)
         return total
 
-    def path_of(ni: int) -> list[int]:
+    def path_of(self, ni: int) -> list[int]:
+        """The node and its ancestors up to the root."""
+        parent = self.parent
         out = []
         while ni >= 0:
             out.append(ni)
             ni = parent[ni]
         return out
 
-    def node_of(node_id: str, asset_id: str) -> int:
+    def node_of(self, node_id: str, asset_id: str) -> int:
+        """The position of an asset's node; an unknown node is an invalid input."""
         try:
-            return index[node_id]
+            return self.index[node_id]
         except KeyError:
             raise ValueError(f"asset {asset_id!r} names unknown node {node_id!r}") from None
 
-    own_unc = [0.0] * n_nodes
-    fallbacks: list[list[FallbackEntry]] = [[] for _ in range(n_nodes)]
-    has_fallback_value = [False] * n_nodes
-    failsafe = [False] * n_nodes
 
-    # ---- uncontrolled load: site loads, batteries, PV (spec 4.2) ----------------------------
-    for ld in sorted(inp.loads, key=attrgetter("asset_id")):
-        ni = node_of(ld.node_id, ld.asset_id)
+class _Loads:
+    """Uncontrolled load and telemetry state per node (spec 4.2)."""
+
+    __slots__ = (
+        "own_unc",
+        "fallbacks",
+        "has_fallback_value",
+        "failsafe",
+        "under_failsafe",
+        "under_external",
+        "any_failsafe",
+        "any_external",
+    )
+
+    own_unc: list[float]  # uncontrolled load at the node itself (not below it)
+    fallbacks: list[list[FallbackEntry]]  # entries of the node's subtree
+    has_fallback_value: list[bool]  # a fallback value was used in the subtree
+    failsafe: list[bool]  # a value without fallback in the subtree
+    under_failsafe: list[bool]  # the node or an ancestor is in fail safe
+    under_external: list[bool]  # the node or an ancestor is under external control
+    any_failsafe: bool
+    any_external: bool
+
+
+class _Columns:
+    """The chargers in asset_id order, one numpy column per field, and their outcome so far."""
+
+    __slots__ = (
+        "chargers",
+        "asset_ids",
+        "node_ids",
+        "ni_list",
+        "ch_node",
+        "req",
+        "max_kw",
+        "min_kw",
+        "prio",
+        "requesting",
+        "req_out",
+        "failsafe_list",
+        "code",
+        "code_list",
+        "setpoint",
+        "alloc_override",
+    )
+
+    chargers: list[ChargerInput]
+    asset_ids: list[str]
+    node_ids: list[str]
+    ni_list: list[int]  # node position per charger
+    ch_node: np.ndarray  # the same as an array
+    req: np.ndarray
+    max_kw: np.ndarray
+    min_kw: np.ndarray
+    prio: np.ndarray
+    requesting: np.ndarray  # connected, fresh, asking, not in fail safe
+    req_out: np.ndarray  # requested_kw as the result shows it
+    failsafe_list: list[int]  # chargers set to their fail safe power
+    code: np.ndarray  # outcome code per charger (see _FIXED_REASONS)
+    code_list: list[int]  # the same as a list, once final
+    setpoint: np.ndarray  # what counts in the nodes' allocated_kw
+    alloc_override: dict[int, float | None]  # output allocated_kw that differs from setpoint
+
+
+class _Active:
+    """The chargers of the fair share: positions in _Columns and their columns."""
+
+    __slots__ = ("idx", "node", "min", "over", "dem", "prio")
+
+    idx: np.ndarray
+    node: np.ndarray
+    min: np.ndarray
+    over: np.ndarray  # asks more than its maximum
+    dem: np.ndarray  # what it would take: request capped by the maximum, at least the minimum
+    prio: np.ndarray
+
+    def take(self, which: np.ndarray) -> None:
+        """Keep (a mask) or reorder (positions) every column alike."""
+        self.idx = self.idx[which]
+        self.node = self.node[which]
+        self.min = self.min[which]
+        self.over = self.over[which]
+        self.dem = self.dem[which]
+        self.prio = self.prio[which]
+
+
+class _Fill:
+    """The fair share's result per active charger: its level and the node that sets it."""
+
+    __slots__ = ("level", "bind", "bindings")
+
+    level: np.ndarray
+    bind: np.ndarray  # node position, -1 for none
+    bindings: list[Binding | None]  # per node, once it bound someone
+
+
+class _NodeReasons:
+    """Per-node modes, fallback entries, reasons and budgets, and what they add to the cycle."""
+
+    __slots__ = ("modes", "fallback", "reasons", "budget", "codes", "worst_rank", "constrained")
+
+    modes: list[str]
+    fallback: list[tuple[FallbackEntry, ...]]
+    reasons: list[tuple[str, ...]]
+    budget: list[float | None]
+    codes: set[str]
+    worst_rank: int
+    constrained: bool
+
+
+# --------------------------------------------------------------------------------------------
+# Phases, in the order allocate runs them
+# --------------------------------------------------------------------------------------------
+
+
+def _topology(nodes: tuple[NodeInput, ...]) -> _Tree:
+    """The node tree in preorder with parent positions and the per-depth levels of sums."""
+    tree = _Tree()
+    order = tree.order = _tree_order(nodes)
+    n_nodes = tree.n = len(order)
+    index = tree.index = {n.node_id: i for i, n in enumerate(order)}
+    # Preorder puts every parent before its children: walking the positions backwards is a
+    # bottom-up pass, forwards a top-down one.
+    parent = tree.parent = [-1] * n_nodes
+    depth = [0] * n_nodes
+    for i in range(1, n_nodes):
+        p = parent[i] = index[order[i].parent_id]  # type: ignore[index]
+        depth[i] = depth[p] + 1
+    tree.limits = np.array([n.limit_kw for n in order], dtype=float)
+    # Subtree sums level by level, deepest first: one bincount per level.
+    by_depth: dict[int, list[int]] = {}
+    for i in range(1, n_nodes):
+        by_depth.setdefault(depth[i], []).append(i)
+    tree.levels = [
+        (np.array(by_depth[k], dtype=np.intp), np.array([parent[i] for i in by_depth[k]]))
+        for k in sorted(by_depth, reverse=True)
+    ]
+    return tree
+
+
+def _uncontrolled_load(loads: tuple[LoadInput, ...], tree: _Tree, threshold_s: int) -> _Loads:
+    """Site loads, batteries and PV into each node's own load, fallbacks and fail safe (4.2)."""
+    n_nodes = tree.n
+    state = _Loads()
+    own_unc = state.own_unc = [0.0] * n_nodes
+    fallbacks = state.fallbacks = [[] for _ in range(n_nodes)]
+    has_fallback_value = state.has_fallback_value = [False] * n_nodes
+    failsafe = state.failsafe = [False] * n_nodes
+    for ld in sorted(loads, key=attrgetter("asset_id")):
+        ni = tree.node_of(ld.node_id, ld.asset_id)
         kind = ld.kind
         if kind == "METER":
             continue  # meters feed breach detection only (spec 3.5)
@@ -593,7 +745,7 @@ def allocate(inp: EngineInput) -> EngineResult:
             None if value is None else _kw(value),
             threshold_s,
         )
-        for j in path_of(ni):
+        for j in tree.path_of(ni):
             fallbacks[j].append(entry)
             if value is None:
                 failsafe[j] = True
@@ -604,47 +756,57 @@ def allocate(inp: EngineInput) -> EngineResult:
 
     # The failsafe set is closed upwards (every path ends at the root), so in practice the
     # whole tree is in fail safe; the rule is still written for any subtree.
-    under_failsafe = failsafe[:]
-    under_external = [n.external_control for n in order]
-    any_failsafe = any(failsafe)
-    any_external = any(under_external)
-    if any_external or any_failsafe:
+    under_failsafe = state.under_failsafe = failsafe[:]
+    under_external = state.under_external = [n.external_control for n in tree.order]
+    state.any_failsafe = any(failsafe)
+    state.any_external = any(under_external)
+    if state.any_external or state.any_failsafe:
+        parent = tree.parent
         for i in range(1, n_nodes):
             p = parent[i]
             if under_failsafe[p]:
                 under_failsafe[i] = True
             if under_external[p]:
                 under_external[i] = True
+    return state
 
-    # ---- chargers: classify -------------------------------------------------------------------
+
+def _charger_columns(
+    chargers_in: tuple[ChargerInput, ...], tree: _Tree, loads: _Loads, threshold_s: int
+) -> _Columns:
+    """Chargers into columns, classified: unplugged, stale (a fixed load), fail safe, asking."""
     # Column-wise from here on: per-charger work is vectorised, and Python loops only visit
     # the exceptions (stale, unplugged, fail safe, refused minimums).
-    chargers = sorted(inp.chargers, key=attrgetter("asset_id"))
+    cols = _Columns()
+    chargers = cols.chargers = sorted(chargers_in, key=attrgetter("asset_id"))
     n_ch = len(chargers)
     # (comprehensions read slots faster than attrgetter does)
-    asset_ids = [c.asset_id for c in chargers]
-    node_ids = [c.node_id for c in chargers]
+    asset_ids = cols.asset_ids = [c.asset_id for c in chargers]
+    node_ids = cols.node_ids = [c.node_id for c in chargers]
     fresh_col = [c.freshness for c in chargers]
-    ni_list = list(map(index.get, node_ids))
+    ni_list = cols.ni_list = list(map(tree.index.get, node_ids))  # type: ignore[arg-type]
     if None in ni_list:
-        k = ni_list.index(None)
-        node_of(node_ids[k], asset_ids[k])
-    ch_node = np.array(ni_list, dtype=np.intp)
-    req = np.array([c.requested_kw for c in chargers], dtype=float)
-    max_kw = np.array([c.max_power_kw for c in chargers], dtype=float)
-    min_kw = np.array([c.min_power_kw for c in chargers], dtype=float)
-    prio = np.array([c.priority for c in chargers], dtype=np.int64)
+        k = ni_list.index(None)  # type: ignore[arg-type]
+        tree.node_of(node_ids[k], asset_ids[k])
+    ch_node = cols.ch_node = np.array(ni_list, dtype=np.intp)
+    req = cols.req = np.array([c.requested_kw for c in chargers], dtype=float)
+    cols.max_kw = np.array([c.max_power_kw for c in chargers], dtype=float)
+    cols.min_kw = np.array([c.min_power_kw for c in chargers], dtype=float)
+    cols.prio = np.array([c.priority for c in chargers], dtype=np.int64)
     connected = np.array([c.connected for c in chargers], dtype=bool)
     fresh = np.ones(n_ch, dtype=bool)
     stale = []
     if fresh_col.count(FRESH) != n_ch:
         stale = [k for k, f in enumerate(fresh_col) if f != FRESH]
     fresh[stale] = False
-    code = np.full(n_ch, _C_DEMAND, dtype=np.intp)
-    setpoint = np.zeros(n_ch)  # what counts in the nodes' allocated_kw
-    alloc_override: dict[int, float | None] = {}  # output allocated_kw that differs from it
+    code = cols.code = np.full(n_ch, _C_DEMAND, dtype=np.intp)
+    cols.setpoint = np.zeros(n_ch)
+    alloc_override = cols.alloc_override = {}
     plugged_fresh = fresh & connected
     code[fresh & ~connected] = _C_NONE
+    own_unc = loads.own_unc
+    fallbacks = loads.fallbacks
+    has_fallback_value = loads.has_fallback_value
     for k in stale:
         # It cannot be steered: fixed load at what it draws on its own.
         c = chargers[k]
@@ -652,65 +814,82 @@ def allocate(inp: EngineInput) -> EngineResult:
         fs_kw = c.failsafe_power_kw
         own_unc[ni] += fs_kw
         entry = FallbackEntry(c.asset_id, c.freshness, c.last_observed_at, _kw(fs_kw), threshold_s)
-        for j in path_of(ni):
+        for j in tree.path_of(ni):
             fallbacks[j].append(entry)
             has_fallback_value[j] = True
         code[k] = _C_FALLBACK
         alloc_override[k] = _kw(fs_kw)
     requesting = plugged_fresh & (req > 0.0)
     req_out = np.where(requesting, _floor3(req), 0.0)
-    failsafe_list: list[int] = []
-    if any_failsafe:
-        in_failsafe = plugged_fresh & np.array(under_failsafe)[ch_node]
-        failsafe_list = np.flatnonzero(in_failsafe).tolist()
+    cols.failsafe_list = []
+    if loads.any_failsafe:
+        in_failsafe = plugged_fresh & np.array(loads.under_failsafe)[ch_node]
+        cols.failsafe_list = np.flatnonzero(in_failsafe).tolist()
         code[in_failsafe] = _C_FAILSAFE
         requesting &= ~in_failsafe
         # asking for 0 still shows what was asked, the setpoint is the failsafe power
         req_out[in_failsafe] = np.maximum(_floor3(req[in_failsafe]), 0.0)
+    cols.requesting = requesting
+    cols.req_out = req_out
+    return cols
 
-    # ---- budgets ------------------------------------------------------------------------------
-    unc = subtree_sums(np.array(own_unc))
-    # What chargers under a node may still take; a negative budget allocates nothing.
-    remaining = np.maximum(limits - unc, 0.0)
 
-    # ---- fail safe setpoints (spec 4.2), in asset_id order within every known budget ----------
-    if failsafe_list:
-        room = remaining.tolist()
-        for k in failsafe_list:
-            fs_kw = chargers[k].failsafe_power_kw
-            path = path_of(ni_list[k])
-            if all(room[j] >= fs_kw - _EPS for j in path):
-                for j in path:
-                    room[j] -= fs_kw
-                setpoint[k] = fs_kw
-        remaining = np.array(room)
+def _budgets(tree: _Tree, loads: _Loads) -> tuple[np.ndarray, np.ndarray]:
+    """Each node's uncontrolled load (subtree sum) and what its chargers may still take."""
+    unc = tree.subtree_sums(np.array(loads.own_unc))
+    # A negative budget allocates nothing.
+    return unc, np.maximum(tree.limits - unc, 0.0)
 
-    # ---- minimums (spec 4.3 step 1) -----------------------------------------------------------
-    act = np.flatnonzero(requesting)  # connected, fresh, asking, not in fail safe
-    a_node = ch_node[act]
-    a_min = min_kw[act]
-    a_over = req[act] > max_kw[act]
+
+def _failsafe_setpoints(cols: _Columns, tree: _Tree, remaining: np.ndarray) -> np.ndarray:
+    """Fail safe setpoints (spec 4.2), in asset_id order within every known budget."""
+    if not cols.failsafe_list:
+        return remaining
+    room = remaining.tolist()
+    chargers = cols.chargers
+    ni_list = cols.ni_list
+    setpoint = cols.setpoint
+    for k in cols.failsafe_list:
+        fs_kw = chargers[k].failsafe_power_kw
+        path = tree.path_of(ni_list[k])
+        if all(room[j] >= fs_kw - _EPS for j in path):
+            for j in path:
+                room[j] -= fs_kw
+            setpoint[k] = fs_kw
+    return np.array(room)
+
+
+def _minimums(cols: _Columns, tree: _Tree, remaining: np.ndarray) -> tuple[_Active, np.ndarray]:
+    """Serve minimums by priority and plug-in time where they do not all fit (spec 4.3 step 1)."""
+    n_nodes = tree.n
+    act = np.flatnonzero(cols.requesting)
+    a = _Active()
+    a.idx = act
+    a.node = cols.ch_node[act]
+    a.min = cols.min_kw[act]
+    req = cols.req[act]
+    max_kw = cols.max_kw[act]
+    a.over = req > max_kw
     # a charger cannot run below its minimum; the EV simply draws less
-    a_dem = np.maximum(np.where(a_over, max_kw[act], req[act]), a_min)
-    a_prio = prio[act]
-    sub_min = subtree_sums(np.bincount(a_node, weights=a_min, minlength=n_nodes))
+    a.dem = np.maximum(np.where(a.over, max_kw, req), a.min)
+    a.prio = cols.prio[act]
+    sub_min = tree.subtree_sums(np.bincount(a.node, weights=a.min, minlength=n_nodes))
     # Only a node whose minimums do not all fit can refuse one. Under no such node every
     # minimum is served whatever the order, so the ordered pass only visits the chargers below
     # an at-risk node, and only checks those nodes.
     at_risk = (sub_min > remaining + _EPS).tolist()
     if any(at_risk):
+        path_of = tree.path_of
         risky_paths = [[j for j in path_of(i) if at_risk[j]] for i in range(n_nodes)]
-        a_min_l = a_min.tolist()
-        a_node_l = a_node.tolist()
+        a_min_l = a.min.tolist()
+        a_node_l = a.node.tolist()
         act_l = act.tolist()
-
-        def min_order(q: int) -> tuple[int, bool, str, str]:
-            c = chargers[act_l[q]]
-            plugged = c.plugged_in_at
-            return (-c.priority, plugged is None, plugged or "", c.asset_id)
-
+        chargers = cols.chargers
         candidates = [q for q in range(len(act_l)) if a_min_l[q] > 0.0 and risky_paths[a_node_l[q]]]
-        candidates.sort(key=min_order)
+        # (asset_ids are unique, so the keys never tie and the positions are never compared)
+        candidates = [
+            q for _, q in sorted((_minimum_order(chargers[act_l[q]]), q) for q in candidates)
+        ]
         room = remaining.tolist()
         served = np.ones(len(act_l), dtype=bool)
         for q in candidates:
@@ -721,193 +900,231 @@ def allocate(inp: EngineInput) -> EngineResult:
                     room[j] -= m
             else:
                 served[q] = False
-        code[act[~served]] = _C_MIN_UNSERVED
-        act = act[served]
-        a_node = a_node[served]
-        a_min = a_min[served]
-        a_over = a_over[served]
-        a_dem = a_dem[served]
-        a_prio = a_prio[served]
-        sub_min = subtree_sums(np.bincount(a_node, weights=a_min, minlength=n_nodes))
-    remaining = remaining - sub_min
+        cols.code[act[~served]] = _C_MIN_UNSERVED
+        a.take(served)
+        sub_min = tree.subtree_sums(np.bincount(a.node, weights=a.min, minlength=n_nodes))
+    return a, remaining - sub_min
 
-    # ---- fair share, one priority class at a time (spec 4.3 step 2) ---------------------------
-    bindings: list[Binding | None] = [None] * n_nodes
+
+def _minimum_order(c: ChargerInput) -> tuple[int, bool, str, str]:
+    """Who gets a minimum first: priority desc, plugged-in time asc, asset_id (spec 4.3)."""
+    plugged = c.plugged_in_at
+    return (-c.priority, plugged is None, plugged or "", c.asset_id)
+
+
+def _water_fill(a: _Active, tree: _Tree, remaining: np.ndarray) -> _Fill:
+    """Max-min fair levels above the minimums, one priority class at a time (spec 4.3 step 2)."""
+    n_nodes = tree.n
+    fill = _Fill()
+    fill.bindings = [None] * n_nodes
     # One sort for every class: priority descending, then node, asset_id order within a node
     # (lexsort is stable), so that each class is a slice and each node a run within it.
-    by_class = np.lexsort((a_node, -a_prio))
-    act = act[by_class]
-    a_node = a_node[by_class]
-    a_min = a_min[by_class]
-    a_over = a_over[by_class]
-    a_dem = a_dem[by_class]
-    a_prio = a_prio[by_class]
-    a_level = np.empty(len(act))  # each charger's fill level
-    a_bind = np.empty(len(act), dtype=np.intp)  # the node that sets it, -1 for none
-    class_starts = [0, *(np.flatnonzero(a_prio[1:] != a_prio[:-1]) + 1).tolist()]
-    class_ends = [*class_starts[1:], len(act)]
-    dem_all = a_dem.tolist()
-    min_all = a_min.tolist()
-    node_all = a_node.tolist()
-    n_classes = len(class_starts) if len(act) else 0
+    a.take(np.lexsort((a.node, -a.prio)))
+    n_act = len(a.idx)
+    fill.level = np.empty(n_act)
+    fill.bind = np.empty(n_act, dtype=np.intp)
+    class_starts = [0, *(np.flatnonzero(a.prio[1:] != a.prio[:-1]) + 1).tolist()]
+    class_ends = [*class_starts[1:], n_act]
+    dem_all = a.dem.tolist()
+    min_all = a.min.tolist()
+    node_all = a.node.tolist()
+    n_classes = len(class_starts) if n_act else 0
     for ci in range(n_classes):
         lo_c = class_starts[ci]
         hi_c = class_ends[ci]
-        c_node = a_node[lo_c:hi_c]
-        c_dem = a_dem[lo_c:hi_c]
-        c_min = a_min[lo_c:hi_c]
-        rem = remaining.tolist()
-        # A node below an exhausted one (no room above the minimums, typically taken by a
-        # higher class) can never set anyone's level: the exhausted node holds everything under
-        # it at level 0. Such "dead" nodes only add up their totals, nothing is solved there.
-        dead = [False] * n_nodes
-        if min(rem) <= _EPS:
-            for n in range(1, n_nodes):
-                p = parent[n]
-                if dead[p] or rem[p] <= _EPS:
-                    dead[n] = True
-
-        # Bottom-up: each node's fill level given the levels already found below it. A node's
-        # lists hold, for the class chargers of its subtree, the upper bounds u_i (capped by the
-        # full nodes below) and the non-zero minimums; they are handed up to the parent whole.
-        has = (np.bincount(c_node, minlength=n_nodes) > 0).tolist()  # class chargers below
-        base = np.bincount(c_node, c_min, n_nodes).tolist()  # sum of the class minimums
-        total = np.bincount(c_node, c_dem, n_nodes).tolist()  # sum of u_i: what it would take
-        us: list[list[float] | None] = [None] * n_nodes
-        ms: list[list[float]] = [[]] * n_nodes  # shared empty default, replaced before mutating
-        run_starts = [lo_c, *(np.flatnonzero(c_node[1:] != c_node[:-1]) + (lo_c + 1)).tolist()]
-        for lo, hi in zip(run_starts, [*run_starts[1:], hi_c], strict=True):
-            n = node_all[lo]
-            if not dead[n]:
-                us[n] = dem_all[lo:hi]
-                if base[n] > 0.0:
-                    ms[n] = [m for m in min_all[lo:hi] if m > 0.0]
-        level = [inf] * n_nodes
-        touched: list[int] = []
-        for n in range(n_nodes - 1, -1, -1):
-            if not has[n]:
-                continue
-            touched.append(n)
-            b = base[n]
-            r = rem[n]
-            u = us[n]
-            m_list = ms[n]
-            if total[n] > r + b + _EPS:
-                cap = total[n] = r + b
-                if r <= _EPS:
-                    # Every item stays at its minimum: nothing of this subtree moves any more.
-                    level[n] = 0.0
-                    u = []
-                    m_list = []
-                elif not dead[n]:
-                    lam = level[n] = _fill_level(u, m_list, b, cap)  # type: ignore[arg-type]
-                    # Above this node its items never exceed lam: cap the bounds, and drop the
-                    # items whose minimum is above lam (they stay at it, a constant).
-                    ku = bisect_left(u, lam)  # type: ignore[arg-type]
-                    km = bisect_right(m_list, lam)
-                    keep = len(u) - ku - (len(m_list) - km)  # type: ignore[arg-type]
-                    u = u[:ku]  # type: ignore[index]
-                    if keep:
-                        u.extend([lam] * keep)
-                    m_list = m_list[:km]
-                if level[n] < inf and bindings[n] is None:
-                    nd = order[n]
-                    bindings[n] = Binding(nd.node_id, nd.limit_source, _kw(nd.limit_kw))
-            p = parent[n]
-            if p < 0:
-                continue
-            has[p] = True
-            base[p] += b
-            total[p] += total[n]
-            if not dead[n]:
-                if u is None:
-                    u = []  # only children below an exhausted node: constants, no items
-                pu = us[p]
-                if pu is None:
-                    us[p] = u
-                    ms[p] = m_list
-                else:
-                    pu.extend(u)
-                    if m_list:
-                        if ms[p]:
-                            ms[p].extend(m_list)
-                        else:
-                            ms[p] = m_list
-
-        # Top-down: a charger's level is the lowest on its path; the deepest full node at that
-        # level is the one that binds it (a tie, up to float noise, goes to the deeper node).
-        eff = level  # updated in place: a parent is final before its children are read
-        bind_node = [-1] * n_nodes
-        for n in reversed(touched):
-            lam = level[n]
-            p = parent[n]
-            above = eff[p] if p >= 0 else inf
-            if lam <= above + _EPS:
-                if lam < inf:
-                    bind_node[n] = n
-                if lam > above:
-                    eff[n] = above
-            else:
-                eff[n] = above
-                bind_node[n] = bind_node[p]
-
-        c_level = np.array(eff)[c_node]
-        a_level[lo_c:hi_c] = c_level
-        a_bind[lo_c:hi_c] = np.array(bind_node)[c_node]
+        c_level = _fill_class(a, tree, remaining, fill, lo_c, hi_c, dem_all, min_all, node_all)
         if ci + 1 < n_classes:
             # What the class took above its minimums comes off every budget on the way up.
+            c_node = a.node[lo_c:hi_c]
+            c_dem = a.dem[lo_c:hi_c]
+            c_min = a.min[lo_c:hi_c]
             taken = np.where(c_level >= c_dem, c_dem, np.maximum(c_level, c_min)) - c_min
-            remaining = remaining - subtree_sums(np.bincount(c_node, taken, n_nodes))
+            remaining = remaining - tree.subtree_sums(np.bincount(c_node, taken, n_nodes))
+    return fill
 
-    # ---- setpoints (spec 4.3 step 3) ----------------------------------------------------------
-    alloc = np.where(a_level >= a_dem, a_dem, np.maximum(a_level, a_min))
+
+def _fill_class(
+    a: _Active,
+    tree: _Tree,
+    remaining: np.ndarray,
+    fill: _Fill,
+    lo_c: int,
+    hi_c: int,
+    dem_all: list[float],
+    min_all: list[float],
+    node_all: list[int],
+) -> np.ndarray:
+    """One class's fill levels: every node's level bottom-up, each charger's lowest on its path."""
+    n_nodes = tree.n
+    parent = tree.parent
+    order = tree.order
+    bindings = fill.bindings
+    c_node = a.node[lo_c:hi_c]
+    rem = remaining.tolist()
+    # A node below an exhausted one (no room above the minimums, typically taken by a
+    # higher class) can never set anyone's level: the exhausted node holds everything under
+    # it at level 0. Such "dead" nodes only add up their totals, nothing is solved there.
+    dead = [False] * n_nodes
+    if min(rem) <= _EPS:
+        for n in range(1, n_nodes):
+            p = parent[n]
+            if dead[p] or rem[p] <= _EPS:
+                dead[n] = True
+
+    # Bottom-up: each node's fill level given the levels already found below it. A node's
+    # lists hold, for the class chargers of its subtree, the upper bounds u_i (capped by the
+    # full nodes below) and the non-zero minimums; they are handed up to the parent whole.
+    has = (np.bincount(c_node, minlength=n_nodes) > 0).tolist()  # class chargers below
+    base = np.bincount(c_node, a.min[lo_c:hi_c], n_nodes).tolist()  # sum of the minimums
+    total = np.bincount(c_node, a.dem[lo_c:hi_c], n_nodes).tolist()  # sum of u_i
+    us: list[list[float] | None] = [None] * n_nodes
+    ms: list[list[float]] = [[]] * n_nodes  # shared empty default, replaced before mutating
+    run_starts = [lo_c, *(np.flatnonzero(c_node[1:] != c_node[:-1]) + (lo_c + 1)).tolist()]
+    for lo, hi in zip(run_starts, [*run_starts[1:], hi_c], strict=True):
+        n = node_all[lo]
+        if not dead[n]:
+            us[n] = dem_all[lo:hi]
+            if base[n] > 0.0:
+                ms[n] = [m for m in min_all[lo:hi] if m > 0.0]
+    level = [inf] * n_nodes
+    touched: list[int] = []
+    for n in range(n_nodes - 1, -1, -1):
+        if not has[n]:
+            continue
+        touched.append(n)
+        b = base[n]
+        r = rem[n]
+        u = us[n]
+        m_list = ms[n]
+        if total[n] > r + b + _EPS:
+            cap = total[n] = r + b
+            if r <= _EPS:
+                # Every item stays at its minimum: nothing of this subtree moves any more.
+                level[n] = 0.0
+                u = []
+                m_list = []
+            elif not dead[n]:
+                lam = level[n] = _fill_level(u, m_list, b, cap)  # type: ignore[arg-type]
+                # Above this node its items never exceed lam: cap the bounds, and drop the
+                # items whose minimum is above lam (they stay at it, a constant).
+                ku = bisect_left(u, lam)  # type: ignore[arg-type]
+                km = bisect_right(m_list, lam)
+                keep = len(u) - ku - (len(m_list) - km)  # type: ignore[arg-type]
+                u = u[:ku]  # type: ignore[index]
+                if keep:
+                    u.extend([lam] * keep)
+                m_list = m_list[:km]
+            if level[n] < inf and bindings[n] is None:
+                nd = order[n]
+                bindings[n] = Binding(nd.node_id, nd.limit_source, _kw(nd.limit_kw))
+        p = parent[n]
+        if p < 0:
+            continue
+        has[p] = True
+        base[p] += b
+        total[p] += total[n]
+        if not dead[n]:
+            if u is None:
+                u = []  # only children below an exhausted node: constants, no items
+            pu = us[p]
+            if pu is None:
+                us[p] = u
+                ms[p] = m_list
+            else:
+                pu.extend(u)
+                if m_list:
+                    if ms[p]:
+                        ms[p].extend(m_list)
+                    else:
+                        ms[p] = m_list
+
+    # Top-down: a charger's level is the lowest on its path; the deepest full node at that
+    # level is the one that binds it (a tie, up to float noise, goes to the deeper node).
+    eff = level  # updated in place: a parent is final before its children are read
+    bind_node = [-1] * n_nodes
+    for n in reversed(touched):
+        lam = level[n]
+        p = parent[n]
+        above = eff[p] if p >= 0 else inf
+        if lam <= above + _EPS:
+            if lam < inf:
+                bind_node[n] = n
+            if lam > above:
+                eff[n] = above
+        else:
+            eff[n] = above
+            bind_node[n] = bind_node[p]
+
+    c_level = np.array(eff)[c_node]
+    fill.level[lo_c:hi_c] = c_level
+    fill.bind[lo_c:hi_c] = np.array(bind_node)[c_node]
+    return c_level
+
+
+def _round_setpoints(cols: _Columns, a: _Active, fill: _Fill) -> None:
+    """Levels into setpoints rounded down to 0.1 kW, and each charger's outcome code (4.3)."""
+    alloc = np.where(fill.level >= a.dem, a.dem, np.maximum(fill.level, a.min))
     # Round down to 0.1 kW (the 1e-9 absorbs float noise such as 6.9999999999), but never below
     # the minimum: a charger cannot run under it, and the unrounded value it replaces already
     # fitted every budget.
     rounded = np.floor(alloc * 10.0 + 1e-9) / 10.0
-    low = rounded < a_min
+    low = rounded < a.min
     if low.any():
-        rounded[low] = _floor3(a_min[low])
-    setpoint[act] = rounded
-    code[act] = np.where(
-        alloc < a_dem - _EPS,
-        _N_FIXED + a_bind,
-        np.where(a_over, _C_ASSET_MAX, _C_DEMAND),
+        rounded[low] = _floor3(a.min[low])
+    cols.setpoint[a.idx] = rounded
+    cols.code[a.idx] = np.where(
+        alloc < a.dem - _EPS,
+        _N_FIXED + fill.bind,
+        np.where(a.over, _C_ASSET_MAX, _C_DEMAND),
     )
 
-    # ---- external control (spec 3.4) ----------------------------------------------------------
+
+def _external_control(cols: _Columns, tree: _Tree, loads: _Loads) -> np.ndarray | None:
+    """Hide the setpoints inside delegated scopes (spec 3.4); what they hold per node."""
     # The allocation ran through the delegated scope so that it gets a fair amount; the product
     # sets no point inside it, and its limits only count as binding for visible chargers.
-    own_hidden = None
-    if any_external:
-        hidden = np.array(under_external)[ch_node] & (code != _C_NONE)
-        own_hidden = np.bincount(ch_node[hidden], weights=setpoint[hidden], minlength=n_nodes)
-        hcode = code[hidden]
-        code[hidden] = np.where(
-            hcode == _C_FALLBACK,
-            _C_FALLBACK_EXTERNAL,
-            np.where(hcode == _C_FAILSAFE, _C_FAILSAFE_EXTERNAL, _C_EXTERNAL),
-        )
-        for k in np.flatnonzero(hidden).tolist():
-            alloc_override[k] = None
+    if not loads.any_external:
+        return None
+    code = cols.code
+    ch_node = cols.ch_node
+    hidden = np.array(loads.under_external)[ch_node] & (code != _C_NONE)
+    own_hidden = np.bincount(ch_node[hidden], weights=cols.setpoint[hidden], minlength=tree.n)
+    hcode = code[hidden]
+    code[hidden] = np.where(
+        hcode == _C_FALLBACK,
+        _C_FALLBACK_EXTERNAL,
+        np.where(hcode == _C_FAILSAFE, _C_FAILSAFE_EXTERNAL, _C_EXTERNAL),
+    )
+    for k in np.flatnonzero(hidden).tolist():
+        cols.alloc_override[k] = None
+    return own_hidden
 
-    # ---- chargers out ---------------------------------------------------------------------------
-    code_list = code.tolist()
-    alloc_out = _floor3(setpoint).tolist()
-    for k, value in alloc_override.items():
+
+def _charger_reason_tables(
+    tree: _Tree, bindings: list[Binding | None]
+) -> tuple[list[tuple[str, ...]], list[Binding | None]]:
+    """Outcome code -> reason codes and binding: the fixed outcomes, then one per node."""
+    limit_reason = [(LIMIT_SOURCE_TO_REASON[n.limit_source],) for n in tree.order]
+    return [*_FIXED_REASONS, *limit_reason], [None] * _N_FIXED + bindings
+
+
+def _charger_results(
+    cols: _Columns, reason_table: list[tuple[str, ...]], binding_table: list[Binding | None]
+) -> tuple[ChargerResult, ...]:
+    """One ChargerResult per charger in asset_id order (spec 4.1)."""
+    code_list = cols.code_list = cols.code.tolist()
+    alloc_out = _floor3(cols.setpoint).tolist()
+    for k, value in cols.alloc_override.items():
         alloc_out[k] = value
-    limit_reason = [(LIMIT_SOURCE_TO_REASON[n.limit_source],) for n in order]
-    reason_table = [*_FIXED_REASONS, *limit_reason]
-    binding_table = [None] * _N_FIXED + bindings
     out: list[ChargerResult] = []
     append = out.append
     new = object.__new__
     layout = _ChargerResultLayout
     result_cls = ChargerResult
     for asset_id, node_id, requested, allocated, reasons, binding in zip(
-        asset_ids,
-        node_ids,
-        req_out.tolist(),
+        cols.asset_ids,
+        cols.node_ids,
+        cols.req_out.tolist(),
         alloc_out,
         map(reason_table.__getitem__, code_list),
         map(binding_table.__getitem__, code_list),
@@ -922,34 +1139,46 @@ def allocate(inp: EngineInput) -> EngineResult:
         obj.binding = binding
         obj.__class__ = result_cls
         append(obj)
-    results = tuple(out)
-    used_codes = set(code_list)
+    return tuple(out)
+
+
+def _node_reasons(
+    tree: _Tree,
+    loads: _Loads,
+    used_codes: set[int],
+    headroom: np.ndarray,
+    own_hidden: np.ndarray | None,
+) -> _NodeReasons:
+    """Each node's source mode, fallback entries, reason codes and external budget (4.1, 3.4)."""
+    n_nodes = tree.n
+    parent = tree.parent
+    order = tree.order
     binds = [False] * n_nodes
-    constrained = _C_MIN_UNSERVED in used_codes
+    out = _NodeReasons()
+    out.constrained = _C_MIN_UNSERVED in used_codes
     for cd in used_codes:
         if cd >= _N_FIXED:
             binds[cd - _N_FIXED] = True
-            constrained = True
-
-    # ---- nodes --------------------------------------------------------------------------------
-    alloc_sum = subtree_sums(np.bincount(ch_node, weights=setpoint, minlength=n_nodes))
-    headroom = np.maximum(limits - unc - alloc_sum, 0.0)
-    n_modes = [MEASURED] * n_nodes
-    n_fallback: list[tuple[FallbackEntry, ...]] = [()] * n_nodes
-    n_reasons: list[tuple[str, ...]] = [_R_NONE] * n_nodes
-    n_budget: list[float | None] = [None] * n_nodes
-    if any_external:
-        hidden_sum = subtree_sums(own_hidden).tolist()  # type: ignore[arg-type]
-        headroom_l = headroom.tolist()
-        path_headroom = headroom_l[:]  # smallest headroom from each node up to the root
+            out.constrained = True
+    n_modes = out.modes = [MEASURED] * n_nodes
+    n_fallback = out.fallback = [()] * n_nodes
+    n_reasons = out.reasons = [_R_NONE] * n_nodes
+    n_budget = out.budget = [None] * n_nodes
+    if own_hidden is not None:
+        hidden_sum = tree.subtree_sums(own_hidden).tolist()
+        path_headroom = headroom.tolist()  # smallest headroom from each node up to the root
         for i in range(1, n_nodes):
             if path_headroom[parent[i]] < path_headroom[i]:
                 path_headroom[i] = path_headroom[parent[i]]
-    cycle_codes: set[str] = set()
+    cycle_codes = out.codes = set()
     worst_rank = 0
+    fallbacks = loads.fallbacks
+    failsafe = loads.failsafe
+    has_fallback_value = loads.has_fallback_value
     for i in range(n_nodes):
         fb = fallbacks[i]
-        external = order[i].external_control
+        nd = order[i]
+        external = nd.external_control
         if not (fb or binds[i] or external):
             continue
         codes: list[str] = []
@@ -969,23 +1198,36 @@ def allocate(inp: EngineInput) -> EngineResult:
             # path. Floored to 1 W so that rounding never hands out more than exists.
             n_budget[i] = floor((hidden_sum[i] + path_headroom[i]) * 1000.0 + 1e-6) / 1000.0
         if binds[i]:
-            codes.append(limit_reason[i][0])
+            codes.append(LIMIT_SOURCE_TO_REASON[nd.limit_source])
         n_reasons[i] = reason_t = tuple(codes)  # appended in precedence order
         cycle_codes.update(reason_t)
         n_fallback[i] = tuple(sorted(fb, key=attrgetter("asset_id")))
+    out.worst_rank = worst_rank
+    return out
+
+
+def _node_results(
+    tree: _Tree,
+    unc: np.ndarray,
+    alloc_sum: np.ndarray,
+    headroom: np.ndarray,
+    reasons: _NodeReasons,
+) -> tuple[NodeResult, ...]:
+    """One NodeResult per node in tree order (spec 4.1)."""
     node_out: list[NodeResult] = []
+    new = object.__new__
     node_layout = _NodeResultLayout
     node_cls = NodeResult
-    for nd, limit, unc_i, alloc_i, head_i, mode, fbs, reasons, budget in zip(
-        order,
-        _floor3(limits).tolist(),
+    for nd, limit, unc_i, alloc_i, head_i, mode, fbs, codes, budget in zip(
+        tree.order,
+        _floor3(tree.limits).tolist(),
         _floor3(unc).tolist(),
         _floor3(alloc_sum).tolist(),
         _floor3(headroom).tolist(),
-        n_modes,
-        n_fallback,
-        n_reasons,
-        n_budget,
+        reasons.modes,
+        reasons.fallback,
+        reasons.reasons,
+        reasons.budget,
         strict=True,
     ):
         obj = new(node_layout)
@@ -997,19 +1239,29 @@ def allocate(inp: EngineInput) -> EngineResult:
         obj.headroom_kw = head_i
         obj.source_mode = mode
         obj.fallback = fbs
-        obj.reason_codes = reasons
+        obj.reason_codes = codes
         obj.budget_kw = budget
         obj.__class__ = node_cls
         node_out.append(obj)
-    node_results = tuple(node_out)
+    return tuple(node_out)
 
+
+def _cycle_result(
+    used_codes: set[int],
+    reason_table: list[tuple[str, ...]],
+    reasons: _NodeReasons,
+    nodes: tuple[NodeResult, ...],
+    chargers: tuple[ChargerResult, ...],
+) -> EngineResult:
+    """The cycle's outcome, source mode and reason codes around the node and charger results."""
+    cycle_codes = reasons.codes
     for cd in used_codes:
         cycle_codes.update(reason_table[cd])
-    worst_mode = (MEASURED, FALLBACK_DERIVED, FAILSAFE)[worst_rank]
+    worst_mode = (MEASURED, FALLBACK_DERIVED, FAILSAFE)[reasons.worst_rank]
     if worst_mode == FAILSAFE:
         outcome = FAILSAFE
-    elif constrained:
+    elif reasons.constrained:
         outcome = "CONSTRAINED"
     else:
         outcome = "OK"
-    return EngineResult(outcome, worst_mode, sort_reasons(cycle_codes), node_results, results)
+    return EngineResult(outcome, worst_mode, sort_reasons(cycle_codes), nodes, chargers)

@@ -22,6 +22,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 
 from balancing.choices import BreachStatus, Outcome, SourceMode, TriggerType
+from balancing.codes import BREACH_PRECEDENCE, REASON_PRECEDENCE
 from microgrid.capabilities.choices import BindingEnd
 from microgrid.common.fields import ID_SCHEMA_PATTERN, MAX_KW, TEXT_MAX_LENGTH, TEXT_SCHEMA_PATTERN
 from microgrid.envelopes.choices import (
@@ -105,32 +106,8 @@ TIMESTAMP_IN = {
 }
 
 LIMIT_SOURCE = _enum(ConstraintSource)
-REASON_CODE = {
-    "type": "string",
-    "enum": [
-        "FAILSAFE_TELEMETRY_UNAVAILABLE",
-        "TELEMETRY_FALLBACK",
-        "EXTERNAL_CONTROL",
-        "OPERATING_ENVELOPE_LIMIT",
-        "MICROGRID_LIMIT",
-        "TOU_LIMIT",
-        "NODE_LIMIT",
-        "PHYSICAL_RATING",
-        "MIN_POWER_UNSERVED",
-        "ASSET_MAX_POWER",
-        "DEMAND_MET",
-    ],
-}
-BREACH_CODE = {
-    "type": "string",
-    "enum": [
-        "BREACH_PHYSICAL_RATING",
-        "BREACH_OPERATING_ENVELOPE",
-        "BREACH_MICROGRID_LIMIT",
-        "BREACH_TOU_LIMIT",
-        "BREACH_NODE_LIMIT",
-    ],
-}
+REASON_CODE = {"type": "string", "enum": list(REASON_PRECEDENCE)}
+BREACH_CODE = {"type": "string", "enum": list(BREACH_PRECEDENCE)}
 
 
 def _asset_variants(*, request: bool) -> list[dict[str, Any]]:
