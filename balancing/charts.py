@@ -60,18 +60,20 @@ def load_against_limit(cycles: Iterable[tuple[X, Iterable[Mapping[str, Any]]]]) 
     return LoadChart(xs, nodes)
 
 
-def svg_series(chart: LoadChart[str], node_id: str) -> list[dict[str, Any]]:
-    """One node's chart as `render_load_chart_svg` series: load as an area, the limit dashed."""
-    series = chart.nodes[node_id]
+def svg_series(
+    labels: list[str], load: list[float | None], limit: list[float | None]
+) -> list[dict[str, Any]]:
+    """One node's load and limit as `render_load_chart_svg` series: load as an area, the limit
+    dashed (per cycle from `load_against_limit`, or per bucket from the aggregates)."""
     return [
         {
             "label": "load (uncontrolled + allocated) kW",
             "style": "area",
-            "points": list(zip(chart.x, series.load, strict=True)),
+            "points": list(zip(labels, load, strict=True)),
         },
         {
             "label": "effective limit kW",
             "style": "dashed",
-            "points": list(zip(chart.x, series.limit, strict=True)),
+            "points": list(zip(labels, limit, strict=True)),
         },
     ]

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from balancing.charts import LoadChart, NodeSeries, load_against_limit
+from balancing.charts import load_against_limit
 from balancing.choices import BreachStatus
 from balancing.filters import BreachFilter, CycleFilter
 from balancing.models import Breach, Cycle, decode_record, parts_columns
@@ -236,9 +236,13 @@ def recent_series(
     return {
         "labels": labels,
         # Load against limit per node: the chart the simulator draws too (balancing/charts.py).
-        "load": load_against_limit(
-            (label, doc.get("nodes", [])) for label, (_, _, doc) in zip(labels, docs, strict=True)
-        ),
+        "nodes": {
+            node_id: {"load": s.load, "limit": s.limit}
+            for node_id, s in load_against_limit(
+                (label, doc.get("nodes", []))
+                for label, (_, _, doc) in zip(labels, docs, strict=True)
+            ).nodes.items()
+        },
         "groups": dict(sorted(per_group.items())),
     }
 
@@ -267,27 +271,25 @@ def aggregate_series(microgrid, *, days: int, now: datetime) -> dict[str, Any]:
     buckets = sorted({r[0] for r in rows})
     at = {b: i for i, b in enumerate(buckets)}
     fmt = "%H:%M" if days <= 1 else "%d %b %H:%M"
-    empty = [None] * len(buckets)
-    per_node: dict[str, NodeSeries] = {}
+    per_node: dict[str, dict[str, list]] = {}
     per_group: dict[str, dict[str, list]] = {}
     for bucket, node_id, cycles, load, limit, allocated, requested in sorted(
         rows, key=lambda r: (r[1], r[0])
     ):
-        n = per_node.setdefault(node_id, NodeSeries(list(empty), list(empty), list(empty)))
-        n.limit[at[bucket]] = round(limit / cycles, 3)
-        n.allocated[at[bucket]] = round(allocated / cycles, 3)
-        n.uncontrolled[at[bucket]] = round((load - allocated) / cycles, 3)
+        n = per_node.setdefault(
+            node_id, {"load": [None] * len(buckets), "limit": [None] * len(buckets)}
+        )
+        n["load"][at[bucket]] = round(load / cycles, 3)
+        n["limit"][at[bucket]] = round(limit / cycles, 3)
         if requested or allocated:
             g = per_group.setdefault(
                 node_id, {"allocated": [None] * len(buckets), "requested": [None] * len(buckets)}
             )
             g["allocated"][at[bucket]] = round(allocated / cycles, 3)
             g["requested"][at[bucket]] = round(requested / cycles, 3)
-    labels = [b.strftime(fmt) for b in buckets]
     return {
-        "labels": labels,
-        # The same chart object as `recent_series` (balancing/charts.py), from the averages.
-        "load": LoadChart(labels, per_node),
+        "labels": [b.strftime(fmt) for b in buckets],
+        "nodes": per_node,
         "groups": dict(sorted(per_group.items())),
     }
 

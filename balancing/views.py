@@ -32,7 +32,6 @@ def _charts(microgrid, chart_range: str | None = None) -> dict:
     else:
         data = selectors.recent_series(microgrid)
     labels = data["labels"]
-    load = data["load"]
     names = {n["node_id"]: n["name"] for n in node_rows(microgrid)}
 
     def title(node_id: str, what: str) -> str:
@@ -43,13 +42,13 @@ def _charts(microgrid, chart_range: str | None = None) -> dict:
         {
             "node_id": node_id,
             "svg": render_load_chart_svg(
-                svg_series(load, node_id),
+                svg_series(labels, s["load"], s["limit"]),
                 title=title(node_id, "load against effective limit"),
                 width=1100,
                 height=260,
             ),
         }
-        for node_id in load.nodes
+        for node_id, s in data["nodes"].items()
     ]
     group_charts = [
         {

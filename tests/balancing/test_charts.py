@@ -32,7 +32,8 @@ def test_series_per_node_in_first_seen_order_with_gaps_where_a_node_was_absent()
 
 def test_the_svg_adapter_draws_load_as_an_area_and_the_limit_dashed():
     chart = load_against_limit([("10:00", [row("grid", 500, 40.0, 100.0)])])
-    series = svg_series(chart, "grid")
+    grid = chart.nodes["grid"]
+    series = svg_series(chart.x, grid.load, grid.limit)
     assert [(s["style"], s["points"]) for s in series] == [
         ("area", [("10:00", 140.0)]),
         ("dashed", [("10:00", 500)]),
