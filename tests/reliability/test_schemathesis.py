@@ -31,8 +31,9 @@ from tests.reliability.conftest import PEER_TOKEN, SCHEMATHESIS_STATS
 SEED = 20260302
 # Fuzzing examples per operation and mode; the examples and coverage phases add their own.
 MAX_EXAMPLES = 25
-# 27 canonical operations, 5 legacy, 6 OSCP: a route left out of the document fails here.
-EXPECTED_OPERATIONS = 38
+# 29 canonical operations (setpoints and stations added), 5 legacy, 6 OSCP: a route left out
+# of the document fails here.
+EXPECTED_OPERATIONS = 40
 
 pytestmark = [pytest.mark.schemathesis, pytest.mark.django_db(transaction=True)]
 
