@@ -106,11 +106,9 @@ def _second_microgrid(small_topology):
     from microgrid.topology.services import microgrid_create, topology_replace
 
     mg = microgrid_create(
-        data={
-            "microgrid_id": "MG.SOUTH-1",
-            "name": "South",
-            "depot": {"depot_id": "DEPOT-S", "name": "South", "timezone": "UTC"},
-        }
+        microgrid_id="MG.SOUTH-1",
+        name="South",
+        depot={"depot_id": "DEPOT-S", "name": "South", "timezone": "UTC"},
     )
     topology_replace(
         microgrid=mg, base_version=0, nodes=small_topology["nodes"], assets=small_topology["assets"]
