@@ -122,6 +122,17 @@ def _asset_variants(*, request: bool) -> list[dict[str, Any]]:
                 "failsafe_power_kw": _nullable(
                     {**KW_NON_NEGATIVE, "description": "default: min_power_kw"}
                 ),
+                "station_id": _nullable(
+                    {**ID, "description": "its OCPP charging station (with evse_id)"}
+                ),
+                "evse_id": _nullable(
+                    {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 1000,
+                        "description": "its EVSE on the station (the connector id on OCPP 1.6)",
+                    }
+                ),
             },
             "SITE_LOAD": {
                 "rated_power_kw": _nullable(KW_POSITIVE),
@@ -143,6 +154,8 @@ def _asset_variants(*, request: bool) -> list[dict[str, Any]]:
                 "min_power_kw": NUM,
                 "priority": INT,
                 "failsafe_power_kw": NUM,
+                "station_id": _nullable(STR),
+                "evse_id": _nullable(INT),
             },
             "SITE_LOAD": {"rated_power_kw": _nullable(NUM), "fallback_kw": _nullable(NUM)},
             "BATTERY": {"rated_power_kw": _nullable(NUM), "fallback_kw": _nullable(NUM)},
