@@ -408,3 +408,72 @@ def test_two_gateways_each_deliver_to_the_stations_they_hold(start_gateway, micr
     assert StationEvse.objects.get(station__station_id="CS-2", evse_id=1).profile_status == (
         "ACCEPTED"
     )
+
+
+def test_a_soc_meter_value_is_kept_on_the_evse_and_a_bad_one_is_refused(
+    start_gateway, cs1, microgrid, operator_api
+):
+    port = start_gateway()
+
+    def meter(sampled):
+        return [{"timestamp": _now(), "sampledValue": sampled}]
+
+    async def session():
+        async with _Connected(port, "CS-1", cs1, Station201, "ocpp2.0.1") as cp:
+            await cp.call(
+                call201.BootNotification(
+                    charging_station={"model": "M", "vendor_name": "V"}, reason="PowerUp"
+                )
+            )
+            # 2.0.1 TransactionEvent meter values: power and SoC together.
+            await cp.call(
+                call201.TransactionEvent(
+                    event_type="Updated",
+                    timestamp=_now(),
+                    trigger_reason="MeterValuePeriodic",
+                    seq_no=1,
+                    transaction_info={"transactionId": "T-1"},
+                    evse={"id": 1},
+                    meter_value=meter(
+                        [
+                            {
+                                "value": 11000,
+                                "measurand": "Power.Active.Import",
+                                "unitOfMeasure": {"unit": "W"},
+                            },
+                            {"value": 62, "measurand": "SoC", "unitOfMeasure": {"unit": "Percent"}},
+                        ]
+                    ),
+                )
+            )
+            # A SoC above 100 % is refused whole (the power beside it is not taken either).
+            await cp._send(
+                json.dumps(
+                    [
+                        2,
+                        "bad-soc",
+                        "MeterValues",
+                        {
+                            "evseId": 2,
+                            "meterValue": meter(
+                                [
+                                    {"value": 5000, "measurand": "Power.Active.Import"},
+                                    {"value": 140, "measurand": "SoC"},
+                                ]
+                            ),
+                        },
+                    ]
+                )
+            )
+            return await cp._get_specific_response("bad-soc", 10)
+
+    answer = asyncio.run(session())
+    assert answer.error_code == "PropertyConstraintViolation"
+    from microgrid.telemetry.models import LatestReading
+
+    assert LatestReading.objects.get(asset__asset_id="CH-01").power_kw == 11.0
+    assert not LatestReading.objects.filter(asset__asset_id="CH-02").exists()
+    evses = operator_api.get("/api/microgrids/MG.NORTH-1/stations/").json()["stations"][0]["evses"]
+    by_id = {e["evse_id"]: e for e in evses}
+    assert by_id[1]["soc_pct"] == 62 and by_id[1]["soc_at"]
+    assert by_id[2]["soc_pct"] is None
