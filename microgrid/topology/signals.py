@@ -13,6 +13,8 @@ connected in the contributing app's `AppConfig.ready()`.
 - `node_references(microgrid)` -> `[("node" | "asset", id, {"type": ..., "id": ...}), ...]`:
   what still points at a node or asset (limits, envelope groups, capability bindings, circuit
   aliases); the topology validator refuses to remove any of them (NODE_IN_USE). One query.
+- `charger_stations(microgrid)` -> `[station_id, ...]`: the OCPP charging stations of the
+  microgrid, which a charger's `station_id` must name (STATION_NOT_FOUND). One query.
 - `node_loads(microgrid)` -> `{node_id: {load_kw, limit_kw, load_pct, ...}}`: live load per
   node (the latest cycle's), drawn on the diagrams. One query.
 """
@@ -25,3 +27,4 @@ manage_tabs = Signal()
 card_page_sections = Signal()
 node_references = Signal()
 node_loads = Signal()
+charger_stations = Signal()

@@ -41,6 +41,11 @@ class FleetRow(ResponseSerializer):
     open_breaches = serializers.IntegerField()
     active_envelopes = serializers.IntegerField()
     envelope_capacity_kw = serializers.FloatField(allow_null=True)
+    stations = serializers.IntegerField(help_text="OCPP stations of the microgrid")
+    stations_offline = serializers.IntegerField(help_text="of them, not connected now")
+    failed_deliveries = serializers.IntegerField(
+        help_text="the latest cycle's setpoint deliveries FAILED, REJECTED or EXPIRED"
+    )
 
 
 class FleetCounts(ResponseSerializer):
