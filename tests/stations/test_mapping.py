@@ -23,7 +23,11 @@ def _put_with(api, microgrid, changes: dict[str, dict]):
         asset.update(changes.get(asset["asset_id"], {}))
     return api.put(
         URL,
-        {"base_version": body["topology_version"], "nodes": body["nodes"], "assets": body["assets"]},
+        {
+            "base_version": body["topology_version"],
+            "nodes": body["nodes"],
+            "assets": body["assets"],
+        },
         format="json",
     )
 
@@ -33,7 +37,10 @@ def test_a_charger_names_its_station_and_evse_through_the_topology_api(operator_
     response = _put_with(
         operator_api,
         microgrid,
-        {"CH-01": {"station_id": "CS-1", "evse_id": 1}, "CH-02": {"station_id": "CS-1", "evse_id": 2}},
+        {
+            "CH-01": {"station_id": "CS-1", "evse_id": 1},
+            "CH-02": {"station_id": "CS-1", "evse_id": 2},
+        },
     )
     assert response.status_code == 200, response.json()
     chargers = {a["asset_id"]: a for a in operator_api.get(URL).json()["assets"]}
