@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 import websockets
-from websockets.exceptions import InvalidStatus
 from django.conf import settings
 from django.db import connection
 from ocpp.v16 import ChargePoint as Cp16
 from ocpp.v16 import call as call16
 from ocpp.v201 import ChargePoint as Cp201
 from ocpp.v201 import call as call201
+from websockets.exceptions import InvalidStatus
 
 from microgrid.telemetry.models import LatestReading
 from stations.models import ChargingStation, StationAuthAttempt, StationEvse
