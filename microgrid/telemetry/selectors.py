@@ -15,7 +15,13 @@ from microgrid.topology.models import Asset
 def latest_readings(microgrid) -> dict[str, dict[str, Any]]:
     """asset_id -> the latest reading (one query); assets that never reported are absent."""
     rows = LatestReading.objects.filter(microgrid=microgrid, observed_at__isnull=False).values(
-        "asset__asset_id", "power_kw", "observed_at", "connected", "requested_kw", "plugged_in_at"
+        "asset__asset_id",
+        "power_kw",
+        "observed_at",
+        "connected",
+        "requested_kw",
+        "plugged_in_at",
+        "session_energy_kwh",
     )
     return {r.pop("asset__asset_id"): r for r in rows}
 
