@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('balancing', '0006_trigger_manual'),
-        ('topology', '0003_headroom'),
+        ('topology', '0004_headroom'),
     ]
 
     operations = [

@@ -68,9 +68,7 @@ def test_the_energy_need_may_be_a_target_soc_with_the_battery_capacity(
 
 
 @pytest.mark.django_db
-def test_energy_delivered_is_integrated_from_the_chargers_readings(
-    integration_api, microgrid, now
-):
+def test_energy_delivered_is_integrated_from_the_chargers_readings(integration_api, microgrid, now):
     t0 = now - timedelta(seconds=50)
     _report(integration_api, t0 - timedelta(seconds=10), connected=False)
     _report(integration_api, t0, power=36.0)  # 10 s at 36 kW: 0.1 kWh

@@ -2,7 +2,7 @@ from rest_framework.response import Response
 
 from microgrid.common.api import ApiView, json_object
 from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.openapi import api_doc, ref
+from microgrid.common.openapi import api_doc
 from microgrid.common.roles import INGEST, INTEGRATION, READERS
 from microgrid.telemetry.api import serializers as answers
 from microgrid.telemetry.selectors import charger_get, session_document
@@ -21,7 +21,7 @@ class TelemetryView(ApiView):
         operation_id="telemetry_ingest",
         summary="Ingest a batch of readings (integration, support)",
         description="All or nothing: one bad reading refuses the batch.",
-        request=ref("TelemetryBatch"),
+        request=answers.TelemetryBatch,
         ok={202: answers.TelemetryAccepted},
         errors={
             400: None,

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('telemetry', '0001_initial'),
-        ('topology', '0003_headroom'),
+        ('topology', '0004_headroom'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

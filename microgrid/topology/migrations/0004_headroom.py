@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('topology', '0002_memberships'),
+        ('topology', '0003_charger_station'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
