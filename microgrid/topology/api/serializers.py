@@ -146,8 +146,10 @@ class MeterAssetInput(_AssetInput):
 def _by_kind(name: str, variants: dict[str, Any]) -> PolymorphicProxySerializer:
     """One schema per asset kind, only that kind's fields (spec 3.1)."""
     assert set(variants) == set(AssetKind.values)
+    # Plain strings: the YAML document cannot hold the enum members themselves.
+    plain = {str(getattr(kind, "value", kind)): s for kind, s in variants.items()}
     return PolymorphicProxySerializer(
-        component_name=name, serializers=variants, resource_type_field_name="kind"
+        component_name=name, serializers=plain, resource_type_field_name="kind"
     )
 
 
@@ -283,7 +285,7 @@ class _Asset(ResponseSerializer):
 class ChargerAsset(_Asset):
     """a CHARGER asset"""
 
-    kind = serializers.ChoiceField([AssetKind.CHARGER])
+    kind = serializers.ChoiceField([AssetKind.CHARGER.value])
     max_power_kw = serializers.FloatField()
     min_power_kw = serializers.FloatField()
     priority = serializers.IntegerField()
@@ -293,7 +295,7 @@ class ChargerAsset(_Asset):
 class SiteLoadAsset(_Asset):
     """a SITE_LOAD asset"""
 
-    kind = serializers.ChoiceField([AssetKind.SITE_LOAD])
+    kind = serializers.ChoiceField([AssetKind.SITE_LOAD.value])
     rated_power_kw = serializers.FloatField(allow_null=True)
     fallback_kw = serializers.FloatField(allow_null=True)
 
@@ -301,7 +303,7 @@ class SiteLoadAsset(_Asset):
 class BatteryAsset(_Asset):
     """a BATTERY asset"""
 
-    kind = serializers.ChoiceField([AssetKind.BATTERY])
+    kind = serializers.ChoiceField([AssetKind.BATTERY.value])
     rated_power_kw = serializers.FloatField(allow_null=True)
     fallback_kw = serializers.FloatField(allow_null=True)
 
@@ -309,14 +311,14 @@ class BatteryAsset(_Asset):
 class PvAsset(_Asset):
     """a PV asset"""
 
-    kind = serializers.ChoiceField([AssetKind.PV])
+    kind = serializers.ChoiceField([AssetKind.PV.value])
     rated_power_kw = serializers.FloatField(allow_null=True)
 
 
 class MeterAsset(_Asset):
     """a METER asset"""
 
-    kind = serializers.ChoiceField([AssetKind.METER])
+    kind = serializers.ChoiceField([AssetKind.METER.value])
 
 
 ASSET = _by_kind(
