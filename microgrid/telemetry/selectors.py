@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import connection
+
 from microgrid.common.errors import DomainError
 from microgrid.telemetry.choices import SessionOrigin
 from microgrid.telemetry.models import ChargerSession, LatestReading, SessionDefault
 from microgrid.topology.choices import AssetKind
-from microgrid.topology.models import Asset
+from microgrid.topology.models import Asset, Microgrid
 
 
 def latest_readings(microgrid) -> dict[str, dict[str, Any]]:
@@ -158,4 +160,22 @@ def session_document(microgrid, asset: Asset, parents: dict[str, str | None]) ->
         "target_soc_percent": current["target_soc_percent"] if current else None,
         "arrival_soc_percent": current["arrival_soc_percent"] if current else None,
         "battery_capacity_kwh": current["battery_capacity_kwh"] if current else None,
+    }
+
+
+def batch_assets(microgrid: Microgrid, wanted: set[str]) -> dict[str, tuple[int, str]]:
+    """asset_id -> (pk, kind) of the batch's assets of this microgrid (one query)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT asset_id, id, kind FROM {Asset._meta.db_table} "
+                "WHERE microgrid_id = %s AND asset_id = ANY(%s)",
+                [microgrid.pk, sorted(wanted)],
+            )
+            return {asset_id: (pk, kind) for asset_id, pk, kind in cursor.fetchall()}
+    return {
+        a["asset_id"]: (a["id"], a["kind"])
+        for a in Asset.objects.filter(microgrid=microgrid, asset_id__in=wanted).values(
+            "id", "asset_id", "kind"
+        )
     }

@@ -112,6 +112,16 @@ class ChargerAssetInput(_AssetInput):
     failsafe_power_kw = KwField(
         minimum=0, required=False, allow_null=True, help_text="default: min_power_kw"
     )
+    station_id = IdField(
+        required=False, allow_null=True, help_text="its OCPP charging station (with evse_id)"
+    )
+    evse_id = IntField(
+        minimum=1,
+        maximum=1000,
+        required=False,
+        allow_null=True,
+        help_text="its EVSE on the station (the connector id on OCPP 1.6)",
+    )
 
 
 class SiteLoadAssetInput(_AssetInput):
@@ -290,6 +300,8 @@ class ChargerAsset(_Asset):
     min_power_kw = serializers.FloatField()
     priority = serializers.IntegerField()
     failsafe_power_kw = serializers.FloatField()
+    station_id = serializers.CharField(allow_null=True)
+    evse_id = serializers.IntegerField(allow_null=True)
 
 
 class SiteLoadAsset(_Asset):
