@@ -27,7 +27,7 @@ from microgrid.topology.card import microgrid_tabs
 from microgrid.topology.diagram import render_topology_svg
 
 NODE_COLUMNS = 8
-ASSET_COLUMNS = 11
+ASSET_COLUMNS = 13
 FIELD_LABELS = {
     "node_id": "Node ID",
     "parent_id": "Parent",
@@ -41,6 +41,8 @@ FIELD_LABELS = {
     "min_power_kw": "Min power (kW)",
     "priority": "Priority",
     "failsafe_power_kw": "Failsafe power (kW)",
+    "station_id": "OCPP station",
+    "evse_id": "EVSE",
     "rated_power_kw": "Rated power (kW)",
     "fallback_kw": "Fallback (kW)",
     "remove": "Remove",

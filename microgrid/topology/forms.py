@@ -35,9 +35,11 @@ ASSET_NUMBERS = (
     "rated_power_kw",
     "fallback_kw",
 )
+ASSET_NUMBERS = (*ASSET_NUMBERS, "evse_id")
+ASSET_TEXTS = ("station_id",)  # an id: "123" stays a string
 # What makes a row more than a blank "add" row (selects with a default do not count).
 NODE_CONTENT = ("node_id", "parent_id", "kind", "name", "physical_rating_kw", "voltage_v")
-ASSET_CONTENT = ("asset_id", "node_id", "kind", "name", *ASSET_NUMBERS)
+ASSET_CONTENT = ("asset_id", "node_id", "kind", "name", *ASSET_NUMBERS, *ASSET_TEXTS)
 
 _INT_RE = re.compile(r"[+-]?\d+")
 
@@ -176,6 +178,8 @@ class AssetRowForm(_RowForm):
     min_power_kw = _number(min="0")
     priority = _number(step="1", placeholder="0")
     failsafe_power_kw = _number(min="0")
+    station_id = _text(autocomplete="off", spellcheck="false", placeholder="OCPP station")
+    evse_id = _number(min="1", step="1")
     rated_power_kw = _number(min="0")
     fallback_kw = _number()
 
@@ -220,6 +224,7 @@ def asset_initial(assets: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
             "kind": a["kind"],
             "name": a["name"],
             **{name: format_number(a.get(name)) for name in ASSET_NUMBERS},
+            **{name: a.get(name) or "" for name in ASSET_TEXTS},
         }
         for a in assets
     ]
@@ -324,7 +329,7 @@ def asset_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
             asset[name] = row[name]
     for name in ASSET_KIND_FIELDS.get(row.get("kind") or "", ()):
         if row.get(name):
-            asset[name] = parse_number(row[name])
+            asset[name] = row[name] if name in ASSET_TEXTS else parse_number(row[name])
     return asset
 
 

@@ -113,6 +113,8 @@ def asset_rows(microgrid: Microgrid) -> list[dict[str, Any]]:
             "min_power_kw",
             "priority",
             "failsafe_power_kw",
+            "station_id",
+            "evse_id",
             "rated_power_kw",
             "fallback_kw",
             node_id_str=F("node__node_id"),

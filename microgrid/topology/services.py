@@ -21,7 +21,7 @@ from microgrid.topology.models import (
     MicrogridNode,
     TopologyRevision,
 )
-from microgrid.topology.references import references_for
+from microgrid.topology.references import references_for, station_ids_for
 from microgrid.topology.selectors import diff_snapshots, topology_document
 from microgrid.topology.tree import depths
 from microgrid.topology.validation import validate_topology
@@ -31,6 +31,8 @@ ASSET_COLUMNS = (
     "min_power_kw",
     "priority",
     "failsafe_power_kw",
+    "station_id",
+    "evse_id",
     "rated_power_kw",
     "fallback_kw",
 )
@@ -156,6 +158,7 @@ def topology_replace(
             current_node_ids=frozenset(current_nodes),
             current_asset_ids=frozenset(current_assets),
             references=references_for(locked),
+            station_ids=station_ids_for(locked),
         )
         if not result.ok:
             raise DomainError.from_errors(

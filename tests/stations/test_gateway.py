@@ -24,6 +24,7 @@ from ocpp.v16 import ChargePoint as Cp16
 from ocpp.v16 import call as call16
 from ocpp.v201 import ChargePoint as Cp201
 from ocpp.v201 import call as call201
+from websockets.exceptions import InvalidStatus
 
 from microgrid.telemetry.models import LatestReading
 from stations.models import ChargingStation, StationAuthAttempt, StationEvse
@@ -57,10 +58,9 @@ def gateway(tmp_path):
 
 
 @pytest.fixture
-def station(microgrid):
+def station(microgrid, mapped):
     cs = ChargingStation.objects.create(station_id="CS-1", microgrid=microgrid)
-    StationEvse.objects.create(station=cs, evse_id=1, asset_id="CH-01")
-    StationEvse.objects.create(station=cs, evse_id=2, asset_id="CH-02")
+    mapped(microgrid, {"CH-01": ("CS-1", 1), "CH-02": ("CS-1", 2)})
     return cs, station_password_set(station_id="CS-1")
 
 
@@ -177,7 +177,7 @@ def test_a_wrong_or_missing_password_gets_401_before_any_websocket(
     gateway, station, headers, reason
 ):
     async def attempt():
-        with pytest.raises(websockets.exceptions.InvalidStatus) as exc:
+        with pytest.raises(InvalidStatus) as exc:
             async with websockets.connect(
                 f"ws://127.0.0.1:{gateway}/ocpp/CS-1",
                 subprotocols=["ocpp1.6"],
@@ -195,7 +195,7 @@ def test_a_wrong_or_missing_password_gets_401_before_any_websocket(
 
 def test_an_unknown_station_gets_401_and_is_recorded(gateway, station):
     async def attempt():
-        with pytest.raises(websockets.exceptions.InvalidStatus) as exc:
+        with pytest.raises(InvalidStatus) as exc:
             async with websockets.connect(
                 f"ws://127.0.0.1:{gateway}/ocpp/CS-9",
                 subprotocols=["ocpp1.6"],

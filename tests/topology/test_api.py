@@ -47,6 +47,8 @@ def test_topology_read_is_one_response_in_tree_order(operator_api, microgrid):
         "min_power_kw": 4.1,
         "priority": 0,
         "failsafe_power_kw": 4.1,
+        "station_id": None,
+        "evse_id": None,
     }
     assert body["assets"][3] == {
         "asset_id": "M-GRID",
