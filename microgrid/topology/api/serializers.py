@@ -156,10 +156,11 @@ class MeterAssetInput(_AssetInput):
 def _by_kind(name: str, variants: dict[str, Any]) -> PolymorphicProxySerializer:
     """One schema per asset kind, only that kind's fields (spec 3.1)."""
     assert set(variants) == set(AssetKind.values)
-    # Plain strings: the YAML document cannot hold the enum members themselves.
-    plain = {str(getattr(kind, "value", kind)): s for kind, s in variants.items()}
+    # Plain str keys: the YAML form of the schema cannot represent an enum member.
     return PolymorphicProxySerializer(
-        component_name=name, serializers=plain, resource_type_field_name="kind"
+        component_name=name,
+        serializers={str(kind): s for kind, s in variants.items()},
+        resource_type_field_name="kind",
     )
 
 
@@ -295,7 +296,7 @@ class _Asset(ResponseSerializer):
 class ChargerAsset(_Asset):
     """a CHARGER asset"""
 
-    kind = serializers.ChoiceField([AssetKind.CHARGER.value])
+    kind = serializers.ChoiceField([AssetKind.CHARGER])
     max_power_kw = serializers.FloatField()
     min_power_kw = serializers.FloatField()
     priority = serializers.IntegerField()
@@ -307,7 +308,7 @@ class ChargerAsset(_Asset):
 class SiteLoadAsset(_Asset):
     """a SITE_LOAD asset"""
 
-    kind = serializers.ChoiceField([AssetKind.SITE_LOAD.value])
+    kind = serializers.ChoiceField([AssetKind.SITE_LOAD])
     rated_power_kw = serializers.FloatField(allow_null=True)
     fallback_kw = serializers.FloatField(allow_null=True)
 
@@ -315,7 +316,7 @@ class SiteLoadAsset(_Asset):
 class BatteryAsset(_Asset):
     """a BATTERY asset"""
 
-    kind = serializers.ChoiceField([AssetKind.BATTERY.value])
+    kind = serializers.ChoiceField([AssetKind.BATTERY])
     rated_power_kw = serializers.FloatField(allow_null=True)
     fallback_kw = serializers.FloatField(allow_null=True)
 
@@ -323,14 +324,14 @@ class BatteryAsset(_Asset):
 class PvAsset(_Asset):
     """a PV asset"""
 
-    kind = serializers.ChoiceField([AssetKind.PV.value])
+    kind = serializers.ChoiceField([AssetKind.PV])
     rated_power_kw = serializers.FloatField(allow_null=True)
 
 
 class MeterAsset(_Asset):
     """a METER asset"""
 
-    kind = serializers.ChoiceField([AssetKind.METER.value])
+    kind = serializers.ChoiceField([AssetKind.METER])
 
 
 ASSET = _by_kind(
