@@ -156,8 +156,11 @@ class MeterAssetInput(_AssetInput):
 def _by_kind(name: str, variants: dict[str, Any]) -> PolymorphicProxySerializer:
     """One schema per asset kind, only that kind's fields (spec 3.1)."""
     assert set(variants) == set(AssetKind.values)
+    # Plain str keys: the YAML form of the schema cannot represent an enum member.
     return PolymorphicProxySerializer(
-        component_name=name, serializers=variants, resource_type_field_name="kind"
+        component_name=name,
+        serializers={str(kind): s for kind, s in variants.items()},
+        resource_type_field_name="kind",
     )
 
 
