@@ -190,7 +190,8 @@ def station_transaction_start(*, station_id: str, evse_id: int) -> int:
 
 
 def charger_channels(microgrid) -> dict[str, str]:
-    """Registered with dispatch: chargers mapped to a station EVSE take the OCPP channel."""
+    """Chargers mapped to a station EVSE take the OCPP channel (dispatch's `charger_channels`,
+    answered in stations/receivers.py)."""
     from dispatch.choices import Channel
 
     stations = ChargingStation.objects.filter(microgrid=microgrid).values("station_id")

@@ -16,7 +16,7 @@ from legacy_circuit.api import serializers as answers
 from legacy_circuit.filters import UsageFilter
 from legacy_circuit.services import UsageContext
 from microgrid.common.api import ApiView, json_object
-from microgrid.common.openapi import api_doc, ref
+from microgrid.common.openapi import api_doc
 from microgrid.common.roles import INGEST, READERS
 
 TAG = "legacy"
@@ -123,7 +123,7 @@ class TouLimitsView(LegacyView):
     @api_doc(
         operation_id="legacy_circuit_tou_limits_set",
         summary="Replace a legacy circuit's TOU limits (frozen contract)",
-        request=ref("LegacyTouLimitsInput"),
+        request=answers.LegacyTouLimitsInput,
         ok={200: (answers.LegacyTouLimits, "The circuit's TOU limits as written")},
         errors={
             400: None,
@@ -136,9 +136,12 @@ class TouLimitsView(LegacyView):
     )
     def post(self, request, circuit_id: str):
         data = json_object(request)
+        # The circuit's refusals (409, 422 TOU_*) come before the body's, as the contract has it.
+        services.circuit_tou_check(circuit_id=circuit_id, usage=self.usage(), user=request.user)
+        tou_limits = answers.tou_limits_input(data, circuit_id=circuit_id)
         return Response(
             services.circuit_tou_replace(
-                circuit_id=circuit_id, data=data, usage=self.usage(), user=request.user
+                circuit_id=circuit_id, tou_limits=tou_limits, usage=self.usage(), user=request.user
             )
         )
 

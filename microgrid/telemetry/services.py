@@ -1,7 +1,8 @@
-"""Telemetry ingest: a batch is validated whole, then stored set-based.
+"""Telemetry ingest: a batch validated whole at the edge is stored set-based.
 
-A batch with any invalid reading is refused whole (TELEMETRY_INVALID with one
-error per bad reading) and stores nothing. A repeated reading (same asset and
+`telemetry.api.serializers.readings_input` validates a batch (a batch with any
+invalid reading is refused whole, TELEMETRY_INVALID with one error per bad
+reading, and stores nothing); `telemetry_store` takes its typed readings. A repeated reading (same asset and
 observed_at) is stored once; an older reading never replaces a newer one as
 the asset's latest. The work is a handful of statements whatever the batch size (one multi-row INSERT
 per 1,000 readings, one lock read and one multi-row upsert of the latest readings), and
@@ -10,160 +11,41 @@ proportional to the batch, not to the depot: only the batch's assets are read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.fields import FieldProblem, check_bool, check_datetime, check_id, check_kw
-from microgrid.telemetry.models import LatestReading, TelemetryReading
-from microgrid.topology.choices import AssetKind
+from microgrid.telemetry.api.serializers import Reading, readings_input
+from microgrid.telemetry.choices import EnergySource
+from microgrid.telemetry.models import ChargerSession, LatestReading, TelemetryReading
 from microgrid.topology.models import Asset, Microgrid
 
-READING_FIELDS = {"asset_id", "power_kw", "observed_at", "connected", "requested_kw"}
-FUTURE_TOLERANCE = timedelta(seconds=60)
 
-
-@dataclass(frozen=True)
-class Reading:
-    asset_pk: int
-    asset_id: str
-    power_kw: float
-    observed_at: datetime
-    connected: bool | None
-    requested_kw: float | None
-
-
-def _validate(raw: Any, index: int, assets: dict[str, tuple[int, str]], now: datetime):
-    errors: list[ErrorItem] = []
-    if not isinstance(raw, dict):
-        return None, [
-            ErrorItem(
-                "FIELD_INVALID", f"readings[{index}] must be an object", field=f"readings[{index}]"
-            )
-        ]
-    asset_id = raw.get("asset_id") if isinstance(raw.get("asset_id"), str) else None
-
-    def bad(field: str, message: str) -> None:
-        errors.append(
-            ErrorItem(
-                "FIELD_INVALID",
-                f"readings[{index}].{field} {message}",
-                asset_id=asset_id,
-                field=field,
-                details={"index": index},
-            )
-        )
-
-    for key in sorted(set(raw) - READING_FIELDS, key=str):
-        bad(str(key), "is not a field of a reading")
-    try:
-        check_id(raw.get("asset_id"), "asset_id")
-    except FieldProblem as exc:
-        bad("asset_id", str(exc))
-        return None, errors
-    found = assets.get(asset_id)
-    if found is None:
-        return None, [
-            ErrorItem(
-                "ASSET_NOT_FOUND",
-                f"readings[{index}]: asset {asset_id!r} is not in this microgrid",
-                asset_id=asset_id,
-                details={"index": index},
-            )
-        ]
-    asset_pk, kind = found
-    power = observed = requested = connected = None
-    if "power_kw" not in raw:
-        bad("power_kw", "is required")
-    else:
-        try:
-            power = check_kw(raw["power_kw"], minimum=None if kind == AssetKind.BATTERY else 0)
-        except FieldProblem as exc:
-            bad("power_kw", str(exc))
-    if "observed_at" not in raw:
-        bad("observed_at", "is required")
-    else:
-        try:
-            observed = check_datetime(raw["observed_at"])
-            if observed > now + FUTURE_TOLERANCE:
-                bad("observed_at", "is more than 60 s in the future")
-                observed = None
-        except FieldProblem as exc:
-            bad("observed_at", str(exc))
-    if kind == AssetKind.CHARGER:
-        if "connected" not in raw:
-            bad("connected", "is required for a charger")
-        else:
-            try:
-                connected = check_bool(raw["connected"])
-            except FieldProblem as exc:
-                bad("connected", str(exc))
-        if raw.get("requested_kw") is None:
-            requested = 0.0
-            if connected:
-                bad("requested_kw", "is required while a charger is connected")
-        else:
-            try:
-                requested = check_kw(raw["requested_kw"], minimum=0)
-            except FieldProblem as exc:
-                bad("requested_kw", str(exc))
-    else:
-        for name in ("connected", "requested_kw"):
-            if name in raw:
-                bad(name, f"is only for chargers, not {kind}")
-    if errors:
-        return None, errors
-    return Reading(asset_pk, asset_id, power, observed, connected, requested), []
+def telemetry_store(
+    *, microgrid: Microgrid, readings: Sequence[Reading], now: datetime | None = None
+) -> int:
+    """Store a validated batch (`telemetry.api.serializers.readings_input`); returns how many
+    readings it held."""
+    now = now or timezone.now()
+    if not readings:
+        return 0
+    with transaction.atomic():
+        _insert_readings(microgrid, list(readings), now)
+        _advance_latest(microgrid, list(readings), now)
+    return len(readings)
 
 
 def telemetry_ingest(*, microgrid: Microgrid, readings: Any, now: datetime | None = None) -> int:
-    """Store a batch of readings; returns how many were accepted."""
+    """Validate and store a batch from an in-process producer (the simulator, the OCPP gateway,
+    the demo feed): the same checks as the API's, then `telemetry_store`."""
     now = now or timezone.now()
-    if not isinstance(readings, list):
-        raise DomainError(
-            "TELEMETRY_INVALID",
-            "readings must be a list",
-            errors=[ErrorItem("FIELD_INVALID", "readings must be a list", field="readings")],
-        )
-    limit = settings.TELEMETRY_MAX_BATCH
-    if len(readings) > limit:
-        raise DomainError(
-            "TELEMETRY_INVALID",
-            f"a batch holds at most {limit} readings",
-            {"limit": limit},
-            errors=[ErrorItem("FIELD_INVALID", f"at most {limit} readings", field="readings")],
-        )
-    wanted = {
-        r.get("asset_id")
-        for r in readings
-        if isinstance(r, dict) and isinstance(r.get("asset_id"), str)
-    }
-    assets = _batch_assets(microgrid, wanted)
-    clean: list[Reading] = []
-    errors: list[ErrorItem] = []
-    for index, raw in enumerate(readings):
-        reading, problems = _validate(raw, index, assets, now)
-        errors.extend(problems)
-        if reading is not None:
-            clean.append(reading)
-    if errors:
-        raise DomainError(
-            "TELEMETRY_INVALID",
-            f"{len(errors)} invalid reading(s); nothing was stored",
-            errors=errors,
-            status=422,
-        )
-    if not clean:
-        return 0
-    with transaction.atomic():
-        _insert_readings(microgrid, clean, now)
-        _advance_latest(microgrid, clean, now)
-    return len(clean)
+    return telemetry_store(
+        microgrid=microgrid, readings=readings_input(microgrid, readings, now=now), now=now
+    )
 
 
 # Rows per statement: 1,000 rows x 8 columns stays under SQLite's 32,766 parameters.
@@ -178,6 +60,7 @@ _PG_TYPES = {
     "observed_at": "timestamptz",
     "received_at": "timestamptz",
     "plugged_in_at": "timestamptz",
+    "session_energy_kwh": "double precision",
     "updated_at": "timestamptz",
     "connected": "boolean",
 }
@@ -232,24 +115,6 @@ def _locked_latest(pks: list[int]) -> list[tuple]:
     )
 
 
-def _batch_assets(microgrid: Microgrid, wanted: set[str]) -> dict[str, tuple[int, str]]:
-    """asset_id -> (pk, kind) of the batch's assets of this microgrid (one query)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT asset_id, id, kind FROM {Asset._meta.db_table} "
-                "WHERE microgrid_id = %s AND asset_id = ANY(%s)",
-                [microgrid.pk, sorted(wanted)],
-            )
-            return {asset_id: (pk, kind) for asset_id, pk, kind in cursor.fetchall()}
-    return {
-        a["asset_id"]: (a["id"], a["kind"])
-        for a in Asset.objects.filter(microgrid=microgrid, asset_id__in=wanted).values(
-            "id", "asset_id", "kind"
-        )
-    }
-
-
 def _insert_readings(microgrid: Microgrid, readings: list[Reading], now: datetime) -> None:
     """The batch into the log, one statement; a repeated reading (same asset and observed_at)
     is stored once (ON CONFLICT DO NOTHING on the unique constraint)."""
@@ -289,6 +154,7 @@ _LATEST_COLUMNS = (
     "connected",
     "requested_kw",
     "plugged_in_at",
+    "session_energy_kwh",
 )
 
 
@@ -314,9 +180,12 @@ def _advance_latest(microgrid: Microgrid, readings: list[Reading], now: datetime
         for row in _locked_latest(missing):
             current[row[0]] = list(row)
     changed = []
+    # A reading covers at most the staleness window before it: a charger that was silent for
+    # hours is not credited with hours of its new power.
+    max_gap_s = float(microgrid.telemetry_stale_after_s)
     for pk in pks:
         row = current[pk]
-        _, power, observed, connected, requested, plugged = row
+        _, power, observed, connected, requested, plugged, energy = row
         state_changed = False
         for r in sorted(by_asset[pk], key=lambda x: x.observed_at):
             if observed is not None and r.observed_at <= observed:
@@ -324,8 +193,15 @@ def _advance_latest(microgrid: Microgrid, readings: list[Reading], now: datetime
             if r.connected:
                 if not connected:
                     plugged = r.observed_at
+                    energy = 0.0
+                # power_kw is the average since the previous reading (spec 3.5, sessions): the
+                # energy of (previous, this] belongs to this connection.
+                if observed is not None:
+                    gap = min((r.observed_at - observed).total_seconds(), max_gap_s)
+                    energy = (energy or 0.0) + r.power_kw * gap / 3600.0
             else:
                 plugged = None
+                energy = None
             power, observed, connected, requested = (
                 r.power_kw,
                 r.observed_at,
@@ -334,7 +210,7 @@ def _advance_latest(microgrid: Microgrid, readings: list[Reading], now: datetime
             )
             state_changed = True
         if state_changed:
-            changed.append((pk, power, observed, connected, requested, plugged))
+            changed.append((pk, power, observed, connected, requested, plugged, energy))
     if not changed:
         return
     adapt = connection.ops.adapt_datetimefield_value
@@ -352,9 +228,10 @@ def _advance_latest(microgrid: Microgrid, readings: list[Reading], now: datetime
                 connected,
                 requested,
                 adapt(plugged) if plugged is not None else None,
+                energy,
                 updated,
             )
-            for pk, power, observed, connected, requested, plugged in changed
+            for pk, power, observed, connected, requested, plugged, energy in changed
         ],
         "ON CONFLICT (asset_id) DO UPDATE SET "
         + ", ".join(f"{c} = excluded.{c}" for c in columns if c not in ("asset_id",)),
@@ -377,3 +254,99 @@ def telemetry_prune(*, older_than: datetime, batch: int = 50_000, batches: int =
         TelemetryReading.objects.filter(pk__in=pks).delete()
         deleted += len(pks)
     return deleted
+
+
+# ---- charger sessions (spec 4.3, "Departures") --------------------------------------------------
+
+# How far ahead a departure may lie: a week covers a long weekend on a depot; a date beyond it
+# is a typing error, not a plan.
+MAX_DEPARTURE_AHEAD = timedelta(days=7)
+
+
+def _user(user):
+    return user if getattr(user, "is_authenticated", False) else None
+
+
+def charger_session_put(
+    *,
+    asset: Asset,
+    departure_at: datetime,
+    energy_needed_kwh: float | None = None,
+    target_soc_percent: float | None = None,
+    arrival_soc_percent: float | None = None,
+    battery_capacity_kwh: float | None = None,
+    user=None,
+    now: datetime | None = None,
+) -> ChargerSession:
+    """Set what is known of the vehicle on `asset` now (idempotent: the same values change
+    nothing and write no history). The charger must be connected: the session belongs to its
+    current connection (409 CHARGER_NOT_CONNECTED otherwise); a departure must lie ahead,
+    within a week (422 FIELD_INVALID)."""
+    now = now or timezone.now()
+    if departure_at <= now:
+        raise DomainError.from_errors(
+            [ErrorItem("FIELD_INVALID", "departure_at must be in the future", field="departure_at")]
+        )
+    if departure_at > now + MAX_DEPARTURE_AHEAD:
+        raise DomainError.from_errors(
+            [
+                ErrorItem(
+                    "FIELD_INVALID",
+                    "departure_at must be at most 7 days ahead",
+                    field="departure_at",
+                )
+            ]
+        )
+    energy_source = None
+    if energy_needed_kwh is not None:
+        energy_source = EnergySource.ENERGY
+    elif target_soc_percent is not None:
+        energy_needed_kwh = round(
+            (target_soc_percent - (arrival_soc_percent or 0.0)) / 100.0 * battery_capacity_kwh, 3
+        )
+        energy_source = EnergySource.TARGET_SOC
+    with transaction.atomic():
+        latest = (
+            LatestReading.objects.select_for_update()
+            .filter(asset=asset)
+            .values("connected", "plugged_in_at")
+            .first()
+        )
+        if not latest or not latest["connected"] or latest["plugged_in_at"] is None:
+            raise DomainError(
+                "CHARGER_NOT_CONNECTED",
+                f"Charger {asset.asset_id!r} has no vehicle connected: a session belongs to a "
+                "connection",
+                {"asset_id": asset.asset_id},
+            )
+        values = {
+            "plugged_in_at": latest["plugged_in_at"],
+            "departure_at": departure_at,
+            "energy_needed_kwh": energy_needed_kwh,
+            "energy_source": energy_source,
+            "target_soc_percent": target_soc_percent,
+            "arrival_soc_percent": arrival_soc_percent,
+            "battery_capacity_kwh": battery_capacity_kwh,
+        }
+        session = ChargerSession.objects.select_for_update().filter(asset=asset).first()
+        if session is not None and all(getattr(session, k) == v for k, v in values.items()):
+            return session
+        if session is None:
+            session = ChargerSession(microgrid_id=asset.microgrid_id, asset=asset)
+        for key, value in values.items():
+            setattr(session, key, value)
+        session.updated_at = now
+        session.updated_by = _user(user)
+        session._history_user = _user(user)
+        session.save()
+    return session
+
+
+def charger_session_delete(*, asset: Asset, user=None) -> None:
+    """Forget the charger's session (idempotent; the history keeps it): cycles go back to the
+    group's default dwell, or to no departure."""
+    with transaction.atomic():
+        session = ChargerSession.objects.select_for_update().filter(asset=asset).first()
+        if session is not None:
+            session._history_user = _user(user)
+            session.delete()

@@ -5,6 +5,8 @@ connected in the contributing app's `AppConfig.ready()`.
 
 - `card_sections(microgrid)` -> `{name: JSON-ready value}`: sections of the microgrid card
   (API and page), each in a constant number of queries.
+- `card_section_fields()` -> `{name: serializer field}`: the same sections as the OpenAPI
+  document states them (`topology.api.serializers.MicrogridCard`).
 - `manage_tabs()` -> `[(order, key, label, url suffix), ...]`: the tabs of the Manage pages.
 - `card_page_sections(microgrid)` -> `(order, template, context)`: a block of the Manage card
   page, `template` rendered with `context`.
@@ -20,6 +22,7 @@ connected in the contributing app's `AppConfig.ready()`.
 from django.dispatch import Signal
 
 card_sections = Signal()
+card_section_fields = Signal()
 manage_tabs = Signal()
 card_page_sections = Signal()
 node_references = Signal()

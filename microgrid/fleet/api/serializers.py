@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from microgrid.common.openapi import ID
+from microgrid.common.serializers import ID_SCHEMA as ID
 from microgrid.common.serializers import ResponseSerializer, SchemaField
 from microgrid.fleet.choices import FleetState
 
