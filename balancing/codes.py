@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "BREACH_LABELS",
+    "BREACH_PHASE_CURRENT",
     "BREACH_PRECEDENCE",
     "LIMIT_REASONS",
     "LIMIT_SOURCE_TO_BREACH",
@@ -40,7 +41,11 @@ REASON_PRECEDENCE: tuple[str, ...] = tuple(code for code, _ in _REASONS)
 REASON_LABELS: dict[str, str] = dict(_REASONS)
 
 # Spec 4.5, breach precedence (for primary_reason_code).
+# BREACH_PHASE_CURRENT (issue 19) comes first: a phase current above its limit is what trips a
+# fuse, and it can happen while the node's kW total looks well inside its limit.
+BREACH_PHASE_CURRENT = "BREACH_PHASE_CURRENT"
 _BREACHES: tuple[tuple[str, str], ...] = (
+    (BREACH_PHASE_CURRENT, "Measured above the per-phase current limit on one phase"),
     ("BREACH_PHYSICAL_RATING", "Measured above the physical rating"),
     ("BREACH_OPERATING_ENVELOPE", "Measured above an operating envelope"),
     ("BREACH_MICROGRID_LIMIT", "Measured above the microgrid cap"),

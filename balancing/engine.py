@@ -48,6 +48,7 @@ from balancing.codes import (
     REASON_PRECEDENCE,
     sort_reasons,
 )
+from balancing.phase_alloc import PhaseInput
 
 __all__ = [
     "EXTERNAL_CONTROL",
@@ -229,15 +230,20 @@ class EngineInput:
     loads: tuple[LoadInput, ...]
     chargers: tuple[ChargerInput, ...]
     threshold_s: int  # the microgrid's telemetry_stale_after_s, copied into fallback entries
+    # The per-phase model (balancing/phase_alloc.py); None when no per-phase data exists.
+    phase: PhaseInput | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON input snapshot a cycle stores (spec 4.3, replay_cycle)."""
-        return {
+        d = {
             "nodes": [n.to_dict() for n in self.nodes],
             "loads": [ld.to_dict() for ld in self.loads],
             "chargers": [c.to_dict() for c in self.chargers],
             "threshold_s": self.threshold_s,
         }
+        if self.phase is not None:
+            d["phase"] = self.phase.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EngineInput:
@@ -246,6 +252,7 @@ class EngineInput:
             loads=tuple(LoadInput.from_dict(ld) for ld in d.get("loads", ())),
             chargers=tuple(ChargerInput.from_dict(c) for c in d.get("chargers", ())),
             threshold_s=int(d["threshold_s"]),
+            phase=PhaseInput.from_dict(d["phase"]) if d.get("phase") else None,
         )
 
 

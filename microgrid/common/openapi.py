@@ -24,7 +24,13 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from balancing.choices import BreachStatus, Outcome, SourceMode, TriggerType
 from balancing.codes import BREACH_PRECEDENCE, REASON_PRECEDENCE
 from microgrid.capabilities.choices import BindingEnd
-from microgrid.common.fields import ID_SCHEMA_PATTERN, MAX_KW, TEXT_MAX_LENGTH, TEXT_SCHEMA_PATTERN
+from microgrid.common.fields import (
+    ID_SCHEMA_PATTERN,
+    MAX_A,
+    MAX_KW,
+    TEXT_MAX_LENGTH,
+    TEXT_SCHEMA_PATTERN,
+)
 from microgrid.envelopes.choices import (
     CapacityUnit,
     Direction,
@@ -35,7 +41,7 @@ from microgrid.envelopes.choices import (
     Phase,
 )
 from microgrid.limits.choices import ConstraintSource
-from microgrid.topology.choices import AssetKind, NodeKind
+from microgrid.topology.choices import AssetKind, NodeKind, PhaseRotation
 
 HHMM_REGEX = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 DAYS = ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
@@ -97,6 +103,7 @@ NUM = {"type": "number"}
 BOOL = {"type": "boolean"}
 DT = {"type": "string", "format": "date-time"}
 # Inputs: a JSON number, finite (JSON has no NaN/Infinity; the parser refuses them too).
+AMPS = {"type": "number", "maximum": MAX_A, "description": "A per phase"}
 KW_POSITIVE = {"type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": MAX_KW}
 KW_NON_NEGATIVE = {"type": "number", "minimum": 0, "maximum": MAX_KW}
 TIMESTAMP_IN = {
@@ -122,6 +129,17 @@ def _asset_variants(*, request: bool) -> list[dict[str, Any]]:
                 "failsafe_power_kw": _nullable(
                     {**KW_NON_NEGATIVE, "description": "default: min_power_kw"}
                 ),
+                "phases": {"type": "integer", "enum": [1, 3], "default": 3},
+                "phase_rotation": _nullable(
+                    {
+                        "type": "string",
+                        "enum": list(PhaseRotation.values),
+                        "description": "single-phase: L1, L2, L3 (default L1); three-phase: "
+                        "L1L2L3, L2L3L1, L3L1L2 (default L1L2L3)",
+                    }
+                ),
+                "min_current_a": _nullable({**AMPS, "minimum": 0}),
+                "max_current_a": _nullable({**AMPS, "exclusiveMinimum": True, "minimum": 0}),
             },
             "SITE_LOAD": {
                 "rated_power_kw": _nullable(KW_POSITIVE),
@@ -143,6 +161,10 @@ def _asset_variants(*, request: bool) -> list[dict[str, Any]]:
                 "min_power_kw": NUM,
                 "priority": INT,
                 "failsafe_power_kw": NUM,
+                "phases": {"type": "integer", "enum": [1, 3]},
+                "phase_rotation": {"type": "string", "enum": list(PhaseRotation.values)},
+                "min_current_a": _nullable(NUM),
+                "max_current_a": _nullable(NUM),
             },
             "SITE_LOAD": {"rated_power_kw": _nullable(NUM), "fallback_kw": _nullable(NUM)},
             "BATTERY": {"rated_power_kw": _nullable(NUM), "fallback_kw": _nullable(NUM)},
@@ -226,6 +248,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "physical_rating_kw": NUM,
             "voltage_v": NUM,
             "phases": {"type": "integer", "enum": [1, 3]},
+            "rating_a": _nullable(NUM),
         }
     )
     s["Asset"] = {"oneOf": _asset_variants(request=False)}
@@ -257,8 +280,16 @@ def _schemas() -> dict[str, dict[str, Any]]:
                 "default": 230,
             },
             "phases": {"type": "integer", "enum": [1, 3], "default": 3},
+            "rating_a": _nullable(
+                {
+                    **AMPS,
+                    "exclusiveMinimum": True,
+                    "minimum": 0,
+                    "description": "per-phase current rating of the node's protective device",
+                }
+            ),
         },
-        optional=("parent_id", "voltage_v", "phases"),
+        optional=("parent_id", "voltage_v", "phases", "rating_a"),
         closed=True,
     )
     s["AssetInput"] = {"oneOf": _asset_variants(request=True)}
@@ -304,8 +335,18 @@ def _schemas() -> dict[str, dict[str, Any]]:
                         "requested_kw": _nullable(
                             {**KW_NON_NEGATIVE, "description": "chargers only"}
                         ),
+                        "current_a": _nullable(
+                            {
+                                "type": "array",
+                                "items": {"type": "number", "minimum": 0, "maximum": MAX_A},
+                                "minItems": 3,
+                                "maxItems": 3,
+                                "description": "chargers and meters only: the currents of the "
+                                "asset's own L1, L2, L3 in A",
+                            }
+                        ),
                     },
-                    optional=("connected", "requested_kw"),
+                    optional=("connected", "requested_kw", "current_a"),
                     closed=True,
                 )
             )
@@ -510,8 +551,12 @@ def _schemas() -> dict[str, dict[str, Any]]:
                         "status": _enum(BreachStatus),
                         "new": BOOL,
                         "resolved_at": _nullable(DT),
+                        "phase": {"type": "string", "enum": ["L1", "L2", "L3"]},
+                        "measured_a": NUM,
+                        "limit_a": NUM,
+                        "excess_a": NUM,
                     },
-                    optional=("resolved_at",),
+                    optional=("resolved_at", "phase", "measured_a", "limit_a", "excess_a"),
                 )
             ),
             "served_triggers": _arr(ref("Trigger")),
@@ -539,7 +584,16 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "status": _enum(BreachStatus),
             "detected_at": DT,
             "resolved_at": _nullable(DT),
-        }
+            "phase": {
+                "type": "string",
+                "enum": ["L1", "L2", "L3"],
+                "description": "a phase breach (BREACH_PHASE_CURRENT) only",
+            },
+            "measured_a": NUM,
+            "limit_a": NUM,
+            "excess_a": NUM,
+        },
+        optional=("phase", "measured_a", "limit_a", "excess_a"),
     )
     s["BreachList"] = _obj({"microgrid_id": ID, "breaches": _arr(ref("Breach"))})
 

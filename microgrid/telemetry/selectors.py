@@ -11,9 +11,22 @@ from microgrid.telemetry.models import LatestReading
 def latest_readings(microgrid) -> dict[str, dict[str, Any]]:
     """asset_id -> the latest reading (one query); assets that never reported are absent."""
     rows = LatestReading.objects.filter(microgrid=microgrid, observed_at__isnull=False).values(
-        "asset__asset_id", "power_kw", "observed_at", "connected", "requested_kw", "plugged_in_at"
+        "asset__asset_id",
+        "power_kw",
+        "observed_at",
+        "connected",
+        "requested_kw",
+        "plugged_in_at",
+        "current_l1_a",
+        "current_l2_a",
+        "current_l3_a",
     )
-    return {r.pop("asset__asset_id"): r for r in rows}
+    out = {}
+    for r in rows:
+        currents = (r.pop("current_l1_a"), r.pop("current_l2_a"), r.pop("current_l3_a"))
+        r["current_a"] = None if currents[0] is None else list(currents)
+        out[r.pop("asset__asset_id")] = r
+    return out
 
 
 def freshness(observed_at: datetime | None, now: datetime, stale_after_s: int) -> str:

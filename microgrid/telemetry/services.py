@@ -19,12 +19,19 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.fields import FieldProblem, check_bool, check_datetime, check_id, check_kw
+from microgrid.common.fields import (
+    FieldProblem,
+    check_amps,
+    check_bool,
+    check_datetime,
+    check_id,
+    check_kw,
+)
 from microgrid.telemetry.models import LatestReading, TelemetryReading
 from microgrid.topology.choices import AssetKind
 from microgrid.topology.models import Asset, Microgrid
 
-READING_FIELDS = {"asset_id", "power_kw", "observed_at", "connected", "requested_kw"}
+READING_FIELDS = {"asset_id", "power_kw", "observed_at", "connected", "requested_kw", "current_a"}
 FUTURE_TOLERANCE = timedelta(seconds=60)
 
 
@@ -36,6 +43,20 @@ class Reading:
     observed_at: datetime
     connected: bool | None
     requested_kw: float | None
+    current_a: tuple[float, float, float] | None = None
+
+
+def check_currents(value: Any) -> tuple[float, float, float]:
+    """`current_a`: the asset's L1, L2, L3 currents in A, three finite numbers >= 0."""
+    if not isinstance(value, list) or len(value) != 3:
+        raise FieldProblem("must be a list of three currents [l1, l2, l3] in A")
+    out = []
+    for i, item in enumerate(value):
+        try:
+            out.append(check_amps(item, minimum=0))
+        except FieldProblem as exc:
+            raise FieldProblem(f"[{i}] {exc}") from None
+    return (out[0], out[1], out[2])
 
 
 def _validate(raw: Any, index: int, assets: dict[str, tuple[int, str]], now: datetime):
@@ -116,9 +137,18 @@ def _validate(raw: Any, index: int, assets: dict[str, tuple[int, str]], now: dat
         for name in ("connected", "requested_kw"):
             if name in raw:
                 bad(name, f"is only for chargers, not {kind}")
+    currents = None
+    if raw.get("current_a") is not None:
+        if kind not in (AssetKind.CHARGER, AssetKind.METER):
+            bad("current_a", f"is only for chargers and meters, not {kind}")
+        else:
+            try:
+                currents = check_currents(raw["current_a"])
+            except FieldProblem as exc:
+                bad("current_a", str(exc))
     if errors:
         return None, errors
-    return Reading(asset_pk, asset_id, power, observed, connected, requested), []
+    return Reading(asset_pk, asset_id, power, observed, connected, requested, currents), []
 
 
 def telemetry_ingest(*, microgrid: Microgrid, readings: Any, now: datetime | None = None) -> int:
@@ -166,7 +196,7 @@ def telemetry_ingest(*, microgrid: Microgrid, readings: Any, now: datetime | Non
     return len(clean)
 
 
-# Rows per statement: 1,000 rows x 8 columns stays under SQLite's 32,766 parameters.
+# Rows per statement: 1,000 rows x 11 columns stays under SQLite's 32,766 parameters.
 _CHUNK = 1000
 
 
@@ -175,6 +205,9 @@ _PG_TYPES = {
     "asset_id": "bigint",
     "power_kw": "double precision",
     "requested_kw": "double precision",
+    "current_l1_a": "double precision",
+    "current_l2_a": "double precision",
+    "current_l3_a": "double precision",
     "observed_at": "timestamptz",
     "received_at": "timestamptz",
     "plugged_in_at": "timestamptz",
@@ -265,6 +298,9 @@ def _insert_readings(microgrid: Microgrid, readings: list[Reading], now: datetim
             "received_at",
             "connected",
             "requested_kw",
+            "current_l1_a",
+            "current_l2_a",
+            "current_l3_a",
         ),
         [
             (
@@ -275,6 +311,7 @@ def _insert_readings(microgrid: Microgrid, readings: list[Reading], now: datetim
                 received,
                 r.connected,
                 r.requested_kw,
+                *(r.current_a or _NO_CURRENTS),
             )
             for r in readings
         ],
@@ -282,6 +319,7 @@ def _insert_readings(microgrid: Microgrid, readings: list[Reading], now: datetim
     )
 
 
+_NO_CURRENTS = (None, None, None)
 _LATEST_COLUMNS = (
     "asset_id",
     "power_kw",
@@ -289,6 +327,9 @@ _LATEST_COLUMNS = (
     "connected",
     "requested_kw",
     "plugged_in_at",
+    "current_l1_a",
+    "current_l2_a",
+    "current_l3_a",
 )
 
 
@@ -316,7 +357,7 @@ def _advance_latest(microgrid: Microgrid, readings: list[Reading], now: datetime
     changed = []
     for pk in pks:
         row = current[pk]
-        _, power, observed, connected, requested, plugged = row
+        _, power, observed, connected, requested, plugged, *currents = row
         state_changed = False
         for r in sorted(by_asset[pk], key=lambda x: x.observed_at):
             if observed is not None and r.observed_at <= observed:
@@ -332,9 +373,11 @@ def _advance_latest(microgrid: Microgrid, readings: list[Reading], now: datetime
                 r.connected,
                 r.requested_kw,
             )
+            # A reading without currents says nothing about them: the latest has none then.
+            currents = list(r.current_a or _NO_CURRENTS)
             state_changed = True
         if state_changed:
-            changed.append((pk, power, observed, connected, requested, plugged))
+            changed.append((pk, power, observed, connected, requested, plugged, *currents))
     if not changed:
         return
     adapt = connection.ops.adapt_datetimefield_value
@@ -352,9 +395,12 @@ def _advance_latest(microgrid: Microgrid, readings: list[Reading], now: datetime
                 connected,
                 requested,
                 adapt(plugged) if plugged is not None else None,
+                l1,
+                l2,
+                l3,
                 updated,
             )
-            for pk, power, observed, connected, requested, plugged in changed
+            for pk, power, observed, connected, requested, plugged, l1, l2, l3 in changed
         ],
         "ON CONFLICT (asset_id) DO UPDATE SET "
         + ", ".join(f"{c} = excluded.{c}" for c in columns if c not in ("asset_id",)),
