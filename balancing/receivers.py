@@ -21,12 +21,14 @@ from __future__ import annotations
 from django.dispatch import receiver
 
 from balancing import selectors, tasks
+from balancing.api import serializers as api_serializers
 from balancing.services import trigger_of
 from microgrid.capabilities.signals import capability_changed
 from microgrid.envelopes.signals import enforcement_changed
 from microgrid.limits.signals import limits_changed, schedule_transitioned
 from microgrid.topology.signals import (
     card_page_sections,
+    card_section_fields,
     card_sections,
     manage_tabs,
     node_loads,
@@ -64,6 +66,11 @@ def cycle_on_capability_change(sender, *, microgrid_id: str, binding_ids: list[s
 
 
 # -- the microgrid card and the Manage pages --------------------------------------------------
+
+
+@receiver(card_section_fields, dispatch_uid="balancing.card_section_fields")
+def card_section_field(sender, **kwargs) -> dict:
+    return api_serializers.card_section_fields()
 
 
 @receiver(card_sections, dispatch_uid="balancing.card_sections")

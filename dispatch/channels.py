@@ -2,13 +2,14 @@
 
 A channel backend takes a `Batch` (one cycle's deliveries on that channel) and
 answers a `SendResult`. Which channel a microgrid's setpoints take is decided
-when the cycle writes them, by resolvers asked in priority order (the
-simulator's, while a run is active for the microgrid, before the webhook);
+when the cycle writes them, by the resolvers of every app in priority order
+(the simulator's, while a run is active for the microgrid, before the webhook);
 with none, the channel is PULL: the setpoints wait for
 `GET /api/microgrids/{id}/setpoints/` and nothing is pushed.
 
-Apps above dispatch (the simulator, OCPP) register their own backends and
-resolvers in `AppConfig.ready()`.
+The backends and resolvers are the answers to dispatch's signals (`dispatch.signals`):
+dispatch answers for its webhook, the apps above (the simulator, OCPP stations) for
+theirs, each in its `receivers.py`.
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ import hmac
 import http.client
 import json
 import ssl
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from dispatch import signals
 from dispatch.choices import Channel, DeliveryStatus
+from microgrid.common.signals import collect
 
 
 @dataclass(frozen=True)
@@ -66,47 +68,30 @@ class ChannelBackend(Protocol):
     def send(self, batch: Batch) -> SendResult: ...
 
 
-# name -> backend; resolvers: (priority, fn(microgrid, config) -> channel name or None)
-_backends: dict[str, ChannelBackend] = {}
-_resolvers: list[tuple[int, Callable[[Any, Any], str | None]]] = []
-
-
-def register_channel(name: str, backend: ChannelBackend) -> None:
-    _backends[name] = backend
-
-
-def register_resolver(priority: int, fn: Callable[[Any, Any], str | None]) -> None:
-    if all(existing is not fn for _, existing in _resolvers):
-        _resolvers.append((priority, fn))
-        _resolvers.sort(key=lambda r: r[0])
-
-
 def backend(name: str) -> ChannelBackend | None:
-    return _backends.get(name)
+    """The backend an app answers for channel `name` (`signals.channel_backends`)."""
+    for answer in collect(signals.channel_backends):
+        if name in answer:
+            return answer[name]
+    return None
 
 
 def resolve_channel(microgrid, config) -> str:
-    """The channel this microgrid's setpoints take now."""
-    for _, fn in _resolvers:
-        name = fn(microgrid, config)
-        if name:
-            return name
-    return Channel.PULL
-
-
-_charger_resolvers: list[Callable[[Any], dict[str, str]]] = []
-
-
-def register_charger_resolver(fn: Callable[[Any], dict[str, str]]) -> None:
-    """fn(microgrid) -> {asset_id: channel} for the chargers a channel of their own serves."""
-    if fn not in _charger_resolvers:
-        _charger_resolvers.append(fn)
+    """The channel this microgrid's setpoints take now (`signals.channel_resolvers`)."""
+    named = [
+        (priority, name)
+        for priority, name in collect(signals.channel_resolvers, microgrid=microgrid, config=config)
+        if name
+    ]
+    return min(named)[1] if named else Channel.PULL
 
 
 def charger_channels(microgrid) -> dict[str, str]:
+    """{asset_id: channel} for the chargers a channel of their own serves
+    (`signals.charger_channels`)."""
     out: dict[str, str] = {}
-    for fn in _charger_resolvers:
-        out.update(fn(microgrid))
+    for answer in collect(signals.charger_channels, microgrid=microgrid):
+        out.update(answer)
     return out
 
 

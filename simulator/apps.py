@@ -7,9 +7,4 @@ class SimulatorConfig(AppConfig):
     verbose_name = "Depot simulator"
 
     def ready(self):
-        from dispatch.channels import register_channel, register_resolver
-        from dispatch.choices import Channel
-        from simulator.dispatch import SimulatorChannel, resolver
-
-        register_channel(Channel.SIMULATOR, SimulatorChannel())
-        register_resolver(10, resolver)
+        from simulator import receivers  # noqa: F401  (connects the receivers)

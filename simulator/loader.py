@@ -9,7 +9,9 @@ Apps that own a profile section say so in a `profile.py` module, which the loade
 discovers through the app registry as Django's admin discovers `admin.py` (no app imports the
 simulator): `SECTION` (its key), `ORDER` (sections apply in this order, after the topology),
 `check(value, profile)` -> [ErrorItem] (pure) and `apply(microgrid, value, user)` (inside the
-load transaction). The loader refuses sections nobody handles.
+load transaction). A section with a negative ORDER applies before the topology, for what the
+topology names (the OCPP stations of `ocpp_stations:`, named by chargers' `station_id`). The
+loader refuses sections nobody handles.
 """
 
 from __future__ import annotations
@@ -154,6 +156,9 @@ def load_profile(profile: dict[str, Any], *, user=None) -> LoadResult:
             microgrid = existing
             _update_settings(microgrid, depot, meta)
         microgrid = topology_selectors.microgrid_get(microgrid.microgrid_id, user=SYSTEM)
+        for name, section in sections().items():
+            if name in profile and section.order < 0:
+                section.apply(microgrid, profile[name], user)
         current = topology_selectors.topology_document(microgrid)
         wanted = validate_topology(profile["nodes"], profile.get("assets") or []).topology
         changed = (current["nodes"], current["assets"]) != (wanted.nodes, wanted.assets)
@@ -166,7 +171,7 @@ def load_profile(profile: dict[str, Any], *, user=None) -> LoadResult:
                 user=user,
             )
         for name, section in sections().items():
-            if name in profile:
+            if name in profile and section.order >= 0:
                 section.apply(microgrid, profile[name], user)
     return LoadResult(microgrid=microgrid, created=created, topology_changed=changed)
 

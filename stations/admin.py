@@ -10,8 +10,12 @@ from stations.models import ChargingStation, StationAuthAttempt, StationEvse
 class EvseInline(admin.TabularInline):
     model = StationEvse
     extra = 0
-    fields = ("evse_id", "asset_id", "status", "status_at")
-    readonly_fields = ("status", "status_at")
+    # Which charger an EVSE is lives on the charger asset (topology: station_id, evse_id).
+    fields = ("evse_id", "status", "status_at", "profile_status", "failsafe_status")
+    readonly_fields = ("evse_id", "status", "status_at", "profile_status", "failsafe_status")
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(ChargingStation)

@@ -1,5 +1,5 @@
-"""OCPP charging stations, the EVSEs that map them to charger assets, and the gateway's
-refused connection attempts."""
+"""OCPP charging stations, the state of their EVSEs, and the gateway's refused connection
+attempts. A charger asset names its station and EVSE (topology, spec 3.1)."""
 
 from __future__ import annotations
 
@@ -37,18 +37,18 @@ class ChargingStation(models.Model):
 
 
 class StationEvse(models.Model):
-    """One EVSE of a station (the connector id on OCPP 1.6) and the charger asset it is."""
+    """What one EVSE of a station (the connector id on OCPP 1.6) last said and was answered.
+
+    Which charger it is lives on the charger asset (`station_id`, `evse_id`, spec 3.1), so
+    the topology, its history and its revisions hold the mapping; this row is created by the
+    first StatusNotification or profile of the EVSE."""
 
     station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="evses")
     evse_id = models.PositiveIntegerField()
-    asset_id = models.CharField(max_length=64, help_text="a CHARGER of the station's microgrid")
     status = models.CharField(max_length=20, blank=True, help_text="last StatusNotification")
     status_at = models.DateTimeField(null=True, blank=True)
     profile_status = models.CharField(max_length=40, blank=True, help_text="last setpoint profile")
     failsafe_status = models.CharField(max_length=40, blank=True, help_text="stack level 0")
-    history = HistoricalRecords(
-        excluded_fields=["status", "status_at", "profile_status", "failsafe_status"]
-    )
 
     class Meta:
         ordering = ["station_id", "evse_id"]
@@ -56,7 +56,7 @@ class StationEvse(models.Model):
         constraints = [models.UniqueConstraint(fields=["station", "evse_id"], name="evse_unique")]
 
     def __str__(self) -> str:
-        return f"{self.station_id}/{self.evse_id} -> {self.asset_id}"
+        return f"{self.station_id}/{self.evse_id}"
 
 
 class StationAuthAttempt(models.Model):

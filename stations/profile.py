@@ -1,8 +1,11 @@
 """The `ocpp_stations:` section of depot profiles (spec 8.1, 4.8), registered with the loader.
 
-`[{station_id, password, charging_rate_unit?, evses: [{evse_id, asset_id}]}]`: each station
-is created or updated (a changed password replaces the stored hash; the same file loaded
-again changes nothing) with exactly these EVSEs. Stations are never deleted by a profile.
+`[{station_id, password, charging_rate_unit?}]`: each station is created or updated (a
+changed password replaces the stored hash; the same file loaded again changes nothing).
+Which charger is which EVSE is said by the chargers themselves (`station_id`, `evse_id` in
+`assets:`), so this section applies before the topology (ORDER < 0): the topology save
+checks that every station a charger names exists (STATION_NOT_FOUND). Stations are never
+deleted by a profile.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from django.db import transaction
 
 from microgrid.common.errors import ErrorItem
 from microgrid.common.fields import ID_RE
-from stations.models import ChargingStation, StationEvse
+from stations.models import ChargingStation
 from stations.services import _hash, password_matches
 
 SECTION = "ocpp_stations"
+FIELDS = {"station_id", "password", "charging_rate_unit"}
 
 
 def check_stations(value: Any, profile: dict[str, Any]) -> list[ErrorItem]:
@@ -24,22 +28,22 @@ def check_stations(value: Any, profile: dict[str, Any]) -> list[ErrorItem]:
         return ErrorItem("FIELD_INVALID", f"{field} {message}", field=field)
 
     if not isinstance(value, list):
-        return [bad(SECTION, "must be a list of {station_id, password, evses}")]
-    chargers = {
-        a.get("asset_id")
-        for a in profile.get("assets") or []
-        if isinstance(a, dict) and a.get("kind") == "CHARGER"
-    }
+        return [bad(SECTION, "must be a list of {station_id, password}")]
     errors: list[ErrorItem] = []
     seen_ids: set[str] = set()
-    mapped: set[str] = set()
     for i, raw in enumerate(value):
         p = f"{SECTION}[{i}]"
         if not isinstance(raw, dict):
-            errors.append(bad(p, "must be {station_id, password, evses}"))
+            errors.append(bad(p, "must be {station_id, password}"))
             continue
-        for key in sorted(set(raw) - {"station_id", "password", "charging_rate_unit", "evses"}):
-            errors.append(bad(f"{p}.{key}", "is not a field of a station"))
+        for key in sorted(set(raw) - FIELDS, key=str):
+            why = (
+                "is not a field of a station: a charger names its station and EVSE "
+                "(station_id, evse_id in assets)"
+                if key == "evses"
+                else "is not a field of a station"
+            )
+            errors.append(bad(f"{p}.{key}", why))
         sid = raw.get("station_id")
         if not isinstance(sid, str) or not ID_RE.match(sid):
             errors.append(bad(f"{p}.station_id", "must be an id of the spec's pattern"))
@@ -52,33 +56,25 @@ def check_stations(value: Any, profile: dict[str, Any]) -> list[ErrorItem]:
             errors.append(bad(f"{p}.password", "must be 16 to 200 characters"))
         if raw.get("charging_rate_unit", "W") not in ("W", "A"):
             errors.append(bad(f"{p}.charging_rate_unit", "must be W or A"))
-        evses = raw.get("evses", [])
-        if not isinstance(evses, list):
-            errors.append(bad(f"{p}.evses", "must be a list of {evse_id, asset_id}"))
+    # A charger of this profile that names a station: one of this section's, when the section
+    # is given (a station made in admin is checked when the topology is saved).
+    for j, asset in enumerate(profile.get("assets") or []):
+        if not isinstance(asset, dict) or asset.get("kind") != "CHARGER":
             continue
-        numbers: set[int] = set()
-        for j, evse in enumerate(evses):
-            q = f"{p}.evses[{j}]"
-            if not isinstance(evse, dict) or set(evse) != {"evse_id", "asset_id"}:
-                errors.append(bad(q, "must be {evse_id, asset_id}"))
-                continue
-            n = evse["evse_id"]
-            if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1000 or n in numbers:
-                errors.append(bad(f"{q}.evse_id", "must be a distinct whole number from 1"))
-            else:
-                numbers.add(n)
-            if evse["asset_id"] not in chargers:
-                errors.append(
-                    ErrorItem(
-                        "ASSET_NOT_FOUND",
-                        f"{evse['asset_id']!r} is not a CHARGER of this profile",
-                        field=f"{q}.asset_id",
-                    )
+        named = asset.get("station_id")
+        if isinstance(named, str) and named not in seen_ids:
+            errors.append(
+                ErrorItem(
+                    "STATION_NOT_FOUND",
+                    f"charger {asset.get('asset_id')!r} names OCPP station {named!r}, which "
+                    f"is not in {SECTION}",
+                    asset_id=asset.get("asset_id")
+                    if isinstance(asset.get("asset_id"), str)
+                    else None,
+                    field=f"assets[{j}].station_id",
+                    details={"station_id": named},
                 )
-            elif evse["asset_id"] in mapped:
-                errors.append(bad(f"{q}.asset_id", "is mapped to two EVSEs"))
-            else:
-                mapped.add(evse["asset_id"])
+            )
     return errors
 
 
@@ -101,18 +97,10 @@ def apply_stations(microgrid, value: Any, user) -> None:
                 station.charging_rate_unit, changed = unit, True
             if changed:
                 station.save()
-            wanted = {(e["evse_id"], e["asset_id"]) for e in raw.get("evses", [])}
-            current = set(
-                StationEvse.objects.filter(station=station).values_list("evse_id", "asset_id")
-            )
-            if wanted != current:
-                StationEvse.objects.filter(station=station).delete()
-                for evse_id, asset_id in sorted(wanted):
-                    StationEvse.objects.create(station=station, evse_id=evse_id, asset_id=asset_id)
 
 
-# Found by the simulator's profile loader (simulator/loader.py): the section, its order, its
-# check and how it is applied.
-ORDER = 70
+# Found by the simulator's profile loader (simulator/loader.py): the section, its order (before
+# the topology, which names the stations), its check and how it is applied.
+ORDER = -10
 check = check_stations
 apply = apply_stations

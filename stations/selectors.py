@@ -1,24 +1,39 @@
-"""Reads of stations: the stations page and API (two queries whatever the size)."""
+"""Reads of stations: the stations page and API (a constant number of queries)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from microgrid.topology.models import Asset
 from stations.models import ChargingStation, StationEvse
 
 
 def station_list(microgrid) -> list[dict[str, Any]]:
+    """Each station with its EVSEs: those a charger names (topology) and those that reported
+    (an EVSE no charger names shows `asset_id` null). Three queries whatever the size."""
     stations = list(ChargingStation.objects.filter(microgrid=microgrid).order_by("station_id"))
+    state = {
+        (e.station_id, e.evse_id): e
+        for e in StationEvse.objects.filter(station__microgrid=microgrid)
+    }
+    pks = {s.station_id: s.pk for s in stations}
+    mapped = {
+        (pks[sid], evse): asset_id
+        for asset_id, sid, evse in Asset.objects.filter(
+            microgrid=microgrid, kind="CHARGER", station_id__in=pks
+        ).values_list("asset_id", "station_id", "evse_id")
+    }
     evses: dict[int, list[dict[str, Any]]] = {}
-    for e in StationEvse.objects.filter(station__microgrid=microgrid).order_by("evse_id"):
-        evses.setdefault(e.station_id, []).append(
+    for key in sorted(set(state) | set(mapped)):
+        e = state.get(key)
+        evses.setdefault(key[0], []).append(
             {
-                "evse_id": e.evse_id,
-                "asset_id": e.asset_id,
-                "status": e.status or None,
-                "status_at": e.status_at.isoformat() if e.status_at else None,
-                "profile_status": e.profile_status or None,
-                "failsafe_status": e.failsafe_status or None,
+                "evse_id": key[1],
+                "asset_id": mapped.get(key),
+                "status": (e.status or None) if e else None,
+                "status_at": e.status_at.isoformat() if e and e.status_at else None,
+                "profile_status": (e.profile_status or None) if e else None,
+                "failsafe_status": (e.failsafe_status or None) if e else None,
             }
         )
     return [

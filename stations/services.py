@@ -96,11 +96,23 @@ def station_seen(*, station_id: str) -> None:
 
 
 def station_status(*, station_id: str, evse_id: int, status: str) -> None:
-    now = timezone.now()
-    StationEvse.objects.filter(station__station_id=station_id, evse_id=evse_id).update(
-        status=status[:20], status_at=now
+    station = ChargingStation.objects.get(station_id=station_id)
+    StationEvse.objects.update_or_create(
+        station=station,
+        evse_id=evse_id,
+        defaults={"status": status[:20], "status_at": timezone.now()},
     )
     station_seen(station_id=station_id)
+
+
+def _charger(station: ChargingStation, evse_id: int) -> Asset | None:
+    """The charger asset of the station's microgrid that names this station and EVSE."""
+    return Asset.objects.filter(
+        microgrid_id=station.microgrid_id,
+        kind="CHARGER",
+        station_id=station.station_id,
+        evse_id=evse_id,
+    ).first()
 
 
 class MeterProblem(Exception):
@@ -111,15 +123,11 @@ def station_meter_values(*, station_id: str, evse_id: int, samples: list[dict[st
     """Readings for the charger at (station, evse) from OCPP sampled values:
     `[{"timestamp", "power_w", "soc"}]`. Returns how many were ingested."""
     station = ChargingStation.objects.select_related("microgrid").get(station_id=station_id)
-    evse = StationEvse.objects.filter(station=station, evse_id=evse_id).first()
-    if evse is None:
-        raise MeterProblem(f"EVSE {evse_id} of {station_id} is not mapped to a charger")
-    charger = Asset.objects.filter(
-        microgrid=station.microgrid, asset_id=evse.asset_id, kind="CHARGER"
-    ).first()
+    charger = _charger(station, evse_id)
     if charger is None:
-        raise MeterProblem(f"{evse.asset_id} is not a charger of {station.microgrid}")
-    connected = evse.status in PLUGGED_IN
+        raise MeterProblem(f"EVSE {evse_id} of {station_id} is not mapped to a charger")
+    evse = StationEvse.objects.filter(station=station, evse_id=evse_id).first()
+    connected = evse is not None and evse.status in PLUGGED_IN
     readings = []
     for sample in samples:
         reading: dict[str, Any] = {
@@ -165,12 +173,23 @@ def station_transaction_start(*, station_id: str, evse_id: int) -> int:
 
 
 def charger_channels(microgrid) -> dict[str, str]:
-    """Registered with dispatch: chargers mapped to a station EVSE take the OCPP channel."""
+    """Chargers mapped to a station EVSE take the OCPP channel (dispatch's `charger_channels`,
+    answered in stations/receivers.py)."""
     from dispatch.choices import Channel
 
+    stations = ChargingStation.objects.filter(microgrid=microgrid).values("station_id")
     return dict.fromkeys(
-        StationEvse.objects.filter(station__microgrid=microgrid).values_list("asset_id", flat=True),
+        Asset.objects.filter(
+            microgrid=microgrid, kind="CHARGER", station_id__in=stations
+        ).values_list("asset_id", flat=True),
         Channel.OCPP,
+    )
+
+
+def charger_stations(microgrid) -> list[str]:
+    """Registered with topology: the station ids a charger of this microgrid may name."""
+    return list(
+        ChargingStation.objects.filter(microgrid=microgrid).values_list("station_id", flat=True)
     )
 
 
@@ -189,11 +208,13 @@ def ocpp_claim(*, gateway: str) -> list[dict[str, Any]]:
 
     now = timezone.now()
     token = uuid.uuid4().hex
-    held = StationEvse.objects.filter(
-        station__microgrid_id=OuterRef("microgrid_id"),
+    held = Asset.objects.filter(
+        microgrid_id=OuterRef("microgrid_id"),
         asset_id=OuterRef("target_id"),
-        station__gateway=gateway,
-        station__connected=True,
+        kind="CHARGER",
+        station_id__in=ChargingStation.objects.filter(
+            microgrid_id=OuterRef("microgrid_id"), gateway=gateway, connected=True
+        ).values("station_id"),
     )
     lease = now - timedelta(seconds=settings.OCPP_RESPONSE_TIMEOUT_S + 5)
     due = (
@@ -232,37 +253,31 @@ def ocpp_claim(*, gateway: str) -> list[dict[str, Any]]:
             "attempts",
         )
     )
-    evses = {
-        (mg, asset): (station_id, evse_id, unit)
-        for mg, asset, station_id, evse_id, unit in StationEvse.objects.filter(
-            station__gateway=gateway
-        ).values_list(
-            "station__microgrid_id",
-            "asset_id",
-            "station__station_id",
-            "evse_id",
-            "station__charging_rate_unit",
+    units = dict(
+        ChargingStation.objects.filter(gateway=gateway).values_list(
+            "station_id", "charging_rate_unit"
         )
-    }
-    nodes = {
-        (mg, asset): (voltage, phases)
-        for mg, asset, voltage, phases in Asset.objects.filter(
+    )
+    chargers = {
+        (mg, asset): (station_id, evse_id, voltage, phases)
+        for mg, asset, station_id, evse_id, voltage, phases in Asset.objects.filter(
             microgrid_id__in={r["microgrid_id"] for r in rows},
             asset_id__in={r["target_id"] for r in rows},
-        ).values_list("microgrid_id", "asset_id", "node__voltage_v", "node__phases")
+            kind="CHARGER",
+        ).values_list(
+            "microgrid_id", "asset_id", "station_id", "evse_id", "node__voltage_v", "node__phases"
+        )
     }
     out = []
     for r in rows:
-        key = (r["microgrid_id"], r["target_id"])
-        station_id, evse_id, unit = evses[key]
-        voltage, phases = nodes.get(key, (230.0, 3))
+        station_id, evse_id, voltage, phases = chargers[(r["microgrid_id"], r["target_id"])]
         out.append(
             {
                 **r,
                 "token": token,
                 "station_id": station_id,
                 "evse_id": evse_id,
-                "unit": unit,
+                "unit": units.get(station_id, "W"),
                 "voltage_v": voltage,
                 "phases": phases,
             }
@@ -304,37 +319,60 @@ def ocpp_record(*, sent: list[dict[str, Any]], answers: dict[int, tuple[str, str
             started_at=now,
             attempt=max(m["attempts"] for m in members),
         )
-    for row in sent:
-        StationEvse.objects.filter(
-            station__station_id=row["station_id"], evse_id=row["evse_id"]
-        ).update(profile_status=answers[row["pk"]][0])
+    _evse_statuses(
+        {(row["station_id"], row["evse_id"]): answers[row["pk"]][0] for row in sent},
+        "profile_status",
+    )
+
+
+def _evse_statuses(statuses: dict[tuple[str, int], str], field: str) -> None:
+    """Set one status field of many EVSEs, creating the rows not seen yet (a few queries
+    whatever the count: a 2,000-charger cycle answers at once)."""
+    if not statuses:
+        return
+    stations = dict(
+        ChargingStation.objects.filter(station_id__in={k[0] for k in statuses}).values_list(
+            "station_id", "pk"
+        )
+    )
+    StationEvse.objects.bulk_create(
+        [
+            StationEvse(station_id=stations[sid], evse_id=evse)
+            for sid, evse in statuses
+            if sid in stations
+        ],
+        ignore_conflicts=True,
+    )
+    rows = list(
+        StationEvse.objects.filter(station_id__in=stations.values()).select_related("station")
+    )
+    changed = []
+    for row in rows:
+        status = statuses.get((row.station.station_id, row.evse_id))
+        if status is not None:
+            setattr(row, field, status[:40])
+            changed.append(row)
+    StationEvse.objects.bulk_update(changed, [field], batch_size=500)
 
 
 def failsafe_profiles(*, station_id: str) -> list[dict[str, Any]]:
     """The stack level 0 profile of each EVSE of the station: its charger's failsafe power."""
     station = ChargingStation.objects.get(station_id=station_id)
-    out = []
-    for evse in StationEvse.objects.filter(station=station):
-        asset = (
-            Asset.objects.filter(microgrid_id=station.microgrid_id, asset_id=evse.asset_id)
-            .select_related("node")
-            .first()
+    return [
+        {
+            "evse_id": asset.evse_id,
+            "limit_kw": asset.failsafe_power_kw or 0.0,
+            "unit": station.charging_rate_unit,
+            "voltage_v": asset.node.voltage_v,
+            "phases": asset.node.phases,
+        }
+        for asset in Asset.objects.filter(
+            microgrid_id=station.microgrid_id, kind="CHARGER", station_id=station_id
         )
-        if asset is None:
-            continue
-        out.append(
-            {
-                "evse_id": evse.evse_id,
-                "limit_kw": asset.failsafe_power_kw or 0.0,
-                "unit": station.charging_rate_unit,
-                "voltage_v": asset.node.voltage_v,
-                "phases": asset.node.phases,
-            }
-        )
-    return out
+        .select_related("node")
+        .order_by("evse_id")
+    ]
 
 
 def failsafe_record(*, station_id: str, evse_id: int, status: str) -> None:
-    StationEvse.objects.filter(station__station_id=station_id, evse_id=evse_id).update(
-        failsafe_status=status
-    )
+    _evse_statuses({(station_id, evse_id): status}, "failsafe_status")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from rest_framework.response import Response
 
 from balancing import selectors
+from balancing.api import serializers as answers
 from balancing.api.serializers import Rebalance
 from balancing.filters import BreachFilter, CycleFilter
 from balancing.services import cycle_request, cycle_scope, trigger_of
 from microgrid.common.api import ApiView, json_object
-from microgrid.common.openapi import api_doc, ref
+from microgrid.common.openapi import api_doc
 from microgrid.common.roles import WRITERS
 from microgrid.common.serializers import validated
 from microgrid.topology.selectors import microgrid_get
@@ -24,7 +25,7 @@ class RebalanceView(ApiView):
         operation_id="rebalance",
         summary="Run one cycle now, in the request (operator, support)",
         request=Rebalance,
-        ok={200: (ref("Cycle"), "The cycle that served the request")},
+        ok={200: (answers.Cycle, "The cycle that served the request")},
         errors={
             400: None,
             404: "MICROGRID_NOT_FOUND",
@@ -48,7 +49,7 @@ class CycleListView(ApiView):
         operation_id="cycles_list",
         summary="The latest cycles, newest first",
         parameters=CycleFilter.parameters(),
-        ok={200: ref("CycleList")},
+        ok={200: answers.CycleList},
         errors={404: "MICROGRID_NOT_FOUND", 422: "FIELD_INVALID naming the filter"},
         tag=TAG,
     )
@@ -62,7 +63,7 @@ class CycleDetailView(ApiView):
     @api_doc(
         operation_id="cycles_get",
         summary="One cycle document",
-        ok={200: ref("Cycle")},
+        ok={200: answers.Cycle},
         errors={404: "MICROGRID_NOT_FOUND, CYCLE_NOT_FOUND"},
         tag=TAG,
     )
@@ -76,7 +77,7 @@ class BreachListView(ApiView):
         operation_id="breaches_list",
         summary="Breaches, newest first",
         parameters=BreachFilter.parameters(),
-        ok={200: ref("BreachList")},
+        ok={200: answers.BreachList},
         errors={404: "MICROGRID_NOT_FOUND", 422: "FIELD_INVALID naming the filter"},
         tag=TAG,
     )
@@ -92,7 +93,7 @@ class BreachDetailView(ApiView):
     @api_doc(
         operation_id="breaches_get",
         summary="One breach",
-        ok={200: ref("Breach")},
+        ok={200: answers.Breach},
         errors={404: "MICROGRID_NOT_FOUND, BREACH_NOT_FOUND"},
         tag=TAG,
     )

@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('balancing', '0006_trigger_manual'),
-        ('topology', '0003_phases'),
+        ('topology', '0004_phases'),
     ]
 
     operations = [

@@ -5,9 +5,40 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from microgrid.common.serializers import ID_SCHEMA, ResponseSerializer, SchemaField, ref
+from legacy_circuit.services import MAX_TOU_LIMITS
+from microgrid.common.serializers import (
+    ID_SCHEMA,
+    KwField,
+    RequestSerializer,
+    ResponseSerializer,
+    SchemaField,
+    nullable,
+)
 from microgrid.limits.api.serializers import HHMM_SCHEMA
 from microgrid.limits.schedules import DAYS
+
+DAYS_SCHEMA = {
+    "type": "array",
+    "items": {"type": "string", "enum": list(DAYS)},
+    "minItems": 1,
+    "maxItems": 7,
+    "uniqueItems": True,
+}
+
+
+class LegacyScope(ResponseSerializer):
+    """The frozen legacy shape: node_id is null for the whole microgrid."""
+
+    type = serializers.ChoiceField(["MICROGRID", "NODE"])
+    node_id = SchemaField(nullable(ID_SCHEMA))
+
+
+class AliasScope(ResponseSerializer):
+    """A circuit alias's scope as resolved (ASSET for a per-charger circuit)."""
+
+    type = serializers.ChoiceField(["MICROGRID", "NODE", "ASSET"])
+    node_id = SchemaField(ID_SCHEMA, required=False)
+    asset_id = SchemaField(ID_SCHEMA, required=False)
 
 
 class LegacyCircuit(ResponseSerializer):
@@ -20,7 +51,7 @@ class LegacyCircuit(ResponseSerializer):
 class LegacyRebalance(ResponseSerializer):
     circuit_id = SchemaField(ID_SCHEMA)
     microgrid_id = SchemaField(ID_SCHEMA)
-    scope = SchemaField(ref("LegacyScope"))
+    scope = LegacyScope()
     cycle_id = serializers.CharField()
     status = serializers.ChoiceField(["COMPLETED"])
 
@@ -28,15 +59,7 @@ class LegacyRebalance(ResponseSerializer):
 class LegacyTouLimit(ResponseSerializer):
     start = SchemaField(HHMM_SCHEMA)
     end = SchemaField(HHMM_SCHEMA)
-    days = SchemaField(
-        {
-            "type": "array",
-            "items": {"type": "string", "enum": list(DAYS)},
-            "minItems": 1,
-            "maxItems": 7,
-            "uniqueItems": True,
-        }
-    )
+    days = SchemaField(DAYS_SCHEMA)
     limit_kw = serializers.FloatField()
 
 
@@ -58,7 +81,7 @@ class AliasUsageRow(ResponseSerializer):
     client = serializers.CharField(allow_null=True)
     status_code = serializers.IntegerField()
     microgrid_id = serializers.CharField(allow_null=True)
-    scope = SchemaField({"allOf": [ref("AliasScope")], "nullable": True})
+    scope = AliasScope(allow_null=True)
     failure_code = serializers.CharField(allow_null=True)
     failure_reason = serializers.CharField(allow_null=True)
     cycle_id = serializers.CharField(allow_null=True)
@@ -78,3 +101,25 @@ class AliasUsageReport(ResponseSerializer):
     filters = AliasUsageFilters()
     usage = AliasUsageRow(many=True, help_text="newest first")
     summary = AliasUsageSummary(many=True, help_text="by client, then circuit")
+
+
+# -- the TOU body, for the document (`services.tou_policies` reads it, in legacy wording) -------
+
+
+class LegacyTouLimitInput(RequestSerializer):
+    """One TOU limit: limit_kw from start to end on the days named."""
+
+    start = SchemaField(HHMM_SCHEMA)
+    end = SchemaField(HHMM_SCHEMA)
+    days = SchemaField(DAYS_SCHEMA)
+    limit_kw = KwField(exclusive_minimum=0)
+
+
+class LegacyTouLimitsInput(RequestSerializer):
+    """Every TOU limit of the circuit (replaces them all)."""
+
+    tou_limits = serializers.ListField(child=LegacyTouLimitInput(), max_length=MAX_TOU_LIMITS)
+    circuit_id = SchemaField(
+        {**ID_SCHEMA, "description": "may be sent back as read: the URL's circuit"},
+        required=False,
+    )

@@ -16,7 +16,7 @@ from legacy_circuit.api import serializers as answers
 from legacy_circuit.filters import UsageFilter
 from legacy_circuit.services import UsageContext
 from microgrid.common.api import ApiView, json_object
-from microgrid.common.openapi import api_doc, ref
+from microgrid.common.openapi import api_doc
 from microgrid.common.roles import INGEST, READERS
 
 TAG = "legacy"
@@ -123,7 +123,7 @@ class TouLimitsView(LegacyView):
     @api_doc(
         operation_id="legacy_circuit_tou_limits_set",
         summary="Replace a legacy circuit's TOU limits (frozen contract)",
-        request=ref("LegacyTouLimitsInput"),
+        request=answers.LegacyTouLimitsInput,
         ok={200: (answers.LegacyTouLimits, "The circuit's TOU limits as written")},
         errors={
             400: None,

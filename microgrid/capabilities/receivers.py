@@ -5,9 +5,11 @@ from __future__ import annotations
 from django.dispatch import receiver
 
 from microgrid.capabilities import selectors
+from microgrid.capabilities.api.serializers import CapabilitiesCard
 from microgrid.capabilities.references import binding_references
 from microgrid.topology.signals import (
     card_page_sections,
+    card_section_fields,
     card_sections,
     manage_tabs,
     node_references,
@@ -17,6 +19,11 @@ from microgrid.topology.signals import (
 @receiver(card_sections, dispatch_uid="capabilities.card_sections")
 def card_section(sender, *, microgrid, **kwargs) -> dict:
     return {"capabilities": selectors.capabilities_card(microgrid)}
+
+
+@receiver(card_section_fields, dispatch_uid="capabilities.card_section_fields")
+def card_section_field(sender, **kwargs) -> dict:
+    return {"capabilities": CapabilitiesCard()}
 
 
 @receiver(manage_tabs, dispatch_uid="capabilities.manage_tabs")

@@ -297,17 +297,58 @@ def problems(
 
 
 def SchemaField(schema: dict[str, Any], **kwargs) -> CheckedField:
-    """A response field documented by its own schema (a shared component, a pattern)."""
+    """A response field documented by its own schema (a pattern, a free-form object)."""
     return CheckedField(lambda value: value, schema, **kwargs)
 
 
+class ShapeField(CheckedField):
+    """A field documented as the component of `shape` (a serializer, or a drf-spectacular
+    `PolymorphicProxySerializer` for a `oneOf`), its value taken as sent.
+
+    For what one serializer field cannot say: a `oneOf` (a scope, an asset of each kind) in an
+    answer, or a request part that a domain validator reads as a whole (a topology's nodes and
+    assets, spec 3.1: every finding names its node or asset).
+    """
+
+    def __init__(self, shape: Any, *, many: bool = False, **kwargs):
+        super().__init__(lambda value: value, {}, **kwargs)
+        self.shape = shape
+        self.many = many
+
+
+class ShapeFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = ShapeField
+    priority = 1  # before CheckedFieldExtension, which matches its subclasses
+
+    def map_serializer_field(self, auto_schema, direction):
+        component = auto_schema.resolve_serializer(self.target.shape, direction)
+        schema: dict[str, Any] = component.ref
+        if self.target.many:
+            return {"type": "array", "items": schema}
+        return schema
+
+
 def ref(name: str) -> dict[str, str]:
-    """A shared component of the document (common.openapi: the error body, scopes)."""
+    """A shared component of the document that no serializer states (common.openapi: the
+    error body)."""
     return {"$ref": f"#/components/schemas/{name}"}
 
 
 # The shape of an answer, for the document: views answer the selectors' documents, and
-# schemathesis (tests/reliability/test_schemathesis.py) holds them to these shapes. (A comment,
-# not a docstring: drf-spectacular would give every answer this text as its description.)
+# schemathesis (tests/reliability/test_schemathesis.py) holds them to these shapes.
+# `additional_properties` False closes the object (a scope), True says it carries more (a
+# trigger's particulars). (A comment, not a docstring: drf-spectacular would give every
+# answer this text as its description.)
 class ResponseSerializer(serializers.Serializer):
-    pass
+    additional_properties: bool | None = None
+
+
+class ResponseSerializerExtension(OpenApiSerializerExtension):
+    target_class = ResponseSerializer
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        if self.target.additional_properties is not None:
+            schema["additionalProperties"] = self.target.additional_properties
+        return schema

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from django.dispatch import receiver
 
+from microgrid.envelopes.api.serializers import ActiveEnvelope
 from microgrid.envelopes.references import binding_references
 from microgrid.envelopes.selectors import active_envelopes_card, envelope_constraints
 from microgrid.envelopes.views import envelopes_page_section
 from microgrid.limits.signals import limit_constraints
 from microgrid.topology.signals import (
     card_page_sections,
+    card_section_fields,
     card_sections,
     manage_tabs,
     node_references,
@@ -26,6 +28,11 @@ def constraints(sender, *, microgrid, at, nodes, **kwargs) -> list:
 @receiver(card_sections, dispatch_uid="envelopes.card_sections")
 def card_section(sender, *, microgrid, **kwargs) -> dict:
     return {"active_envelopes": active_envelopes_card(microgrid)}
+
+
+@receiver(card_section_fields, dispatch_uid="envelopes.card_section_fields")
+def card_section_field(sender, **kwargs) -> dict:
+    return {"active_envelopes": ActiveEnvelope(many=True)}
 
 
 @receiver(manage_tabs, dispatch_uid="envelopes.manage_tabs")

@@ -4,7 +4,7 @@
 overview, `GET /api/microgrids/`) starts from it, so that a rule on which microgrids a
 user may see is applied in one place.
 
-Columns that other apps will add (chargers offline, failed deliveries, vehicles at risk)
+Columns that other apps add (OCPP stations offline, failed deliveries, vehicles at risk)
 go in as one more correlated-subquery annotation in `fleet_queryset` and one more key in
 `fleet_row`: still one query per page.
 """
@@ -32,6 +32,8 @@ from django.utils import timezone
 
 from balancing.choices import BreachStatus
 from balancing.models import Breach
+from dispatch.choices import TROUBLE
+from dispatch.models import Delivery
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.envelopes.models import OperatingEnvelope
 from microgrid.envelopes.selectors import active_filter
@@ -40,6 +42,7 @@ from microgrid.fleet.filters import MicrogridFleetFilter
 from microgrid.topology import selectors as topology_selectors
 from microgrid.topology.diagram import headroom
 from microgrid.topology.models import Microgrid
+from stations.models import ChargingStation
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -86,6 +89,20 @@ def fleet_queryset(*, user) -> QuerySet[Microgrid]:
                 .values("microgrid")
                 .annotate(low=Min("capacity_kw"))
                 .values("low")[:1]
+            ),
+            # OCPP stations: how many, and how many are not connected to a gateway now.
+            stations=_count(ChargingStation.objects.filter(microgrid=OuterRef("pk"))),
+            stations_offline=_count(
+                ChargingStation.objects.filter(microgrid=OuterRef("pk"), connected=False)
+            ),
+            # The latest cycle's setpoints that did not arrive: FAILED (retrying), REJECTED
+            # or EXPIRED, as the card's dispatch block counts them.
+            failed_deliveries=_count(
+                Delivery.objects.filter(
+                    microgrid=OuterRef("pk"),
+                    cycle__cycle_id=OuterRef("fleet_state__cycle_id"),
+                    status__in=TROUBLE,
+                )
             ),
         )
     )
@@ -212,6 +229,9 @@ def fleet_row(m: Microgrid) -> dict[str, Any]:
         "open_breaches": m.open_breaches,
         "active_envelopes": m.active_envelopes,
         "envelope_capacity_kw": m.envelope_capacity_kw,
+        "stations": m.stations,
+        "stations_offline": m.stations_offline,
+        "failed_deliveries": m.failed_deliveries,
     }
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from django.dispatch import receiver
 
+from microgrid.limits.api.serializers import LimitsCard
 from microgrid.limits.references import limit_references
 from microgrid.limits.selectors import limits_card
 from microgrid.limits.views import limits_page_section
 from microgrid.topology.signals import (
     card_page_sections,
+    card_section_fields,
     card_sections,
     manage_tabs,
     node_references,
@@ -18,6 +20,11 @@ from microgrid.topology.signals import (
 @receiver(card_sections, dispatch_uid="limits.card_sections")
 def card_section(sender, *, microgrid, **kwargs) -> dict:
     return {"limits": limits_card(microgrid)}
+
+
+@receiver(card_section_fields, dispatch_uid="limits.card_section_fields")
+def card_section_field(sender, **kwargs) -> dict:
+    return {"limits": LimitsCard()}
 
 
 @receiver(manage_tabs, dispatch_uid="limits.manage_tabs")

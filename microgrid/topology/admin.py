@@ -179,11 +179,13 @@ class AssetAdmin(ReadOnlyAdmin):
         "phase_rotation",
         "min_current_a",
         "max_current_a",
+        "station_id",
+        "evse_id",
         "rated_power_kw",
         "fallback_kw",
     )
     list_filter = ("kind", "microgrid")
-    search_fields = ("asset_id", "name", "microgrid__microgrid_id")
+    search_fields = ("asset_id", "name", "microgrid__microgrid_id", "station_id")
     list_select_related = ("microgrid", "node")
 
 

@@ -44,6 +44,8 @@ ASSET_KIND_FIELDS: dict[str, tuple[str, ...]] = {
         "phase_rotation",
         "min_current_a",
         "max_current_a",
+        "station_id",
+        "evse_id",
     ),
     AssetKind.SITE_LOAD: ("rated_power_kw", "fallback_kw"),
     AssetKind.BATTERY: ("rated_power_kw", "fallback_kw"),

@@ -27,7 +27,7 @@ from microgrid.topology.card import microgrid_tabs
 from microgrid.topology.diagram import render_topology_svg
 
 NODE_COLUMNS = 9
-ASSET_COLUMNS = 15
+ASSET_COLUMNS = 17
 FIELD_LABELS = {
     "node_id": "Node ID",
     "parent_id": "Parent",
@@ -45,6 +45,8 @@ FIELD_LABELS = {
     "min_power_kw": "Min power (kW)",
     "priority": "Priority",
     "failsafe_power_kw": "Failsafe power (kW)",
+    "station_id": "OCPP station",
+    "evse_id": "EVSE",
     "rated_power_kw": "Rated power (kW)",
     "fallback_kw": "Fallback (kW)",
     "remove": "Remove",

@@ -39,6 +39,8 @@ ASSET_NUMBERS = (
     "rated_power_kw",
     "fallback_kw",
 )
+ASSET_NUMBERS = (*ASSET_NUMBERS, "evse_id")
+ASSET_TEXTS = ("station_id",)  # an id: "123" stays a string
 # What makes a row more than a blank "add" row (selects with a default do not count).
 NODE_CONTENT = (
     "node_id",
@@ -55,6 +57,7 @@ ASSET_CONTENT = (
     "kind",
     "name",
     *(n for n in ASSET_NUMBERS if n not in ("phases", "phase_rotation")),
+    *ASSET_TEXTS,
 )
 
 _INT_RE = re.compile(r"[+-]?\d+")
@@ -200,6 +203,8 @@ class AssetRowForm(_RowForm):
     phase_rotation = _select([("", "default"), *((v, v) for v in PhaseRotation.values)])
     min_current_a = _number(min="0")
     max_current_a = _number(min="0")
+    station_id = _text(autocomplete="off", spellcheck="false", placeholder="OCPP station")
+    evse_id = _number(min="1", step="1")
     rated_power_kw = _number(min="0")
     fallback_kw = _number()
 
@@ -244,6 +249,7 @@ def asset_initial(assets: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
             "kind": a["kind"],
             "name": a["name"],
             **{name: format_number(a.get(name)) for name in ASSET_NUMBERS},
+            **{name: a.get(name) or "" for name in ASSET_TEXTS},
         }
         for a in assets
     ]
@@ -348,7 +354,7 @@ def asset_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
             asset[name] = row[name]
     for name in ASSET_KIND_FIELDS.get(row.get("kind") or "", ()):
         if row.get(name):
-            asset[name] = parse_number(row[name])
+            asset[name] = row[name] if name in ASSET_TEXTS else parse_number(row[name])
     return asset
 
 

@@ -109,6 +109,11 @@ class Asset(models.Model):
     )
     min_current_a = models.FloatField("min current per phase (A)", null=True, blank=True)
     max_current_a = models.FloatField("max current per phase (A)", null=True, blank=True)
+    # CHARGER on OCPP: its charging station and EVSE (the connector id on OCPP 1.6); both or
+    # neither. The pair is unique within the microgrid (checked by the topology validator:
+    # a database constraint would refuse a swap of two chargers' EVSEs in one save).
+    station_id = models.CharField(max_length=64, null=True, blank=True)
+    evse_id = models.PositiveIntegerField(null=True, blank=True)
     # SITE_LOAD, BATTERY, PV
     rated_power_kw = models.FloatField(null=True, blank=True)
     fallback_kw = models.FloatField(null=True, blank=True)

@@ -119,6 +119,8 @@ def asset_rows(microgrid: Microgrid) -> list[dict[str, Any]]:
             "phase_rotation",
             "min_current_a",
             "max_current_a",
+            "station_id",
+            "evse_id",
             "rated_power_kw",
             "fallback_kw",
             node_id_str=F("node__node_id"),

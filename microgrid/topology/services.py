@@ -21,7 +21,7 @@ from microgrid.topology.models import (
     MicrogridNode,
     TopologyRevision,
 )
-from microgrid.topology.references import references_for
+from microgrid.topology.references import references_for, station_ids_for
 from microgrid.topology.selectors import diff_snapshots, topology_document
 from microgrid.topology.tree import depths
 from microgrid.topology.validation import validate_topology
@@ -35,6 +35,8 @@ ASSET_COLUMNS = (
     "phase_rotation",
     "min_current_a",
     "max_current_a",
+    "station_id",
+    "evse_id",
     "rated_power_kw",
     "fallback_kw",
 )
@@ -160,6 +162,7 @@ def topology_replace(
             current_node_ids=frozenset(current_nodes),
             current_asset_ids=frozenset(current_assets),
             references=references_for(locked),
+            station_ids=station_ids_for(locked),
         )
         if not result.ok:
             raise DomainError.from_errors(

@@ -208,6 +208,15 @@ def _clean_asset(raw: Any, index: int, errors: list[ErrorItem]) -> dict[str, Any
         max_a = take("max_current_a", lambda v: check_amps(v, exclusive_minimum=0))
         if min_a is not None and max_a is not None and min_a > max_a:
             problem("min_current_a", "must not exceed max_current_a")
+        # OCPP: the charger's charging station and EVSE (the connector id on 1.6), both or
+        # neither (spec 4.8).
+        station = take("station_id", lambda v: check_id(v, "station_id"), default=None)
+        evse = take("evse_id", lambda v: check_int(v, minimum=1, maximum=1000), default=None)
+        if (raw.get("station_id") is None) != (raw.get("evse_id") is None):
+            missing = "evse_id" if raw.get("evse_id") is None else "station_id"
+            problem(
+                missing, "is required with " + ("station_id" if missing == "evse_id" else "evse_id")
+            )
         out.update(
             max_power_kw=max_kw,
             min_power_kw=min_kw,
@@ -217,6 +226,8 @@ def _clean_asset(raw: Any, index: int, errors: list[ErrorItem]) -> dict[str, Any
             phase_rotation=rotation,
             min_current_a=min_a,
             max_current_a=max_a,
+            station_id=station,
+            evse_id=evse,
         )
     elif kind in (AssetKind.SITE_LOAD, AssetKind.BATTERY):
         out["rated_power_kw"] = take("rated_power_kw", lambda v: check_kw(v, exclusive_minimum=0))
@@ -252,7 +263,11 @@ def validate_topology(
     current_node_ids: frozenset[str] = frozenset(),
     current_asset_ids: frozenset[str] = frozenset(),
     references: References | None = None,
+    station_ids: frozenset[str] | None = None,
 ) -> ValidationResult:
+    """`station_ids`: the OCPP charging stations of the microgrid, which a charger's
+    `station_id` must name (STATION_NOT_FOUND); None (a profile checked before its stations
+    exist) skips that check."""
     errors: list[ErrorItem] = []
     if not isinstance(raw_nodes, list):
         errors.append(ErrorItem("FIELD_INVALID", "nodes must be a list", field="nodes"))
@@ -364,6 +379,39 @@ def validate_topology(
                     f"asset {asset_id!r} is attached to Microgrid Node {node_id!r}, which is not in the topology",
                     asset_id=asset_id,
                     details={"node_id": node_id},
+                )
+            )
+
+    # One charger per (station_id, evse_id); the station must be one of the microgrid's.
+    evse_users: dict[tuple[str, int], list[str]] = {}
+    for raw in raw_assets:
+        if not isinstance(raw, dict) or raw.get("kind") != AssetKind.CHARGER:
+            continue
+        station, evse = raw.get("station_id"), raw.get("evse_id")
+        if not isinstance(station, str) or isinstance(evse, bool) or not isinstance(evse, int):
+            continue
+        asset_id = _ident(raw, "asset_id")
+        evse_users.setdefault((station, evse), []).append(str(asset_id))
+        if station_ids is not None and station not in station_ids:
+            errors.append(
+                ErrorItem(
+                    "STATION_NOT_FOUND",
+                    f"charger {asset_id!r} names OCPP station {station!r}, which is not a "
+                    "charging station of this microgrid",
+                    asset_id=asset_id,
+                    field="station_id",
+                    details={"station_id": station},
+                )
+            )
+    for (station, evse), users in sorted(evse_users.items()):
+        if len(users) > 1:
+            errors.append(
+                ErrorItem(
+                    "TOPOLOGY_DUPLICATE_ID",
+                    f"EVSE {evse} of station {station!r} is mapped to {len(users)} chargers",
+                    asset_id=sorted(users)[0],
+                    field="evse_id",
+                    details={"station_id": station, "evse_id": evse, "asset_ids": sorted(users)},
                 )
             )
 

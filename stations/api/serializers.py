@@ -3,7 +3,9 @@ from rest_framework import serializers
 
 class EvseSerializer(serializers.Serializer):
     evse_id = serializers.IntegerField()
-    asset_id = serializers.CharField()
+    asset_id = serializers.CharField(
+        allow_null=True, help_text="the charger naming this station and EVSE (null: none)"
+    )
     status = serializers.CharField(allow_null=True, help_text="last StatusNotification")
     status_at = serializers.DateTimeField(allow_null=True)
     profile_status = serializers.CharField(allow_null=True, help_text="last setpoint profile")

@@ -57,10 +57,9 @@ def gateway(tmp_path):
 
 
 @pytest.fixture
-def station(microgrid):
+def station(microgrid, mapped):
     cs = ChargingStation.objects.create(station_id="CS-1", microgrid=microgrid)
-    StationEvse.objects.create(station=cs, evse_id=1, asset_id="CH-01")
-    StationEvse.objects.create(station=cs, evse_id=2, asset_id="CH-02")
+    mapped(microgrid, {"CH-01": ("CS-1", 1), "CH-02": ("CS-1", 2)})
     return cs, station_password_set(station_id="CS-1")
 
 

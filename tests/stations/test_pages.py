@@ -13,13 +13,13 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def stations(microgrid):
+def stations(microgrid, mapped):
     a = ChargingStation.objects.create(
         station_id="CS-1", microgrid=microgrid, vendor="Acme", model="M1", connected=True
     )
-    StationEvse.objects.create(station=a, evse_id=1, asset_id="CH-01", status="Charging")
+    StationEvse.objects.create(station=a, evse_id=1, status="Charging")
     b = ChargingStation.objects.create(station_id="CS-2", microgrid=microgrid)
-    StationEvse.objects.create(station=b, evse_id=1, asset_id="CH-03")
+    mapped(microgrid, {"CH-01": ("CS-1", 1), "CH-03": ("CS-2", 1)})
     return a, b
 
 

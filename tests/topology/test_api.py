@@ -52,6 +52,8 @@ def test_topology_read_is_one_response_in_tree_order(operator_api, microgrid):
         "phase_rotation": "L1L2L3",
         "min_current_a": None,
         "max_current_a": None,
+        "station_id": None,
+        "evse_id": None,
     }
     assert body["assets"][3] == {
         "asset_id": "M-GRID",

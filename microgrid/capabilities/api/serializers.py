@@ -27,9 +27,9 @@ from microgrid.common.serializers import (
     TextField,
     TimestampField,
     error_items,
-    ref,
     validated,
 )
+from microgrid.topology.api.serializers import ScopeAnswerField
 
 MAX_DETAIL_CHARS = 4000
 
@@ -169,7 +169,7 @@ class CapabilityStatus(ResponseSerializer):
 class CapabilityBinding(ResponseSerializer):
     binding_id = serializers.CharField(help_text="CB-<n>")
     capability_type = serializers.ChoiceField(CapabilityType.values)
-    scope = SchemaField(ref("Scope"))
+    scope = ScopeAnswerField()
     source_device_id = SchemaField(ID_SCHEMA)
     active = serializers.BooleanField()
     created_at = serializers.DateTimeField()
@@ -184,7 +184,7 @@ class CapabilityList(ResponseSerializer):
 class CapabilityEvent(ResponseSerializer):
     binding_id = serializers.CharField()
     capability_type = serializers.ChoiceField(CapabilityType.values)
-    scope = SchemaField(ref("Scope"))
+    scope = ScopeAnswerField()
     source_device_id = SchemaField(ID_SCHEMA)
     event_ref = serializers.CharField()
     state = serializers.ChoiceField(CapabilityState.values)
@@ -196,3 +196,16 @@ class CapabilityEvent(ResponseSerializer):
 class CapabilityEventAnswer(ResponseSerializer):
     event = CapabilityEvent()
     binding = CapabilityBinding()
+
+
+class CardBinding(CapabilityBinding):
+    scope_label = serializers.CharField()
+    status_fresh = serializers.BooleanField()
+    external_control = serializers.BooleanField()
+
+
+class CapabilitiesCard(ResponseSerializer):
+    """The microgrid card's `capabilities` section."""
+
+    bindings = CardBinding(many=True)
+    ended_binding_count = serializers.IntegerField()

@@ -7,9 +7,10 @@ from rest_framework.response import Response
 
 from microgrid.common.api import ApiView, json_object
 from microgrid.common.filters import AtQuery, query_at
-from microgrid.common.openapi import api_doc, ref
+from microgrid.common.openapi import api_doc
 from microgrid.common.roles import READERS, SUPPORT_ONLY
 from microgrid.envelopes import selectors, services
+from microgrid.envelopes.api import serializers as answers
 from microgrid.envelopes.api.serializers import EnvelopeWithdraw, withdraw_input
 from microgrid.envelopes.filters import EnvelopeFilter
 from microgrid.topology.selectors import microgrid_get
@@ -24,7 +25,7 @@ class EnvelopeListView(ApiView):
         operation_id="operating_envelopes_list",
         summary="Envelopes, latest window first",
         parameters=EnvelopeFilter.parameters(),
-        ok={200: ref("EnvelopeList")},
+        ok={200: answers.EnvelopeList},
         errors={404: "MICROGRID_NOT_FOUND", 422: "FIELD_INVALID (status, at or limit)"},
         tag=TAG,
     )
@@ -52,7 +53,7 @@ class EnvelopeDetailView(ApiView):
         operation_id="operating_envelopes_get",
         summary="One envelope with what it superseded, its transitions and its history",
         parameters=AtQuery.parameters(),
-        ok={200: ref("EnvelopeDetail")},
+        ok={200: answers.EnvelopeDetail},
         errors={404: "MICROGRID_NOT_FOUND, ENVELOPE_NOT_FOUND", 422: "FIELD_INVALID (at)"},
         tag=TAG,
     )
@@ -72,7 +73,7 @@ class EnvelopeWithdrawView(ApiView):
         operation_id="operating_envelopes_withdraw",
         summary="Withdraw a pending or active envelope (support)",
         request=EnvelopeWithdraw,
-        ok={200: (ref("EnvelopeDetail"), "The withdrawn envelope")},
+        ok={200: (answers.EnvelopeDetail, "The withdrawn envelope")},
         errors={
             400: None,
             404: "MICROGRID_NOT_FOUND, ENVELOPE_NOT_FOUND",

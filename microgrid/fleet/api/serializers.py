@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from microgrid.common.openapi import ID
+from microgrid.common.serializers import ID_SCHEMA as ID
 from microgrid.common.serializers import ResponseSerializer, SchemaField
 from microgrid.fleet.choices import FleetState
 
@@ -41,6 +41,11 @@ class FleetRow(ResponseSerializer):
     open_breaches = serializers.IntegerField()
     active_envelopes = serializers.IntegerField()
     envelope_capacity_kw = serializers.FloatField(allow_null=True)
+    stations = serializers.IntegerField(help_text="OCPP stations of the microgrid")
+    stations_offline = serializers.IntegerField(help_text="of them, not connected now")
+    failed_deliveries = serializers.IntegerField(
+        help_text="the latest cycle's setpoint deliveries FAILED, REJECTED or EXPIRED"
+    )
 
 
 class FleetCounts(ResponseSerializer):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.response import Response
 
-from microgrid.common.openapi import ID, api_doc
+from microgrid.common.openapi import api_doc
+from microgrid.common.serializers import ID_SCHEMA as ID
 from microgrid.fleet import selectors
 from microgrid.fleet.api.serializers import FleetList
 from microgrid.fleet.choices import FleetState

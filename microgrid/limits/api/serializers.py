@@ -269,3 +269,13 @@ class ActiveLimits(ResponseSerializer):
     at = serializers.DateTimeField()
     microgrid = ActiveMicrogridLimit()
     nodes = ActiveNodeLimit(many=True, help_text="tree order")
+
+
+class LimitsCard(ResponseSerializer):
+    """The microgrid card's `limits` section."""
+
+    at = serializers.DateTimeField()
+    effective_limit_kw = serializers.FloatField(allow_null=True)
+    limit_source = serializers.ChoiceField(ConstraintSource.values, allow_null=True)
+    active_policy_id = serializers.CharField(allow_null=True)
+    policy_count = serializers.IntegerField()

@@ -2,7 +2,7 @@ from rest_framework.response import Response
 
 from microgrid.common.api import ApiView, json_object
 from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.openapi import api_doc, ref
+from microgrid.common.openapi import api_doc
 from microgrid.common.roles import INGEST
 from microgrid.telemetry.api import serializers as answers
 from microgrid.telemetry.services import telemetry_ingest
@@ -16,7 +16,7 @@ class TelemetryView(ApiView):
         operation_id="telemetry_ingest",
         summary="Ingest a batch of readings (integration, support)",
         description="All or nothing: one bad reading refuses the batch.",
-        request=ref("TelemetryBatch"),
+        request=answers.TelemetryBatch,
         ok={202: answers.TelemetryAccepted},
         errors={
             400: None,

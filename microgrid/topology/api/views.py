@@ -6,7 +6,7 @@ from rest_framework import status
 from rest_framework.response import Response
 
 from microgrid.common.api import ApiView, json_object
-from microgrid.common.openapi import api_doc, ref
+from microgrid.common.openapi import api_doc
 from microgrid.common.roles import READERS, SUPPORT_ONLY, WRITERS
 from microgrid.common.serializers import validated
 from microgrid.topology import selectors, services
@@ -40,7 +40,7 @@ class MicrogridListView(ApiView):
         path_ids=False,
         summary="Create a depot (when new) and an empty microgrid (support)",
         request=MicrogridCreate,
-        ok={201: (ref("MicrogridCard"), "The new microgrid's card (topology_version 0)")},
+        ok={201: (answers.MicrogridCard, "The new microgrid's card (topology_version 0)")},
         errors={400: None, 409: "MICROGRID_EXISTS", 413: None, 422: None},
         tag=TAG,
         idempotent=True,
@@ -58,7 +58,7 @@ class MicrogridDetailView(ApiView):
     @api_doc(
         operation_id="microgrids_card",
         summary="The microgrid card",
-        ok={200: ref("MicrogridCard")},
+        ok={200: answers.MicrogridCard},
         errors={404: "MICROGRID_NOT_FOUND"},
         tag=TAG,
     )
@@ -72,7 +72,7 @@ class TopologyView(ApiView):
     @api_doc(
         operation_id="topology_get",
         summary="The topology: every node in tree order and every asset",
-        ok={200: ref("Topology")},
+        ok={200: answers.Topology},
         errors={404: "MICROGRID_NOT_FOUND"},
         tag=TAG,
     )
@@ -86,7 +86,7 @@ class TopologyView(ApiView):
         summary="Replace the nodes and assets (operator, support)",
         description="Validated as a whole; nothing changes on any error.",
         request=TopologyReplace,
-        ok={200: (ref("Topology"), "The new topology")},
+        ok={200: (answers.Topology, "The new topology")},
         errors={
             400: None,
             404: "MICROGRID_NOT_FOUND",
@@ -134,7 +134,7 @@ class RevisionDetailView(ApiView):
     @api_doc(
         operation_id="topology_revisions_get",
         summary="One saved version with its snapshot and what changed from the one before",
-        ok={200: ref("RevisionDetail")},
+        ok={200: answers.RevisionDetail},
         errors={404: "MICROGRID_NOT_FOUND, REVISION_NOT_FOUND"},
         tag=TAG,
     )

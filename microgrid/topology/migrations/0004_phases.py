@@ -12,7 +12,7 @@ def chargers_three_phase(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('topology', '0002_memberships'),
+        ('topology', '0003_charger_station'),
     ]
 
     operations = [
