@@ -136,3 +136,37 @@ def test_a_revision_saved_before_the_phase_fields_is_not_a_change_of_every_row()
     assert diff["nodes_changed"] == [] and diff["assets_changed"] == []
     new["assets"][0]["phase_rotation"] = "L2L3L1"
     assert diff_snapshots(old, new)["assets_changed"] == ["C"]
+
+
+@pytest.mark.django_db
+def test_the_editor_shows_and_saves_the_phase_fields(client, make_user, phase_microgrid):
+    from tests.topology.test_editor import editor_form, row_prefix
+
+    client.force_login(make_user("operator"))
+    edit = "/manage/microgrids/MG.NORTH-1/topology/edit/"
+    fields = editor_form(client, edit)
+    feeder = row_prefix(fields, "nodes", "feeder")
+    ch2 = row_prefix(fields, "assets", "CH-2")
+    ch1 = row_prefix(fields, "assets", "CH-1")
+    assert fields[feeder + "rating_a"] == "32"
+    assert (fields[ch1 + "phases"], fields[ch1 + "phase_rotation"]) == ("1", "L1")
+    assert (fields[ch1 + "min_current_a"], fields[ch1 + "max_current_a"]) == ("6", "32")
+    # Posting it unchanged changes no row; then an edit of the rating and a rotation.
+    assert client.post(edit, fields).status_code == 302
+    fields = editor_form(client, edit)
+    fields[feeder + "rating_a"] = "25"
+    fields[ch2 + "phase_rotation"] = "L3"
+    response = client.post(edit, fields)
+    assert response.status_code == 302
+    from microgrid.topology.models import MicrogridNode, TopologyRevision
+
+    assert MicrogridNode.objects.get(node_id="feeder").rating_a == 25.0
+    assert Asset.objects.get(asset_id="CH-2").phase_rotation == "L3"
+    assert TopologyRevision.objects.get(version=2).summary == "no change"
+    # A rotation that does not fit the phases is refused beside its row.
+    fields = editor_form(client, edit)
+    fields[ch2 + "phase_rotation"] = "L2L3L1"
+    response = client.post(edit, fields)
+    assert response.status_code == 422
+    assert "phase_rotation" in response.content.decode()
+    assert Asset.objects.get(asset_id="CH-2").phase_rotation == "L3"
