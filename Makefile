@@ -48,9 +48,11 @@ serve: migrate
 worker: install
 	$(VENV)/bin/celery -A microgrid worker -B -Q celery,dispatch --loglevel=INFO
 
-# The suite on the embedded default (SQLite). Browser, Redis and schemathesis tests run in .ci/run.
+# The suite on the embedded default (SQLite), one pytest-xdist worker per core
+# (TEST_WORKERS=0 runs it in one process). Browser, Redis and schemathesis tests run in .ci/run.
+TEST_WORKERS ?= auto
 test: install
-	$(PY) -m pytest -m "not browser and not redis and not schemathesis" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not browser and not redis and not schemathesis" $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -66,7 +66,7 @@ def bench_dispatch(*, chargers: int = 2000, repeat: int = 15) -> dict[str, Any]:
     from balancing.services import cycle_request, trigger_of
     from balancing.signals import cycle_stored
     from dispatch import services
-    from dispatch.apps import _write_deliveries
+    from dispatch.receivers import write_deliveries
     from dispatch.services import deliveries_send, dispatch_config_set
 
     inp = build_engine_input(chargers, chargers // 5, depth=5, seed=4)
@@ -74,9 +74,7 @@ def bench_dispatch(*, chargers: int = 2000, repeat: int = 15) -> dict[str, Any]:
     receiver = _Receiver()
     out: dict[str, Any] = {"chargers": chargers}
     try:
-        dispatch_config_set(
-            microgrid=microgrid, data={"webhook": {"url": receiver.url, "secret": SECRET}}
-        )
+        dispatch_config_set(microgrid=microgrid, webhook_url=receiver.url, webhook_secret=SECRET)
         now = timezone.now()
 
         def cycle(at=now):
@@ -103,11 +101,11 @@ def bench_dispatch(*, chargers: int = 2000, repeat: int = 15) -> dict[str, Any]:
             with_outbox = timed(cycle, repeat=repeat)
         finally:
             services.deliveries_write = original
-        cycle_stored.disconnect(_write_deliveries, dispatch_uid="dispatch.write_deliveries")
+        cycle_stored.disconnect(write_deliveries, dispatch_uid="dispatch.write_deliveries")
         try:
             without = timed(cycle, repeat=repeat)
         finally:
-            cycle_stored.connect(_write_deliveries, dispatch_uid="dispatch.write_deliveries")
+            cycle_stored.connect(write_deliveries, dispatch_uid="dispatch.write_deliveries")
         out["write"] = {
             "deliveries_write": _stats(write_ms[-repeat:]),
             "cycle_with_outbox": with_outbox,

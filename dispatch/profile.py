@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dispatch.services import check_config, dispatch_config_set
+from dispatch.services import check_config, dispatch_config_input, dispatch_config_set
 from microgrid.common.errors import ErrorItem
 
 SECTION = "dispatch"
@@ -21,7 +21,7 @@ def check_dispatch(value: Any, profile: dict[str, Any]) -> list[ErrorItem]:
 
 
 def apply_dispatch(microgrid, value: Any, user) -> None:
-    dispatch_config_set(microgrid=microgrid, data=value)
+    dispatch_config_set(microgrid=microgrid, **dispatch_config_input(value, prefix=f"{SECTION}."))
 
 
 # Found by the simulator's profile loader (simulator/loader.py): the section, its order, its

@@ -142,11 +142,31 @@ def url_problem(url: Any) -> str | None:
     return None
 
 
-def dispatch_config_set(*, microgrid: Microgrid, data: dict[str, Any]) -> DispatchConfig:
-    """Create or replace a microgrid's dispatch settings; 422 FIELD_INVALID for bad ones."""
-    fields, errors = check_config(data, prefix="dispatch.")
+def dispatch_config_input(data: Any, *, prefix: str = "dispatch.") -> dict[str, Any]:
+    """`dispatch_config_set`'s keyword arguments for untrusted settings (a profile's
+    `dispatch:` section), or 422 FIELD_INVALID naming every bad field."""
+    fields, errors = check_config(data, prefix=prefix)
     if errors:
         raise DomainError.from_errors(errors, "the dispatch settings are invalid")
+    return fields
+
+
+def dispatch_config_set(
+    *,
+    microgrid: Microgrid,
+    webhook_url: str = "",
+    webhook_secret: str = "",
+    deadband_kw: float = DEFAULT_DEADBAND_KW,
+    refresh_s: int = DEFAULT_REFRESH_S,
+) -> DispatchConfig:
+    """Create or replace a microgrid's dispatch settings (checked: `check_config`); no webhook
+    URL means the setpoints are pulled."""
+    fields = {
+        "webhook_url": webhook_url,
+        "webhook_secret": webhook_secret,
+        "deadband_kw": deadband_kw,
+        "refresh_s": refresh_s,
+    }
     with transaction.atomic():
         config = DispatchConfig.objects.filter(microgrid=microgrid).first()
         if config is None:

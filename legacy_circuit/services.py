@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from balancing.dispatch import Dispatcher
 from balancing.services import cycle_request, trigger_of
+from legacy_circuit.api.serializers import TouLimit, legacy_field, legacy_item
 from legacy_circuit.choices import AliasScope
 from legacy_circuit.models import AliasUsage, CircuitAlias, LegacyCircuit
 from legacy_circuit.selectors import (
@@ -34,15 +35,11 @@ from legacy_circuit.selectors import (
 )
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.fields import MAX_KW, FieldProblem, check_id, check_kw, check_text
-from microgrid.limits.api.serializers import parse_policy
-from microgrid.limits.choices import LimitScope, LimitSource
+from microgrid.limits.choices import LimitSource
 from microgrid.limits.services import limit_policies_replace
 from microgrid.limits.validation import PolicySpec, raise_problems
 from microgrid.topology.models import Depot
 
-TOU_FIELDS = ("start", "end", "days", "limit_kw")
-# A week holds few real windows; the cap keeps the pairwise overlap check small.
-MAX_TOU_LIMITS = 500
 MAX_CAPACITY_KW = MAX_KW
 
 
@@ -149,102 +146,24 @@ def circuit_rebalance(
 # --- TOU limits ------------------------------------------------------------------------------
 
 
-def _legacy_field(field: str | None) -> str | None:
-    """The legacy name of a canonical policy field: tou_limits[i].schedule.start -> tou_limits[i].start."""
-    if field is None:
-        return None
-    field = field.replace(".schedule.", ".")
-    if field.endswith(".schedule"):
-        field = field[: -len(".schedule")]
-    return field
-
-
-def _legacy_item(item: ErrorItem, *, field_problem: bool = False) -> ErrorItem:
-    """The item in legacy field names; a field problem does not name the mapped node, which
-    the client never sent."""
-    details = dict(item.details)
-    if isinstance(details.get("field"), str) and details["field"].startswith("tou_limits["):
-        details["field"] = _legacy_field(details["field"])
-    return ErrorItem(
-        item.code,
-        item.message,
-        node_id=None if field_problem else item.node_id,
-        asset_id=item.asset_id,
-        field=_legacy_field(item.field),
-        details=details,
-    )
-
-
 def _legacy_error(exc: DomainError) -> DomainError:
     details = dict(exc.details)
     if isinstance(details.get("field"), str):
-        details["field"] = _legacy_field(details["field"])
+        details["field"] = legacy_field(details["field"])
     return DomainError(
         exc.code,
         exc.message,
         details,
-        errors=[_legacy_item(e) for e in exc.errors],
+        errors=[legacy_item(e) for e in exc.errors],
         status=exc.status,
     )
 
 
-def tou_policies(
-    data: Any, *, circuit_id: str, target: tuple[str, str | None]
-) -> list[tuple[str, PolicySpec]]:
-    """A legacy TOU body -> canonical LEGACY_TOU policies on the target, or every FIELD_INVALID.
-
-    Fields are named in legacy terms (`tou_limits[1].start`). A client may
-    send back the `circuit_id` it read; it must name this circuit.
-    """
-    scope, node_id = target
-    errors: list[ErrorItem] = []
-
-    def problem(field: str, message: str) -> None:
-        errors.append(ErrorItem("FIELD_INVALID", f"{field} {message}", field=field))
-
-    for key in sorted(set(data) - {"tou_limits", "circuit_id"}, key=str):
-        problem(str(key), "is not a field of a TOU limits request")
-    if "circuit_id" in data and data["circuit_id"] != circuit_id:
-        problem("circuit_id", f"must be {circuit_id!r}, the circuit of this URL, when it is sent")
-    raw = data.get("tou_limits")
-    policies: list[tuple[str, PolicySpec]] = []
-    if "tou_limits" not in data:
-        problem("tou_limits", "is required (a list of {start, end, days, limit_kw})")
-    elif not isinstance(raw, list):
-        problem("tou_limits", "must be a list of {start, end, days, limit_kw}")
-    elif len(raw) > MAX_TOU_LIMITS:
-        problem("tou_limits", f"must have at most {MAX_TOU_LIMITS} entries")
-    else:
-        for i, item in enumerate(raw):
-            prefix = f"tou_limits[{i}]"
-            if not isinstance(item, dict):
-                problem(prefix, "must be an object {start, end, days, limit_kw}")
-                continue
-            for key in sorted(set(item) - set(TOU_FIELDS), key=str):
-                problem(f"{prefix}.{key}", "is not a field of a TOU limit")
-            policy: dict[str, Any] = {
-                "scope": scope,
-                "schedule": {k: item[k] for k in ("days", "start", "end") if k in item},
-                "source": LimitSource.LEGACY_TOU,
-            }
-            if scope == LimitScope.NODE:
-                policy["node_id"] = node_id
-            if "limit_kw" in item:
-                policy["limit_kw"] = item["limit_kw"]
-            spec, problems = parse_policy(
-                policy, prefix=prefix + ".", default_source=LimitSource.LEGACY_TOU
-            )
-            errors.extend(_legacy_item(p, field_problem=True) for p in problems)
-            if spec is not None:
-                policies.append((f"tou_limits[{i}].", spec))
-    raise_problems(errors)
-    return policies
-
-
 def circuit_tou_replace(
-    *, circuit_id: str, data: dict[str, Any], usage: UsageContext, user
+    *, circuit_id: str, tou_limits: list[TouLimit], usage: UsageContext, user
 ) -> dict[str, Any]:
-    """Replace the scheduled policies of the circuit's target with the legacy TOU limits.
+    """Replace the scheduled policies of the circuit's target with the legacy TOU limits
+    (validated by `legacy_circuit.api.serializers.tou_limits_input`).
 
     The legacy TOU limits of a circuit are every scheduled policy on its
     mapped node or microgrid, whatever their source; the written ones get
@@ -256,8 +175,20 @@ def circuit_tou_replace(
         resolution = circuit_resolution(circuit_id, user=user)
         usage.note(resolution)
         tou_target(resolution)
-        target = limit_target(resolution)
-        policies = tou_policies(data, circuit_id=resolution.circuit.circuit_id, target=target)
+        scope, node_id = target = limit_target(resolution)
+        policies = [
+            (
+                t.field_prefix,
+                PolicySpec(
+                    scope=scope,
+                    node_id=node_id,
+                    limit_kw=t.limit_kw,
+                    schedule=t.schedule,
+                    source=LimitSource.LEGACY_TOU,
+                ),
+            )
+            for t in tou_limits
+        ]
         try:
             limit_policies_replace(
                 microgrid=resolution.microgrid,
@@ -270,6 +201,15 @@ def circuit_tou_replace(
         body = tou_document(resolution)
         alias_usage_record(usage=usage, status_code=200)
     return body
+
+
+def circuit_tou_check(*, circuit_id: str, usage: UsageContext, user) -> None:
+    """The refusals of a TOU read or write that come before its body is read: the circuit
+    resolves (409 CIRCUIT_ALIAS_NOT_RESOLVABLE) to one node or microgrid (422
+    TOU_MAPPING_AMBIGUOUS, TOU_SCOPE_UNSUPPORTED)."""
+    resolution = circuit_resolution(circuit_id, user=user)
+    usage.note(resolution)
+    tou_target(resolution)
 
 
 def circuit_tou_read(*, circuit_id: str, usage: UsageContext, user) -> dict[str, Any]:

@@ -1,11 +1,19 @@
-"""The frozen legacy answers, for the document (their bodies are read by `services`, whose
-messages the legacy contract fixes)."""
+"""The frozen legacy bodies: the TOU write, read here at the edge, and the answers.
+
+`tou_limits_input` reads a TOU write in the legacy contract's words (`tou_limits[1].start`,
+"... is not a field of a TOU limits request"): the envelope by hand, as the contract fixes
+its messages, each entry by the limits app's policy serializer (`parse_policy`), whose
+findings are renamed to the legacy fields. The service gets typed `TouLimit`s.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from rest_framework import serializers
 
-from legacy_circuit.services import MAX_TOU_LIMITS
+from microgrid.common.errors import ErrorItem
 from microgrid.common.serializers import (
     ID_SCHEMA,
     KwField,
@@ -14,8 +22,14 @@ from microgrid.common.serializers import (
     SchemaField,
     nullable,
 )
-from microgrid.limits.api.serializers import HHMM_SCHEMA
-from microgrid.limits.schedules import DAYS
+from microgrid.limits.api.serializers import HHMM_SCHEMA, parse_policy
+from microgrid.limits.choices import LimitScope, LimitSource
+from microgrid.limits.schedules import DAYS, Schedule
+from microgrid.limits.validation import raise_problems
+
+TOU_FIELDS = ("start", "end", "days", "limit_kw")
+# A week holds few real windows; the cap keeps the pairwise overlap check small.
+MAX_TOU_LIMITS = 500
 
 DAYS_SCHEMA = {
     "type": "array",
@@ -123,3 +137,88 @@ class LegacyTouLimitsInput(RequestSerializer):
         {**ID_SCHEMA, "description": "may be sent back as read: the URL's circuit"},
         required=False,
     )
+
+
+@dataclass(frozen=True)
+class TouLimit:
+    """One legacy TOU limit, validated: its schedule and limit, and the field prefix its
+    findings carry (`tou_limits[1].`)."""
+
+    field_prefix: str
+    schedule: Schedule
+    limit_kw: float
+
+
+def legacy_field(field: str | None) -> str | None:
+    """The legacy name of a canonical policy field: tou_limits[i].schedule.start -> tou_limits[i].start."""
+    if field is None:
+        return None
+    field = field.replace(".schedule.", ".")
+    if field.endswith(".schedule"):
+        field = field[: -len(".schedule")]
+    return field
+
+
+def legacy_item(item: ErrorItem, *, field_problem: bool = False) -> ErrorItem:
+    """The item in legacy field names; a field problem does not name the mapped node, which
+    the client never sent."""
+    details = dict(item.details)
+    if isinstance(details.get("field"), str) and details["field"].startswith("tou_limits["):
+        details["field"] = legacy_field(details["field"])
+    return ErrorItem(
+        item.code,
+        item.message,
+        node_id=None if field_problem else item.node_id,
+        asset_id=item.asset_id,
+        field=legacy_field(item.field),
+        details=details,
+    )
+
+
+def tou_limits_input(data: Any, *, circuit_id: str) -> list[TouLimit]:
+    """A legacy TOU body -> its TOU limits, or every FIELD_INVALID (in legacy field names).
+
+    A client may send back the `circuit_id` it read; it must name this circuit.
+    """
+    errors: list[ErrorItem] = []
+
+    def problem(field: str, message: str) -> None:
+        errors.append(ErrorItem("FIELD_INVALID", f"{field} {message}", field=field))
+
+    for key in sorted(set(data) - {"tou_limits", "circuit_id"}, key=str):
+        problem(str(key), "is not a field of a TOU limits request")
+    if "circuit_id" in data and data["circuit_id"] != circuit_id:
+        problem("circuit_id", f"must be {circuit_id!r}, the circuit of this URL, when it is sent")
+    raw = data.get("tou_limits")
+    limits: list[TouLimit] = []
+    if "tou_limits" not in data:
+        problem("tou_limits", "is required (a list of {start, end, days, limit_kw})")
+    elif not isinstance(raw, list):
+        problem("tou_limits", "must be a list of {start, end, days, limit_kw}")
+    elif len(raw) > MAX_TOU_LIMITS:
+        problem("tou_limits", f"must have at most {MAX_TOU_LIMITS} entries")
+    else:
+        for i, item in enumerate(raw):
+            prefix = f"tou_limits[{i}]"
+            if not isinstance(item, dict):
+                problem(prefix, "must be an object {start, end, days, limit_kw}")
+                continue
+            for key in sorted(set(item) - set(TOU_FIELDS), key=str):
+                problem(f"{prefix}.{key}", "is not a field of a TOU limit")
+            # The entry's fields as a scheduled policy; the circuit's target (a node or the
+            # microgrid) is the service's, and no finding about these fields depends on it.
+            policy: dict[str, Any] = {
+                "scope": LimitScope.MICROGRID,
+                "schedule": {k: item[k] for k in ("days", "start", "end") if k in item},
+                "source": LimitSource.LEGACY_TOU,
+            }
+            if "limit_kw" in item:
+                policy["limit_kw"] = item["limit_kw"]
+            spec, problems = parse_policy(
+                policy, prefix=prefix + ".", default_source=LimitSource.LEGACY_TOU
+            )
+            errors.extend(legacy_item(p, field_problem=True) for p in problems)
+            if spec is not None:
+                limits.append(TouLimit(f"{prefix}.", spec.schedule, spec.limit_kw))
+    raise_problems(errors)
+    return limits

@@ -136,9 +136,12 @@ class TouLimitsView(LegacyView):
     )
     def post(self, request, circuit_id: str):
         data = json_object(request)
+        # The circuit's refusals (409, 422 TOU_*) come before the body's, as the contract has it.
+        services.circuit_tou_check(circuit_id=circuit_id, usage=self.usage(), user=request.user)
+        tou_limits = answers.tou_limits_input(data, circuit_id=circuit_id)
         return Response(
             services.circuit_tou_replace(
-                circuit_id=circuit_id, data=data, usage=self.usage(), user=request.user
+                circuit_id=circuit_id, tou_limits=tou_limits, usage=self.usage(), user=request.user
             )
         )
 

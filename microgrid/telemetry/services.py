@@ -1,7 +1,8 @@
-"""Telemetry ingest: a batch is validated whole, then stored set-based.
+"""Telemetry ingest: a batch validated whole at the edge is stored set-based.
 
-A batch with any invalid reading is refused whole (TELEMETRY_INVALID with one
-error per bad reading) and stores nothing. A repeated reading (same asset and
+`telemetry.api.serializers.readings_input` validates a batch (a batch with any
+invalid reading is refused whole, TELEMETRY_INVALID with one error per bad
+reading, and stores nothing); `telemetry_store` takes its typed readings. A repeated reading (same asset and
 observed_at) is stored once; an older reading never replaces a newer one as
 the asset's latest. The work is a handful of statements whatever the batch size (one multi-row INSERT
 per 1,000 readings, one lock read and one multi-row upsert of the latest readings), and
@@ -10,190 +11,39 @@ proportional to the batch, not to the depot: only the batch's assets are read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.common.fields import (
-    FieldProblem,
-    check_amps,
-    check_bool,
-    check_datetime,
-    check_id,
-    check_kw,
-)
+from microgrid.telemetry.api.serializers import Reading, readings_input
 from microgrid.telemetry.models import LatestReading, TelemetryReading
-from microgrid.topology.choices import AssetKind
-from microgrid.topology.models import Asset, Microgrid
-
-READING_FIELDS = {"asset_id", "power_kw", "observed_at", "connected", "requested_kw", "current_a"}
-FUTURE_TOLERANCE = timedelta(seconds=60)
+from microgrid.topology.models import Microgrid
 
 
-@dataclass(frozen=True)
-class Reading:
-    asset_pk: int
-    asset_id: str
-    power_kw: float
-    observed_at: datetime
-    connected: bool | None
-    requested_kw: float | None
-    current_a: tuple[float, float, float] | None = None
-
-
-def check_currents(value: Any) -> tuple[float, float, float]:
-    """`current_a`: the asset's L1, L2, L3 currents in A, three finite numbers >= 0."""
-    if not isinstance(value, list) or len(value) != 3:
-        raise FieldProblem("must be a list of three currents [l1, l2, l3] in A")
-    out = []
-    for i, item in enumerate(value):
-        try:
-            out.append(check_amps(item, minimum=0))
-        except FieldProblem as exc:
-            raise FieldProblem(f"[{i}] {exc}") from None
-    return (out[0], out[1], out[2])
-
-
-def _validate(raw: Any, index: int, assets: dict[str, tuple[int, str]], now: datetime):
-    errors: list[ErrorItem] = []
-    if not isinstance(raw, dict):
-        return None, [
-            ErrorItem(
-                "FIELD_INVALID", f"readings[{index}] must be an object", field=f"readings[{index}]"
-            )
-        ]
-    asset_id = raw.get("asset_id") if isinstance(raw.get("asset_id"), str) else None
-
-    def bad(field: str, message: str) -> None:
-        errors.append(
-            ErrorItem(
-                "FIELD_INVALID",
-                f"readings[{index}].{field} {message}",
-                asset_id=asset_id,
-                field=field,
-                details={"index": index},
-            )
-        )
-
-    for key in sorted(set(raw) - READING_FIELDS, key=str):
-        bad(str(key), "is not a field of a reading")
-    try:
-        check_id(raw.get("asset_id"), "asset_id")
-    except FieldProblem as exc:
-        bad("asset_id", str(exc))
-        return None, errors
-    found = assets.get(asset_id)
-    if found is None:
-        return None, [
-            ErrorItem(
-                "ASSET_NOT_FOUND",
-                f"readings[{index}]: asset {asset_id!r} is not in this microgrid",
-                asset_id=asset_id,
-                details={"index": index},
-            )
-        ]
-    asset_pk, kind = found
-    power = observed = requested = connected = None
-    if "power_kw" not in raw:
-        bad("power_kw", "is required")
-    else:
-        try:
-            power = check_kw(raw["power_kw"], minimum=None if kind == AssetKind.BATTERY else 0)
-        except FieldProblem as exc:
-            bad("power_kw", str(exc))
-    if "observed_at" not in raw:
-        bad("observed_at", "is required")
-    else:
-        try:
-            observed = check_datetime(raw["observed_at"])
-            if observed > now + FUTURE_TOLERANCE:
-                bad("observed_at", "is more than 60 s in the future")
-                observed = None
-        except FieldProblem as exc:
-            bad("observed_at", str(exc))
-    if kind == AssetKind.CHARGER:
-        if "connected" not in raw:
-            bad("connected", "is required for a charger")
-        else:
-            try:
-                connected = check_bool(raw["connected"])
-            except FieldProblem as exc:
-                bad("connected", str(exc))
-        if raw.get("requested_kw") is None:
-            requested = 0.0
-            if connected:
-                bad("requested_kw", "is required while a charger is connected")
-        else:
-            try:
-                requested = check_kw(raw["requested_kw"], minimum=0)
-            except FieldProblem as exc:
-                bad("requested_kw", str(exc))
-    else:
-        for name in ("connected", "requested_kw"):
-            if name in raw:
-                bad(name, f"is only for chargers, not {kind}")
-    currents = None
-    if raw.get("current_a") is not None:
-        if kind not in (AssetKind.CHARGER, AssetKind.METER):
-            bad("current_a", f"is only for chargers and meters, not {kind}")
-        else:
-            try:
-                currents = check_currents(raw["current_a"])
-            except FieldProblem as exc:
-                bad("current_a", str(exc))
-    if errors:
-        return None, errors
-    return Reading(asset_pk, asset_id, power, observed, connected, requested, currents), []
+def telemetry_store(
+    *, microgrid: Microgrid, readings: Sequence[Reading], now: datetime | None = None
+) -> int:
+    """Store a validated batch (`telemetry.api.serializers.readings_input`); returns how many
+    readings it held."""
+    now = now or timezone.now()
+    if not readings:
+        return 0
+    with transaction.atomic():
+        _insert_readings(microgrid, list(readings), now)
+        _advance_latest(microgrid, list(readings), now)
+    return len(readings)
 
 
 def telemetry_ingest(*, microgrid: Microgrid, readings: Any, now: datetime | None = None) -> int:
-    """Store a batch of readings; returns how many were accepted."""
+    """Validate and store a batch from an in-process producer (the simulator, the OCPP gateway,
+    the demo feed): the same checks as the API's, then `telemetry_store`."""
     now = now or timezone.now()
-    if not isinstance(readings, list):
-        raise DomainError(
-            "TELEMETRY_INVALID",
-            "readings must be a list",
-            errors=[ErrorItem("FIELD_INVALID", "readings must be a list", field="readings")],
-        )
-    limit = settings.TELEMETRY_MAX_BATCH
-    if len(readings) > limit:
-        raise DomainError(
-            "TELEMETRY_INVALID",
-            f"a batch holds at most {limit} readings",
-            {"limit": limit},
-            errors=[ErrorItem("FIELD_INVALID", f"at most {limit} readings", field="readings")],
-        )
-    wanted = {
-        r.get("asset_id")
-        for r in readings
-        if isinstance(r, dict) and isinstance(r.get("asset_id"), str)
-    }
-    assets = _batch_assets(microgrid, wanted)
-    clean: list[Reading] = []
-    errors: list[ErrorItem] = []
-    for index, raw in enumerate(readings):
-        reading, problems = _validate(raw, index, assets, now)
-        errors.extend(problems)
-        if reading is not None:
-            clean.append(reading)
-    if errors:
-        raise DomainError(
-            "TELEMETRY_INVALID",
-            f"{len(errors)} invalid reading(s); nothing was stored",
-            errors=errors,
-            status=422,
-        )
-    if not clean:
-        return 0
-    with transaction.atomic():
-        _insert_readings(microgrid, clean, now)
-        _advance_latest(microgrid, clean, now)
-    return len(clean)
+    return telemetry_store(
+        microgrid=microgrid, readings=readings_input(microgrid, readings, now=now), now=now
+    )
 
 
 # Rows per statement: 1,000 rows x 11 columns stays under SQLite's 32,766 parameters.
@@ -263,24 +113,6 @@ def _locked_latest(pks: list[int]) -> list[tuple]:
         .order_by("asset_id")
         .values_list(*_LATEST_COLUMNS)
     )
-
-
-def _batch_assets(microgrid: Microgrid, wanted: set[str]) -> dict[str, tuple[int, str]]:
-    """asset_id -> (pk, kind) of the batch's assets of this microgrid (one query)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT asset_id, id, kind FROM {Asset._meta.db_table} "
-                "WHERE microgrid_id = %s AND asset_id = ANY(%s)",
-                [microgrid.pk, sorted(wanted)],
-            )
-            return {asset_id: (pk, kind) for asset_id, pk, kind in cursor.fetchall()}
-    return {
-        a["asset_id"]: (a["id"], a["kind"])
-        for a in Asset.objects.filter(microgrid=microgrid, asset_id__in=wanted).values(
-            "id", "asset_id", "kind"
-        )
-    }
 
 
 def _insert_readings(microgrid: Microgrid, readings: list[Reading], now: datetime) -> None:

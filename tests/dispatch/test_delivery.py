@@ -12,7 +12,12 @@ from django.utils import timezone
 
 from balancing.services import cycle_request, trigger_of
 from dispatch.models import Delivery, DeliveryAttempt, DispatchConfig
-from dispatch.services import batch_id_of, deliveries_sweep, dispatch_config_set
+from dispatch.services import (
+    batch_id_of,
+    deliveries_sweep,
+    dispatch_config_input,
+    dispatch_config_set,
+)
 from microgrid.common.errors import DomainError
 from microgrid.telemetry.services import telemetry_ingest
 from microgrid.topology.models import Microgrid
@@ -39,7 +44,8 @@ def _feed(microgrid, requested=(150, 150, 150)):
 
 def _hook(microgrid, url, **extra):
     return dispatch_config_set(
-        microgrid=microgrid, data={"webhook": {"url": url, "secret": SECRET}, **extra}
+        microgrid=microgrid,
+        **dispatch_config_input({"webhook": {"url": url, "secret": SECRET}, **extra}),
     )
 
 
@@ -267,7 +273,7 @@ def test_with_the_broker_down_past_their_validity_deliveries_expire_unsent(
 )
 def test_a_bad_webhook_configuration_is_refused_and_changes_nothing(microgrid, data, field):
     with pytest.raises(DomainError) as exc:
-        dispatch_config_set(microgrid=microgrid, data=data)
+        dispatch_config_set(microgrid=microgrid, **dispatch_config_input(data))
     assert exc.value.status == 422
     assert [(e.code, e.field) for e in exc.value.errors] == [("FIELD_INVALID", field)]
     assert not DispatchConfig.objects.exists()

@@ -49,7 +49,8 @@ def _failing_cycle(microgrid, django_capture_on_commit_callbacks):
     """A cycle whose setpoints go to a webhook that refuses the connection: FAILED."""
     dispatch_config_set(
         microgrid=microgrid,
-        data={"webhook": {"url": f"http://127.0.0.1:{_closed_port()}/hook", "secret": SECRET}},
+        webhook_url=f"http://127.0.0.1:{_closed_port()}/hook",
+        webhook_secret=SECRET,
     )
     now = timezone.now()
     readings = [
@@ -93,7 +94,7 @@ def test_offline_stations_and_the_latest_cycles_failed_setpoints_are_counted(
     assert "1 connected" in html
 
     # Only the latest cycle counts: a newer one that delivers nothing clears the column.
-    dispatch_config_set(microgrid=microgrid, data={"webhook": None})
+    dispatch_config_set(microgrid=microgrid)
     with django_capture_on_commit_callbacks(execute=True):
         cycle_request(microgrid=microgrid, trigger=trigger_of("API"))
     rows = {r["microgrid_id"]: r for r in operator_api.get("/api/microgrids/").json()["microgrids"]}

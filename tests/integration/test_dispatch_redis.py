@@ -158,7 +158,7 @@ def test_a_slow_receiver_holds_up_no_other_microgrid_and_a_killed_worker_sends_a
     for mg in (microgrid, south):
         CycleSchedule.objects.create(microgrid=mg, last_enqueued_at=timezone.now())
     for mg, rcv in ((microgrid, slow), (south, quick)):
-        dispatch_config_set(microgrid=mg, data={"webhook": {"url": rcv.url, "secret": SECRET}})
+        dispatch_config_set(microgrid=mg, webhook_url=rcv.url, webhook_secret=SECRET)
         _feed(mg)
     run_cycle.delay(microgrid.microgrid_id, {"type": "API"})
     _wait_for(lambda: len(slow.received) == 1, 60, workers)

@@ -69,6 +69,7 @@ def test_a_refused_tou_write_is_audited_while_the_write_rolls_back(integration_a
 
 def test_a_tou_write_and_its_audit_row_are_one_transaction(circuits, monkeypatch):
     from legacy_circuit import services
+    from legacy_circuit.api.serializers import tou_limits_input
     from legacy_circuit.models import AliasUsage
     from microgrid.limits.models import LimitPolicy
 
@@ -79,7 +80,10 @@ def test_a_tou_write_and_its_audit_row_are_one_transaction(circuits, monkeypatch
     usage = services.UsageContext(circuit_id="CIR-101", endpoint="tou", method="POST")
     with pytest.raises(RuntimeError):
         services.circuit_tou_replace(
-            circuit_id="CIR-101", data={"tou_limits": [EVENING]}, usage=usage, user=SYSTEM
+            circuit_id="CIR-101",
+            tou_limits=tou_limits_input({"tou_limits": [EVENING]}, circuit_id="CIR-101"),
+            usage=usage,
+            user=SYSTEM,
         )
 
     assert not LimitPolicy.objects.exists()

@@ -49,9 +49,7 @@ def _world(sessions):
         degradations=(),
         requests=(),
     )
-    return World(
-        scenario, nodes=NODES, assets=ASSETS, timezone_name="UTC", rng=random.Random(1)
-    )
+    return World(scenario, nodes=NODES, assets=ASSETS, timezone_name="UTC", rng=random.Random(1))
 
 
 def test_chargers_and_meters_report_phase_currents_through_the_rotation():

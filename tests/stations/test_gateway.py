@@ -24,6 +24,7 @@ from ocpp.v16 import ChargePoint as Cp16
 from ocpp.v16 import call as call16
 from ocpp.v201 import ChargePoint as Cp201
 from ocpp.v201 import call as call201
+from websockets.exceptions import InvalidStatus
 
 from microgrid.telemetry.models import LatestReading
 from stations.models import ChargingStation, StationAuthAttempt, StationEvse
@@ -176,7 +177,7 @@ def test_a_wrong_or_missing_password_gets_401_before_any_websocket(
     gateway, station, headers, reason
 ):
     async def attempt():
-        with pytest.raises(websockets.exceptions.InvalidStatus) as exc:
+        with pytest.raises(InvalidStatus) as exc:
             async with websockets.connect(
                 f"ws://127.0.0.1:{gateway}/ocpp/CS-1",
                 subprotocols=["ocpp1.6"],
@@ -194,7 +195,7 @@ def test_a_wrong_or_missing_password_gets_401_before_any_websocket(
 
 def test_an_unknown_station_gets_401_and_is_recorded(gateway, station):
     async def attempt():
-        with pytest.raises(websockets.exceptions.InvalidStatus) as exc:
+        with pytest.raises(InvalidStatus) as exc:
             async with websockets.connect(
                 f"ws://127.0.0.1:{gateway}/ocpp/CS-9",
                 subprotocols=["ocpp1.6"],

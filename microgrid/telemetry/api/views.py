@@ -1,11 +1,13 @@
+from django.utils import timezone
 from rest_framework.response import Response
 
 from microgrid.common.api import ApiView, json_object
-from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.openapi import api_doc
 from microgrid.common.roles import INGEST
+from microgrid.common.serializers import validated
 from microgrid.telemetry.api import serializers as answers
-from microgrid.telemetry.services import telemetry_ingest
+from microgrid.telemetry.api.serializers import TelemetryBatch, readings_input
+from microgrid.telemetry.services import telemetry_store
 from microgrid.topology.selectors import microgrid_get
 
 
@@ -30,10 +32,8 @@ class TelemetryView(ApiView):
     )
     def post(self, request, microgrid_id: str):
         microgrid = microgrid_get(microgrid_id, user=request.user)
-        body = json_object(request)
-        if set(body) != {"readings"}:
-            raise DomainError.from_errors(
-                [ErrorItem("FIELD_INVALID", 'the body is {"readings": [...]}', field="readings")]
-            )
-        accepted = telemetry_ingest(microgrid=microgrid, readings=body["readings"])
+        body = validated(TelemetryBatch, json_object(request))
+        now = timezone.now()
+        readings = readings_input(microgrid, body["readings"], now=now)
+        accepted = telemetry_store(microgrid=microgrid, readings=readings, now=now)
         return Response({"accepted": accepted}, status=202)

@@ -131,6 +131,16 @@ class ChargerAssetInput(_AssetInput):
     )
     min_current_a = KwField(minimum=0, maximum=MAX_A, required=False, allow_null=True)
     max_current_a = KwField(exclusive_minimum=0, maximum=MAX_A, required=False, allow_null=True)
+    station_id = IdField(
+        required=False, allow_null=True, help_text="its OCPP charging station (with evse_id)"
+    )
+    evse_id = IntField(
+        minimum=1,
+        maximum=1000,
+        required=False,
+        allow_null=True,
+        help_text="its EVSE on the station (the connector id on OCPP 1.6)",
+    )
 
 
 class SiteLoadAssetInput(_AssetInput):
@@ -312,6 +322,8 @@ class ChargerAsset(_Asset):
     phase_rotation = serializers.ChoiceField(PhaseRotation.values)
     min_current_a = serializers.FloatField(allow_null=True)
     max_current_a = serializers.FloatField(allow_null=True)
+    station_id = serializers.CharField(allow_null=True)
+    evse_id = serializers.IntegerField(allow_null=True)
 
 
 class SiteLoadAsset(_Asset):
