@@ -17,6 +17,9 @@ Times in bodies are given in scenario seconds and sent as timestamps:
 `forecasted_blocks[].start_s/end_s` -> `start_time/end_time`,
 `offline_mode_at_s` -> `offline_mode_at`, a capability event's
 `observed_at_s` (default: the request's `at_s`) -> `observed_at`.
+The live demo feed (`demo_feed`) plays the same requests on the wall clock at
+`speed` scenario seconds per real second: its timestamps are `start + s / speed`,
+its request ids `demo-<run>-<n>`.
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ OSCP_PATHS = {
 SIMULATOR_USERS = {SUPPORT: "simulator-support", INTEGRATION: "simulator-integration"}
 
 
-def _iso(start: datetime, seconds: float) -> str:
-    return (start + timedelta(seconds=seconds)).isoformat()
+def _iso(start: datetime, seconds: float, speed: float = 1.0) -> str:
+    return (start + timedelta(seconds=seconds / speed)).isoformat()
 
 
 @dataclass
@@ -56,8 +59,11 @@ class Prepared:
     caller: str  # "support", "integration" or "peer:<name>"
 
 
-def prepare(request: Request, *, microgrid_id: str, start: datetime) -> Prepared:
-    """The HTTP call a scenario request stands for (pure)."""
+def prepare(
+    request: Request, *, microgrid_id: str, start: datetime, speed: float = 1.0
+) -> Prepared:
+    """The HTTP call a scenario request stands for (pure). `speed`: scenario seconds per
+    second of the clock the timestamps are on (1 for `simulate`)."""
     f = request.fields
     kind = request.kind
     if kind == "REBALANCE":
@@ -72,38 +78,43 @@ def prepare(request: Request, *, microgrid_id: str, start: datetime) -> Prepared
     if kind == "CAPABILITY_EVENT":
         body = dict(f["body"])
         observed = body.pop("observed_at_s", request.at_s)
-        body.setdefault("observed_at", _iso(start, observed))
+        body.setdefault("observed_at", _iso(start, observed, speed))
         return Prepared(
             "POST", f"/api/microgrids/{microgrid_id}/capabilities/events/", body, INTEGRATION
         )
     if kind == "OSCP_HEARTBEAT":
-        body = {"offline_mode_at": _iso(start, f["offline_mode_at_s"])}
+        body = {"offline_mode_at": _iso(start, f["offline_mode_at_s"], speed)}
     elif kind == "OSCP_FORECAST":
         body = dict(f["body"])
         blocks = body.get("forecasted_blocks")
         if isinstance(blocks, list):
-            body["forecasted_blocks"] = [_block(b, start) for b in blocks]
+            body["forecasted_blocks"] = [_block(b, start, speed) for b in blocks]
     else:
         body = f["body"]
     return Prepared("POST", f"/oscp/fp/2.0/{OSCP_PATHS[kind]}", body, f"peer:{f['peer']}")
 
 
-def _block(block: Any, start: datetime) -> Any:
+def _block(block: Any, start: datetime, speed: float) -> Any:
     if not isinstance(block, dict):
         return block
     out = {k: v for k, v in block.items() if k not in ("start_s", "end_s")}
     if "start_s" in block:
-        out["start_time"] = _iso(start, block["start_s"])
+        out["start_time"] = _iso(start, block["start_s"], speed)
     if "end_s" in block:
-        out["end_time"] = _iso(start, block["end_s"])
+        out["end_time"] = _iso(start, block["end_s"], speed)
     return out
 
 
 class Caller:
     """Makes the calls: API tokens for the simulator users, revoked when the run ends."""
 
-    def __init__(self, peers: dict[str, str], microgrid_id: str) -> None:
+    def __init__(
+        self, peers: dict[str, str], microgrid_id: str, request_prefix: str = "sim"
+    ) -> None:
         self.peers = peers
+        # X-Request-ID: a peer's repeated id is a no-op (OSCP replay), so a live feed that
+        # plays its scenario again and again names each run apart.
+        self.request_prefix = request_prefix
         # The simulator's users call as a depot's own clients do: members of its microgrid.
         self.microgrid_id = microgrid_id
         self._keys: dict[str, str] = {}
@@ -131,8 +142,8 @@ class Caller:
         if prepared.caller.startswith("peer:"):
             token = self.peers.get(prepared.caller[5:], "")
             headers["HTTP_AUTHORIZATION"] = f"Token {token}"
-            headers["HTTP_X_REQUEST_ID"] = f"sim-{self.count}"
-            headers["HTTP_X_CORRELATION_ID"] = f"sim-{self.count}"
+            headers["HTTP_X_REQUEST_ID"] = f"{self.request_prefix}-{self.count}"
+            headers["HTTP_X_CORRELATION_ID"] = f"{self.request_prefix}-{self.count}"
         else:
             headers["HTTP_AUTHORIZATION"] = f"Token {self._key(prepared.caller)}"
         if prepared.body is None:

@@ -71,13 +71,57 @@ def test_demo_depot_scenario_applies_the_evening_tou_cap_and_answers_the_rebalan
         (node(c, "sb-1")["limit_source"], node(c, "sb-1")["effective_limit_kw"]) for c in after
     } == {("TOU_LIMIT", 350.0)}
     assert "TOU_LIMIT" in run.summary["reason_codes"]
-    [rebalance] = run.requests
-    assert (rebalance["kind"], rebalance["status"], rebalance["t_s"]) == ("REBALANCE", 200, 1800)
+    # What `make run` plays live, so that every page has something true to show: each
+    # request is answered as the profile's comment says.
+    assert [(r["t_s"], r["kind"], r["status"]) for r in run.requests] == [
+        (0, "OSCP_HEARTBEAT", 204),
+        (60, "CAPABILITY_EVENT", 201),
+        (120, "LEGACY_REBALANCE", 200),
+        (600, "CAPABILITY_EVENT", 201),
+        (600, "LEGACY_REBALANCE", 200),
+        (1140, "CAPABILITY_EVENT", 201),
+        (1200, "OSCP_FORECAST", 204),
+        (1800, "REBALANCE", 200),
+        (3600, "OSCP_HEARTBEAT", 204),
+        (5400, "CAPABILITY_EVENT", 201),
+    ]
+    rebalance = run.requests[7]
     assert rebalance["answer"]["trigger"] == {"type": "API"}
     assert rebalance["answer"]["scope"] == {"type": "NODE", "node_id": "sb-1"}
+    legacy = [r["answer"] for r in run.requests if r["kind"] == "LEGACY_REBALANCE"]
+    assert [a["scope"] for a in legacy] == [
+        {"type": "NODE", "node_id": "sb-1"},
+        {"type": "NODE", "node_id": "grp-a"},
+    ]
+    # The PLC holds Bay D while its AVAILABLE status is fresh (60 s): a budget for grp-d
+    # instead of its chargers' setpoints; after its UNAVAILABLE at 5400 the cycle steers them.
+    held = [c for c in run.cycles if c["trigger"]["type"] == "CAPABILITY_CHANGE"][1:4]
+    assert [(c["t_s"], "budget_kw" in node(c, "grp-d")) for c in held] == [
+        (60, True),
+        (600, True),
+        (1140, True),
+    ]
+    assert {"budget_kw" in node(c, "grp-d") for c in cycles_between(run, 5400, 7200)} == {False}
+    # The DSO's 300 kW envelope binds the root over [1500, 2700) ...
+    bound = cycles_between(run, 1500, 2700)
+    assert {
+        (node(c, "grid")["limit_source"], node(c, "grid")["effective_limit_kw"]) for c in bound
+    } == {("OPERATING_ENVELOPE", 300.0)}
+    # ... and cuts in while the chargers draw far more: the grid meter's next reading opens a
+    # breach at the root, which the next cycle resolves once the chargers follow the cut.
+    first = run.breaches[0]
+    assert (first["node_id"], first["primary_reason_code"], first["status"]) == (
+        "grid",
+        "BREACH_OPERATING_ENVELOPE",
+        "RESOLVED",
+    )
+    assert 1500 <= first["detected_at_s"] < first["resolved_at_s"] <= first["detected_at_s"] + 240
+    assert first["measured_kw"] > 600
     # LIMIT_CHANGE: loading the profile's limits at the start asks for a cycle, as any limit write.
     assert run.summary["cycles"]["by_trigger"] == {
         "API": 1,
+        "CAPABILITY_CHANGE": 5,
+        "LEGACY_ALIAS": 2,
         "LIMIT_CHANGE": 1,
         "SIMULATOR": 60,
         "TOU_TRANSITION": 1,

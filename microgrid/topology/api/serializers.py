@@ -175,11 +175,10 @@ class MeterAssetInput(_AssetInput):
 def _by_kind(name: str, variants: dict[str, Any]) -> PolymorphicProxySerializer:
     """One schema per asset kind, only that kind's fields (spec 3.1)."""
     assert set(variants) == set(AssetKind.values)
-    # Plain str keys: a TextChoices member as a discriminator mapping key cannot be written
-    # as YAML (the schema endpoint's default format).
+    # Plain str keys: the YAML form of the schema cannot represent an enum member.
     return PolymorphicProxySerializer(
         component_name=name,
-        serializers={str(kind): serializer for kind, serializer in variants.items()},
+        serializers={str(kind): s for kind, s in variants.items()},
         resource_type_field_name="kind",
     )
 

@@ -44,6 +44,8 @@ class Command(BaseCommand):
         env = {**os.environ}
         env.setdefault("SERVER_LOG_LEVEL", "WARNING")
         env.setdefault("LOG_LEVEL", "WARNING")
+        # Output piped (`make run | tee run.log`) appears as it happens, not at exit.
+        env.setdefault("PYTHONUNBUFFERED", "1")
         level = f"--loglevel={env.get('CELERY_LOGLEVEL', 'WARNING')}"
         worker = [celery, "-A", "microgrid", "--quiet", "worker"]  # --quiet: no banner
         commands = {
@@ -114,11 +116,13 @@ class Command(BaseCommand):
                     + f"\n  API docs: http://{host}:{port}/api/docs/"
                     + "\n  Ctrl-C stops the web server, the workers and the feed.\n"
                 )
+                self.stdout.flush()
             time.sleep(0.2)
         if ended:
             self.stderr.write(f"{ended[0]} exited with status {ended[1]}: stopping the others")
         else:
             self.stdout.write(f"\n{stop['asked']}: stopping the web server, workers and feed...")
+            self.stdout.flush()
         # From here a second Ctrl-C changes nothing: the grace period still ends in a kill.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -127,10 +131,16 @@ class Command(BaseCommand):
                 child.send_signal(commands[name][1])
         asked_at = time.monotonic()
         deadline = asked_at + grace
+        took: dict[str, float] = {}
         while time.monotonic() < deadline and any(c.poll() is None for c in children.values()):
+            for name, child in children.items():
+                if name not in took and child.poll() is not None:
+                    took[name] = time.monotonic() - asked_at
             time.sleep(0.1)
         killed = []
         for name, child in children.items():
+            if name not in took and child.poll() is not None:
+                took[name] = time.monotonic() - asked_at
             if child.poll() is None:
                 killed.append(name)
             # whatever the child left in its session (the embedded beat process)
@@ -140,7 +150,10 @@ class Command(BaseCommand):
         if killed:
             self.stderr.write(f"killed after {grace:g} s: {', '.join(killed)}")
         else:
-            self.stdout.write(f"stopped in {time.monotonic() - asked_at:.1f} s.")
+            each = ", ".join(f"{n} {t:.1f}" for n, t in sorted(took.items(), key=lambda x: x[1]))
+            self.stdout.write(
+                f"stopped in {time.monotonic() - asked_at:.1f} s" + (f" ({each})." if each else ".")
+            )
         if ended:
             sys.exit(1)
 
