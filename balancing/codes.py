@@ -12,6 +12,7 @@ from collections.abc import Iterable
 __all__ = [
     "BREACH_LABELS",
     "BREACH_PHASE_CURRENT",
+    "DEPARTURE_PRIORITY",
     "BREACH_PRECEDENCE",
     "LIMIT_REASONS",
     "LIMIT_SOURCE_TO_BREACH",
@@ -33,11 +34,16 @@ _REASONS: tuple[tuple[str, str], ...] = (
     ("TOU_LIMIT", "Bound by an active scheduled cap"),
     ("NODE_LIMIT", "Bound by a Node Limit"),
     ("PHYSICAL_RATING", "Bound by a physical rating"),
+    (
+        "DEPARTURE_PRIORITY",
+        "Served first to finish by its departure, or held back for vehicles leaving sooner",
+    ),
     ("MIN_POWER_UNSERVED", "No room for the charger's minimum: set to 0"),
     ("ASSET_MAX_POWER", "Charger at its own maximum"),
     ("DEMAND_MET", "Charger got all it asked for"),
 )
 REASON_PRECEDENCE: tuple[str, ...] = tuple(code for code, _ in _REASONS)
+DEPARTURE_PRIORITY = "DEPARTURE_PRIORITY"
 REASON_LABELS: dict[str, str] = dict(_REASONS)
 
 # Spec 4.5, breach precedence (for primary_reason_code).

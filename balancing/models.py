@@ -361,3 +361,17 @@ class CycleAggregateCursor(models.Model):
 
     def __str__(self) -> str:
         return f"aggregated up to {self.started_at.isoformat()} #{self.cycle_pk}"
+
+
+class HeadroomHistory(models.Model):
+    """Each node's uncontrolled load at the microgrid's recent cycles (the trailing hour), from
+    which adaptive headroom is computed (balancing/headroom.py). One row per microgrid,
+    rewritten by each cycle while its headroom mode is adaptive; derived data, no history."""
+
+    microgrid = models.OneToOneField(
+        Microgrid, on_delete=models.CASCADE, related_name="headroom_history"
+    )
+    samples = models.JSONField(default=dict, help_text="node_id -> [[epoch s, kW], ...]")
+
+    def __str__(self) -> str:
+        return f"{self.microgrid_id} headroom history"

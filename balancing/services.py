@@ -25,12 +25,13 @@ from django.db import transaction
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
+from balancing import headroom
 from balancing.breaches import detect_breaches
 from balancing.choices import BreachStatus, TriggerType
 from balancing.dispatch import ChargingLimit, Dispatcher, ScopeBudget
 from balancing.engine import allocate
 from balancing.inputs import CycleInputs, gather_inputs
-from balancing.models import Breach, Cycle, CycleTrigger
+from balancing.models import Breach, Cycle, CycleTrigger, HeadroomHistory
 from balancing.signals import cycle_stored
 from microgrid.capabilities.scopes import Scope
 from microgrid.common.errors import DomainError
@@ -173,11 +174,20 @@ _open_breaches = PreparedRead(
 
 
 def _run_locked(microgrid, *, trigger, scope, started_at, clock, valid_for_s) -> Cycle:
-    inputs = gather_inputs(microgrid, started_at)
+    interval = valid_for_s or microgrid.cycle_interval_s
+    adaptive = microgrid.headroom_mode == headroom.ADAPTIVE
+    history = _headroom_history(microgrid) if adaptive else None
+    inputs = gather_inputs(
+        microgrid,
+        started_at,
+        interval_s=interval,
+        headroom_history=history.samples if history is not None else None,
+    )
     result = allocate(inputs.engine)
+    if history is not None:
+        _remember_loads(history, started_at, result, inputs)
     findings = detect_breaches(inputs.breach_nodes, inputs.meters)
     completed_at = clock()
-    interval = valid_for_s or microgrid.cycle_interval_s
     valid_until = completed_at + timedelta(seconds=3 * interval)
     last = _last_seq(microgrid=microgrid.pk)
     seq = (last[0][0] if last else 0) + 1
@@ -210,6 +220,24 @@ def _run_locked(microgrid, *, trigger, scope, started_at, clock, valid_for_s) ->
     breaches.apply(cycle)
     _announce(microgrid, cycle, result, inputs, breaches)
     return cycle
+
+
+def _headroom_history(microgrid) -> HeadroomHistory:
+    """The microgrid's recent uncontrolled loads (a row created on its first adaptive cycle)."""
+    found = HeadroomHistory.objects.filter(microgrid=microgrid).first()
+    return found if found is not None else HeadroomHistory(microgrid=microgrid, samples={})
+
+
+def _remember_loads(history: HeadroomHistory, at: datetime, result, inputs: CycleInputs) -> None:
+    """Add this cycle's uncontrolled load of every node that has a margin (in the cycle's
+    transaction: a cycle that rolls back leaves no sample)."""
+    measured = {n.node_id for n in inputs.engine.nodes if n.margin_basis is not None}
+    history.samples = headroom.remember(
+        history.samples,
+        at_s=at.timestamp(),
+        loads={n.node_id: n.uncontrolled_load_kw for n in result.nodes if n.node_id in measured},
+    )
+    history.save()
 
 
 def _announce(microgrid, cycle: Cycle, result, inputs: CycleInputs, breaches: BreachPlan) -> None:

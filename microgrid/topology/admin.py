@@ -73,11 +73,13 @@ class MicrogridAdmin(SimpleHistoryAdmin):
         "enabled",
         "cycle_interval_s",
         "telemetry_stale_after_s",
+        "headroom_mode",
+        "headroom_static_kw",
         "updated_at",
         "updated_by",
         "edit_topology_link",
     )
-    list_filter = ("enabled",)
+    list_filter = ("enabled", "headroom_mode")
     search_fields = ("microgrid_id", "name", "depot__depot_id")
     readonly_fields = ("topology_version", "updated_at", "updated_by")
     list_editable = ("enabled", "cycle_interval_s", "telemetry_stale_after_s")

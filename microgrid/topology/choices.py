@@ -8,6 +8,15 @@ class NodeKind(models.TextChoices):
     CHARGER_GROUP = "CHARGER_GROUP", "Charger group"
 
 
+class HeadroomMode(models.TextChoices):
+    """How much of each node's budget a cycle keeps back for its uncontrolled load to rise
+    before the next cycle (spec 4.3, "Headroom")."""
+
+    OFF = "off", "Off: the whole budget is allocated"
+    STATIC = "static", "Static: a fixed margin per node"
+    ADAPTIVE = "adaptive", "Adaptive: from the node's recent rises, never below the static one"
+
+
 class AssetKind(models.TextChoices):
     CHARGER = "CHARGER", "Charger"
     SITE_LOAD = "SITE_LOAD", "Site load"

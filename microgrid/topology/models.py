@@ -8,7 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from microgrid.topology.choices import AssetKind, NodeKind, PhaseRotation
+from microgrid.topology.choices import AssetKind, HeadroomMode, NodeKind, PhaseRotation
 
 
 class Depot(models.Model):
@@ -38,6 +38,16 @@ class Microgrid(models.Model):
     telemetry_stale_after_s = models.PositiveIntegerField(default=60)
     cycle_interval_s = models.PositiveIntegerField(default=15)
     enabled = models.BooleanField(default=True)
+    headroom_mode = models.CharField(
+        max_length=10,
+        choices=HeadroomMode.choices,
+        default=HeadroomMode.OFF,
+        help_text="margin kept back on every node with uncontrolled load below it (spec 4.3)",
+    )
+    headroom_static_kw = models.FloatField(
+        default=0.0,
+        help_text="kW kept back per node in static mode; the floor of the adaptive margin",
+    )
     history = HistoricalRecords()
 
     class Meta:
@@ -48,6 +58,10 @@ class Microgrid(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(cycle_interval_s__gte=1), name="microgrid_interval_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(headroom_static_kw__gte=0) & Q(headroom_static_kw__lte=100000),
+                name="microgrid_headroom_static_range",
             ),
         ]
 

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('limits', '0001_initial'),
-        ('topology', '0004_phases'),
+        ('topology', '0005_phases'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -39,8 +39,11 @@ from microgrid.common.serializers import (
     ResponseSerializer,
     SchemaField,
     ShapeField,
+    TimestampField,
     nullable,
+    validated,
 )
+from microgrid.telemetry.choices import EnergySource, SessionOrigin
 from microgrid.telemetry.selectors import batch_assets
 from microgrid.topology.choices import AssetKind
 
@@ -240,3 +243,62 @@ def readings_input(microgrid, readings: Any, *, now: datetime) -> list[Reading]:
             status=422,
         )
     return clean
+
+
+# Energies in kWh and SoC in percent read like powers: finite numbers, 3 decimals.
+MAX_SESSION_KWH = 10_000.0
+
+
+class SessionInput(RequestSerializer):
+    """`PUT .../chargers/{asset_id}/session/`: when the vehicle leaves and the energy it needs,
+    either as `energy_needed_kwh` or as target and arrival SoC with the battery capacity."""
+
+    departure_at = TimestampField()
+    energy_needed_kwh = KwField(exclusive_minimum=0, maximum=MAX_SESSION_KWH, required=False)
+    target_soc_percent = KwField(exclusive_minimum=0, maximum=100, required=False)
+    arrival_soc_percent = KwField(minimum=0, maximum=100, required=False)
+    battery_capacity_kwh = KwField(exclusive_minimum=0, maximum=MAX_SESSION_KWH, required=False)
+
+    _SOC = ("target_soc_percent", "arrival_soc_percent", "battery_capacity_kwh")
+
+    def validate(self, attrs):
+        soc_given = [k for k in self._SOC if k in attrs]
+        if "energy_needed_kwh" in attrs and soc_given:
+            raise serializers.ValidationError(
+                {
+                    "energy_needed_kwh": "energy_needed_kwh and a target SoC are alternatives: "
+                    "send one of them"
+                }
+            )
+        if soc_given and len(soc_given) != len(self._SOC):
+            missing = [k for k in self._SOC if k not in attrs]
+            raise serializers.ValidationError(
+                {k: f"{k} is required with {', '.join(soc_given)}" for k in missing}
+            )
+        if soc_given and attrs["target_soc_percent"] <= attrs["arrival_soc_percent"]:
+            raise serializers.ValidationError(
+                {"target_soc_percent": "target_soc_percent must be above arrival_soc_percent"}
+            )
+        return attrs
+
+
+def session_input(data) -> dict:
+    return dict(validated(SessionInput, data))
+
+
+class ChargerSessionAnswer(ResponseSerializer):
+    microgrid_id = serializers.CharField()
+    asset_id = serializers.CharField()
+    connected = serializers.BooleanField()
+    plugged_in_at = serializers.DateTimeField(allow_null=True)
+    departure_at = serializers.DateTimeField(allow_null=True)
+    departure_source = serializers.ChoiceField(SessionOrigin.choices, allow_null=True)
+    energy_needed_kwh = serializers.FloatField(allow_null=True)
+    energy_source = serializers.ChoiceField(
+        [*EnergySource.values, "DEFAULT_ENERGY"], allow_null=True
+    )
+    energy_delivered_kwh = serializers.FloatField(allow_null=True)
+    energy_remaining_kwh = serializers.FloatField(allow_null=True)
+    target_soc_percent = serializers.FloatField(allow_null=True)
+    arrival_soc_percent = serializers.FloatField(allow_null=True)
+    battery_capacity_kwh = serializers.FloatField(allow_null=True)

@@ -6,8 +6,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('balancing', '0006_trigger_manual'),
-        ('topology', '0004_phases'),
+        ('balancing', '0007_headroom_history'),
+        ('topology', '0005_phases'),
     ]
 
     operations = [

@@ -12,7 +12,7 @@ def chargers_three_phase(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('topology', '0003_charger_station'),
+        ('topology', '0004_headroom'),
     ]
 
     operations = [
