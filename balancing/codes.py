@@ -11,6 +11,8 @@ from collections.abc import Iterable
 
 __all__ = [
     "BREACH_LABELS",
+    "BREACH_PHASE_CURRENT",
+    "DEPARTURE_PRIORITY",
     "BREACH_PRECEDENCE",
     "LIMIT_REASONS",
     "LIMIT_SOURCE_TO_BREACH",
@@ -32,15 +34,24 @@ _REASONS: tuple[tuple[str, str], ...] = (
     ("TOU_LIMIT", "Bound by an active scheduled cap"),
     ("NODE_LIMIT", "Bound by a Node Limit"),
     ("PHYSICAL_RATING", "Bound by a physical rating"),
+    (
+        "DEPARTURE_PRIORITY",
+        "Served first to finish by its departure, or held back for vehicles leaving sooner",
+    ),
     ("MIN_POWER_UNSERVED", "No room for the charger's minimum: set to 0"),
     ("ASSET_MAX_POWER", "Charger at its own maximum"),
     ("DEMAND_MET", "Charger got all it asked for"),
 )
 REASON_PRECEDENCE: tuple[str, ...] = tuple(code for code, _ in _REASONS)
+DEPARTURE_PRIORITY = "DEPARTURE_PRIORITY"
 REASON_LABELS: dict[str, str] = dict(_REASONS)
 
 # Spec 4.5, breach precedence (for primary_reason_code).
+# BREACH_PHASE_CURRENT (issue 19) comes first: a phase current above its limit is what trips a
+# fuse, and it can happen while the node's kW total looks well inside its limit.
+BREACH_PHASE_CURRENT = "BREACH_PHASE_CURRENT"
 _BREACHES: tuple[tuple[str, str], ...] = (
+    (BREACH_PHASE_CURRENT, "Measured above the per-phase current limit on one phase"),
     ("BREACH_PHYSICAL_RATING", "Measured above the physical rating"),
     ("BREACH_OPERATING_ENVELOPE", "Measured above an operating envelope"),
     ("BREACH_MICROGRID_LIMIT", "Measured above the microgrid cap"),

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import accumulate
 from math import floor, inf
 from operator import attrgetter
@@ -43,11 +44,13 @@ from typing import Any
 import numpy as np
 
 from balancing.codes import (
+    DEPARTURE_PRIORITY,
     LIMIT_REASONS,
     LIMIT_SOURCE_TO_REASON,
     REASON_PRECEDENCE,
     sort_reasons,
 )
+from balancing.phase_alloc import PhaseInput
 
 __all__ = [
     "EXTERNAL_CONTROL",
@@ -60,6 +63,7 @@ __all__ = [
     "Binding",
     "ChargerInput",
     "ChargerResult",
+    "DepartureResult",
     "EngineInput",
     "EngineResult",
     "FallbackEntry",
@@ -96,6 +100,7 @@ _R_MIN_UNSERVED = (MIN_POWER_UNSERVED,)
 _R_FALLBACK = (TELEMETRY_FALLBACK,)
 _R_FAILSAFE = (FAILSAFE_TELEMETRY_UNAVAILABLE,)
 _R_EXTERNAL = (EXTERNAL_CONTROL,)
+_R_DEPARTURE = (DEPARTURE_PRIORITY,)
 _R_NONE: tuple[str, ...] = ()
 
 
@@ -120,15 +125,23 @@ class NodeInput:
         str  # PHYSICAL_RATING | NODE_LIMIT | TOU_LIMIT | MICROGRID_LIMIT | OPERATING_ENVELOPE
     )
     external_control: bool = False  # subtree delegated to an external controller (spec 3.4)
+    # Headroom (spec 4.3): kW kept back for the uncontrolled load to rise before the next cycle,
+    # and why (shown as given); None: headroom is off for this node.
+    margin_kw: float = 0.0
+    margin_basis: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "node_id": self.node_id,
             "parent_id": self.parent_id,
             "limit_kw": self.limit_kw,
             "limit_source": self.limit_source,
             "external_control": self.external_control,
         }
+        if self.margin_basis is not None:
+            d["margin_kw"] = self.margin_kw
+            d["margin_basis"] = self.margin_basis
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NodeInput:
@@ -138,6 +151,8 @@ class NodeInput:
             limit_kw=float(d["limit_kw"]),
             limit_source=d["limit_source"],
             external_control=bool(d.get("external_control", False)),
+            margin_kw=float(d.get("margin_kw", 0.0)),
+            margin_basis=d.get("margin_basis"),
         )
 
 
@@ -190,9 +205,14 @@ class ChargerInput:
     requested_kw: float = 0.0
     plugged_in_at: str | None = None  # ISO UTC, same format everywhere, so text order is time order
     last_observed_at: str | None = None
+    # The session (spec 4.3, "Departures"): when the vehicle leaves (ISO UTC), the energy it
+    # needs in this connection and what it got so far. None: unknown.
+    departure_at: str | None = None
+    energy_needed_kwh: float | None = None
+    energy_delivered_kwh: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "asset_id": self.asset_id,
             "node_id": self.node_id,
             "max_power_kw": self.max_power_kw,
@@ -205,6 +225,11 @@ class ChargerInput:
             "plugged_in_at": self.plugged_in_at,
             "last_observed_at": self.last_observed_at,
         }
+        if self.departure_at is not None or self.energy_needed_kwh is not None:
+            d["departure_at"] = self.departure_at
+            d["energy_needed_kwh"] = self.energy_needed_kwh
+            d["energy_delivered_kwh"] = self.energy_delivered_kwh
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ChargerInput:
@@ -220,6 +245,9 @@ class ChargerInput:
             requested_kw=float(d.get("requested_kw", 0.0)),
             plugged_in_at=d.get("plugged_in_at"),
             last_observed_at=d.get("last_observed_at"),
+            departure_at=d.get("departure_at"),
+            energy_needed_kwh=_opt_float(d.get("energy_needed_kwh")),
+            energy_delivered_kwh=float(d.get("energy_delivered_kwh") or 0.0),
         )
 
 
@@ -229,15 +257,27 @@ class EngineInput:
     loads: tuple[LoadInput, ...]
     chargers: tuple[ChargerInput, ...]
     threshold_s: int  # the microgrid's telemetry_stale_after_s, copied into fallback entries
+    # The per-phase model (balancing/phase_alloc.py); None when no per-phase data exists.
+    phase: PhaseInput | None = None
+    # The cycle's time (ISO UTC) and how long before its departure a vehicle is planned to be
+    # full: only departures need them (spec 4.3, "Departures").
+    now: str | None = None
+    departure_guard_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON input snapshot a cycle stores (spec 4.3, replay_cycle)."""
-        return {
+        d = {
             "nodes": [n.to_dict() for n in self.nodes],
             "loads": [ld.to_dict() for ld in self.loads],
             "chargers": [c.to_dict() for c in self.chargers],
             "threshold_s": self.threshold_s,
         }
+        if self.phase is not None:
+            d["phase"] = self.phase.to_dict()
+        if self.now is not None:
+            d["now"] = self.now
+            d["departure_guard_s"] = self.departure_guard_s
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EngineInput:
@@ -246,6 +286,9 @@ class EngineInput:
             loads=tuple(LoadInput.from_dict(ld) for ld in d.get("loads", ())),
             chargers=tuple(ChargerInput.from_dict(c) for c in d.get("chargers", ())),
             threshold_s=int(d["threshold_s"]),
+            phase=PhaseInput.from_dict(d["phase"]) if d.get("phase") else None,
+            now=d.get("now"),
+            departure_guard_s=float(d.get("departure_guard_s", 0.0)),
         )
 
 
@@ -302,6 +345,8 @@ class NodeResult:
     fallback: tuple[FallbackEntry, ...]
     reason_codes: tuple[str, ...]
     budget_kw: float | None = None  # only for a node under external control
+    margin_kw: float | None = None  # headroom kept back (None: headroom off)
+    margin_basis: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -317,7 +362,30 @@ class NodeResult:
         }
         if self.budget_kw is not None:
             d["budget_kw"] = self.budget_kw
+        if self.margin_kw is not None:
+            d["headroom_margin_kw"] = self.margin_kw
+            d["headroom_margin"] = self.margin_basis
         return d
+
+
+@dataclass(frozen=True, slots=True)
+class DepartureResult:
+    """What a cycle knows and expects of a charger's session (spec 4.3, "Departures")."""
+
+    departure_at: str | None
+    energy_needed_kwh: float | None
+    energy_delivered_kwh: float
+    projected_finish_at: str | None  # at this cycle's setpoint; None: unknown or never
+    at_risk: bool | None  # cannot finish by its departure even at full power; None: unknown
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "departure_at": self.departure_at,
+            "energy_needed_kwh": self.energy_needed_kwh,
+            "energy_delivered_kwh": self.energy_delivered_kwh,
+            "projected_finish_at": self.projected_finish_at,
+            "at_risk": self.at_risk,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,9 +396,10 @@ class ChargerResult:
     allocated_kw: float | None  # None: set by an external controller
     reason_codes: tuple[str, ...]
     binding: Binding | None
+    departure: DepartureResult | None = None  # only for a charger with a session
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "asset_id": self.asset_id,
             "node_id": self.node_id,
             "requested_kw": self.requested_kw,
@@ -338,6 +407,9 @@ class ChargerResult:
             "reason_codes": list(self.reason_codes),
             "binding": None if self.binding is None else self.binding.to_dict(),
         }
+        if self.departure is not None:
+            d.update(self.departure.to_dict())
+        return d
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,7 +561,8 @@ def _floor3(x: np.ndarray) -> np.ndarray:
     _C_EXTERNAL,
     _C_FALLBACK_EXTERNAL,
     _C_FAILSAFE_EXTERNAL,
-) = range(9)
+    _C_DEPARTURE,
+) = range(10)
 _FIXED_REASONS: tuple[tuple[str, ...], ...] = (
     _R_DEMAND,
     _R_ASSET_MAX,
@@ -500,6 +573,7 @@ _FIXED_REASONS: tuple[tuple[str, ...], ...] = (
     _R_EXTERNAL,
     (TELEMETRY_FALLBACK, EXTERNAL_CONTROL),
     (FAILSAFE_TELEMETRY_UNAVAILABLE, EXTERNAL_CONTROL),
+    _R_DEPARTURE,
 )
 _N_FIXED = len(_FIXED_REASONS)
 
@@ -511,18 +585,21 @@ def allocate(inp: EngineInput) -> EngineResult:
     cols = _charger_columns(inp.chargers, tree, loads, inp.threshold_s)
     unc, remaining = _budgets(tree, loads)
     remaining = _failsafe_setpoints(cols, tree, remaining)
+    dep = _departures(inp, cols)
     active, remaining = _minimums(cols, tree, remaining)
-    fill = _water_fill(active, tree, remaining)
+    fill = _water_fill(active, tree, remaining, dep)
     _round_setpoints(cols, active, fill)
     own_hidden = _external_control(cols, tree, loads)
     reason_table, binding_table = _charger_reason_tables(tree, fill.bindings)
-    chargers = _charger_results(cols, reason_table, binding_table)
+    chargers = _charger_results(cols, reason_table, binding_table, dep)
     alloc_sum = tree.subtree_sums(
         np.bincount(cols.ch_node, weights=cols.setpoint, minlength=tree.n)
     )
     headroom = np.maximum(tree.limits - unc - alloc_sum, 0.0)
     used_codes = set(cols.code_list)
-    reasons = _node_reasons(tree, loads, used_codes, headroom, own_hidden)
+    # An external controller may use the spare room on its path, but not the kept-back margin.
+    spare = headroom if tree.margins is None else np.maximum(headroom - tree.margins, 0.0)
+    reasons = _node_reasons(tree, loads, used_codes, spare, own_hidden)
     nodes = _node_results(tree, unc, alloc_sum, headroom, reasons)
     return _cycle_result(used_codes, reason_table, reasons, nodes, chargers)
 
@@ -536,12 +613,13 @@ def allocate(inp: EngineInput) -> EngineResult:
 class _Tree:
     """The node tree in preorder (parents before children) with what every phase needs of it."""
 
-    __slots__ = ("order", "index", "parent", "limits", "levels", "n")
+    __slots__ = ("order", "index", "parent", "limits", "margins", "levels", "n")
 
     order: list[NodeInput]
     index: dict[str, int]  # node_id -> position in order
     parent: list[int]  # position of the parent, -1 for the root
     limits: np.ndarray  # effective limit per node
+    margins: np.ndarray | None  # headroom kept back per node (None: none anywhere)
     levels: list[tuple[np.ndarray, np.ndarray]]  # (nodes, their parents) per depth, deepest first
     n: int
 
@@ -666,11 +744,14 @@ class _Active:
 class _Fill:
     """The fair share's result per active charger: its level and the node that sets it."""
 
-    __slots__ = ("level", "bind", "bindings")
+    __slots__ = ("level", "bind", "bindings", "min0", "granted", "held")
 
     level: np.ndarray
     bind: np.ndarray  # node position, -1 for none
     bindings: list[Binding | None]  # per node, once it bound someone
+    min0: np.ndarray  # each charger's own minimum (a.min may be raised by a departure grant)
+    granted: np.ndarray | None  # served first for its departure (None: no departures)
+    held: np.ndarray | None  # bound by a node whose room departures took first
 
 
 class _NodeReasons:
@@ -706,6 +787,8 @@ def _topology(nodes: tuple[NodeInput, ...]) -> _Tree:
         p = parent[i] = index[order[i].parent_id]  # type: ignore[index]
         depth[i] = depth[p] + 1
     tree.limits = np.array([n.limit_kw for n in order], dtype=float)
+    margins = [n.margin_kw for n in order]
+    tree.margins = np.array(margins, dtype=float) if any(margins) else None
     # Subtree sums level by level, deepest first: one bincount per level.
     by_depth: dict[int, list[int]] = {}
     for i in range(1, n_nodes):
@@ -837,7 +920,10 @@ def _charger_columns(
 def _budgets(tree: _Tree, loads: _Loads) -> tuple[np.ndarray, np.ndarray]:
     """Each node's uncontrolled load (subtree sum) and what its chargers may still take."""
     unc = tree.subtree_sums(np.array(loads.own_unc))
-    # A negative budget allocates nothing.
+    # A negative budget allocates nothing. The headroom margin (spec 4.3) comes off the budget:
+    # room kept for the uncontrolled load to rise before the next cycle.
+    if tree.margins is not None:
+        return unc, np.maximum(tree.limits - unc - tree.margins, 0.0)
     return unc, np.maximum(tree.limits - unc, 0.0)
 
 
@@ -912,11 +998,13 @@ def _minimum_order(c: ChargerInput) -> tuple[int, bool, str, str]:
     return (-c.priority, plugged is None, plugged or "", c.asset_id)
 
 
-def _water_fill(a: _Active, tree: _Tree, remaining: np.ndarray) -> _Fill:
-    """Max-min fair levels above the minimums, one priority class at a time (spec 4.3 step 2)."""
+def _water_fill(a: _Active, tree: _Tree, remaining: np.ndarray, dep: _Departures | None) -> _Fill:
+    """Max-min fair levels above the minimums, one priority class at a time (spec 4.3 step 2),
+    each class's departure grants first (step 2a)."""
     n_nodes = tree.n
     fill = _Fill()
     fill.bindings = [None] * n_nodes
+    fill.granted = fill.held = None
     # One sort for every class: priority descending, then node, asset_id order within a node
     # (lexsort is stable), so that each class is a slice and each node a run within it.
     a.take(np.lexsort((a.node, -a.prio)))
@@ -928,11 +1016,27 @@ def _water_fill(a: _Active, tree: _Tree, remaining: np.ndarray) -> _Fill:
     dem_all = a.dem.tolist()
     min_all = a.min.tolist()
     node_all = a.node.tolist()
+    fill.min0 = a.min
+    grants_below = None
+    if dep is not None and dep.grantable[a.idx].any():
+        a.min = a.min.copy()
+        fill.granted = np.zeros(n_act, dtype=bool)
+        fill.held = np.zeros(n_act, dtype=bool)
+        grants_below = np.zeros(n_nodes)
     n_classes = len(class_starts) if n_act else 0
     for ci in range(n_classes):
         lo_c = class_starts[ci]
         hi_c = class_ends[ci]
+        if grants_below is not None:
+            remaining, given = _departure_grants(a, tree, remaining, dep, fill, lo_c, hi_c)  # type: ignore[arg-type]
+            if given is not None:
+                min_all[lo_c:hi_c] = a.min[lo_c:hi_c].tolist()
+                grants_below += tree.subtree_sums(given)
         c_level = _fill_class(a, tree, remaining, fill, lo_c, hi_c, dem_all, min_all, node_all)
+        if grants_below is not None:
+            # Bound by a node where departures (of this class or a higher one) took room first.
+            c_bind = fill.bind[lo_c:hi_c]
+            fill.held[lo_c:hi_c] = (c_bind >= 0) & (grants_below[c_bind] > _EPS)  # type: ignore[index]
         if ci + 1 < n_classes:
             # What the class took above its minimums comes off every budget on the way up.
             c_node = a.node[lo_c:hi_c]
@@ -1068,13 +1172,25 @@ def _round_setpoints(cols: _Columns, a: _Active, fill: _Fill) -> None:
     # the minimum: a charger cannot run under it, and the unrounded value it replaces already
     # fitted every budget.
     rounded = np.floor(alloc * 10.0 + 1e-9) / 10.0
-    low = rounded < a.min
+    min0 = fill.min0
+    low = rounded < min0
     if low.any():
-        rounded[low] = _floor3(a.min[low])
+        rounded[low] = _floor3(min0[low])
     cols.setpoint[a.idx] = rounded
+    if fill.granted is None:
+        short = _N_FIXED + fill.bind
+    else:
+        # Served first and held at what it needs to finish on time: DEPARTURE_PRIORITY; bound
+        # by a node whose room departures took first: that node's code and DEPARTURE_PRIORITY
+        # (the second block of node codes, see _charger_reason_tables).
+        short = np.where(
+            fill.granted & (fill.level <= a.min + _EPS),
+            _C_DEPARTURE,
+            _N_FIXED + fill.bind + np.where(fill.held, len(fill.bindings), 0),
+        )
     cols.code[a.idx] = np.where(
         alloc < a.dem - _EPS,
-        _N_FIXED + fill.bind,
+        short,
         np.where(a.over, _C_ASSET_MAX, _C_DEMAND),
     )
 
@@ -1105,11 +1221,19 @@ def _charger_reason_tables(
 ) -> tuple[list[tuple[str, ...]], list[Binding | None]]:
     """Outcome code -> reason codes and binding: the fixed outcomes, then one per node."""
     limit_reason = [(LIMIT_SOURCE_TO_REASON[n.limit_source],) for n in tree.order]
-    return [*_FIXED_REASONS, *limit_reason], [None] * _N_FIXED + bindings
+    # A second block of node codes: bound by the node after departures took room first.
+    held_reason = [sort_reasons((*r, DEPARTURE_PRIORITY)) for r in limit_reason]
+    return (
+        [*_FIXED_REASONS, *limit_reason, *held_reason],
+        [None] * _N_FIXED + bindings + bindings,
+    )
 
 
 def _charger_results(
-    cols: _Columns, reason_table: list[tuple[str, ...]], binding_table: list[Binding | None]
+    cols: _Columns,
+    reason_table: list[tuple[str, ...]],
+    binding_table: list[Binding | None],
+    dep: _Departures | None,
 ) -> tuple[ChargerResult, ...]:
     """One ChargerResult per charger in asset_id order (spec 4.1)."""
     code_list = cols.code_list = cols.code.tolist()
@@ -1121,13 +1245,15 @@ def _charger_results(
     new = object.__new__
     layout = _ChargerResultLayout
     result_cls = ChargerResult
-    for asset_id, node_id, requested, allocated, reasons, binding in zip(
+    departures = [None] * len(code_list) if dep is None else _departure_results(cols, dep)
+    for asset_id, node_id, requested, allocated, reasons, binding, departure in zip(
         cols.asset_ids,
         cols.node_ids,
         cols.req_out.tolist(),
         alloc_out,
         map(reason_table.__getitem__, code_list),
         map(binding_table.__getitem__, code_list),
+        departures,
         strict=True,
     ):
         obj = new(layout)
@@ -1137,6 +1263,7 @@ def _charger_results(
         obj.allocated_kw = allocated
         obj.reason_codes = reasons
         obj.binding = binding
+        obj.departure = departure
         obj.__class__ = result_cls
         append(obj)
     return tuple(out)
@@ -1158,7 +1285,7 @@ def _node_reasons(
     out.constrained = _C_MIN_UNSERVED in used_codes
     for cd in used_codes:
         if cd >= _N_FIXED:
-            binds[cd - _N_FIXED] = True
+            binds[(cd - _N_FIXED) % n_nodes] = True
             out.constrained = True
     n_modes = out.modes = [MEASURED] * n_nodes
     n_fallback = out.fallback = [()] * n_nodes
@@ -1241,6 +1368,11 @@ def _node_results(
         obj.fallback = fbs
         obj.reason_codes = codes
         obj.budget_kw = budget
+        if nd.margin_basis is None:
+            obj.margin_kw = obj.margin_basis = None
+        else:
+            obj.margin_kw = _kw(nd.margin_kw)
+            obj.margin_basis = nd.margin_basis
         obj.__class__ = node_cls
         node_out.append(obj)
     return tuple(node_out)
@@ -1265,3 +1397,228 @@ def _cycle_result(
     else:
         outcome = "OK"
     return EngineResult(outcome, worst_mode, sort_reasons(cycle_codes), nodes, chargers)
+
+
+# --------------------------------------------------------------------------------------------
+# Departures (spec 4.3, "Departures"): who is served first, and what each session expects
+# --------------------------------------------------------------------------------------------
+
+
+class _Departures:
+    """Per charger (positions in _Columns): time to departure and energy still needed."""
+
+    __slots__ = (
+        "now",
+        "guard",
+        "show",
+        "asset_ids",
+        "t_left",
+        "e_left",
+        "energy_known",
+        "grantable",
+        "needed",
+        "delivered",
+    )
+
+    now: datetime
+    guard: float  # plan to be full this many seconds before the departure
+    show: np.ndarray  # chargers with a session (positions): their results carry it
+    asset_ids: list[str]  # of every charger (the tie-break of equal slack)
+    t_left: np.ndarray  # seconds to departure (inf: unknown)
+    e_left: np.ndarray  # kWh still needed (0 where unknown)
+    energy_known: np.ndarray
+    grantable: np.ndarray  # departure and a positive remaining energy known
+    needed: np.ndarray  # kWh needed in the session (nan: unknown)
+    delivered: np.ndarray  # kWh delivered so far
+
+
+def _when(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=_UTC)
+
+
+_UTC = datetime.fromisoformat("2000-01-01T00:00:00+00:00").tzinfo
+_EPOCH64 = np.datetime64(0, "us")
+
+
+def _epoch_seconds(texts: tuple[str, ...]) -> np.ndarray:
+    """ISO times as seconds since the epoch; UTC texts (the cycle's own format) are parsed by
+    numpy in one call, any other offset one by one."""
+    plain = None
+    if {t[-6:] for t in texts} == {"+00:00"}:
+        plain = [t[:-6] for t in texts]
+    elif {t[-1:] for t in texts} == {"Z"}:
+        plain = [t[:-1] for t in texts]
+    if plain is not None:
+        try:
+            parsed = np.array(plain, dtype="datetime64[us]")
+        except ValueError:
+            pass
+        else:
+            return (parsed - _EPOCH64).astype(np.int64) / 1e6
+    return np.array([_when(t).timestamp() for t in texts])
+
+
+def _finish_stamps(now: datetime, seconds: np.ndarray) -> np.ndarray:
+    """now + seconds (whole) as ISO UTC texts, in one numpy call."""
+    base = np.datetime64(now.astimezone(_UTC).replace(tzinfo=None), "s")
+    moments = base + seconds.astype(np.int64).astype("timedelta64[s]")
+    return np.datetime_as_string(moments, unit="s", timezone="UTC")
+
+
+def _departures(inp: EngineInput, cols: _Columns) -> _Departures | None:
+    """The chargers' sessions as columns; None when no charger has one (today's allocation)."""
+    rows = [
+        (k, c.departure_at, c.energy_needed_kwh, c.energy_delivered_kwh)
+        for k, c in enumerate(cols.chargers)
+        if c.departure_at is not None or c.energy_needed_kwh is not None
+    ]
+    if not rows:
+        return None
+    if inp.now is None:
+        raise ValueError("chargers with a session need the cycle's time (EngineInput.now)")
+    show, departures, needed_in, delivered_in = zip(*rows, strict=True)
+    dep = _Departures()
+    now = dep.now = _when(inp.now)
+    dep.guard = max(float(inp.departure_guard_s), 0.0)
+    show = dep.show = np.array(show, dtype=np.intp)
+    dep.asset_ids = cols.asset_ids
+    n_ch = len(cols.chargers)
+    t_left = dep.t_left = np.full(n_ch, inf)
+    if None in departures:
+        timed = [(k, d) for k, d in zip(show.tolist(), departures, strict=True) if d is not None]
+        if timed:
+            ks, texts = zip(*timed, strict=True)
+            t_left[list(ks)] = _epoch_seconds(texts) - now.timestamp()
+    else:
+        t_left[show] = _epoch_seconds(departures) - now.timestamp()
+    needed = dep.needed = np.full(n_ch, np.nan)
+    needed[show] = np.array(needed_in, dtype=float)  # None -> nan
+    delivered = dep.delivered = np.zeros(n_ch)
+    delivered[show] = np.maximum(np.array(delivered_in, dtype=float), 0.0)
+    known = dep.energy_known = ~np.isnan(needed)
+    dep.e_left = np.where(known, np.maximum(np.nan_to_num(needed) - delivered, 0.0), 0.0)
+    dep.grantable = known & (t_left < inf) & (dep.e_left > _EPS)
+    return dep
+
+
+def _departure_grants(
+    a: _Active,
+    tree: _Tree,
+    remaining: np.ndarray,
+    dep: _Departures,
+    fill: _Fill,
+    lo_c: int,
+    hi_c: int,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Step 2a for one class: least slack first, each charger's minimum is raised to what it
+    needs to be full `guard` before its departure (at most its demand), within the room left
+    on its path. A charger that cannot finish even at full power (negative slack) is not served
+    first: it shares the rest fairly, so it never starves the others."""
+    ks = a.idx[lo_c:hi_c]
+    sel = np.flatnonzero(dep.grantable[ks])
+    if not len(sel):
+        return remaining, None
+    pos = lo_c + sel
+    k = ks[sel]
+    dem = a.dem[pos]
+    e_left = dep.e_left[k]
+    t_left = dep.t_left[k]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        full_s = np.where(dem > 0.0, e_left * 3600.0 / dem, inf)
+        slack = t_left - full_s
+        horizon = np.maximum(t_left - dep.guard, t_left / 2.0)
+        need = np.where(horizon > 0.0, e_left * 3600.0 / horizon, inf)
+    want = np.minimum(need, dem) - a.min[pos]
+    ok = np.flatnonzero((slack >= 0.0) & (want > _EPS))
+    if not len(ok):
+        return remaining, None
+    cand = pos[ok]
+    cand_node = a.node[cand]
+    cand_want = want[ok]
+    given = np.bincount(cand_node, weights=cand_want, minlength=tree.n)
+    sub_want = tree.subtree_sums(given)
+    scarce = (sub_want > remaining + _EPS).tolist()
+    granted = fill.granted
+    if not any(scarce):
+        # Room for every grant: the order does not matter.
+        a.min[cand] += cand_want
+        granted[cand] = True  # type: ignore[index]
+        return remaining - sub_want, given
+    # As for minimums, only the nodes where the grants do not all fit are checked, in order
+    # of slack (then asset_id).
+    names = [dep.asset_ids[q] for q in k[ok].tolist()]
+    order = sorted(zip(slack[ok].tolist(), names, range(len(names)), strict=True))
+    room = remaining.tolist()
+    paths: dict[int, list[int]] = {}
+    node_l = cand_node.tolist()
+    want_l = cand_want.tolist()
+    got = [0.0] * len(want_l)
+    path_of = tree.path_of
+    for _, _, j in order:
+        ni = node_l[j]
+        path = paths.get(ni)
+        if path is None:
+            path = paths[ni] = [x for x in path_of(ni) if scarce[x]]
+        g = want_l[j]
+        for x in path:
+            if room[x] < g:
+                g = room[x]
+        if g <= _EPS:
+            continue
+        for x in path:
+            room[x] -= g
+        got[j] = g
+    got_a = np.array(got)
+    a.min[cand] += got_a
+    granted[cand] = got_a > 0.0  # type: ignore[index]
+    given = np.bincount(cand_node, weights=got_a, minlength=tree.n)
+    return remaining - tree.subtree_sums(given), given
+
+
+class _DepartureLayout:
+    __slots__ = DepartureResult.__slots__
+
+
+def _departure_results(cols: _Columns, dep: _Departures) -> list[DepartureResult | None]:
+    """Each session's figures, per charger (None without one): energy, projected finish at
+    this cycle's setpoint, at risk (cannot finish by its departure even at full power)."""
+    chargers = cols.chargers
+    show = dep.show
+    now = dep.now
+    known = dep.energy_known[show]
+    e_left = dep.e_left[show]
+    t_left = dep.t_left[show]
+    setpoint = cols.setpoint[show]
+    req = cols.req[show]
+    max_kw = cols.max_kw[show]
+    full_kw = np.where(req > 0.0, np.maximum(np.minimum(req, max_kw), cols.min_kw[show]), max_kw)
+    done = e_left <= _EPS
+    with np.errstate(divide="ignore", invalid="ignore"):
+        finish_s = np.where(done, 0.0, np.round(e_left * 3600.0 / setpoint))
+        risky = (t_left <= 0.0) | (full_kw <= 0.0) | (e_left * 3600.0 / full_kw > t_left)
+    has = known & (done | (setpoint > 0.0))
+    finish_l = (
+        np.where(has, _finish_stamps(now, np.where(has, finish_s, 0.0)), None).tolist()
+        if has.any()
+        else [None] * len(show)
+    )
+    risk_l = np.where(known & (t_left < inf), ~done & risky, None).tolist()
+    needed_l = np.where(known, _floor3(np.nan_to_num(dep.needed[show])), None).tolist()
+    delivered_l = _floor3(dep.delivered[show]).tolist()
+    out: list[DepartureResult | None] = [None] * len(chargers)
+    new = object.__new__
+    layout = _DepartureLayout
+    result_cls = DepartureResult
+    for k, needed, delivered, finish, risk in zip(
+        show.tolist(), needed_l, delivered_l, finish_l, risk_l, strict=True
+    ):
+        obj = new(layout)
+        obj.departure_at = chargers[k].departure_at
+        obj.energy_needed_kwh = needed
+        obj.energy_delivered_kwh = delivered
+        obj.projected_finish_at = finish
+        obj.at_risk = risk
+        obj.__class__ = result_cls
+        out[k] = obj
+    return out

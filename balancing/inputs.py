@@ -11,13 +11,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from balancing import headroom
 from balancing.breaches import BreachNodeInput, MeterReading
 from balancing.engine import ChargerInput, EngineInput, LoadInput, NodeInput
+from balancing.phase_alloc import PhaseCharger, PhaseInput, PhaseNode, drawn_phases
 from microgrid.capabilities.selectors import external_control
 from microgrid.common.prepared import PreparedRead
 from microgrid.limits.selectors import NodeLimit, effective_limits
-from microgrid.telemetry.selectors import freshness
-from microgrid.topology.choices import ASSET_KIND_FIELDS
+from microgrid.telemetry.selectors import (
+    default_for,
+    effective_session,
+    freshness,
+    session_defaults,
+)
+from microgrid.topology.choices import ASSET_KIND_FIELDS, DEFAULT_ROTATION
 from microgrid.topology.models import Asset
 from microgrid.topology.selectors import node_rows
 
@@ -51,20 +58,36 @@ class CycleInputs:
                     "active_policy_id": lim.active_policy_id,
                     "envelope_ids": list(lim.envelope_ids),
                     "constraints": [[c.source, c.limit_kw, c.ref] for c in lim.constraints],
+                    # only where a current limit exists: older snapshots read the same
+                    **(
+                        {
+                            "current": {
+                                "limit_a": lim.current.limit_a,
+                                "source": lim.current.source,
+                                "active_policy_id": lim.current.active_policy_id,
+                            }
+                        }
+                        if lim.current
+                        else {}
+                    ),
                 }
                 for node_id, lim in self.limits.items()
             },
-            "meters": [
-                {
-                    "asset_id": m.asset_id,
-                    "node_id": m.node_id,
-                    "power_kw": m.power_kw,
-                    "freshness": m.freshness,
-                }
-                for m in self.meters
-            ],
+            "meters": [_meter_snapshot(m) for m in self.meters],
             "external": self.external,
         }
+
+
+def _meter_snapshot(m: MeterReading) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "asset_id": m.asset_id,
+        "node_id": m.node_id,
+        "power_kw": m.power_kw,
+        "freshness": m.freshness,
+    }
+    if m.current_a is not None:
+        d["current_a"] = list(m.current_a)
+    return d
 
 
 _ASSET_COLUMNS = (
@@ -76,15 +99,35 @@ _ASSET_COLUMNS = (
     "priority",
     "failsafe_power_kw",
     "fallback_kw",
+    "phases",
+    "phase_rotation",
+    "min_current_a",
+    "max_current_a",
 )
-_READING_COLUMNS = ("power_kw", "observed_at", "connected", "requested_kw", "plugged_in_at")
+_READING_COLUMNS = (
+    "power_kw",
+    "observed_at",
+    "connected",
+    "requested_kw",
+    "plugged_in_at",
+    "session_energy_kwh",
+    "current_l1_a",
+    "current_l2_a",
+    "current_l3_a",
+)
+# The charger's session (spec 4.3, "Departures"), read in the same query (a LEFT JOIN).
+_SESSION_COLUMNS = ("plugged_in_at", "departure_at", "energy_needed_kwh", "energy_source")
 
 
 _asset_rows = PreparedRead(
     lambda microgrid: (
         Asset.objects.filter(microgrid_id=microgrid)
         .order_by("asset_id")
-        .values_list(*_ASSET_COLUMNS, *(f"latest_reading__{c}" for c in _READING_COLUMNS))
+        .values_list(
+            *_ASSET_COLUMNS,
+            *(f"latest_reading__{c}" for c in _READING_COLUMNS),
+            *(f"session__{c}" for c in _SESSION_COLUMNS),
+        )
     ),
     microgrid=int,
 )
@@ -103,20 +146,105 @@ def assets_with_readings(microgrid) -> tuple[list[dict[str, Any]], dict[str, dic
     assets: list[dict[str, Any]] = []
     latest: dict[str, dict[str, Any]] = {}
     width = len(_ASSET_COLUMNS)
+    end = width + len(_READING_COLUMNS)
     for row in rows:
         asset = dict(zip(("asset_id", "node_id", *_ASSET_COLUMNS[2:]), row[:width], strict=True))
         if "fallback_kw" not in ASSET_KIND_FIELDS.get(asset["kind"], ()):
             asset["fallback_kw"] = None  # as asset_rows: only the kind's own fields count
+        session = dict(zip(_SESSION_COLUMNS, row[end:], strict=True))
+        asset["session"] = session if session["plugged_in_at"] is not None else None
         assets.append(asset)
-        reading = dict(zip(_READING_COLUMNS, row[width:], strict=True))
+        reading = dict(zip(_READING_COLUMNS, row[width:end], strict=True))
+        currents = (reading.pop("current_l1_a"), reading.pop("current_l2_a"))
+        currents = (*currents, reading.pop("current_l3_a"))
+        # As telemetry.selectors.latest_readings: [l1, l2, l3], or None without currents.
+        reading["current_a"] = None if currents[0] is None else list(currents)
         if reading["observed_at"] is not None:
             latest[asset["asset_id"]] = reading
     return assets, latest
 
 
-def gather_inputs(microgrid, now: datetime) -> CycleInputs:
+def phase_input(
+    nodes: list[dict[str, Any]],
+    limits: dict[str, NodeLimit],
+    assets: list[dict[str, Any]],
+    latest: dict[str, dict[str, Any]],
+    now: datetime,
+    stale_after: int,
+) -> PhaseInput | None:
+    """The per-phase model of a cycle, or None when there is no per-phase data: no node has a
+    current limit and no charger a current range (then the kW model is the whole truth).
+
+    This is where the product learns from the chargers' phase currents which node phases each
+    EV draws on (`phase_alloc.drawn_phases`): only a fresh reading of a connected charger
+    counts, otherwise the charger's wiring (its phases and rotation) is assumed.
+    """
+    chargers = [a for a in assets if a["kind"] == "CHARGER"]
+    if all(limits[n["node_id"]].current is None for n in nodes) and all(
+        a["min_current_a"] is None and a["max_current_a"] is None for a in chargers
+    ):
+        return None
+    phase_nodes = tuple(
+        PhaseNode(
+            node_id=n["node_id"],
+            voltage_v=float(n["voltage_v"]),
+            phases=int(n["phases"]),
+            limit_a=limits[n["node_id"]].current.limit_a if limits[n["node_id"]].current else None,
+            limit_a_source=(
+                limits[n["node_id"]].current.source if limits[n["node_id"]].current else None
+            ),
+        )
+        for n in nodes
+    )
+    phase_chargers = []
+    for a in chargers:
+        phases = a["phases"] or 3
+        rotation = a["phase_rotation"] or DEFAULT_ROTATION[phases]
+        reading = latest.get(a["asset_id"])
+        currents = None
+        if (
+            reading
+            and reading["connected"]
+            and freshness(reading["observed_at"], now, stale_after) == "FRESH"
+        ):
+            currents = reading["current_a"]
+        phase_chargers.append(
+            PhaseCharger(
+                asset_id=a["asset_id"],
+                phases=phases,
+                phase_rotation=rotation,
+                min_current_a=a["min_current_a"],
+                max_current_a=a["max_current_a"],
+                drawn=drawn_phases(phases, rotation, currents),
+            )
+        )
+    return PhaseInput(nodes=phase_nodes, chargers=tuple(phase_chargers))
+
+
+def gather_inputs(
+    microgrid,
+    now: datetime,
+    *,
+    interval_s: float | None = None,
+    headroom_history: headroom.Samples | None = None,
+) -> CycleInputs:
+    """`interval_s`: how often cycles run (the departure guard and the adaptive headroom's
+    interval); `headroom_history`: the nodes' recent uncontrolled loads (adaptive mode)."""
     nodes = node_rows(microgrid)
     assets, latest = assets_with_readings(microgrid)
+    interval = float(interval_s or microgrid.cycle_interval_s)
+    parents = {n["node_id"]: n["parent_id"] for n in nodes}
+    uncontrolled_nodes = _nodes_with_uncontrolled_load(assets, parents)
+    node_margins = headroom.margins(
+        mode=microgrid.headroom_mode,
+        static_kw=microgrid.headroom_static_kw,
+        nodes=[n["node_id"] for n in nodes if n["node_id"] in uncontrolled_nodes],
+        history=headroom_history or {},
+        interval_s=interval,
+    )
+    # Support's default dwell per charger group: read only when a connected charger has no
+    # session for its connection (one query, then).
+    defaults: dict[str, tuple[int, float | None]] | None = None
     limits = effective_limits(microgrid, now, nodes=nodes)
     # {node_id: {"binding_id", "source_device_id", "capability_type", ...}} for every node
     # whose subtree is under an AVAILABLE external LOAD_MANAGEMENT binding now.
@@ -130,6 +258,8 @@ def gather_inputs(microgrid, now: datetime) -> CycleInputs:
             limit_kw=limits[n["node_id"]].effective_limit_kw,
             limit_source=limits[n["node_id"]].limit_source,
             external_control=n["node_id"] in external,
+            margin_kw=node_margins[n["node_id"]][0] if n["node_id"] in node_margins else 0.0,
+            margin_basis=node_margins[n["node_id"]][1] if n["node_id"] in node_margins else None,
         )
         for n in nodes
     )
@@ -142,6 +272,22 @@ def gather_inputs(microgrid, now: datetime) -> CycleInputs:
         fresh = freshness(observed, now, stale_after)
         kind = a["kind"]
         if kind == "CHARGER":
+            connected = bool(reading and reading["connected"])
+            plugged = reading["plugged_in_at"] if reading else None
+            session = a["session"]
+            current = session is not None and connected and session["plugged_in_at"] == plugged
+            default = None
+            if connected and plugged is not None and not current:
+                if defaults is None:
+                    defaults = session_defaults(microgrid)
+                default = default_for(a["node_id"], parents, defaults)
+            known = effective_session(
+                connected=connected,
+                plugged_in_at=plugged,
+                delivered_kwh=reading["session_energy_kwh"] if reading else None,
+                session=session if current else None,
+                default=default,
+            )
             chargers.append(
                 ChargerInput(
                     asset_id=a["asset_id"],
@@ -157,6 +303,9 @@ def gather_inputs(microgrid, now: datetime) -> CycleInputs:
                     requested_kw=float(reading["requested_kw"] or 0.0) if reading else 0.0,
                     plugged_in_at=stamp(reading["plugged_in_at"]) if reading else None,
                     last_observed_at=stamp(observed),
+                    departure_at=stamp(known["departure_at"]) if known else None,
+                    energy_needed_kwh=known["energy_needed_kwh"] if known else None,
+                    energy_delivered_kwh=round(known["energy_delivered_kwh"], 3) if known else 0.0,
                 )
             )
         elif kind in ("SITE_LOAD", "BATTERY", "PV"):
@@ -172,17 +321,50 @@ def gather_inputs(microgrid, now: datetime) -> CycleInputs:
                 )
             )
         elif kind == "METER" and reading:
-            meters.append(MeterReading(a["asset_id"], a["node_id"], reading["power_kw"], fresh))
+            meters.append(
+                MeterReading(
+                    a["asset_id"],
+                    a["node_id"],
+                    reading["power_kw"],
+                    fresh,
+                    tuple(reading["current_a"]) if reading["current_a"] else None,
+                )
+            )
+    by_node = {n["node_id"]: n for n in nodes}
     breach_nodes = [
         BreachNodeInput(
             node_id=node_id,
             effective_limit_kw=lim.effective_limit_kw,
             limit_source=lim.limit_source,
             constraints=tuple((c.source, c.limit_kw) for c in lim.constraints),
+            limit_a=lim.current.limit_a if lim.current else None,
+            voltage_v=by_node[node_id]["voltage_v"],
+            phases=by_node[node_id]["phases"],
         )
         for node_id, lim in limits.items()
     ]
+    has_sessions = any(c.departure_at or c.energy_needed_kwh is not None for c in chargers)
     engine = EngineInput(
-        nodes=node_inputs, loads=tuple(loads), chargers=tuple(chargers), threshold_s=stale_after
+        nodes=node_inputs,
+        loads=tuple(loads),
+        chargers=tuple(chargers),
+        threshold_s=stale_after,
+        phase=phase_input(nodes, limits, assets, latest, now, stale_after),
+        # Plan to be full two cycles before the departure: a setpoint is rounded down and an
+        # EV may draw a little less than it is allowed; only sessions need the time.
+        now=stamp(now) if has_sessions else None,
+        departure_guard_s=2 * interval if has_sessions else 0.0,
     )
     return CycleInputs(now, nodes, limits, engine, breach_nodes, meters, external)
+
+
+def _nodes_with_uncontrolled_load(assets, parents: dict[str, str | None]) -> set[str]:
+    """Nodes with a SITE_LOAD, BATTERY or PV in their subtree (only they get headroom)."""
+    out: set[str] = set()
+    for a in assets:
+        if a["kind"] in ("SITE_LOAD", "BATTERY", "PV"):
+            node: str | None = a["node_id"]
+            while node is not None and node not in out:
+                out.add(node)
+                node = parents.get(node)
+    return out

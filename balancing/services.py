@@ -25,12 +25,13 @@ from django.db import transaction
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
+from balancing import headroom
 from balancing.breaches import detect_breaches
 from balancing.choices import BreachStatus, TriggerType
 from balancing.dispatch import ChargingLimit, Dispatcher, ScopeBudget
 from balancing.engine import allocate
 from balancing.inputs import CycleInputs, gather_inputs
-from balancing.models import Breach, Cycle, CycleTrigger
+from balancing.models import Breach, Cycle, CycleTrigger, HeadroomHistory
 from balancing.signals import cycle_stored
 from microgrid.capabilities.scopes import Scope
 from microgrid.common.errors import DomainError
@@ -173,11 +174,20 @@ _open_breaches = PreparedRead(
 
 
 def _run_locked(microgrid, *, trigger, scope, started_at, clock, valid_for_s) -> Cycle:
-    inputs = gather_inputs(microgrid, started_at)
+    interval = valid_for_s or microgrid.cycle_interval_s
+    adaptive = microgrid.headroom_mode == headroom.ADAPTIVE
+    history = _headroom_history(microgrid) if adaptive else None
+    inputs = gather_inputs(
+        microgrid,
+        started_at,
+        interval_s=interval,
+        headroom_history=history.samples if history is not None else None,
+    )
     result = allocate(inputs.engine)
+    if history is not None:
+        _remember_loads(history, started_at, result, inputs)
     findings = detect_breaches(inputs.breach_nodes, inputs.meters)
     completed_at = clock()
-    interval = valid_for_s or microgrid.cycle_interval_s
     valid_until = completed_at + timedelta(seconds=3 * interval)
     last = _last_seq(microgrid=microgrid.pk)
     seq = (last[0][0] if last else 0) + 1
@@ -210,6 +220,24 @@ def _run_locked(microgrid, *, trigger, scope, started_at, clock, valid_for_s) ->
     breaches.apply(cycle)
     _announce(microgrid, cycle, result, inputs, breaches)
     return cycle
+
+
+def _headroom_history(microgrid) -> HeadroomHistory:
+    """The microgrid's recent uncontrolled loads (a row created on its first adaptive cycle)."""
+    found = HeadroomHistory.objects.filter(microgrid=microgrid).first()
+    return found if found is not None else HeadroomHistory(microgrid=microgrid, samples={})
+
+
+def _remember_loads(history: HeadroomHistory, at: datetime, result, inputs: CycleInputs) -> None:
+    """Add this cycle's uncontrolled load of every node that has a margin (in the cycle's
+    transaction: a cycle that rolls back leaves no sample)."""
+    measured = {n.node_id for n in inputs.engine.nodes if n.margin_basis is not None}
+    history.samples = headroom.remember(
+        history.samples,
+        at_s=at.timestamp(),
+        loads={n.node_id: n.uncontrolled_load_kw for n in result.nodes if n.node_id in measured},
+    )
+    history.save()
 
 
 def _announce(microgrid, cycle: Cycle, result, inputs: CycleInputs, breaches: BreachPlan) -> None:
@@ -311,16 +339,22 @@ class BreachPlan:
 
 
 def _plan_breaches(microgrid, seq: int, started_at, findings, inputs: CycleInputs) -> BreachPlan:
-    """Open new breaches, keep ongoing ones open, resolve those back within limits."""
-    open_rows = {b.node_id: b for b in _open_breaches(microgrid=microgrid.pk)}
-    found = {f.node_id: f for f in findings}
+    """Open new breaches, keep ongoing ones open, resolve those back within limits.
+
+    One open breach per node for its kW limit, and one per node and phase for its per-phase
+    current limit (`phase` "" for the former)."""
+    open_rows = {(b.node_id, b.phase): b for b in _open_breaches(microgrid=microgrid.pk)}
+    found = {f.key: f for f in findings}
     out = []
     creates = []
-    for node_id, f in sorted(found.items()):
-        row = open_rows.get(node_id)
+    for key, f in sorted(found.items()):
+        node_id, phase = key
+        row = open_rows.get(key)
         if row is None:
             row = Breach(
-                breach_id=stable_id("breach", microgrid.microgrid_id, seq, node_id),
+                breach_id=stable_id("breach", microgrid.microgrid_id, seq, node_id)
+                if not phase
+                else stable_id("breach", microgrid.microgrid_id, seq, node_id, phase),
                 microgrid=microgrid,
                 node_id=node_id,
                 measured_kw=f.measured_kw,
@@ -328,27 +362,43 @@ def _plan_breaches(microgrid, seq: int, started_at, findings, inputs: CycleInput
                 excess_kw=f.excess_kw,
                 exceeded=list(f.exceeded),
                 primary_reason_code=f.primary_reason_code,
+                phase=phase,
+                measured_a=f.measured_a,
+                limit_a=f.limit_a,
+                excess_a=f.excess_a,
                 detected_at=started_at,
             )
             creates.append(row)
-        out.append(
-            {
-                "breach_id": row.breach_id,
-                "node_id": node_id,
-                "measured_kw": f.measured_kw,
-                "limit_kw": f.limit_kw,
-                "excess_kw": f.excess_kw,
-                "exceeded": list(f.exceeded),
-                "primary_reason_code": f.primary_reason_code,
-                "status": BreachStatus.OPEN,
-                "new": row in creates,
-            }
-        )
-    # A node is back within its limit only when a fresh meter says so.
+        doc = {
+            "breach_id": row.breach_id,
+            "node_id": node_id,
+            "measured_kw": f.measured_kw,
+            "limit_kw": f.limit_kw,
+            "excess_kw": f.excess_kw,
+            "exceeded": list(f.exceeded),
+            "primary_reason_code": f.primary_reason_code,
+            "status": BreachStatus.OPEN,
+            "new": row in creates,
+        }
+        if phase:
+            doc.update(phase=phase, measured_a=f.measured_a, limit_a=f.limit_a, excess_a=f.excess_a)
+        out.append(doc)
+    # A node is back within its limit only when a fresh meter says so; a phase only when a
+    # fresh meter with phase currents does (or the node no longer has a current limit).
     metered = {m.node_id for m in inputs.meters if m.freshness == "FRESH"}
+    metered_a = {
+        m.node_id for m in inputs.meters if m.freshness == "FRESH" and m.current_a is not None
+    }
     resolved = []
-    for node_id, row in sorted(open_rows.items()):
-        if node_id not in found and (node_id in metered or node_id not in inputs.limits):
+    for (node_id, phase), row in sorted(open_rows.items()):
+        if (node_id, phase) in found:
+            continue
+        lim = inputs.limits.get(node_id)
+        if phase:
+            back = node_id in metered_a or lim is None or lim.current is None
+        else:
+            back = node_id in metered or lim is None
+        if back:
             row.status = BreachStatus.RESOLVED
             row.resolved_at = started_at
             resolved.append(row)

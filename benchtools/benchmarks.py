@@ -25,6 +25,7 @@ from benchtools.synthetic import (
     fair_lp_allocation,
     lp_problem,
     solve_lp_problem,
+    with_departures,
 )
 from microgrid.topology.tree import depths
 
@@ -60,6 +61,12 @@ def bench_engine(sizes=ENGINE_SIZES, *, repeat: int = 30) -> list[dict[str, Any]
             lambda inp=inp: allocate(inp),
             repeat=max(5, repeat if chargers <= 2000 else repeat // 3),
         )
+        departures = with_departures(inp)
+        engine_departures = timed(
+            lambda inp=departures: allocate(inp),
+            repeat=max(5, repeat if chargers <= 2000 else repeat // 3),
+        )
+        dep_result = allocate(departures)
         result = allocate(inp)
         problem = lp_problem(inp)
         lp = timed(lambda p=problem: solve_lp_problem(p), repeat=max(3, repeat // 3), warmup=1)
@@ -72,6 +79,16 @@ def bench_engine(sizes=ENGINE_SIZES, *, repeat: int = 30) -> list[dict[str, Any]
                 "chargers": chargers,
                 "nodes": nodes,
                 "engine": engine,
+                "engine_with_departures": engine_departures,
+                "departures_time_ratio": round(
+                    engine_departures["median_ms"] / engine["median_ms"], 2
+                ),
+                "departures_at_risk": sum(
+                    1 for c in dep_result.chargers if c.departure and c.departure.at_risk
+                ),
+                "departures_served_first": sum(
+                    1 for c in dep_result.chargers if "DEPARTURE_PRIORITY" in c.reason_codes
+                ),
                 "highs_solve": lp,
                 "highs_build": lp_build,
                 "speedup_vs_highs_solve": round(lp["median_ms"] / engine["median_ms"], 1),

@@ -297,3 +297,25 @@ def solve_lp_problem(problem: tuple | None) -> float:
     if not res.success:
         raise RuntimeError(f"LP failed: {res.message}")
     return float(-res.fun)
+
+
+def with_departures(inp: EngineInput, seed: int = 1) -> EngineInput:
+    """The same depot with a session on every charger (spec 4.3, "Departures"): departures
+    between 15 minutes and 10 hours after the cycle, energy needs of 5 to 300 kWh with part of
+    it delivered, so that some vehicles are served first, some are at risk, and most fill."""
+    from dataclasses import replace
+
+    rng = random.Random(seed)
+    now = _EPOCH + timedelta(hours=8)
+    chargers = []
+    for c in inp.chargers:
+        needed = round(rng.uniform(5.0, 300.0), 1)
+        chargers.append(
+            replace(
+                c,
+                departure_at=(now + timedelta(seconds=rng.randrange(900, 36_000))).isoformat(),
+                energy_needed_kwh=needed,
+                energy_delivered_kwh=round(needed * rng.uniform(0.0, 0.6), 1),
+            )
+        )
+    return replace(inp, chargers=tuple(chargers), now=now.isoformat(), departure_guard_s=30.0)

@@ -50,6 +50,8 @@ STATUS: dict[str, int] = {
     "LIMIT_ALREADY_EXISTS": 409,
     # telemetry
     "TELEMETRY_INVALID": 422,
+    "CHARGER_NOT_FOUND": 404,
+    "CHARGER_NOT_CONNECTED": 409,
     # balancing
     "CYCLE_NOT_FOUND": 404,
     "BREACH_NOT_FOUND": 404,

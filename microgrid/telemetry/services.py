@@ -12,15 +12,17 @@ proportional to the batch, not to the depot: only the batch's assets are read.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
 
+from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.telemetry.api.serializers import Reading, readings_input
-from microgrid.telemetry.models import LatestReading, TelemetryReading
-from microgrid.topology.models import Microgrid
+from microgrid.telemetry.choices import EnergySource
+from microgrid.telemetry.models import ChargerSession, LatestReading, TelemetryReading
+from microgrid.topology.models import Asset, Microgrid
 
 
 def telemetry_store(
@@ -46,7 +48,7 @@ def telemetry_ingest(*, microgrid: Microgrid, readings: Any, now: datetime | Non
     )
 
 
-# Rows per statement: 1,000 rows x 8 columns stays under SQLite's 32,766 parameters.
+# Rows per statement: 1,000 rows x 11 columns stays under SQLite's 32,766 parameters.
 _CHUNK = 1000
 
 
@@ -55,9 +57,13 @@ _PG_TYPES = {
     "asset_id": "bigint",
     "power_kw": "double precision",
     "requested_kw": "double precision",
+    "current_l1_a": "double precision",
+    "current_l2_a": "double precision",
+    "current_l3_a": "double precision",
     "observed_at": "timestamptz",
     "received_at": "timestamptz",
     "plugged_in_at": "timestamptz",
+    "session_energy_kwh": "double precision",
     "updated_at": "timestamptz",
     "connected": "boolean",
 }
@@ -127,6 +133,9 @@ def _insert_readings(microgrid: Microgrid, readings: list[Reading], now: datetim
             "received_at",
             "connected",
             "requested_kw",
+            "current_l1_a",
+            "current_l2_a",
+            "current_l3_a",
         ),
         [
             (
@@ -137,6 +146,7 @@ def _insert_readings(microgrid: Microgrid, readings: list[Reading], now: datetim
                 received,
                 r.connected,
                 r.requested_kw,
+                *(r.current_a or _NO_CURRENTS),
             )
             for r in readings
         ],
@@ -144,6 +154,7 @@ def _insert_readings(microgrid: Microgrid, readings: list[Reading], now: datetim
     )
 
 
+_NO_CURRENTS = (None, None, None)
 _LATEST_COLUMNS = (
     "asset_id",
     "power_kw",
@@ -151,6 +162,10 @@ _LATEST_COLUMNS = (
     "connected",
     "requested_kw",
     "plugged_in_at",
+    "session_energy_kwh",
+    "current_l1_a",
+    "current_l2_a",
+    "current_l3_a",
 )
 
 
@@ -176,9 +191,12 @@ def _advance_latest(microgrid: Microgrid, readings: list[Reading], now: datetime
         for row in _locked_latest(missing):
             current[row[0]] = list(row)
     changed = []
+    # A reading covers at most the staleness window before it: a charger that was silent for
+    # hours is not credited with hours of its new power.
+    max_gap_s = float(microgrid.telemetry_stale_after_s)
     for pk in pks:
         row = current[pk]
-        _, power, observed, connected, requested, plugged = row
+        _, power, observed, connected, requested, plugged, energy, *currents = row
         state_changed = False
         for r in sorted(by_asset[pk], key=lambda x: x.observed_at):
             if observed is not None and r.observed_at <= observed:
@@ -186,17 +204,26 @@ def _advance_latest(microgrid: Microgrid, readings: list[Reading], now: datetime
             if r.connected:
                 if not connected:
                     plugged = r.observed_at
+                    energy = 0.0
+                # power_kw is the average since the previous reading (spec 3.5, sessions): the
+                # energy of (previous, this] belongs to this connection.
+                if observed is not None:
+                    gap = min((r.observed_at - observed).total_seconds(), max_gap_s)
+                    energy = (energy or 0.0) + r.power_kw * gap / 3600.0
             else:
                 plugged = None
+                energy = None
             power, observed, connected, requested = (
                 r.power_kw,
                 r.observed_at,
                 r.connected,
                 r.requested_kw,
             )
+            # A reading without currents says nothing about them: the latest has none then.
+            currents = list(r.current_a or _NO_CURRENTS)
             state_changed = True
         if state_changed:
-            changed.append((pk, power, observed, connected, requested, plugged))
+            changed.append((pk, power, observed, connected, requested, plugged, energy, *currents))
     if not changed:
         return
     adapt = connection.ops.adapt_datetimefield_value
@@ -214,9 +241,13 @@ def _advance_latest(microgrid: Microgrid, readings: list[Reading], now: datetime
                 connected,
                 requested,
                 adapt(plugged) if plugged is not None else None,
+                energy,
+                l1,
+                l2,
+                l3,
                 updated,
             )
-            for pk, power, observed, connected, requested, plugged in changed
+            for pk, power, observed, connected, requested, plugged, energy, l1, l2, l3 in changed
         ],
         "ON CONFLICT (asset_id) DO UPDATE SET "
         + ", ".join(f"{c} = excluded.{c}" for c in columns if c not in ("asset_id",)),
@@ -239,3 +270,99 @@ def telemetry_prune(*, older_than: datetime, batch: int = 50_000, batches: int =
         TelemetryReading.objects.filter(pk__in=pks).delete()
         deleted += len(pks)
     return deleted
+
+
+# ---- charger sessions (spec 4.3, "Departures") --------------------------------------------------
+
+# How far ahead a departure may lie: a week covers a long weekend on a depot; a date beyond it
+# is a typing error, not a plan.
+MAX_DEPARTURE_AHEAD = timedelta(days=7)
+
+
+def _user(user):
+    return user if getattr(user, "is_authenticated", False) else None
+
+
+def charger_session_put(
+    *,
+    asset: Asset,
+    departure_at: datetime,
+    energy_needed_kwh: float | None = None,
+    target_soc_percent: float | None = None,
+    arrival_soc_percent: float | None = None,
+    battery_capacity_kwh: float | None = None,
+    user=None,
+    now: datetime | None = None,
+) -> ChargerSession:
+    """Set what is known of the vehicle on `asset` now (idempotent: the same values change
+    nothing and write no history). The charger must be connected: the session belongs to its
+    current connection (409 CHARGER_NOT_CONNECTED otherwise); a departure must lie ahead,
+    within a week (422 FIELD_INVALID)."""
+    now = now or timezone.now()
+    if departure_at <= now:
+        raise DomainError.from_errors(
+            [ErrorItem("FIELD_INVALID", "departure_at must be in the future", field="departure_at")]
+        )
+    if departure_at > now + MAX_DEPARTURE_AHEAD:
+        raise DomainError.from_errors(
+            [
+                ErrorItem(
+                    "FIELD_INVALID",
+                    "departure_at must be at most 7 days ahead",
+                    field="departure_at",
+                )
+            ]
+        )
+    energy_source = None
+    if energy_needed_kwh is not None:
+        energy_source = EnergySource.ENERGY
+    elif target_soc_percent is not None:
+        energy_needed_kwh = round(
+            (target_soc_percent - (arrival_soc_percent or 0.0)) / 100.0 * battery_capacity_kwh, 3
+        )
+        energy_source = EnergySource.TARGET_SOC
+    with transaction.atomic():
+        latest = (
+            LatestReading.objects.select_for_update()
+            .filter(asset=asset)
+            .values("connected", "plugged_in_at")
+            .first()
+        )
+        if not latest or not latest["connected"] or latest["plugged_in_at"] is None:
+            raise DomainError(
+                "CHARGER_NOT_CONNECTED",
+                f"Charger {asset.asset_id!r} has no vehicle connected: a session belongs to a "
+                "connection",
+                {"asset_id": asset.asset_id},
+            )
+        values = {
+            "plugged_in_at": latest["plugged_in_at"],
+            "departure_at": departure_at,
+            "energy_needed_kwh": energy_needed_kwh,
+            "energy_source": energy_source,
+            "target_soc_percent": target_soc_percent,
+            "arrival_soc_percent": arrival_soc_percent,
+            "battery_capacity_kwh": battery_capacity_kwh,
+        }
+        session = ChargerSession.objects.select_for_update().filter(asset=asset).first()
+        if session is not None and all(getattr(session, k) == v for k, v in values.items()):
+            return session
+        if session is None:
+            session = ChargerSession(microgrid_id=asset.microgrid_id, asset=asset)
+        for key, value in values.items():
+            setattr(session, key, value)
+        session.updated_at = now
+        session.updated_by = _user(user)
+        session._history_user = _user(user)
+        session.save()
+    return session
+
+
+def charger_session_delete(*, asset: Asset, user=None) -> None:
+    """Forget the charger's session (idempotent; the history keeps it): cycles go back to the
+    group's default dwell, or to no departure."""
+    with transaction.atomic():
+        session = ChargerSession.objects.select_for_update().filter(asset=asset).first()
+        if session is not None:
+            session._history_user = _user(user)
+            session.delete()

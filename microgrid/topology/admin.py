@@ -73,11 +73,13 @@ class MicrogridAdmin(SimpleHistoryAdmin):
         "enabled",
         "cycle_interval_s",
         "telemetry_stale_after_s",
+        "headroom_mode",
+        "headroom_static_kw",
         "updated_at",
         "updated_by",
         "edit_topology_link",
     )
-    list_filter = ("enabled",)
+    list_filter = ("enabled", "headroom_mode")
     search_fields = ("microgrid_id", "name", "depot__depot_id")
     readonly_fields = ("topology_version", "updated_at", "updated_by")
     list_editable = ("enabled", "cycle_interval_s", "telemetry_stale_after_s")
@@ -157,6 +159,7 @@ class MicrogridNodeAdmin(ReadOnlyAdmin):
         "physical_rating_kw",
         "voltage_v",
         "phases",
+        "rating_a",
     )
     list_filter = ("kind", "microgrid")
     search_fields = ("node_id", "name", "microgrid__microgrid_id")
@@ -174,6 +177,10 @@ class AssetAdmin(ReadOnlyAdmin):
         "max_power_kw",
         "min_power_kw",
         "priority",
+        "phases",
+        "phase_rotation",
+        "min_current_a",
+        "max_current_a",
         "station_id",
         "evse_id",
         "rated_power_kw",

@@ -613,7 +613,7 @@ def test_limits_binding_only_hidden_chargers_are_not_shown_as_binding():
 # ---- reason codes and outcome -----------------------------------------------------------------
 
 
-def test_reason_precedence_lists_the_eleven_codes_of_spec_4_5():
+def test_reason_precedence_lists_the_twelve_codes_of_spec_4_5():
     assert REASON_PRECEDENCE == (
         "FAILSAFE_TELEMETRY_UNAVAILABLE",
         "TELEMETRY_FALLBACK",
@@ -623,6 +623,7 @@ def test_reason_precedence_lists_the_eleven_codes_of_spec_4_5():
         "TOU_LIMIT",
         "NODE_LIMIT",
         "PHYSICAL_RATING",
+        "DEPARTURE_PRIORITY",
         "MIN_POWER_UNSERVED",
         "ASSET_MAX_POWER",
         "DEMAND_MET",

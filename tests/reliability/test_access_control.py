@@ -81,6 +81,11 @@ ACCESS: dict[str, dict[str, frozenset[str]]] = {
     MG + "limits/active/": {"GET": READ},
     MG + "limits/<mgid:policy_id>/": {"GET": READ, "PUT": WRITE, "DELETE": WRITE},
     MG + "telemetry/": {"POST": INGEST},
+    MG + "chargers/<mgid:asset_id>/session/": {
+        "GET": READ | {INTEGRATION},
+        "PUT": INGEST,
+        "DELETE": INGEST,
+    },
     MG + "operating-envelopes/": {"GET": READ},
     MG + "operating-envelopes/<mgid:envelope_id>/": {"GET": READ},
     MG + "operating-envelopes/<mgid:envelope_id>/withdraw/": {"POST": SUPPORT_ONLY},
@@ -238,6 +243,9 @@ class World(dict):
             now=now,
         )
         return receipt.envelopes[0].envelope_id
+
+    def make_asset_id(self) -> str:
+        return "CH-01"  # a charger of the small topology
 
     def make_cycle_id(self) -> str:
         from balancing.services import cycle_request, trigger_of

@@ -196,6 +196,33 @@ ENDPOINTS = [
         },
         huge_number_answer=(422, "TELEMETRY_INVALID"),
     ),
+    # -- charger sessions --------------------------------------------------------------------------
+    Endpoint(
+        "charger_session_get",
+        "GET",
+        "/api/microgrids/{mg}/chargers/{sub}/session/",
+        "operator",
+        _ids(sub="CH-01"),
+        {**MG_UNKNOWN, "sub": (404, "CHARGER_NOT_FOUND")},
+    ),
+    Endpoint(
+        "charger_session_put",
+        "PUT",
+        "/api/microgrids/{mg}/chargers/{sub}/session/",
+        "integration",
+        _ids(sub="CH-01"),
+        {**MG_UNKNOWN, "sub": (404, "CHARGER_NOT_FOUND")},
+        wrong_types={"departure_at": 5, "energy_needed_kwh": "60"},
+        huge_number={"departure_at": "2030-01-01T00:00:00+00:00", "energy_needed_kwh": HUGE},
+    ),
+    Endpoint(
+        "charger_session_delete",
+        "DELETE",
+        "/api/microgrids/{mg}/chargers/{sub}/session/",
+        "integration",
+        _ids(sub="CH-01"),
+        {**MG_UNKNOWN, "sub": (404, "CHARGER_NOT_FOUND")},
+    ),
     # -- operating envelopes ---------------------------------------------------------------------
     Endpoint(
         "operating_envelopes_list",

@@ -21,8 +21,10 @@ from rest_framework import serializers
 
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.fields import (
+    MAX_A,
     MAX_KW,
     FieldProblem,
+    check_amps,
     check_bool,
     check_datetime,
     check_id,
@@ -37,7 +39,11 @@ from microgrid.common.serializers import (
     ResponseSerializer,
     SchemaField,
     ShapeField,
+    TimestampField,
+    nullable,
+    validated,
 )
+from microgrid.telemetry.choices import EnergySource, SessionOrigin
 from microgrid.telemetry.selectors import batch_assets
 from microgrid.topology.choices import AssetKind
 
@@ -52,6 +58,19 @@ class TelemetryReadingInput(RequestSerializer):
     observed_at = SchemaField(TIMESTAMP_SCHEMA)
     connected = BoolField(required=False, help_text="chargers only (required there)")
     requested_kw = KwField(minimum=0, required=False, allow_null=True, help_text="chargers only")
+    current_a = SchemaField(
+        nullable(
+            {
+                "type": "array",
+                "items": {"type": "number", "minimum": 0, "maximum": MAX_A},
+                "minItems": 3,
+                "maxItems": 3,
+                "description": "chargers and meters only: the currents (A) of the asset's own "
+                "L1, L2, L3",
+            }
+        ),
+        required=False,
+    )
 
 
 class TelemetryBatch(RequestSerializer):
@@ -67,7 +86,7 @@ class TelemetryAccepted(ResponseSerializer):
     accepted = serializers.IntegerField(min_value=0)
 
 
-READING_FIELDS = {"asset_id", "power_kw", "observed_at", "connected", "requested_kw"}
+READING_FIELDS = {"asset_id", "power_kw", "observed_at", "connected", "requested_kw", "current_a"}
 FUTURE_TOLERANCE = timedelta(seconds=60)
 
 
@@ -79,6 +98,20 @@ class Reading:
     observed_at: datetime
     connected: bool | None
     requested_kw: float | None
+    current_a: tuple[float, float, float] | None = None
+
+
+def check_currents(value: Any) -> tuple[float, float, float]:
+    """`current_a`: the asset's L1, L2, L3 currents in A, three finite numbers >= 0."""
+    if not isinstance(value, list) or len(value) != 3:
+        raise FieldProblem("must be a list of three currents [l1, l2, l3] in A")
+    out = []
+    for i, item in enumerate(value):
+        try:
+            out.append(check_amps(item, minimum=0))
+        except FieldProblem as exc:
+            raise FieldProblem(f"[{i}] {exc}") from None
+    return (out[0], out[1], out[2])
 
 
 def _validate(raw: Any, index: int, assets: dict[str, tuple[int, str]], now: datetime):
@@ -159,9 +192,18 @@ def _validate(raw: Any, index: int, assets: dict[str, tuple[int, str]], now: dat
         for name in ("connected", "requested_kw"):
             if name in raw:
                 bad(name, f"is only for chargers, not {kind}")
+    currents = None
+    if raw.get("current_a") is not None:
+        if kind not in (AssetKind.CHARGER, AssetKind.METER):
+            bad("current_a", f"is only for chargers and meters, not {kind}")
+        else:
+            try:
+                currents = check_currents(raw["current_a"])
+            except FieldProblem as exc:
+                bad("current_a", str(exc))
     if errors:
         return None, errors
-    return Reading(asset_pk, asset_id, power, observed, connected, requested), []
+    return Reading(asset_pk, asset_id, power, observed, connected, requested, currents), []
 
 
 def readings_input(microgrid, readings: Any, *, now: datetime) -> list[Reading]:
@@ -201,3 +243,62 @@ def readings_input(microgrid, readings: Any, *, now: datetime) -> list[Reading]:
             status=422,
         )
     return clean
+
+
+# Energies in kWh and SoC in percent read like powers: finite numbers, 3 decimals.
+MAX_SESSION_KWH = 10_000.0
+
+
+class SessionInput(RequestSerializer):
+    """`PUT .../chargers/{asset_id}/session/`: when the vehicle leaves and the energy it needs,
+    either as `energy_needed_kwh` or as target and arrival SoC with the battery capacity."""
+
+    departure_at = TimestampField()
+    energy_needed_kwh = KwField(exclusive_minimum=0, maximum=MAX_SESSION_KWH, required=False)
+    target_soc_percent = KwField(exclusive_minimum=0, maximum=100, required=False)
+    arrival_soc_percent = KwField(minimum=0, maximum=100, required=False)
+    battery_capacity_kwh = KwField(exclusive_minimum=0, maximum=MAX_SESSION_KWH, required=False)
+
+    _SOC = ("target_soc_percent", "arrival_soc_percent", "battery_capacity_kwh")
+
+    def validate(self, attrs):
+        soc_given = [k for k in self._SOC if k in attrs]
+        if "energy_needed_kwh" in attrs and soc_given:
+            raise serializers.ValidationError(
+                {
+                    "energy_needed_kwh": "energy_needed_kwh and a target SoC are alternatives: "
+                    "send one of them"
+                }
+            )
+        if soc_given and len(soc_given) != len(self._SOC):
+            missing = [k for k in self._SOC if k not in attrs]
+            raise serializers.ValidationError(
+                {k: f"{k} is required with {', '.join(soc_given)}" for k in missing}
+            )
+        if soc_given and attrs["target_soc_percent"] <= attrs["arrival_soc_percent"]:
+            raise serializers.ValidationError(
+                {"target_soc_percent": "target_soc_percent must be above arrival_soc_percent"}
+            )
+        return attrs
+
+
+def session_input(data) -> dict:
+    return dict(validated(SessionInput, data))
+
+
+class ChargerSessionAnswer(ResponseSerializer):
+    microgrid_id = serializers.CharField()
+    asset_id = serializers.CharField()
+    connected = serializers.BooleanField()
+    plugged_in_at = serializers.DateTimeField(allow_null=True)
+    departure_at = serializers.DateTimeField(allow_null=True)
+    departure_source = serializers.ChoiceField(SessionOrigin.choices, allow_null=True)
+    energy_needed_kwh = serializers.FloatField(allow_null=True)
+    energy_source = serializers.ChoiceField(
+        [*EnergySource.values, "DEFAULT_ENERGY"], allow_null=True
+    )
+    energy_delivered_kwh = serializers.FloatField(allow_null=True)
+    energy_remaining_kwh = serializers.FloatField(allow_null=True)
+    target_soc_percent = serializers.FloatField(allow_null=True)
+    arrival_soc_percent = serializers.FloatField(allow_null=True)
+    battery_capacity_kwh = serializers.FloatField(allow_null=True)
