@@ -50,6 +50,7 @@ from balancing.codes import (
     REASON_PRECEDENCE,
     sort_reasons,
 )
+from balancing.phase_alloc import PhaseInput
 
 __all__ = [
     "EXTERNAL_CONTROL",
@@ -256,6 +257,8 @@ class EngineInput:
     loads: tuple[LoadInput, ...]
     chargers: tuple[ChargerInput, ...]
     threshold_s: int  # the microgrid's telemetry_stale_after_s, copied into fallback entries
+    # The per-phase model (balancing/phase_alloc.py); None when no per-phase data exists.
+    phase: PhaseInput | None = None
     # The cycle's time (ISO UTC) and how long before its departure a vehicle is planned to be
     # full: only departures need them (spec 4.3, "Departures").
     now: str | None = None
@@ -269,6 +272,8 @@ class EngineInput:
             "chargers": [c.to_dict() for c in self.chargers],
             "threshold_s": self.threshold_s,
         }
+        if self.phase is not None:
+            d["phase"] = self.phase.to_dict()
         if self.now is not None:
             d["now"] = self.now
             d["departure_guard_s"] = self.departure_guard_s
@@ -281,6 +286,7 @@ class EngineInput:
             loads=tuple(LoadInput.from_dict(ld) for ld in d.get("loads", ())),
             chargers=tuple(ChargerInput.from_dict(c) for c in d.get("chargers", ())),
             threshold_s=int(d["threshold_s"]),
+            phase=PhaseInput.from_dict(d["phase"]) if d.get("phase") else None,
             now=d.get("now"),
             departure_guard_s=float(d.get("departure_guard_s", 0.0)),
         )

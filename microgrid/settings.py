@@ -337,6 +337,9 @@ LOGGING = {
         "axes": {"level": "WARNING"},
         # runserver's line per request; `make run` sets WARNING (only refusals and failures).
         "django.server": {"level": env_str("SERVER_LOG_LEVEL", "INFO")},
+        # The ocpp package logs every frame at INFO: 2,000 stations make that the gateway's
+        # main work. OCPP_LOG_LEVEL=INFO shows the frames when debugging a station.
+        "ocpp": {"level": env_str("OCPP_LOG_LEVEL", "WARNING")},
     },
 }
 

@@ -42,7 +42,7 @@ SCENARIO_FIELDS = (
     "requests",
     "report_sessions",
 )
-SESSION_FIELDS = ("asset_id", "arrive_s", "depart_s", "energy_kwh", "max_power_kw")
+SESSION_FIELDS = ("asset_id", "arrive_s", "depart_s", "energy_kwh", "max_power_kw", "phases")
 RANDOM_FIELDS = ("count", "arrive_s", "dwell_s", "energy_kwh", "max_power_kw", "chargers")
 LOAD_FIELDS = {
     "SITE_LOAD": ("asset_id", "base_kw", "peak_kw", "peak_at", "noise_kw"),
@@ -74,6 +74,7 @@ class Session:
     energy_kwh: float
     max_power_kw: float | None  # None: the charger's own maximum
     origin: str  # "sessions[2]" or "random_sessions[7]"
+    phases: int | None = None  # the EV's phases (1 or 3); None: as many as the charger has
 
 
 @dataclass(frozen=True)
@@ -382,12 +383,18 @@ def _sessions(c: _Checker, value: Any, facts: _Facts, horizon: int) -> list[Sess
         depart = c.seconds(raw, "depart_s", prefix, minimum=1, maximum=MAX_DURATION_S * 10)
         energy = c.number(raw, "energy_kwh", prefix, positive=True, maximum=MAX_ENERGY_KWH)
         max_kw = c.number(raw, "max_power_kw", prefix, required=False, positive=True)
+        ev_phases = raw.get("phases")
+        if ev_phases is not None and (
+            isinstance(ev_phases, bool) or not isinstance(ev_phases, int) or ev_phases not in (1, 3)
+        ):
+            c.bad(f"{prefix}.phases", "must be 1 or 3 (the phases the EV charges on)")
+            continue
         if arrive is not None and depart is not None and depart <= arrive:
             c.bad(f"{prefix}.depart_s", "must be later than arrive_s")
             continue
         if None in (asset_id, arrive, depart, energy) or ("max_power_kw" in raw and max_kw is None):
             continue
-        session = Session(asset_id, arrive, depart, energy, max_kw, f"sessions[{i}]")
+        session = Session(asset_id, arrive, depart, energy, max_kw, f"sessions[{i}]", ev_phases)
         for other in out:
             if other.asset_id == asset_id and other.arrive_s < depart and arrive < other.depart_s:
                 c.bad(

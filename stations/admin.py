@@ -11,8 +11,8 @@ class EvseInline(admin.TabularInline):
     model = StationEvse
     extra = 0
     # Which charger an EVSE is lives on the charger asset (topology: station_id, evse_id).
-    fields = ("evse_id", "status", "status_at", "profile_status", "failsafe_status")
-    readonly_fields = ("evse_id", "status", "status_at", "profile_status", "failsafe_status")
+    fields = ("evse_id", "status", "status_at", "profile_status", "failsafe_status", "soc_pct")
+    readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
         return False

@@ -49,6 +49,8 @@ class StationEvse(models.Model):
     status_at = models.DateTimeField(null=True, blank=True)
     profile_status = models.CharField(max_length=40, blank=True, help_text="last setpoint profile")
     failsafe_status = models.CharField(max_length=40, blank=True, help_text="stack level 0")
+    soc_pct = models.FloatField(null=True, blank=True, help_text="last SoC meter value, %")
+    soc_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["station_id", "evse_id"]

@@ -34,6 +34,8 @@ def station_list(microgrid) -> list[dict[str, Any]]:
                 "status_at": e.status_at.isoformat() if e and e.status_at else None,
                 "profile_status": (e.profile_status or None) if e else None,
                 "failsafe_status": (e.failsafe_status or None) if e else None,
+                "soc_pct": e.soc_pct if e else None,
+                "soc_at": e.soc_at.isoformat() if e and e.soc_at else None,
             }
         )
     return [

@@ -8,7 +8,3 @@ class EnvelopesConfig(AppConfig):
 
     def ready(self):
         from microgrid.envelopes import receivers  # noqa: F401  (connects the receivers)
-        from microgrid.envelopes.outbound import on_cycle_completed
-        from microgrid.envelopes.signals import cycle_completed
-
-        cycle_completed.connect(on_cycle_completed, dispatch_uid="envelopes.compliance")

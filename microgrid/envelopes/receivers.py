@@ -6,8 +6,10 @@ from __future__ import annotations
 from django.dispatch import receiver
 
 from microgrid.envelopes.api.serializers import ActiveEnvelope
+from microgrid.envelopes.outbound import on_cycle_completed
 from microgrid.envelopes.references import binding_references
 from microgrid.envelopes.selectors import active_envelopes_card, envelope_constraints
+from microgrid.envelopes.signals import cycle_completed
 from microgrid.envelopes.views import envelopes_page_section
 from microgrid.limits.signals import limit_constraints
 from microgrid.topology.signals import (
@@ -48,3 +50,7 @@ def page_section(sender, *, microgrid, **kwargs) -> tuple:
 @receiver(node_references, dispatch_uid="envelopes.node_references")
 def references(sender, *, microgrid, **kwargs) -> list:
     return binding_references(microgrid)
+
+
+# The compliance reports to the peers after a cycle (its own signal: balancing sends it).
+cycle_completed.connect(on_cycle_completed, dispatch_uid="envelopes.compliance")

@@ -7,11 +7,4 @@ class FleetConfig(AppConfig):
     verbose_name = "Fleet overview"
 
     def ready(self):
-        from django.db.models.signals import post_save
-
-        from balancing.models import Cycle
-        from microgrid.fleet import services
-
-        post_save.connect(
-            services.on_cycle_saved, sender=Cycle, dispatch_uid="fleet-microgrid-state"
-        )
+        from microgrid.fleet import receivers  # noqa: F401  (connects the receivers)

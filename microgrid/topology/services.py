@@ -31,12 +31,16 @@ ASSET_COLUMNS = (
     "min_power_kw",
     "priority",
     "failsafe_power_kw",
+    "phases",
+    "phase_rotation",
+    "min_current_a",
+    "max_current_a",
     "station_id",
     "evse_id",
     "rated_power_kw",
     "fallback_kw",
 )
-NODE_COLUMNS = ("kind", "name", "physical_rating_kw", "voltage_v", "phases")
+NODE_COLUMNS = ("kind", "name", "physical_rating_kw", "voltage_v", "phases", "rating_a")
 
 
 def microgrid_create(
@@ -317,6 +321,8 @@ def _set_asset(obj: Asset, data: dict[str, Any]) -> bool:
     kind_fields = ASSET_KIND_FIELDS[data["kind"]]
     for name in ASSET_COLUMNS:
         value = data.get(name) if name in kind_fields else None
+        if name == "phase_rotation" and value is None:
+            value = ""  # a text column: empty, not null, for the kinds without one
         if getattr(obj, name) != value:
             setattr(obj, name, value)
             changed = True

@@ -10,6 +10,10 @@ class EvseSerializer(serializers.Serializer):
     status_at = serializers.DateTimeField(allow_null=True)
     profile_status = serializers.CharField(allow_null=True, help_text="last setpoint profile")
     failsafe_status = serializers.CharField(allow_null=True, help_text="stack level 0 profile")
+    soc_pct = serializers.FloatField(
+        allow_null=True, help_text="the vehicle's state of charge last reported (SoC), %"
+    )
+    soc_at = serializers.DateTimeField(allow_null=True)
 
 
 class BootSerializer(serializers.Serializer):

@@ -10,16 +10,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import websockets
-from django.conf import settings
-from django.db import connection
 from ocpp.v16 import ChargePoint as Cp16
 from ocpp.v16 import call as call16
 from ocpp.v201 import ChargePoint as Cp201
@@ -36,25 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def gateway(tmp_path):
-    if connection.vendor != "postgresql":
-        pytest.skip("needs DATABASE_URL=postgres://... so the gateway shares the test database")
-    db = settings.DATABASES["default"]
-    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{connection.settings_dict['NAME']}"
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "ocpp_gateway", "--port", "0"],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url, "MICROGRID_VAR_DIR": str(tmp_path)},
-        stdout=subprocess.PIPE,
-        stderr=open(tmp_path / "gateway.log", "w"),  # noqa: SIM115
-        text=True,
-    )
-    line = proc.stdout.readline()
-    assert "listening on" in line, (tmp_path / "gateway.log").read_text()
-    port = int(line.split("ws://127.0.0.1:")[1].split("/")[0])
-    yield port
-    proc.terminate()
-    proc.wait(timeout=20)
+def gateway(start_gateway):
+    return start_gateway()
 
 
 @pytest.fixture

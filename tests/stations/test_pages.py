@@ -38,6 +38,8 @@ def test_the_stations_api_lists_connection_boot_info_and_evses(
         "status_at": None,
         "profile_status": None,
         "failsafe_status": None,
+        "soc_pct": None,
+        "soc_at": None,
     }
 
 

@@ -1,8 +1,9 @@
-"""`manage.py bench [engine|cycle|reads|ingest|oscp|fleet|all] [--out FILE]`: measure, print a
-table, write JSON.
+"""`manage.py bench [engine|cycle|reads|ingest|oscp|fleet|ocpp|all] [--out FILE]`: measure, print
+a table, write JSON.
 
 `all` is everything that runs in one process on any database; `fleet` starts Celery beat and
-worker processes and needs Redis and PostgreSQL, so it runs only when asked for by name.
+worker processes and needs Redis and PostgreSQL, and `ocpp` starts an OCPP gateway process on
+PostgreSQL, so they run only when asked for by name.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from benchtools import fleet as fleet_bench
 from benchtools.meters import machine
 
 WHAT = ("engine", "cycle", "reads", "ingest", "oscp", "dispatch")
-ALONE = ("fleet", "http", "storage")
+ALONE = ("fleet", "http", "storage", "ocpp")
 
 
 class Command(BaseCommand):
@@ -58,6 +59,11 @@ class Command(BaseCommand):
             help="each worker's pool (concurrency 1)",
         )
 
+        ocpp = parser.add_argument_group("ocpp")
+        ocpp.add_argument("--stations", type=int, default=2000, help="stations (one EVSE each)")
+        ocpp.add_argument("--cycles", type=int, default=5, help="cycles sent to the stations")
+        ocpp.add_argument("--ocpp-port", type=int, default=9630, help="the gateway's port")
+
     def handle(self, *args, what, out, repeat, quick, **options):
         what = [what] if isinstance(what, str) else what
         chosen = WHAT if "all" in what else tuple(what)
@@ -67,6 +73,12 @@ class Command(BaseCommand):
                 raise CommandError(problem)
         if "http" in chosen:
             problem = http_bench.refuse_unless_postgres()
+            if problem:
+                raise CommandError(problem)
+        if "ocpp" in chosen:
+            from benchtools.ocpp_bench import refuse_unless_postgres
+
+            problem = refuse_unless_postgres()
             if problem:
                 raise CommandError(problem)
         if "fleet" in chosen:
@@ -191,6 +203,19 @@ class Command(BaseCommand):
                     f"refresh {st['refresh_s']} s: {100 * st['sent_fraction_mean']:.1f}% of "
                     f"setpoints sent per cycle"
                 )
+        if "ocpp" in chosen:
+            from benchtools.ocpp_bench import bench_ocpp
+
+            n = 100 if quick else options["stations"]
+            w(
+                f"\nOCPP gateway, one process, {n} stations (ocpp package ChargePoints, 1.6J + 2.0.1)"
+            )
+            report["ocpp"] = bench_ocpp(
+                stations=n,
+                cycles=2 if quick else options["cycles"],
+                port=options["ocpp_port"],
+                say=w,
+            )
         if "fleet" in chosen:
             report["fleet"] = self.fleet(options)
         path = Path(out)
