@@ -123,6 +123,12 @@ class _BreachFields(ResponseSerializer):
     exceeded = serializers.ListField(child=serializers.ChoiceField(list(BREACH_PRECEDENCE)))
     primary_reason_code = serializers.ChoiceField(list(BREACH_PRECEDENCE))
     status = serializers.ChoiceField(BreachStatus.values)
+    phase = serializers.ChoiceField(
+        ["L1", "L2", "L3"], required=False, help_text="a phase breach (BREACH_PHASE_CURRENT) only"
+    )
+    measured_a = serializers.FloatField(required=False, help_text="a phase breach only")
+    limit_a = serializers.FloatField(required=False, help_text="a phase breach only")
+    excess_a = serializers.FloatField(required=False, help_text="a phase breach only")
 
 
 class CycleBreach(_BreachFields):
