@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "BREACH_LABELS",
+    "BREACH_PHASE_CURRENT",
     "DEPARTURE_PRIORITY",
     "BREACH_PRECEDENCE",
     "LIMIT_REASONS",
@@ -46,7 +47,11 @@ DEPARTURE_PRIORITY = "DEPARTURE_PRIORITY"
 REASON_LABELS: dict[str, str] = dict(_REASONS)
 
 # Spec 4.5, breach precedence (for primary_reason_code).
+# BREACH_PHASE_CURRENT (issue 19) comes first: a phase current above its limit is what trips a
+# fuse, and it can happen while the node's kW total looks well inside its limit.
+BREACH_PHASE_CURRENT = "BREACH_PHASE_CURRENT"
 _BREACHES: tuple[tuple[str, str], ...] = (
+    (BREACH_PHASE_CURRENT, "Measured above the per-phase current limit on one phase"),
     ("BREACH_PHYSICAL_RATING", "Measured above the physical rating"),
     ("BREACH_OPERATING_ENVELOPE", "Measured above an operating envelope"),
     ("BREACH_MICROGRID_LIMIT", "Measured above the microgrid cap"),

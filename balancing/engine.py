@@ -50,6 +50,7 @@ from balancing.codes import (
     REASON_PRECEDENCE,
     sort_reasons,
 )
+from balancing.phase_alloc import PhaseInput
 
 __all__ = [
     "EXTERNAL_CONTROL",
@@ -256,6 +257,8 @@ class EngineInput:
     loads: tuple[LoadInput, ...]
     chargers: tuple[ChargerInput, ...]
     threshold_s: int  # the microgrid's telemetry_stale_after_s, copied into fallback entries
+    # The per-phase model (balancing/phase_alloc.py); None when no per-phase data exists.
+    phase: PhaseInput | None = None
     # The cycle's time (ISO UTC) and how long before its departure a vehicle is planned to be
     # full: only departures need them (spec 4.3, "Departures").
     now: str | None = None
@@ -269,6 +272,8 @@ class EngineInput:
             "chargers": [c.to_dict() for c in self.chargers],
             "threshold_s": self.threshold_s,
         }
+        if self.phase is not None:
+            d["phase"] = self.phase.to_dict()
         if self.now is not None:
             d["now"] = self.now
             d["departure_guard_s"] = self.departure_guard_s
@@ -281,6 +286,7 @@ class EngineInput:
             loads=tuple(LoadInput.from_dict(ld) for ld in d.get("loads", ())),
             chargers=tuple(ChargerInput.from_dict(c) for c in d.get("chargers", ())),
             threshold_s=int(d["threshold_s"]),
+            phase=PhaseInput.from_dict(d["phase"]) if d.get("phase") else None,
             now=d.get("now"),
             departure_guard_s=float(d.get("departure_guard_s", 0.0)),
         )
@@ -1506,8 +1512,8 @@ def _departure_grants(
     hi_c: int,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Step 2a for one class: least slack first, each charger's minimum is raised to what it
-    needs to be full `guard` before its departure (at most its demand), within the room left
-    on its path. A charger that cannot finish even at full power (negative slack) is not served
+    needs to be full `guard` before its departure (its whole demand once within the guard),
+    within the room left on its path. A charger that cannot finish even at full power (negative slack) is not served
     first: it shares the rest fairly, so it never starves the others."""
     ks = a.idx[lo_c:hi_c]
     sel = np.flatnonzero(dep.grantable[ks])
@@ -1521,8 +1527,10 @@ def _departure_grants(
     with np.errstate(divide="ignore", invalid="ignore"):
         full_s = np.where(dem > 0.0, e_left * 3600.0 / dem, inf)
         slack = t_left - full_s
-        horizon = np.maximum(t_left - dep.guard, t_left / 2.0)
-        need = np.where(horizon > 0.0, e_left * 3600.0 / horizon, inf)
+        # Full `guard` before the departure; within the guard, as fast as it can. Rounded up
+        # to the 0.1 kW of a setpoint, so that rounding down never leaves it a little short.
+        horizon = t_left - dep.guard
+        need = np.where(horizon > 0.0, np.ceil(e_left * 36000.0 / horizon - 1e-9) / 10.0, inf)
     want = np.minimum(need, dem) - a.min[pos]
     ok = np.flatnonzero((slack >= 0.0) & (want > _EPS))
     if not len(ok):

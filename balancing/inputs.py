@@ -14,6 +14,7 @@ from typing import Any
 from balancing import headroom
 from balancing.breaches import BreachNodeInput, MeterReading
 from balancing.engine import ChargerInput, EngineInput, LoadInput, NodeInput
+from balancing.phase_alloc import PhaseCharger, PhaseInput, PhaseNode, drawn_phases
 from microgrid.capabilities.selectors import external_control
 from microgrid.common.prepared import PreparedRead
 from microgrid.limits.selectors import NodeLimit, effective_limits
@@ -23,7 +24,7 @@ from microgrid.telemetry.selectors import (
     freshness,
     session_defaults,
 )
-from microgrid.topology.choices import ASSET_KIND_FIELDS
+from microgrid.topology.choices import ASSET_KIND_FIELDS, DEFAULT_ROTATION
 from microgrid.topology.models import Asset
 from microgrid.topology.selectors import node_rows
 
@@ -57,20 +58,36 @@ class CycleInputs:
                     "active_policy_id": lim.active_policy_id,
                     "envelope_ids": list(lim.envelope_ids),
                     "constraints": [[c.source, c.limit_kw, c.ref] for c in lim.constraints],
+                    # only where a current limit exists: older snapshots read the same
+                    **(
+                        {
+                            "current": {
+                                "limit_a": lim.current.limit_a,
+                                "source": lim.current.source,
+                                "active_policy_id": lim.current.active_policy_id,
+                            }
+                        }
+                        if lim.current
+                        else {}
+                    ),
                 }
                 for node_id, lim in self.limits.items()
             },
-            "meters": [
-                {
-                    "asset_id": m.asset_id,
-                    "node_id": m.node_id,
-                    "power_kw": m.power_kw,
-                    "freshness": m.freshness,
-                }
-                for m in self.meters
-            ],
+            "meters": [_meter_snapshot(m) for m in self.meters],
             "external": self.external,
         }
+
+
+def _meter_snapshot(m: MeterReading) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "asset_id": m.asset_id,
+        "node_id": m.node_id,
+        "power_kw": m.power_kw,
+        "freshness": m.freshness,
+    }
+    if m.current_a is not None:
+        d["current_a"] = list(m.current_a)
+    return d
 
 
 _ASSET_COLUMNS = (
@@ -82,6 +99,10 @@ _ASSET_COLUMNS = (
     "priority",
     "failsafe_power_kw",
     "fallback_kw",
+    "phases",
+    "phase_rotation",
+    "min_current_a",
+    "max_current_a",
 )
 _READING_COLUMNS = (
     "power_kw",
@@ -90,6 +111,9 @@ _READING_COLUMNS = (
     "requested_kw",
     "plugged_in_at",
     "session_energy_kwh",
+    "current_l1_a",
+    "current_l2_a",
+    "current_l3_a",
 )
 # The charger's session (spec 4.3, "Departures"), read in the same query (a LEFT JOIN).
 _SESSION_COLUMNS = ("plugged_in_at", "departure_at", "energy_needed_kwh", "energy_source")
@@ -131,9 +155,70 @@ def assets_with_readings(microgrid) -> tuple[list[dict[str, Any]], dict[str, dic
         asset["session"] = session if session["plugged_in_at"] is not None else None
         assets.append(asset)
         reading = dict(zip(_READING_COLUMNS, row[width:end], strict=True))
+        currents = (reading.pop("current_l1_a"), reading.pop("current_l2_a"))
+        currents = (*currents, reading.pop("current_l3_a"))
+        # As telemetry.selectors.latest_readings: [l1, l2, l3], or None without currents.
+        reading["current_a"] = None if currents[0] is None else list(currents)
         if reading["observed_at"] is not None:
             latest[asset["asset_id"]] = reading
     return assets, latest
+
+
+def phase_input(
+    nodes: list[dict[str, Any]],
+    limits: dict[str, NodeLimit],
+    assets: list[dict[str, Any]],
+    latest: dict[str, dict[str, Any]],
+    now: datetime,
+    stale_after: int,
+) -> PhaseInput | None:
+    """The per-phase model of a cycle, or None when there is no per-phase data: no node has a
+    current limit and no charger a current range (then the kW model is the whole truth).
+
+    This is where the product learns from the chargers' phase currents which node phases each
+    EV draws on (`phase_alloc.drawn_phases`): only a fresh reading of a connected charger
+    counts, otherwise the charger's wiring (its phases and rotation) is assumed.
+    """
+    chargers = [a for a in assets if a["kind"] == "CHARGER"]
+    if all(limits[n["node_id"]].current is None for n in nodes) and all(
+        a["min_current_a"] is None and a["max_current_a"] is None for a in chargers
+    ):
+        return None
+    phase_nodes = tuple(
+        PhaseNode(
+            node_id=n["node_id"],
+            voltage_v=float(n["voltage_v"]),
+            phases=int(n["phases"]),
+            limit_a=limits[n["node_id"]].current.limit_a if limits[n["node_id"]].current else None,
+            limit_a_source=(
+                limits[n["node_id"]].current.source if limits[n["node_id"]].current else None
+            ),
+        )
+        for n in nodes
+    )
+    phase_chargers = []
+    for a in chargers:
+        phases = a["phases"] or 3
+        rotation = a["phase_rotation"] or DEFAULT_ROTATION[phases]
+        reading = latest.get(a["asset_id"])
+        currents = None
+        if (
+            reading
+            and reading["connected"]
+            and freshness(reading["observed_at"], now, stale_after) == "FRESH"
+        ):
+            currents = reading["current_a"]
+        phase_chargers.append(
+            PhaseCharger(
+                asset_id=a["asset_id"],
+                phases=phases,
+                phase_rotation=rotation,
+                min_current_a=a["min_current_a"],
+                max_current_a=a["max_current_a"],
+                drawn=drawn_phases(phases, rotation, currents),
+            )
+        )
+    return PhaseInput(nodes=phase_nodes, chargers=tuple(phase_chargers))
 
 
 def gather_inputs(
@@ -236,13 +321,25 @@ def gather_inputs(
                 )
             )
         elif kind == "METER" and reading:
-            meters.append(MeterReading(a["asset_id"], a["node_id"], reading["power_kw"], fresh))
+            meters.append(
+                MeterReading(
+                    a["asset_id"],
+                    a["node_id"],
+                    reading["power_kw"],
+                    fresh,
+                    tuple(reading["current_a"]) if reading["current_a"] else None,
+                )
+            )
+    by_node = {n["node_id"]: n for n in nodes}
     breach_nodes = [
         BreachNodeInput(
             node_id=node_id,
             effective_limit_kw=lim.effective_limit_kw,
             limit_source=lim.limit_source,
             constraints=tuple((c.source, c.limit_kw) for c in lim.constraints),
+            limit_a=lim.current.limit_a if lim.current else None,
+            voltage_v=by_node[node_id]["voltage_v"],
+            phases=by_node[node_id]["phases"],
         )
         for node_id, lim in limits.items()
     ]
@@ -252,6 +349,7 @@ def gather_inputs(
         loads=tuple(loads),
         chargers=tuple(chargers),
         threshold_s=stale_after,
+        phase=phase_input(nodes, limits, assets, latest, now, stale_after),
         # Plan to be full two cycles before the departure: a setpoint is rounded down and an
         # EV may draw a little less than it is allowed; only sessions need the time.
         now=stamp(now) if has_sessions else None,

@@ -80,6 +80,10 @@ class Cycle(models.Model):
     outcome = models.CharField(max_length=12, choices=Outcome.choices)
     source_mode = models.CharField(max_length=20, choices=SourceMode.choices)
     reason_codes = models.JSONField(default=list)
+    vehicles_at_risk = models.PositiveIntegerField(
+        default=0,
+        help_text="chargers whose vehicle cannot finish by its departure even at full power",
+    )
     record = models.BinaryField(
         editable=False,
         help_text="the cycle as the API returns it and every input replay_cycle needs: "
@@ -204,6 +208,12 @@ class Breach(models.Model):
     excess_kw = models.FloatField()
     exceeded = models.JSONField()
     primary_reason_code = models.CharField(max_length=40)
+    # A phase breach (BREACH_PHASE_CURRENT) names its phase (L1, L2, L3) and carries the
+    # currents; its kW figures are that phase's. Empty for a breach of the node's kW limit.
+    phase = models.CharField(max_length=2, blank=True, default="")
+    measured_a = models.FloatField(null=True, blank=True)
+    limit_a = models.FloatField(null=True, blank=True)
+    excess_a = models.FloatField(null=True, blank=True)
     status = models.CharField(
         max_length=10, choices=BreachStatus.choices, default=BreachStatus.OPEN
     )
@@ -219,11 +229,12 @@ class Breach(models.Model):
         ordering = ["-detected_at", "node_id"]
         indexes = [models.Index(fields=["microgrid", "status"], name="breach_mg_status")]
         constraints = [
-            # At most one open breach per node: later cycles update the open one.
+            # At most one open breach per node (and per phase for phase breaches): later
+            # cycles update the open one.
             models.UniqueConstraint(
-                fields=["microgrid", "node_id"],
+                fields=["microgrid", "node_id", "phase"],
                 condition=models.Q(status="OPEN"),
-                name="one_open_breach_per_node",
+                name="one_open_breach_per_node_phase",
             )
         ]
 
@@ -231,7 +242,7 @@ class Breach(models.Model):
         return f"{self.microgrid_id} {self.node_id} {self.primary_reason_code} ({self.status})"
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "breach_id": self.breach_id,
             "cycle_id": self.cycle.cycle_id if self.cycle_id else None,
             "node_id": self.node_id,
@@ -244,6 +255,14 @@ class Breach(models.Model):
             "detected_at": self.detected_at.isoformat(),
             "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
         }
+        if self.phase:
+            d.update(
+                phase=self.phase,
+                measured_a=self.measured_a,
+                limit_a=self.limit_a,
+                excess_a=self.excess_a,
+            )
+        return d
 
 
 class CycleSchedule(models.Model):

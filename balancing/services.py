@@ -212,6 +212,9 @@ def _run_locked(microgrid, *, trigger, scope, started_at, clock, valid_for_s) ->
         outcome=result.outcome,
         source_mode=result.source_mode,
         reason_codes=list(result.reason_codes),
+        vehicles_at_risk=sum(
+            1 for c in result.chargers if c.departure is not None and c.departure.at_risk
+        ),
         document=document,
         snapshot=inputs.snapshot(topology_version=microgrid.topology_version),
     )
@@ -340,16 +343,22 @@ class BreachPlan:
 
 
 def _plan_breaches(microgrid, seq: int, started_at, findings, inputs: CycleInputs) -> BreachPlan:
-    """Open new breaches, keep ongoing ones open, resolve those back within limits."""
-    open_rows = {b.node_id: b for b in _open_breaches(microgrid=microgrid.pk)}
-    found = {f.node_id: f for f in findings}
+    """Open new breaches, keep ongoing ones open, resolve those back within limits.
+
+    One open breach per node for its kW limit, and one per node and phase for its per-phase
+    current limit (`phase` "" for the former)."""
+    open_rows = {(b.node_id, b.phase): b for b in _open_breaches(microgrid=microgrid.pk)}
+    found = {f.key: f for f in findings}
     out = []
     creates = []
-    for node_id, f in sorted(found.items()):
-        row = open_rows.get(node_id)
+    for key, f in sorted(found.items()):
+        node_id, phase = key
+        row = open_rows.get(key)
         if row is None:
             row = Breach(
-                breach_id=stable_id("breach", microgrid.microgrid_id, seq, node_id),
+                breach_id=stable_id("breach", microgrid.microgrid_id, seq, node_id)
+                if not phase
+                else stable_id("breach", microgrid.microgrid_id, seq, node_id, phase),
                 microgrid=microgrid,
                 node_id=node_id,
                 measured_kw=f.measured_kw,
@@ -357,27 +366,43 @@ def _plan_breaches(microgrid, seq: int, started_at, findings, inputs: CycleInput
                 excess_kw=f.excess_kw,
                 exceeded=list(f.exceeded),
                 primary_reason_code=f.primary_reason_code,
+                phase=phase,
+                measured_a=f.measured_a,
+                limit_a=f.limit_a,
+                excess_a=f.excess_a,
                 detected_at=started_at,
             )
             creates.append(row)
-        out.append(
-            {
-                "breach_id": row.breach_id,
-                "node_id": node_id,
-                "measured_kw": f.measured_kw,
-                "limit_kw": f.limit_kw,
-                "excess_kw": f.excess_kw,
-                "exceeded": list(f.exceeded),
-                "primary_reason_code": f.primary_reason_code,
-                "status": BreachStatus.OPEN,
-                "new": row in creates,
-            }
-        )
-    # A node is back within its limit only when a fresh meter says so.
+        doc = {
+            "breach_id": row.breach_id,
+            "node_id": node_id,
+            "measured_kw": f.measured_kw,
+            "limit_kw": f.limit_kw,
+            "excess_kw": f.excess_kw,
+            "exceeded": list(f.exceeded),
+            "primary_reason_code": f.primary_reason_code,
+            "status": BreachStatus.OPEN,
+            "new": row in creates,
+        }
+        if phase:
+            doc.update(phase=phase, measured_a=f.measured_a, limit_a=f.limit_a, excess_a=f.excess_a)
+        out.append(doc)
+    # A node is back within its limit only when a fresh meter says so; a phase only when a
+    # fresh meter with phase currents does (or the node no longer has a current limit).
     metered = {m.node_id for m in inputs.meters if m.freshness == "FRESH"}
+    metered_a = {
+        m.node_id for m in inputs.meters if m.freshness == "FRESH" and m.current_a is not None
+    }
     resolved = []
-    for node_id, row in sorted(open_rows.items()):
-        if node_id not in found and (node_id in metered or node_id not in inputs.limits):
+    for (node_id, phase), row in sorted(open_rows.items()):
+        if (node_id, phase) in found:
+            continue
+        lim = inputs.limits.get(node_id)
+        if phase:
+            back = node_id in metered_a or lim is None or lim.current is None
+        else:
+            back = node_id in metered or lim is None
+        if back:
             row.status = BreachStatus.RESOLVED
             row.resolved_at = started_at
             resolved.append(row)

@@ -40,8 +40,9 @@ SCENARIO_FIELDS = (
     "loads",
     "degradations",
     "requests",
+    "report_sessions",
 )
-SESSION_FIELDS = ("asset_id", "arrive_s", "depart_s", "energy_kwh", "max_power_kw")
+SESSION_FIELDS = ("asset_id", "arrive_s", "depart_s", "energy_kwh", "max_power_kw", "phases")
 RANDOM_FIELDS = ("count", "arrive_s", "dwell_s", "energy_kwh", "max_power_kw", "chargers")
 LOAD_FIELDS = {
     "SITE_LOAD": ("asset_id", "base_kw", "peak_kw", "peak_at", "noise_kw"),
@@ -73,6 +74,7 @@ class Session:
     energy_kwh: float
     max_power_kw: float | None  # None: the charger's own maximum
     origin: str  # "sessions[2]" or "random_sessions[7]"
+    phases: int | None = None  # the EV's phases (1 or 3); None: as many as the charger has
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,9 @@ class Scenario:
     loads: tuple[LoadCurve, ...]
     degradations: tuple[Degradation, ...]
     requests: tuple[Request, ...]
+    # The simulated integration reports each EV's departure and energy need when it plugs in
+    # (PUT .../chargers/{asset_id}/session/), as a depot's fleet system would (issue 20).
+    report_sessions: bool = False
 
     def step_times(self) -> range:
         return range(0, self.duration_s, self.step_s)
@@ -294,6 +299,9 @@ def parse_scenario(value: Any, profile: dict[str, Any]) -> tuple[Scenario | None
     loads = _loads(c, raw.get("loads", []), facts)
     degradations = _degradations(c, raw.get("degradations", []), facts)
     requests = _requests(c, raw.get("requests", []), facts, horizon)
+    report_sessions = raw.get("report_sessions", False)
+    if not isinstance(report_sessions, bool):
+        c.bad(f"{SECTION}.report_sessions", "must be true or false")
     if c.errors or start is None or duration is None or step is None:
         return None, c.errors
     return (
@@ -307,6 +315,7 @@ def parse_scenario(value: Any, profile: dict[str, Any]) -> tuple[Scenario | None
             loads=tuple(sorted(loads, key=lambda ld: ld.asset_id)),
             degradations=tuple(degradations),
             requests=tuple(sorted(requests, key=lambda r: (r.at_s, r.index))),
+            report_sessions=report_sessions,
         ),
         [],
     )
@@ -374,12 +383,18 @@ def _sessions(c: _Checker, value: Any, facts: _Facts, horizon: int) -> list[Sess
         depart = c.seconds(raw, "depart_s", prefix, minimum=1, maximum=MAX_DURATION_S * 10)
         energy = c.number(raw, "energy_kwh", prefix, positive=True, maximum=MAX_ENERGY_KWH)
         max_kw = c.number(raw, "max_power_kw", prefix, required=False, positive=True)
+        ev_phases = raw.get("phases")
+        if ev_phases is not None and (
+            isinstance(ev_phases, bool) or not isinstance(ev_phases, int) or ev_phases not in (1, 3)
+        ):
+            c.bad(f"{prefix}.phases", "must be 1 or 3 (the phases the EV charges on)")
+            continue
         if arrive is not None and depart is not None and depart <= arrive:
             c.bad(f"{prefix}.depart_s", "must be later than arrive_s")
             continue
         if None in (asset_id, arrive, depart, energy) or ("max_power_kw" in raw and max_kw is None):
             continue
-        session = Session(asset_id, arrive, depart, energy, max_kw, f"sessions[{i}]")
+        session = Session(asset_id, arrive, depart, energy, max_kw, f"sessions[{i}]", ev_phases)
         for other in out:
             if other.asset_id == asset_id and other.arrive_s < depart and arrive < other.depart_s:
                 c.bad(

@@ -29,6 +29,14 @@ The model (spec 8.2):
 - A METER reports the flow through its node: what the chargers below it drew
   since the previous report plus the loads below it now, minus PV (never
   below 0: meters measure import).
+- Phases (issue 19): an EV charges on `phases` of a session (1 or 3; default as
+  many as its charger has), never on more than its charger has; a single-phase
+  EV on a three-phase charger draws on the charger's L1. Chargers report
+  `current_a` of their own L1, L2, L3: the average power over the phases drawn
+  on, `kW x 1000 / (voltage_v x phases drawn)`, at their node's voltage; meters
+  report their node's phase currents: the chargers' currents mapped through
+  their `phase_rotation`, plus the uncontrolled loads spread evenly over the
+  node's phases (PV subtracted likewise, each phase at least 0).
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from balancing.phase_alloc import rotation_phases
 from simulator.scenario import LoadCurve, Scenario, Session
 
 _EPS = 1e-9
@@ -74,6 +83,9 @@ class ChargerState:
     setpoint_kw: float | None = None
     valid_until_s: float | None = None
     energy_since_report_kwh: float = 0.0
+    phases: int = 3
+    wired: tuple[int, ...] = (0, 1, 2)  # node phases of the charger's own L1, L2, L3
+    voltage_v: float = 230.0
 
     def session_at(self, t: float) -> SessionState | None:
         for s in self.sessions:
@@ -152,16 +164,22 @@ class World:
             while node is not None:
                 self.below[node].append(a["asset_id"])
                 node = parent.get(node)
-        self.chargers: dict[str, ChargerState] = {
-            a["asset_id"]: ChargerState(
+        self.voltage = {n["node_id"]: float(n.get("voltage_v") or 230.0) for n in nodes}
+        self.node_phases = {n["node_id"]: int(n.get("phases") or 3) for n in nodes}
+        self.chargers: dict[str, ChargerState] = {}
+        for a in sorted(assets, key=lambda a: a["asset_id"]):
+            if a["kind"] != "CHARGER":
+                continue
+            phases = int(a.get("phases") or 3)
+            self.chargers[a["asset_id"]] = ChargerState(
                 a["asset_id"],
                 a["node_id"],
                 float(a["max_power_kw"]),
                 float(a["failsafe_power_kw"] if a["failsafe_power_kw"] is not None else 0.0),
+                phases=phases,
+                wired=rotation_phases(phases, a.get("phase_rotation")),
+                voltage_v=self.voltage[a["node_id"]],
             )
-            for a in sorted(assets, key=lambda a: a["asset_id"])
-            if a["kind"] == "CHARGER"
-        }
         self.curves: dict[str, LoadCurve] = {c.asset_id: c for c in scenario.loads}
         self.load_kw: dict[str, float] = {
             a["asset_id"]: 0.0
@@ -294,6 +312,10 @@ class World:
             )
             charger.energy_since_report_kwh = 0.0
         self.last_report_t = t_s
+        own_amps = {
+            asset_id: self._charger_amps(charger, drawn[asset_id], t_s)
+            for asset_id, charger in self.chargers.items()
+        }
         out: list[dict] = []
         for asset_id in sorted(self.kind):
             kind = self.kind[asset_id]
@@ -309,6 +331,7 @@ class World:
                         "observed_at": observed_at,
                         "connected": connected,
                         "requested_kw": self.requested_kw(charger, t_s) if connected else 0.0,
+                        "current_a": [_r3(x) for x in own_amps[asset_id]],
                     }
                 )
             elif kind == "METER":
@@ -327,6 +350,7 @@ class World:
                         "asset_id": asset_id,
                         "power_kw": _r3(max(flow, 0.0)),
                         "observed_at": observed_at,
+                        "current_a": self._meter_amps(node, own_amps),
                     }
                 )
             else:
@@ -338,6 +362,31 @@ class World:
                     }
                 )
         return out
+
+    def _charger_amps(self, charger: ChargerState, kw: float, t_s: float) -> list[float]:
+        """The charger's own L1, L2, L3 currents for an average draw of `kw`."""
+        ev = charger.session_at(t_s)
+        ev_phases = (ev.session.phases if ev is not None else None) or charger.phases
+        k = min(ev_phases, charger.phases)
+        amps = kw * 1000.0 / (charger.voltage_v * k) if kw > 0 else 0.0
+        return [amps if i < k else 0.0 for i in range(3)]
+
+    def _meter_amps(self, node: str, own_amps: dict[str, list[float]]) -> list[float]:
+        """The node's phase currents: chargers by their rotation, loads spread evenly."""
+        phases = self.node_phases[node]
+        amps = [0.0, 0.0, 0.0]
+        for other in self.below[node]:
+            other_kind = self.kind[other]
+            if other_kind == "CHARGER":
+                charger = self.chargers[other]
+                for k, node_phase in enumerate(charger.wired):
+                    amps[node_phase if phases == 3 else 0] += own_amps[other][k]
+            elif other_kind in ("SITE_LOAD", "BATTERY", "PV"):
+                kw = self.load_kw[other] * (-1.0 if other_kind == "PV" else 1.0)
+                share = kw * 1000.0 / (self.voltage[self.asset_node[other]] * phases)
+                for p in range(phases):
+                    amps[p] += share
+        return [_r3(max(x, 0.0)) for x in amps]
 
     # ---- results ------------------------------------------------------------------------------
 

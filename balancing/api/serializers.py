@@ -123,6 +123,12 @@ class _BreachFields(ResponseSerializer):
     exceeded = serializers.ListField(child=serializers.ChoiceField(list(BREACH_PRECEDENCE)))
     primary_reason_code = serializers.ChoiceField(list(BREACH_PRECEDENCE))
     status = serializers.ChoiceField(BreachStatus.values)
+    phase = serializers.ChoiceField(
+        ["L1", "L2", "L3"], required=False, help_text="a phase breach (BREACH_PHASE_CURRENT) only"
+    )
+    measured_a = serializers.FloatField(required=False, help_text="a phase breach only")
+    limit_a = serializers.FloatField(required=False, help_text="a phase breach only")
+    excess_a = serializers.FloatField(required=False, help_text="a phase breach only")
 
 
 class CycleBreach(_BreachFields):
@@ -175,5 +181,10 @@ def card_section_fields() -> dict[str, serializers.Field]:
     """The microgrid card's sections from balancing, as the document states them."""
     return {
         "latest_cycle": CycleSummary(allow_null=True),
+        "vehicles_at_risk": serializers.IntegerField(
+            allow_null=True,
+            help_text="in the latest cycle: vehicles that cannot finish by their departure "
+            "even at full power (spec 4.3, Departures); null before the first cycle",
+        ),
         "open_breach_count": serializers.IntegerField(),
     }

@@ -22,6 +22,8 @@ ID_SCHEMA_PATTERN = rf"^{ID_PATTERN}$"
 # Every power (kW) the API accepts is at most this in magnitude: limits, ratings, envelope
 # capacities, legacy configured capacities, telemetry readings.
 MAX_KW = 1e7
+# Every current the API accepts (per phase, A) is at most this.
+MAX_A = 1e5
 # Text fields: trimmed, not blank, no control characters (check_text), as a JSON Schema pattern.
 TEXT_SCHEMA_PATTERN = r"^[^\u0000-\u001f]*\S[^\u0000-\u001f]*$"
 TEXT_MAX_LENGTH = 200
@@ -79,6 +81,13 @@ def check_kw(
     if abs(number) > maximum:
         raise FieldProblem(f"must be at most {maximum:g} in magnitude")
     return number
+
+
+def check_amps(
+    value: Any, *, minimum: float | None = None, exclusive_minimum: float | None = None
+) -> float:
+    """A current per phase in A: a finite JSON number, 3 decimals, at most MAX_A."""
+    return check_kw(value, minimum=minimum, exclusive_minimum=exclusive_minimum, maximum=MAX_A)
 
 
 def check_int(value: Any, *, minimum: int, maximum: int) -> int:

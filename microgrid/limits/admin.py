@@ -30,6 +30,7 @@ _FORM_FIELD = {
     "scope": "scope",
     "node_id": "node_id",
     "limit_kw": "limit_kw",
+    "limit_a": "limit_a",
     "source": "source",
     "schedule.days": "days",
     "schedule.start": "start",
@@ -54,7 +55,7 @@ class LimitPolicyAdminForm(forms.ModelForm):
 
     class Meta:
         model = LimitPolicy
-        fields = ("microgrid", "scope", "limit_kw", "source")
+        fields = ("microgrid", "scope", "limit_kw", "limit_a", "source")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -71,6 +72,7 @@ class LimitPolicyAdminForm(forms.ModelForm):
         out = {
             "scope": data.get("scope"),
             "limit_kw": data.get("limit_kw"),
+            "limit_a": data.get("limit_a"),
             "source": data.get("source"),
         }
         if data.get("scope") != LimitScope.MICROGRID:
@@ -123,6 +125,7 @@ class LimitPolicyAdmin(SimpleHistoryAdmin):
         "scope",
         "target",
         "limit_kw",
+        "limit_a",
         "schedule_text",
         "source",
         "updated_at",
@@ -132,7 +135,7 @@ class LimitPolicyAdmin(SimpleHistoryAdmin):
     search_fields = ("policy_id", "node__node_id", "microgrid__microgrid_id")
     list_select_related = ("microgrid", "node", "updated_by")
     fieldsets = (
-        (None, {"fields": ("microgrid", "scope", "node_id", "limit_kw", "source")}),
+        (None, {"fields": ("microgrid", "scope", "node_id", "limit_kw", "limit_a", "source")}),
         ("Schedule (TOU)", {"fields": ("days", "start", "end")}),
     )
 

@@ -8,7 +8,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from microgrid.common.fields import MAX_KW
+from microgrid.common.fields import MAX_A, MAX_KW
 from microgrid.limits.choices import LimitScope, LimitSource, TransitionKind
 from microgrid.limits.schedules import Schedule
 from microgrid.topology.models import Microgrid, MicrogridNode
@@ -40,6 +40,8 @@ class LimitPolicy(models.Model):
         verbose_name="Microgrid Node",
     )
     limit_kw = models.FloatField("limit (kW)")
+    # Optionally also a per-phase current cap (A) on every phase of the target (issue 19).
+    limit_a = models.FloatField("limit per phase (A)", null=True, blank=True)
     schedule_days = models.CharField(
         max_length=27, blank=True, default="", help_text="e.g. MON,TUE,WED; empty = not scheduled"
     )
@@ -69,6 +71,10 @@ class LimitPolicy(models.Model):
             models.CheckConstraint(
                 condition=Q(limit_kw__gt=0) & Q(limit_kw__lte=MAX_LIMIT_KW),
                 name="limit_kw_positive_finite",
+            ),
+            models.CheckConstraint(
+                condition=Q(limit_a__isnull=True) | (Q(limit_a__gt=0) & Q(limit_a__lte=MAX_A)),
+                name="limit_a_positive_finite",
             ),
             models.CheckConstraint(
                 condition=(Q(scope=LimitScope.NODE) & Q(node__isnull=False))

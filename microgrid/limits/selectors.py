@@ -58,6 +58,17 @@ class Constraint:
 
 
 @dataclass(frozen=True)
+class CurrentLimit:
+    """A node's per-phase current limit (A, the same on each of its phases) and where it
+    comes from; the same sources and tie order as the kW limit."""
+
+    limit_a: float
+    source: str
+    active_policy_id: str | None
+    constraints: tuple[Constraint, ...]  # every current constraint (limit_kw holds the A)
+
+
+@dataclass(frozen=True)
 class NodeLimit:
     node_id: str
     effective_limit_kw: float
@@ -66,6 +77,7 @@ class NodeLimit:
     active_schedule: dict | None  # that policy's schedule when it is a TOU cap
     envelope_ids: tuple[str, ...]  # ACTIVE envelopes on this node
     constraints: tuple[Constraint, ...]  # every constraint that applies to the node
+    current: CurrentLimit | None = None  # None: nothing limits the node's phase currents
 
 
 def depot_zone(microgrid) -> ZoneInfo:
@@ -87,6 +99,7 @@ _policy_rows = PreparedRead(
             "scope",
             "node__node_id",
             "limit_kw",
+            "limit_a",
             "schedule_days",
             "schedule_start",
             "schedule_end",
@@ -107,6 +120,7 @@ def policy_specs(microgrid) -> list[PolicySpec]:
             scope=r["scope"],
             node_id=r["node__node_id"],
             limit_kw=r["limit_kw"],
+            limit_a=r["limit_a"],
             schedule=schedule_from_columns(
                 r["schedule_days"], r["schedule_start"], r["schedule_end"]
             ),
@@ -122,11 +136,12 @@ def node_facts(microgrid) -> NodeFacts:
     """Ratings and the root, in one query."""
     rows = list(
         MicrogridNode.objects.filter(microgrid=microgrid).values(
-            "node_id", "physical_rating_kw", "parent_id", "kind"
+            "node_id", "physical_rating_kw", "rating_a", "parent_id", "kind"
         )
     )
     ratings = {row["node_id"]: row["physical_rating_kw"] for row in rows}
-    return NodeFacts(ratings=ratings, root_id=root_id(rows))
+    ratings_a = {row["node_id"]: row["rating_a"] for row in rows}
+    return NodeFacts(ratings=ratings, root_id=root_id(rows), ratings_a=ratings_a)
 
 
 def _active_cap(
@@ -174,12 +189,18 @@ def evaluate(
         constraints = [
             Constraint(ConstraintSource.PHYSICAL_RATING, node["physical_rating_kw"], None)
         ]
+        # Per-phase currents (A): the node's rating_a and the limit_a of the caps in force.
+        amps: list[Constraint] = []
+        if node.get("rating_a") is not None:
+            amps.append(Constraint(ConstraintSource.PHYSICAL_RATING, node["rating_a"], None))
         cap, scheduled = _active_cap(
             by_target.get((LimitScope.NODE, node_id), ()), at, zone, schedules=schedules
         )
         if cap is not None:
             source = ConstraintSource.TOU_LIMIT if scheduled else ConstraintSource.NODE_LIMIT
             constraints.append(Constraint(source, cap.limit_kw, cap.policy_id))
+            if cap.limit_a is not None:
+                amps.append(Constraint(source, cap.limit_a, cap.policy_id))
         if node_id == root:
             cap, scheduled = _active_cap(
                 by_target.get((LimitScope.MICROGRID, None), ()), at, zone, schedules=schedules
@@ -189,6 +210,8 @@ def evaluate(
                     ConstraintSource.TOU_LIMIT if scheduled else ConstraintSource.MICROGRID_LIMIT
                 )
                 constraints.append(Constraint(source, cap.limit_kw, cap.policy_id))
+                if cap.limit_a is not None:
+                    amps.append(Constraint(source, cap.limit_a, cap.policy_id))
         constraints.extend(extra_by_node.get(node_id, ()))
         constraints = [Constraint(str(c.source), float(c.limit_kw), c.ref) for c in constraints]
         constraints.sort(
@@ -216,8 +239,24 @@ def evaluate(
                 )
             ),
             constraints=tuple(constraints),
+            current=_current_limit(amps, by_id),
         )
     return out
+
+
+def _current_limit(amps: list[Constraint], by_id: dict[str, PolicySpec]) -> CurrentLimit | None:
+    if not amps:
+        return None
+    amps = [Constraint(str(c.source), float(c.limit_kw), c.ref) for c in amps]
+    amps.sort(key=lambda c: (_RANK.get(c.source, len(_RANK)), c.limit_kw, _number(c.ref)))
+    winner = min(amps, key=lambda c: (c.limit_kw, _RANK.get(c.source, len(_RANK)), _number(c.ref)))
+    policy = by_id.get(winner.ref) if winner.source in POLICY_SOURCES else None
+    return CurrentLimit(
+        limit_a=winner.limit_kw,
+        source=winner.source,
+        active_policy_id=policy.policy_id if policy else None,
+        constraints=tuple(amps),
+    )
 
 
 def effective_limits(
@@ -259,6 +298,9 @@ def node_limit_dict(limit: NodeLimit) -> dict[str, Any]:
         "active_policy_id": limit.active_policy_id,
         "active_schedule": limit.active_schedule,
         "envelope_ids": list(limit.envelope_ids),
+        "effective_limit_a": limit.current.limit_a if limit.current else None,
+        "limit_a_source": limit.current.source if limit.current else None,
+        "active_policy_id_a": limit.current.active_policy_id if limit.current else None,
     }
 
 
@@ -284,6 +326,7 @@ def policy_dict(spec: PolicySpec) -> dict[str, Any]:
         "scope": spec.scope,
         "node_id": spec.node_id,
         "limit_kw": spec.limit_kw,
+        "limit_a": spec.limit_a,
         "schedule": spec.schedule.as_dict() if spec.schedule else None,
         "source": spec.source,
         "updated_at": spec.updated_at.isoformat() if spec.updated_at else None,
@@ -335,6 +378,7 @@ def spec_of(policy: LimitPolicy) -> PolicySpec:
         scope=policy.scope,
         node_id=policy.node.node_id if policy.node_id else None,
         limit_kw=policy.limit_kw,
+        limit_a=policy.limit_a,
         schedule=policy.schedule,
         source=policy.source,
         policy_id=policy.policy_id,

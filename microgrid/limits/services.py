@@ -83,6 +83,7 @@ def _write(policy: LimitPolicy, spec: PolicySpec, node: MicrogridNode | None, us
     policy.scope = spec.scope
     policy.node = node
     policy.limit_kw = spec.limit_kw
+    policy.limit_a = spec.limit_a
     policy.source = spec.source
     for name, value in _schedule_columns(spec.schedule).items():
         setattr(policy, name, value)
@@ -107,6 +108,7 @@ def limit_policy_validate(
     scope: str,
     limit_kw: float,
     node_id: str | None = None,
+    limit_a: float | None = None,
     schedule: Schedule | None = None,
     source: str = LimitSource.MANUAL,
     policy: LimitPolicy | None = None,
@@ -114,7 +116,7 @@ def limit_policy_validate(
     """The policy these validated values make (as a new one, or replacing `policy`) checked
     against the topology and the other policies, or DomainError. Writes nothing: admin forms
     call it from clean() to show errors inline."""
-    spec = PolicySpec(scope, node_id, limit_kw, schedule, source)
+    spec = PolicySpec(scope, node_id, limit_kw, schedule, source, limit_a)
     spec = spec.with_id(policy.policy_id if policy else None)
     problems, conflicts = check_rules(spec, node_facts(microgrid), policy_specs(microgrid))
     raise_problems(problems, conflicts)
@@ -127,6 +129,7 @@ def limit_policy_create(
     scope: str,
     limit_kw: float,
     node_id: str | None = None,
+    limit_a: float | None = None,
     schedule: Schedule | None = None,
     source: str = LimitSource.MANUAL,
     user=None,
@@ -139,6 +142,7 @@ def limit_policy_create(
             scope=scope,
             node_id=node_id,
             limit_kw=limit_kw,
+            limit_a=limit_a,
             schedule=schedule,
             source=source,
         )
@@ -157,6 +161,7 @@ def limit_policy_update(
     scope: str,
     limit_kw: float,
     node_id: str | None = None,
+    limit_a: float | None = None,
     schedule: Schedule | None = None,
     source: str = LimitSource.MANUAL,
     user=None,
@@ -177,6 +182,7 @@ def limit_policy_update(
             scope=scope,
             node_id=node_id,
             limit_kw=limit_kw,
+            limit_a=limit_a,
             schedule=schedule,
             source=source,
             policy=current,

@@ -9,7 +9,7 @@ target, no overlapping schedules per target). Services add the database.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ class PolicySpec:
     limit_kw: float
     schedule: Schedule | None
     source: str
+    limit_a: float | None = None  # per-phase current cap, on top of limit_kw
     policy_id: str | None = None
     updated_at: datetime | None = None
 
@@ -40,7 +41,7 @@ class PolicySpec:
     @property
     def values(self) -> tuple:
         """What makes two policies the same policy (ids and times aside)."""
-        return (self.scope, self.node_id, self.limit_kw, self.schedule, self.source)
+        return (self.scope, self.node_id, self.limit_kw, self.limit_a, self.schedule, self.source)
 
     def fields(self) -> dict[str, Any]:
         """The policy's values as the services' keyword arguments."""
@@ -48,6 +49,7 @@ class PolicySpec:
             "scope": self.scope,
             "node_id": self.node_id,
             "limit_kw": self.limit_kw,
+            "limit_a": self.limit_a,
             "schedule": self.schedule,
             "source": self.source,
         }
@@ -67,6 +69,7 @@ class NodeFacts:
 
     ratings: Mapping[str, float | None]
     root_id: str | None
+    ratings_a: Mapping[str, float | None] = field(default_factory=dict)  # per phase, A
 
 
 def check_rules(
@@ -117,6 +120,25 @@ def check_rules(
                     "field": "limit_kw",
                     "limit_kw": spec.limit_kw,
                     "physical_rating_kw": rating,
+                },
+            )
+        )
+
+    rating_a = facts.ratings_a.get(rated_node)
+    if rating_a is not None and spec.limit_a is not None and spec.limit_a > rating_a:
+        what = "Node Limit" if spec.scope == LimitScope.NODE else "Microgrid limit"
+        errors.append(
+            ErrorItem(
+                "LIMIT_EXCEEDS_PHYSICAL_RATING",
+                f"{what} {spec.limit_a:g} A per phase exceeds the rating {rating_a:g} A per "
+                f"phase of Microgrid Node {rated_node!r} (field {prefix}limit_a)",
+                node_id=rated_node,
+                field=prefix + "limit_a",
+                details={
+                    "node_id": rated_node,
+                    "field": "limit_a",
+                    "limit_a": spec.limit_a,
+                    "rating_a": rating_a,
                 },
             )
         )

@@ -35,6 +35,7 @@ FORM_FIELDS = {
     "scope": "scope",
     "node_id": "node_id",
     "limit_kw": "limit_kw",
+    "limit_a": "limit_a",
     "schedule": "schedule",
     "schedule.days": "days",
     "schedule.start": "start",
@@ -62,6 +63,9 @@ def form_data(post) -> dict[str, Any]:
     text = post.get("limit_kw", "").strip()
     if text:
         data["limit_kw"] = float(text) if _NUMBER.match(text) else text
+    text = post.get("limit_a", "").strip()
+    if text:
+        data["limit_a"] = float(text) if _NUMBER.match(text) else text
     days = post.getlist("days")
     start, end = post.get("start", "").strip(), post.get("end", "").strip()
     if days or start or end:
@@ -84,6 +88,7 @@ def form_values(data: dict[str, Any] | None = None, spec: PolicySpec | None = No
             "scope": spec.scope,
             "node_id": spec.node_id or "",
             "limit_kw": format_kw(spec.limit_kw),
+            "limit_a": format_kw(spec.limit_a) if spec.limit_a is not None else "",
             "days": list(spec.schedule.days) if spec.schedule else [],
             "start": spec.schedule.start_text if spec.schedule else "",
             "end": spec.schedule.end_text if spec.schedule else "",
@@ -92,10 +97,12 @@ def form_values(data: dict[str, Any] | None = None, spec: PolicySpec | None = No
     data = data or {}
     schedule = data.get("schedule") or {}
     limit = data.get("limit_kw", "")
+    limit_a = data.get("limit_a", "")
     return {
         "scope": data.get("scope") or LimitScope.NODE,
         "node_id": data.get("node_id") or "",
         "limit_kw": format_kw(limit) if isinstance(limit, float) else limit,
+        "limit_a": format_kw(limit_a) if isinstance(limit_a, float) else limit_a,
         "days": schedule.get("days", []),
         "start": schedule.get("start", ""),
         "end": schedule.get("end", ""),
@@ -157,7 +164,9 @@ def _page_context(microgrid, at, *, form: dict, errors=None, editing: LimitPolic
                 else node["kind"],
                 "indent": depth[node["node_id"]] * 20,
                 "rating": format_kw(node["physical_rating_kw"]),
+                "rating_a": format_kw(node["rating_a"]) if node.get("rating_a") else None,
                 "now": now,
+                "now_a": format_kw(now.current.limit_a) if now.current else None,
                 "now_kw": format_kw(now.effective_limit_kw),
                 "now_label": ConstraintSource(now.limit_source).label
                 if now.limit_source in ConstraintSource.values
@@ -182,6 +191,7 @@ def _page_context(microgrid, at, *, form: dict, errors=None, editing: LimitPolic
                 "kind": "Node Limit" if p.scope == LimitScope.NODE else "Microgrid limit",
                 "target_name": node["name"] if node else None,
                 "limit": format_kw(p.limit_kw),
+                "limit_a": format_kw(p.limit_a) if p.limit_a is not None else None,
                 "status": status,
                 "overridden_by": active_tou.get(p.target),
                 "source_label": LimitSource(p.source).label,

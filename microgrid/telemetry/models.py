@@ -22,6 +22,10 @@ class TelemetryReading(models.Model):
     received_at = models.DateTimeField()
     connected = models.BooleanField(null=True, blank=True)
     requested_kw = models.FloatField(null=True, blank=True)
+    # Optional per-phase currents (A) of the asset's own L1, L2, L3 (spec 3.5, issue 19).
+    current_l1_a = models.FloatField(null=True, blank=True)
+    current_l2_a = models.FloatField(null=True, blank=True)
+    current_l3_a = models.FloatField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -44,6 +48,9 @@ class LatestReading(models.Model):
     observed_at = models.DateTimeField(null=True, blank=True)
     connected = models.BooleanField(null=True, blank=True)
     requested_kw = models.FloatField(null=True, blank=True)
+    current_l1_a = models.FloatField(null=True, blank=True)
+    current_l2_a = models.FloatField(null=True, blank=True)
+    current_l3_a = models.FloatField(null=True, blank=True)
     plugged_in_at = models.DateTimeField(
         null=True,
         blank=True,

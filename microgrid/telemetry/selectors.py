@@ -24,8 +24,16 @@ def latest_readings(microgrid) -> dict[str, dict[str, Any]]:
         "requested_kw",
         "plugged_in_at",
         "session_energy_kwh",
+        "current_l1_a",
+        "current_l2_a",
+        "current_l3_a",
     )
-    return {r.pop("asset__asset_id"): r for r in rows}
+    out = {}
+    for r in rows:
+        currents = (r.pop("current_l1_a"), r.pop("current_l2_a"), r.pop("current_l3_a"))
+        r["current_a"] = None if currents[0] is None else list(currents)
+        out[r.pop("asset__asset_id")] = r
+    return out
 
 
 def freshness(observed_at: datetime | None, now: datetime, stale_after_s: int) -> str:

@@ -48,7 +48,7 @@ def telemetry_ingest(*, microgrid: Microgrid, readings: Any, now: datetime | Non
     )
 
 
-# Rows per statement: 1,000 rows x 8 columns stays under SQLite's 32,766 parameters.
+# Rows per statement: 1,000 rows x 11 columns stays under SQLite's 32,766 parameters.
 _CHUNK = 1000
 
 
@@ -57,6 +57,9 @@ _PG_TYPES = {
     "asset_id": "bigint",
     "power_kw": "double precision",
     "requested_kw": "double precision",
+    "current_l1_a": "double precision",
+    "current_l2_a": "double precision",
+    "current_l3_a": "double precision",
     "observed_at": "timestamptz",
     "received_at": "timestamptz",
     "plugged_in_at": "timestamptz",
@@ -130,6 +133,9 @@ def _insert_readings(microgrid: Microgrid, readings: list[Reading], now: datetim
             "received_at",
             "connected",
             "requested_kw",
+            "current_l1_a",
+            "current_l2_a",
+            "current_l3_a",
         ),
         [
             (
@@ -140,6 +146,7 @@ def _insert_readings(microgrid: Microgrid, readings: list[Reading], now: datetim
                 received,
                 r.connected,
                 r.requested_kw,
+                *(r.current_a or _NO_CURRENTS),
             )
             for r in readings
         ],
@@ -147,6 +154,7 @@ def _insert_readings(microgrid: Microgrid, readings: list[Reading], now: datetim
     )
 
 
+_NO_CURRENTS = (None, None, None)
 _LATEST_COLUMNS = (
     "asset_id",
     "power_kw",
@@ -155,6 +163,9 @@ _LATEST_COLUMNS = (
     "requested_kw",
     "plugged_in_at",
     "session_energy_kwh",
+    "current_l1_a",
+    "current_l2_a",
+    "current_l3_a",
 )
 
 
@@ -185,7 +196,7 @@ def _advance_latest(microgrid: Microgrid, readings: list[Reading], now: datetime
     max_gap_s = float(microgrid.telemetry_stale_after_s)
     for pk in pks:
         row = current[pk]
-        _, power, observed, connected, requested, plugged, energy = row
+        _, power, observed, connected, requested, plugged, energy, *currents = row
         state_changed = False
         for r in sorted(by_asset[pk], key=lambda x: x.observed_at):
             if observed is not None and r.observed_at <= observed:
@@ -208,9 +219,11 @@ def _advance_latest(microgrid: Microgrid, readings: list[Reading], now: datetime
                 r.connected,
                 r.requested_kw,
             )
+            # A reading without currents says nothing about them: the latest has none then.
+            currents = list(r.current_a or _NO_CURRENTS)
             state_changed = True
         if state_changed:
-            changed.append((pk, power, observed, connected, requested, plugged, energy))
+            changed.append((pk, power, observed, connected, requested, plugged, energy, *currents))
     if not changed:
         return
     adapt = connection.ops.adapt_datetimefield_value
@@ -229,9 +242,12 @@ def _advance_latest(microgrid: Microgrid, readings: list[Reading], now: datetime
                 requested,
                 adapt(plugged) if plugged is not None else None,
                 energy,
+                l1,
+                l2,
+                l3,
                 updated,
             )
-            for pk, power, observed, connected, requested, plugged, energy in changed
+            for pk, power, observed, connected, requested, plugged, energy, l1, l2, l3 in changed
         ],
         "ON CONFLICT (asset_id) DO UPDATE SET "
         + ", ".join(f"{c} = excluded.{c}" for c in columns if c not in ("asset_id",)),

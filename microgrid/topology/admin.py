@@ -159,6 +159,7 @@ class MicrogridNodeAdmin(ReadOnlyAdmin):
         "physical_rating_kw",
         "voltage_v",
         "phases",
+        "rating_a",
     )
     list_filter = ("kind", "microgrid")
     search_fields = ("node_id", "name", "microgrid__microgrid_id")
@@ -176,6 +177,10 @@ class AssetAdmin(ReadOnlyAdmin):
         "max_power_kw",
         "min_power_kw",
         "priority",
+        "phases",
+        "phase_rotation",
+        "min_current_a",
+        "max_current_a",
         "station_id",
         "evse_id",
         "rated_power_kw",

@@ -25,6 +25,22 @@ class AssetKind(models.TextChoices):
     METER = "METER", "Meter"
 
 
+class PhaseRotation(models.TextChoices):
+    """How a charger's phases sit on its node's phases (OCPP's names). A single-phase charger
+    names the grid phase it is wired to; a three-phase one which grid phase its L1, L2, L3 are."""
+
+    L1 = "L1", "L1"
+    L2 = "L2", "L2"
+    L3 = "L3", "L3"
+    L1L2L3 = "L1L2L3", "L1L2L3 (no rotation)"
+    L2L3L1 = "L2L3L1", "L2L3L1"
+    L3L1L2 = "L3L1L2", "L3L1L2"
+
+
+SINGLE_PHASE_ROTATIONS = ("L1", "L2", "L3")
+THREE_PHASE_ROTATIONS = ("L1L2L3", "L2L3L1", "L3L1L2")
+DEFAULT_ROTATION = {1: "L1", 3: "L1L2L3"}
+
 # The fields each asset kind carries beyond asset_id, node_id, kind and name,
 # in the order the API shows them.
 ASSET_KIND_FIELDS: dict[str, tuple[str, ...]] = {
@@ -33,6 +49,10 @@ ASSET_KIND_FIELDS: dict[str, tuple[str, ...]] = {
         "min_power_kw",
         "priority",
         "failsafe_power_kw",
+        "phases",
+        "phase_rotation",
+        "min_current_a",
+        "max_current_a",
         "station_id",
         "evse_id",
     ),

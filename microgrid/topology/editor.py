@@ -26,8 +26,8 @@ from microgrid.topology import selectors, services, tree
 from microgrid.topology.card import microgrid_tabs
 from microgrid.topology.diagram import render_topology_svg
 
-NODE_COLUMNS = 8
-ASSET_COLUMNS = 13
+NODE_COLUMNS = 9
+ASSET_COLUMNS = 17
 FIELD_LABELS = {
     "node_id": "Node ID",
     "parent_id": "Parent",
@@ -36,6 +36,10 @@ FIELD_LABELS = {
     "physical_rating_kw": "Physical rating (kW)",
     "voltage_v": "Voltage (V)",
     "phases": "Phases",
+    "rating_a": "Rating per phase (A)",
+    "phase_rotation": "Phase rotation",
+    "min_current_a": "Min current (A)",
+    "max_current_a": "Max current (A)",
     "asset_id": "Asset ID",
     "max_power_kw": "Max power (kW)",
     "min_power_kw": "Min power (kW)",

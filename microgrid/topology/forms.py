@@ -19,27 +19,46 @@ from typing import Any
 from django import forms
 from django.utils.safestring import mark_safe
 
-from microgrid.topology.choices import ASSET_KIND_FIELDS, AssetKind, NodeKind
+from microgrid.topology.choices import ASSET_KIND_FIELDS, AssetKind, NodeKind, PhaseRotation
 
 # Django would silently ignore rows past absolute_max; refuse instead (validate_max).
 # Larger topologies are edited through the API.
 MAX_ROWS = 1500
 BLANK_ROWS = 3
 
-NODE_NUMBERS = ("physical_rating_kw", "voltage_v", "phases")
+NODE_NUMBERS = ("physical_rating_kw", "voltage_v", "phases", "rating_a")
 ASSET_NUMBERS = (
     "max_power_kw",
     "min_power_kw",
     "priority",
     "failsafe_power_kw",
+    "phases",
+    "phase_rotation",
+    "min_current_a",
+    "max_current_a",
     "rated_power_kw",
     "fallback_kw",
 )
 ASSET_NUMBERS = (*ASSET_NUMBERS, "evse_id")
 ASSET_TEXTS = ("station_id",)  # an id: "123" stays a string
 # What makes a row more than a blank "add" row (selects with a default do not count).
-NODE_CONTENT = ("node_id", "parent_id", "kind", "name", "physical_rating_kw", "voltage_v")
-ASSET_CONTENT = ("asset_id", "node_id", "kind", "name", *ASSET_NUMBERS, *ASSET_TEXTS)
+NODE_CONTENT = (
+    "node_id",
+    "parent_id",
+    "kind",
+    "name",
+    "physical_rating_kw",
+    "voltage_v",
+    "rating_a",
+)
+ASSET_CONTENT = (
+    "asset_id",
+    "node_id",
+    "kind",
+    "name",
+    *(n for n in ASSET_NUMBERS if n not in ("phases", "phase_rotation")),
+    *ASSET_TEXTS,
+)
 
 _INT_RE = re.compile(r"[+-]?\d+")
 
@@ -164,6 +183,7 @@ class NodeRowForm(_RowForm):
     physical_rating_kw = _number(min="0")
     voltage_v = _number(min="0", placeholder="230")
     phases = _select([("3", "3"), ("1", "1")], initial="3")
+    rating_a = _number(min="0")
 
 
 class AssetRowForm(_RowForm):
@@ -178,6 +198,11 @@ class AssetRowForm(_RowForm):
     min_power_kw = _number(min="0")
     priority = _number(step="1", placeholder="0")
     failsafe_power_kw = _number(min="0")
+    phases = _select([("3", "3"), ("1", "1")], initial="3")
+    # Empty: the default for the phases (L1, L1L2L3).
+    phase_rotation = _select([("", "default"), *((v, v) for v in PhaseRotation.values)])
+    min_current_a = _number(min="0")
+    max_current_a = _number(min="0")
     station_id = _text(autocomplete="off", spellcheck="false", placeholder="OCPP station")
     evse_id = _number(min="1", step="1")
     rated_power_kw = _number(min="0")
@@ -372,6 +397,7 @@ def node_row_changes(row: Mapping[str, Any], saved: Mapping[str, Any] | None) ->
     staged = node_from_row(row)
     staged.setdefault("voltage_v", 230.0)
     staged.setdefault("phases", 3)
+    staged.setdefault("rating_a", None)
     return [
         name
         for name in ("parent_id", "kind", "name", *NODE_NUMBERS)
@@ -383,5 +409,8 @@ def asset_row_changes(row: Mapping[str, Any], saved: Mapping[str, Any] | None) -
     if saved is None:
         return []
     staged = asset_from_row(row)
+    if staged.get("kind") == AssetKind.CHARGER:
+        staged.setdefault("phases", 3)
+        staged.setdefault("phase_rotation", "L1" if staged["phases"] == 1 else "L1L2L3")
     names = ("node_id", "kind", "name", *ASSET_KIND_FIELDS.get(staged.get("kind") or "", ()))
     return [name for name in names if not _same(staged.get(name), saved.get(name))]

@@ -8,7 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from microgrid.topology.choices import AssetKind, HeadroomMode, NodeKind
+from microgrid.topology.choices import AssetKind, HeadroomMode, NodeKind, PhaseRotation
 
 
 class Depot(models.Model):
@@ -80,6 +80,8 @@ class MicrogridNode(models.Model):
     physical_rating_kw = models.FloatField()
     voltage_v = models.FloatField(default=230.0)
     phases = models.PositiveSmallIntegerField(default=3)
+    # The per-phase current rating (A) of the node's protective device; None = not known.
+    rating_a = models.FloatField("rating per phase (A)", null=True, blank=True)
     history = HistoricalRecords()
 
     class Meta:
@@ -94,6 +96,10 @@ class MicrogridNode(models.Model):
             ),
             models.CheckConstraint(condition=Q(voltage_v__gt=0), name="node_voltage_positive"),
             models.CheckConstraint(condition=Q(phases__in=[1, 3]), name="node_phases_1_or_3"),
+            models.CheckConstraint(
+                condition=Q(rating_a__isnull=True) | Q(rating_a__gt=0),
+                name="node_rating_a_positive",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -111,6 +117,12 @@ class Asset(models.Model):
     min_power_kw = models.FloatField(null=True, blank=True)
     priority = models.IntegerField(null=True, blank=True)
     failsafe_power_kw = models.FloatField(null=True, blank=True)
+    phases = models.PositiveSmallIntegerField(null=True, blank=True)
+    phase_rotation = models.CharField(
+        max_length=6, blank=True, default="", choices=PhaseRotation.choices
+    )
+    min_current_a = models.FloatField("min current per phase (A)", null=True, blank=True)
+    max_current_a = models.FloatField("max current per phase (A)", null=True, blank=True)
     # CHARGER on OCPP: its charging station and EVSE (the connector id on OCPP 1.6); both or
     # neither. The pair is unique within the microgrid (checked by the topology validator:
     # a database constraint would refuse a swap of two chargers' EVSEs in one save).
@@ -126,6 +138,10 @@ class Asset(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["microgrid", "asset_id"], name="asset_id_unique_per_microgrid"
+            ),
+            models.CheckConstraint(
+                condition=Q(phases__isnull=True) | Q(phases__in=[1, 3]),
+                name="asset_phases_1_or_3",
             ),
         ]
 

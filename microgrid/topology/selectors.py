@@ -63,6 +63,7 @@ _node_rows = PreparedRead(
             "physical_rating_kw",
             "voltage_v",
             "phases",
+            "rating_a",
         )
     ),
     microgrid=int,
@@ -82,6 +83,7 @@ def node_rows(microgrid: Microgrid) -> list[dict[str, Any]]:
             "physical_rating_kw": r["physical_rating_kw"],
             "voltage_v": r["voltage_v"],
             "phases": r["phases"],
+            "rating_a": r["rating_a"],
         }
         for r in rows
     ]
@@ -113,6 +115,10 @@ def asset_rows(microgrid: Microgrid) -> list[dict[str, Any]]:
             "min_power_kw",
             "priority",
             "failsafe_power_kw",
+            "phases",
+            "phase_rotation",
+            "min_current_a",
+            "max_current_a",
             "station_id",
             "evse_id",
             "rated_power_kw",
@@ -176,8 +182,36 @@ def diff_snapshots(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str,
         after = {item[ident]: item for item in new.get(key, [])}
         out[f"{key}_added"] = sorted(set(after) - set(before))
         out[f"{key}_removed"] = sorted(set(before) - set(after))
-        out[f"{key}_changed"] = sorted(i for i in set(before) & set(after) if before[i] != after[i])
+        out[f"{key}_changed"] = sorted(
+            i for i in set(before) & set(after) if _differs(before[i], after[i])
+        )
     return out
+
+
+# Fields added after revisions were first saved (issue 19), with the value an older snapshot
+# that lacks them meant: a save that only gains them is not a change of that node or asset.
+_ADDED_FIELD_DEFAULTS = {
+    "rating_a": None,
+    "phases": 3,
+    "phase_rotation": "L1L2L3",
+    "min_current_a": None,
+    "max_current_a": None,
+}
+
+
+def _differs(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    if old == new:
+        return False
+    for name in old.keys() | new.keys():
+        missing = object()
+        a, b = old.get(name, missing), new.get(name, missing)
+        if a is missing:
+            a = _ADDED_FIELD_DEFAULTS.get(name, missing)
+        if b is missing:
+            b = _ADDED_FIELD_DEFAULTS.get(name, missing)
+        if a != b:
+            return True
+    return False
 
 
 def check_scope(microgrid: Microgrid, scope: Any) -> dict[str, Any]:

@@ -31,12 +31,16 @@ ASSET_COLUMNS = (
     "min_power_kw",
     "priority",
     "failsafe_power_kw",
+    "phases",
+    "phase_rotation",
+    "min_current_a",
+    "max_current_a",
     "station_id",
     "evse_id",
     "rated_power_kw",
     "fallback_kw",
 )
-NODE_COLUMNS = ("kind", "name", "physical_rating_kw", "voltage_v", "phases")
+NODE_COLUMNS = ("kind", "name", "physical_rating_kw", "voltage_v", "phases", "rating_a")
 
 
 def microgrid_create(
@@ -317,6 +321,8 @@ def _set_asset(obj: Asset, data: dict[str, Any]) -> bool:
     kind_fields = ASSET_KIND_FIELDS[data["kind"]]
     for name in ASSET_COLUMNS:
         value = data.get(name) if name in kind_fields else None
+        if name == "phase_rotation" and value is None:
+            value = ""  # a text column: empty, not null, for the kinds without one
         if getattr(obj, name) != value:
             setattr(obj, name, value)
             changed = True
@@ -399,3 +405,20 @@ def microgrid_memberships_grant(
             membership._history_user = by
             membership.save()
     return made
+
+
+def microgrid_headroom_set(
+    *, microgrid: Microgrid, mode: str, static_kw: float, user=None
+) -> Microgrid:
+    """Set how much budget cycles keep back for uncontrolled load (spec 4.3, "Headroom");
+    `mode` one of HeadroomMode, `static_kw` 0..100,000 (checked by the caller's form or
+    profile check). Writes a history row only when something changes."""
+    with transaction.atomic():
+        locked = lock_microgrid(microgrid)
+        if (locked.headroom_mode, locked.headroom_static_kw) != (mode, static_kw):
+            locked.headroom_mode = mode
+            locked.headroom_static_kw = static_kw
+            locked.updated_by = user if getattr(user, "is_authenticated", False) else None
+            locked.save(update_fields=["headroom_mode", "headroom_static_kw", "updated_at"])
+    microgrid.headroom_mode, microgrid.headroom_static_kw = mode, static_kw
+    return microgrid

@@ -16,16 +16,33 @@ from typing import Any
 from microgrid.common.errors import ErrorItem, sort_errors
 from microgrid.common.fields import (
     FieldProblem,
+    check_amps,
     check_choice,
     check_id,
     check_int,
     check_kw,
     check_text,
 )
-from microgrid.topology.choices import ASSET_KIND_FIELDS, AssetKind, NodeKind
+from microgrid.topology.choices import (
+    ASSET_KIND_FIELDS,
+    DEFAULT_ROTATION,
+    SINGLE_PHASE_ROTATIONS,
+    THREE_PHASE_ROTATIONS,
+    AssetKind,
+    NodeKind,
+)
 from microgrid.topology.tree import tree_order
 
-NODE_FIELDS = ("node_id", "parent_id", "kind", "name", "physical_rating_kw", "voltage_v", "phases")
+NODE_FIELDS = (
+    "node_id",
+    "parent_id",
+    "kind",
+    "name",
+    "physical_rating_kw",
+    "voltage_v",
+    "phases",
+    "rating_a",
+)
 ASSET_BASE_FIELDS = ("asset_id", "node_id", "kind", "name")
 ALL_ASSET_FIELDS = frozenset(ASSET_BASE_FIELDS).union(*ASSET_KIND_FIELDS.values())
 
@@ -79,6 +96,12 @@ def _clean_node(raw: Any, index: int, errors: list[ErrorItem]) -> dict[str, Any]
         ("physical_rating_kw", lambda v: check_kw(v, exclusive_minimum=0), True, None),
         ("voltage_v", lambda v: check_kw(v, exclusive_minimum=0, maximum=100000), False, 230.0),
         ("phases", lambda v: check_int(v, minimum=1, maximum=3), False, 3),
+        (
+            "rating_a",
+            lambda v: None if v is None else check_amps(v, exclusive_minimum=0),
+            False,
+            None,
+        ),
     )
     for name, check, required, default in checks:
         if name not in raw:
@@ -166,6 +189,25 @@ def _clean_asset(raw: Any, index: int, errors: list[ErrorItem]) -> dict[str, Any
             problem("min_power_kw", "must not exceed max_power_kw")
         if max_kw is not None and failsafe is not None and failsafe > max_kw:
             problem("failsafe_power_kw", "must not exceed max_power_kw")
+        phases = take("phases", lambda v: check_int(v, minimum=1, maximum=3), default=3)
+        if phases == 2:
+            problem("phases", "must be 1 or 3")
+            phases = None
+        rotations = SINGLE_PHASE_ROTATIONS if phases == 1 else THREE_PHASE_ROTATIONS
+        rotation = take(
+            "phase_rotation",
+            lambda v: check_choice(v, (*SINGLE_PHASE_ROTATIONS, *THREE_PHASE_ROTATIONS)),
+            default=DEFAULT_ROTATION.get(phases),
+        )
+        if phases is not None and rotation is not None and rotation not in rotations:
+            problem(
+                "phase_rotation",
+                f"must be one of {', '.join(rotations)} for a {phases}-phase charger",
+            )
+        min_a = take("min_current_a", lambda v: check_amps(v, minimum=0))
+        max_a = take("max_current_a", lambda v: check_amps(v, exclusive_minimum=0))
+        if min_a is not None and max_a is not None and min_a > max_a:
+            problem("min_current_a", "must not exceed max_current_a")
         # OCPP: the charger's charging station and EVSE (the connector id on 1.6), both or
         # neither (spec 4.8).
         station = take("station_id", lambda v: check_id(v, "station_id"), default=None)
@@ -180,6 +222,10 @@ def _clean_asset(raw: Any, index: int, errors: list[ErrorItem]) -> dict[str, Any
             min_power_kw=min_kw,
             priority=priority,
             failsafe_power_kw=failsafe,
+            phases=phases,
+            phase_rotation=rotation,
+            min_current_a=min_a,
+            max_current_a=max_a,
             station_id=station,
             evse_id=evse,
         )

@@ -61,7 +61,11 @@ def test_engine_breaches_labels_and_openapi_use_the_one_definition():
 
 
 def test_every_limit_source_has_a_reason_and_a_breach_code():
-    assert set(codes.LIMIT_SOURCE_TO_BREACH.values()) == set(codes.BREACH_PRECEDENCE)
+    # Every breach code is a limit source's, except the per-phase one (issue 19), whose limit
+    # (A per phase) can come from several sources.
+    assert set(codes.LIMIT_SOURCE_TO_BREACH.values()) | {codes.BREACH_PHASE_CURRENT} == set(
+        codes.BREACH_PRECEDENCE
+    )
     assert set(codes.REASON_PRECEDENCE) >= codes.LIMIT_REASONS
     assert set(codes.LIMIT_SOURCE_TO_REASON) == set(codes.LIMIT_SOURCE_TO_BREACH)
 

@@ -35,6 +35,7 @@ def test_post_creates_a_policy_and_answers_201_with_it(operator_api, microgrid):
         "scope",
         "node_id",
         "limit_kw",
+        "limit_a",
         "schedule",
         "source",
         "updated_at",
@@ -274,6 +275,9 @@ def test_active_limits_follow_the_schedule_at_the_time_asked(operator_api, micro
         "active_policy_id": "LP-3",
         "active_schedule": EVENING,
         "envelope_ids": [],
+        "effective_limit_a": None,
+        "limit_a_source": None,
+        "active_policy_id_a": None,
     }
     before = operator_api.get(BASE + "active/", {"at": "2026-03-02T16:59:59+01:00"}).json()
     assert before["nodes"][1]["limit_source"] == "NODE_LIMIT"

@@ -210,6 +210,9 @@ def test_the_active_document_gives_the_roots_figures_for_the_microgrid(microgrid
         "active_policy_id": tou.policy_id,
         "active_schedule": EVENING,
         "envelope_ids": [],
+        "effective_limit_a": None,
+        "limit_a_source": None,
+        "active_policy_id_a": None,
     }
 
 

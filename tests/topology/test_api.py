@@ -37,6 +37,7 @@ def test_topology_read_is_one_response_in_tree_order(operator_api, microgrid):
         "physical_rating_kw": 400.0,
         "voltage_v": 230.0,
         "phases": 3,
+        "rating_a": None,
     }
     assert body["assets"][0] == {
         "asset_id": "CH-01",
@@ -47,6 +48,10 @@ def test_topology_read_is_one_response_in_tree_order(operator_api, microgrid):
         "min_power_kw": 4.1,
         "priority": 0,
         "failsafe_power_kw": 4.1,
+        "phases": 3,
+        "phase_rotation": "L1L2L3",
+        "min_current_a": None,
+        "max_current_a": None,
         "station_id": None,
         "evse_id": None,
     }

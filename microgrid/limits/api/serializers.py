@@ -15,7 +15,7 @@ from typing import Any
 from rest_framework import serializers
 
 from microgrid.common.errors import ErrorItem
-from microgrid.common.fields import FieldProblem, check_choice, check_id_value
+from microgrid.common.fields import MAX_A, FieldProblem, check_amps, check_choice, check_id_value
 from microgrid.common.serializers import (
     ID_SCHEMA,
     CheckedField,
@@ -93,6 +93,21 @@ class LimitPolicyInput(RequestSerializer):
         required=False, allow_null=True, help_text="the node of a NODE limit; null else"
     )
     limit_kw = KwField(exclusive_minimum=0, maximum=MAX_LIMIT_KW)
+    limit_a = CheckedField(
+        lambda v: check_amps(v, exclusive_minimum=0),
+        nullable(
+            {
+                "type": "number",
+                "exclusiveMinimum": True,
+                "minimum": 0,
+                "maximum": MAX_A,
+                "description": "optional per-phase current cap (A) on every phase of the "
+                "target, on top of limit_kw; at most the node's rating_a",
+            }
+        ),
+        required=False,
+        allow_null=True,
+    )
     schedule = ScheduleField(required=False, allow_null=True)
     source = ChoiceField(LimitSource.values, required=False, allow_null=True)
     policy_id = CheckedField(
@@ -131,6 +146,7 @@ class LimitPolicyInput(RequestSerializer):
             "scope": scope,
             "node_id": data["node_id"] if scope == LimitScope.NODE else None,
             "limit_kw": values["limit_kw"],
+            "limit_a": values.get("limit_a"),
             "schedule": values.get("schedule"),
             "source": values.get("source")
             or self.context.get("default_source", LimitSource.MANUAL),
@@ -217,6 +233,7 @@ class LimitPolicy(ResponseSerializer):
     scope = serializers.ChoiceField(LimitScope.values)
     node_id = SchemaField(ID_SCHEMA, allow_null=True)
     limit_kw = serializers.FloatField()
+    limit_a = serializers.FloatField(allow_null=True, help_text="per-phase current cap (A)")
     schedule = Schedule(allow_null=True)
     source = serializers.ChoiceField(LimitSource.values)
     updated_at = serializers.DateTimeField(allow_null=True)
@@ -238,6 +255,11 @@ class ActiveNodeLimit(ResponseSerializer):
     node_id = SchemaField(ID_SCHEMA)
     effective_limit_kw = serializers.FloatField()
     limit_source = serializers.ChoiceField(ConstraintSource.values)
+    effective_limit_a = serializers.FloatField(
+        allow_null=True, help_text="per-phase current limit (A); null: no current limit"
+    )
+    limit_a_source = serializers.ChoiceField(ConstraintSource.values, allow_null=True)
+    active_policy_id_a = serializers.CharField(allow_null=True)
     active_policy_id = serializers.CharField(allow_null=True)
     active_schedule = Schedule(allow_null=True)
     envelope_ids = serializers.ListField(child=serializers.CharField())

@@ -21,8 +21,10 @@ from rest_framework import serializers
 
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.fields import (
+    MAX_A,
     MAX_KW,
     FieldProblem,
+    check_amps,
     check_bool,
     check_datetime,
     check_id,
@@ -38,6 +40,7 @@ from microgrid.common.serializers import (
     SchemaField,
     ShapeField,
     TimestampField,
+    nullable,
     validated,
 )
 from microgrid.telemetry.choices import EnergySource, SessionOrigin
@@ -55,6 +58,19 @@ class TelemetryReadingInput(RequestSerializer):
     observed_at = SchemaField(TIMESTAMP_SCHEMA)
     connected = BoolField(required=False, help_text="chargers only (required there)")
     requested_kw = KwField(minimum=0, required=False, allow_null=True, help_text="chargers only")
+    current_a = SchemaField(
+        nullable(
+            {
+                "type": "array",
+                "items": {"type": "number", "minimum": 0, "maximum": MAX_A},
+                "minItems": 3,
+                "maxItems": 3,
+                "description": "chargers and meters only: the currents (A) of the asset's own "
+                "L1, L2, L3",
+            }
+        ),
+        required=False,
+    )
 
 
 class TelemetryBatch(RequestSerializer):
@@ -70,7 +86,7 @@ class TelemetryAccepted(ResponseSerializer):
     accepted = serializers.IntegerField(min_value=0)
 
 
-READING_FIELDS = {"asset_id", "power_kw", "observed_at", "connected", "requested_kw"}
+READING_FIELDS = {"asset_id", "power_kw", "observed_at", "connected", "requested_kw", "current_a"}
 FUTURE_TOLERANCE = timedelta(seconds=60)
 
 
@@ -82,6 +98,20 @@ class Reading:
     observed_at: datetime
     connected: bool | None
     requested_kw: float | None
+    current_a: tuple[float, float, float] | None = None
+
+
+def check_currents(value: Any) -> tuple[float, float, float]:
+    """`current_a`: the asset's L1, L2, L3 currents in A, three finite numbers >= 0."""
+    if not isinstance(value, list) or len(value) != 3:
+        raise FieldProblem("must be a list of three currents [l1, l2, l3] in A")
+    out = []
+    for i, item in enumerate(value):
+        try:
+            out.append(check_amps(item, minimum=0))
+        except FieldProblem as exc:
+            raise FieldProblem(f"[{i}] {exc}") from None
+    return (out[0], out[1], out[2])
 
 
 def _validate(raw: Any, index: int, assets: dict[str, tuple[int, str]], now: datetime):
@@ -162,9 +192,18 @@ def _validate(raw: Any, index: int, assets: dict[str, tuple[int, str]], now: dat
         for name in ("connected", "requested_kw"):
             if name in raw:
                 bad(name, f"is only for chargers, not {kind}")
+    currents = None
+    if raw.get("current_a") is not None:
+        if kind not in (AssetKind.CHARGER, AssetKind.METER):
+            bad("current_a", f"is only for chargers and meters, not {kind}")
+        else:
+            try:
+                currents = check_currents(raw["current_a"])
+            except FieldProblem as exc:
+                bad("current_a", str(exc))
     if errors:
         return None, errors
-    return Reading(asset_pk, asset_id, power, observed, connected, requested), []
+    return Reading(asset_pk, asset_id, power, observed, connected, requested, currents), []
 
 
 def readings_input(microgrid, readings: Any, *, now: datetime) -> list[Reading]:

@@ -14,7 +14,7 @@ from zoneinfo import available_timezones
 from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
-from microgrid.common.fields import MAX_KW, FieldProblem
+from microgrid.common.fields import MAX_A, MAX_KW, FieldProblem
 from microgrid.common.serializers import (
     ID_SCHEMA,
     CheckedField,
@@ -32,7 +32,7 @@ from microgrid.common.serializers import (
 )
 from microgrid.common.signals import collect
 from microgrid.topology import signals
-from microgrid.topology.choices import AssetKind, NodeKind
+from microgrid.topology.choices import AssetKind, NodeKind, PhaseRotation
 
 _ZONES: set[str] | None = None
 
@@ -94,6 +94,13 @@ class MicrogridNodeInput(RequestSerializer):
     phases = CheckedField(
         lambda v: v, {"type": "integer", "enum": [1, 3]}, required=False, default=3
     )
+    rating_a = KwField(
+        exclusive_minimum=0,
+        maximum=MAX_A,
+        required=False,
+        allow_null=True,
+        help_text="per-phase current rating (A) of the node's protective device",
+    )
 
 
 class _AssetInput(RequestSerializer):
@@ -112,6 +119,18 @@ class ChargerAssetInput(_AssetInput):
     failsafe_power_kw = KwField(
         minimum=0, required=False, allow_null=True, help_text="default: min_power_kw"
     )
+    phases = CheckedField(
+        lambda v: v, {"type": "integer", "enum": [1, 3]}, required=False, default=3
+    )
+    phase_rotation = ChoiceField(
+        PhaseRotation.values,
+        required=False,
+        allow_null=True,
+        help_text="single-phase: L1, L2, L3 (default L1); three-phase: L1L2L3, L2L3L1, "
+        "L3L1L2 (default L1L2L3)",
+    )
+    min_current_a = KwField(minimum=0, maximum=MAX_A, required=False, allow_null=True)
+    max_current_a = KwField(exclusive_minimum=0, maximum=MAX_A, required=False, allow_null=True)
     station_id = IdField(
         required=False, allow_null=True, help_text="its OCPP charging station (with evse_id)"
     )
@@ -285,6 +304,7 @@ class MicrogridNode(ResponseSerializer):
     physical_rating_kw = serializers.FloatField()
     voltage_v = serializers.FloatField()
     phases = serializers.ChoiceField([1, 3])
+    rating_a = serializers.FloatField(allow_null=True, help_text="A per phase")
 
 
 class _Asset(ResponseSerializer):
@@ -301,6 +321,10 @@ class ChargerAsset(_Asset):
     min_power_kw = serializers.FloatField()
     priority = serializers.IntegerField()
     failsafe_power_kw = serializers.FloatField()
+    phases = serializers.ChoiceField([1, 3])
+    phase_rotation = serializers.ChoiceField(PhaseRotation.values)
+    min_current_a = serializers.FloatField(allow_null=True)
+    max_current_a = serializers.FloatField(allow_null=True)
     station_id = serializers.CharField(allow_null=True)
     evse_id = serializers.IntegerField(allow_null=True)
 
