@@ -66,6 +66,7 @@ __all__ = [
     "Binding",
     "ChargerInput",
     "ChargerResult",
+    "PhaseChargerResult",
     "DepartureResult",
     "EngineInput",
     "EngineResult",
@@ -408,11 +409,6 @@ class ChargerResult:
     reason_codes: tuple[str, ...]
     binding: Binding | None
     departure: DepartureResult | None = None  # only for a charger with a session
-    # With per-phase data (issue 19): the setpoint as a kW limit and as a current per phase
-    # (A, rounded down to 0.1 A) on the `phases` phases the EV draws on.
-    limit_kw: float | None = None
-    limit_a: float | None = None
-    phases: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -425,10 +421,24 @@ class ChargerResult:
         }
         if self.departure is not None:
             d.update(self.departure.to_dict())
-        if self.phases is not None:
-            d["limit_kw"] = self.limit_kw
-            d["limit_a"] = self.limit_a
-            d["phases"] = self.phases
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseChargerResult(ChargerResult):
+    """A charger's result with per-phase data (issue 19): the setpoint as a kW limit and as a
+    current per phase (A, rounded down to 0.1 A) on the `phases` phases the EV draws on. A
+    subclass, so that a cycle without per-phase data builds exactly what it built before."""
+
+    limit_kw: float | None = None
+    limit_a: float | None = None
+    phases: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = ChargerResult.to_dict(self)
+        d["limit_kw"] = self.limit_kw
+        d["limit_a"] = self.limit_a
+        d["phases"] = self.phases
         return d
 
 
@@ -1408,23 +1418,15 @@ def _charger_results(
     alloc_out = _floor3(cols.setpoint).tolist()
     for k, value in cols.alloc_override.items():
         alloc_out[k] = value
-    n_out = len(code_list)
-    limit_a: list[float | None] = [None] * n_out
-    phases: list[int | None] = [None] * n_out
     if model is not None:
-        per_a = model.amps_per_kw.tolist()
-        phases = [int(k) for k in model.k.tolist()]
-        limit_a = [
-            None if kw is None else floor(kw * per_a[j] * 10.0 + 1e-9) / 10.0
-            for j, kw in enumerate(alloc_out)
-        ]
+        return _phase_charger_results(cols, reason_table, binding_table, dep, model, alloc_out)
     out: list[ChargerResult] = []
     append = out.append
     new = object.__new__
     layout = _ChargerResultLayout
     result_cls = ChargerResult
     departures = [None] * len(code_list) if dep is None else _departure_results(cols, dep)
-    for asset_id, node_id, requested, allocated, reasons, binding, departure, amps, ph in zip(
+    for asset_id, node_id, requested, allocated, reasons, binding, departure in zip(
         cols.asset_ids,
         cols.node_ids,
         cols.req_out.tolist(),
@@ -1432,8 +1434,6 @@ def _charger_results(
         map(reason_table.__getitem__, code_list),
         map(binding_table.__getitem__, code_list),
         departures,
-        limit_a,
-        phases,
         strict=True,
     ):
         obj = new(layout)
@@ -1444,11 +1444,49 @@ def _charger_results(
         obj.reason_codes = reasons
         obj.binding = binding
         obj.departure = departure
-        obj.limit_kw = allocated if ph is not None else None
-        obj.limit_a = amps
-        obj.phases = ph
         obj.__class__ = result_cls
         append(obj)
+    return tuple(out)
+
+
+def _phase_charger_results(
+    cols: _Columns,
+    reason_table: list[tuple[str, ...]],
+    binding_table: list[Binding | None],
+    dep: _Departures | None,
+    model: phase_alloc.PhaseModel,
+    alloc_out: list[float | None],
+) -> tuple[ChargerResult, ...]:
+    """`_charger_results` with per-phase data: each result also says its setpoint in A."""
+    code_list = cols.code_list
+    per_a = model.amps_per_kw.tolist()
+    departures = [None] * len(code_list) if dep is None else _departure_results(cols, dep)
+    out: list[ChargerResult] = []
+    for j, (asset_id, node_id, requested, allocated, k) in enumerate(
+        zip(
+            cols.asset_ids,
+            cols.node_ids,
+            cols.req_out.tolist(),
+            alloc_out,
+            model.k.tolist(),
+            strict=True,
+        )
+    ):
+        out.append(
+            PhaseChargerResult(
+                asset_id,
+                node_id,
+                requested,
+                allocated,
+                reason_table[code_list[j]],
+                binding_table[code_list[j]],
+                departures[j],
+                allocated,
+                # the setpoint's current per phase, rounded down to 0.1 A
+                None if allocated is None else floor(allocated * per_a[j] * 10.0 + 1e-9) / 10.0,
+                int(k),
+            )
+        )
     return tuple(out)
 
 
