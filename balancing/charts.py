@@ -77,3 +77,45 @@ def svg_series(
             "points": list(zip(labels, limit, strict=True)),
         },
     ]
+
+
+@dataclass
+class SessionEnergy:
+    """Energy needed against delivered per session of one cycle (issue 20), by asset_id."""
+
+    asset_ids: list[str] = field(default_factory=list)
+    departures: list[str | None] = field(default_factory=list)
+    needed: list[float] = field(default_factory=list)
+    delivered: list[float] = field(default_factory=list)
+    at_risk: list[bool] = field(default_factory=list)
+
+
+def session_energy(chargers: Iterable[Mapping[str, Any]]) -> SessionEnergy:
+    """The chargers of a cycle document whose session has a known energy need."""
+    out = SessionEnergy()
+    for c in sorted(chargers, key=lambda c: c["asset_id"]):
+        if c.get("energy_needed_kwh") is None:
+            continue
+        out.asset_ids.append(c["asset_id"])
+        out.departures.append(c.get("departure_at"))
+        out.needed.append(c["energy_needed_kwh"])
+        out.delivered.append(c.get("energy_delivered_kwh") or 0.0)
+        out.at_risk.append(bool(c.get("at_risk")))
+    return out
+
+
+def session_svg_series(labels: list[str], energy: SessionEnergy) -> list[dict[str, Any]]:
+    """`session_energy` as `render_load_chart_svg` series: delivered as an area, the need as a
+    dashed line over it (one point per session, labelled by charger and departure)."""
+    return [
+        {
+            "label": "delivered kWh",
+            "style": "area",
+            "points": list(zip(labels, energy.delivered, strict=True)),
+        },
+        {
+            "label": "energy needed kWh",
+            "style": "dashed",
+            "points": list(zip(labels, energy.needed, strict=True)),
+        },
+    ]

@@ -1744,8 +1744,8 @@ def _departure_grants(
     hi_c: int,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Step 2a for one class: least slack first, each charger's minimum is raised to what it
-    needs to be full `guard` before its departure (at most its demand), within the room left
-    on its path. A charger that cannot finish even at full power (negative slack) is not served
+    needs to be full `guard` before its departure (its whole demand once within the guard),
+    within the room left on its path. A charger that cannot finish even at full power (negative slack) is not served
     first: it shares the rest fairly, so it never starves the others."""
     ks = a.idx[lo_c:hi_c]
     sel = np.flatnonzero(dep.grantable[ks])
@@ -1759,8 +1759,10 @@ def _departure_grants(
     with np.errstate(divide="ignore", invalid="ignore"):
         full_s = np.where(dem > 0.0, e_left * 3600.0 / dem, inf)
         slack = t_left - full_s
-        horizon = np.maximum(t_left - dep.guard, t_left / 2.0)
-        need = np.where(horizon > 0.0, e_left * 3600.0 / horizon, inf)
+        # Full `guard` before the departure; within the guard, as fast as it can. Rounded up
+        # to the 0.1 kW of a setpoint, so that rounding down never leaves it a little short.
+        horizon = t_left - dep.guard
+        need = np.where(horizon > 0.0, np.ceil(e_left * 36000.0 / horizon - 1e-9) / 10.0, inf)
     want = np.minimum(need, dem) - a.min[pos]
     ok = np.flatnonzero((slack >= 0.0) & (want > _EPS))
     if not len(ok):

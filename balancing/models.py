@@ -80,6 +80,10 @@ class Cycle(models.Model):
     outcome = models.CharField(max_length=12, choices=Outcome.choices)
     source_mode = models.CharField(max_length=20, choices=SourceMode.choices)
     reason_codes = models.JSONField(default=list)
+    vehicles_at_risk = models.PositiveIntegerField(
+        default=0,
+        help_text="chargers whose vehicle cannot finish by its departure even at full power",
+    )
     record = models.BinaryField(
         editable=False,
         help_text="the cycle as the API returns it and every input replay_cycle needs: "

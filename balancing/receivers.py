@@ -76,7 +76,7 @@ def card_section_field(sender, **kwargs) -> dict:
 @receiver(card_sections, dispatch_uid="balancing.card_sections")
 def card_section(sender, *, microgrid, **kwargs) -> dict:
     return {
-        "latest_cycle": selectors.latest_cycle_summary(microgrid),
+        **selectors.card_cycle_section(microgrid),
         "open_breach_count": selectors.open_breach_count(microgrid),
     }
 

@@ -27,6 +27,7 @@ SUMMARY_FIELDS = (
     "outcome",
     "source_mode",
     "reason_codes",
+    "vehicles_at_risk",
 )
 
 
@@ -69,6 +70,12 @@ def cycle_get(microgrid, cycle_id: str) -> Cycle:
             status=404,
         )
     return cycle
+
+
+def latest_cycle_document(microgrid) -> dict[str, Any] | None:
+    """The latest cycle's stored document with its seq (one query; None before the first)."""
+    cycle = Cycle.objects.filter(microgrid=microgrid).order_by("-started_at", "-seq").first()
+    return None if cycle is None else {**cycle.document, "seq": cycle.seq}
 
 
 def cycle_document(cycle: Cycle) -> dict[str, Any]:
@@ -123,14 +130,28 @@ def breach_get(microgrid, breach_id: str) -> Breach:
     return breach
 
 
-def latest_cycle_summary(microgrid) -> dict[str, Any] | None:
-    row = (
+def latest_cycle_row(microgrid) -> dict[str, Any] | None:
+    return (
         Cycle.objects.filter(microgrid=microgrid)
         .order_by("-started_at", "-seq")
         .values(*SUMMARY_FIELDS)
         .first()
     )
+
+
+def latest_cycle_summary(microgrid) -> dict[str, Any] | None:
+    row = latest_cycle_row(microgrid)
     return cycle_summary(row) if row else None
+
+
+def card_cycle_section(microgrid) -> dict[str, Any]:
+    """The card's latest cycle and how many vehicles it found at risk of leaving short (one
+    query; null before the first cycle)."""
+    row = latest_cycle_row(microgrid)
+    return {
+        "latest_cycle": cycle_summary(row) if row else None,
+        "vehicles_at_risk": row["vehicles_at_risk"] if row else None,
+    }
 
 
 def node_load(node: dict[str, Any]) -> tuple[float, float, float | None]:
@@ -186,7 +207,7 @@ def card_page_context(microgrid) -> dict[str, Any]:
         "microgrid": microgrid,
         "root_load": {"node_id": root_id, **loads[root_id]} if root_id else None,
         "root_headroom": _headroom(loads[root_id]["load_pct"]) if root_id else None,
-        "latest_cycle": latest_cycle_summary(microgrid),
+        **card_cycle_section(microgrid),
         "open_breaches": list(
             Breach.objects.filter(microgrid=microgrid, status=BreachStatus.OPEN).order_by(
                 "node_id"

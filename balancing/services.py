@@ -211,6 +211,9 @@ def _run_locked(microgrid, *, trigger, scope, started_at, clock, valid_for_s) ->
         outcome=result.outcome,
         source_mode=result.source_mode,
         reason_codes=list(result.reason_codes),
+        vehicles_at_risk=sum(
+            1 for c in result.chargers if c.departure is not None and c.departure.at_risk
+        ),
         document=document,
         snapshot=inputs.snapshot(topology_version=microgrid.topology_version),
     )

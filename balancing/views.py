@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from balancing import selectors
-from balancing.charts import svg_series
+from balancing.charts import session_energy, session_svg_series, svg_series
 from balancing.choices import CODE_LABELS, Outcome, SourceMode, TriggerType
 from microgrid.common.errors import DomainError
 from microgrid.common.pages import manage_view
@@ -76,9 +76,39 @@ def _charts(microgrid, chart_range: str | None = None) -> dict:
     return {
         "node_charts": node_charts,
         "group_charts": group_charts,
+        **_session_chart(microgrid),
         "cycle_count": len(labels),
         "chart_range": chart_range if days else "",
         "chart_ranges": list(selectors.CHART_RANGES),
+    }
+
+
+def _session_chart(microgrid) -> dict:
+    """Energy needed against delivered per session of the latest cycle (issue 20)."""
+    doc = selectors.latest_cycle_document(microgrid)
+    energy = session_energy((doc or {}).get("chargers", []))
+    if not energy.asset_ids:
+        return {"session_chart": None, "sessions_at_risk": 0}
+    tz = _zone(microgrid)
+    labels = [
+        f"{asset_id} {datetime.fromisoformat(d).astimezone(tz):%H:%M}" if d else asset_id
+        for asset_id, d in zip(energy.asset_ids, energy.departures, strict=True)
+    ]
+    return {
+        "session_chart": render_load_chart_svg(
+            session_svg_series(labels, energy),
+            title=f"Cycle #{doc['seq']}: energy needed against delivered per session "
+            "(charger, departure)",
+            width=1100,
+            height=260,
+        ),
+        "sessions_at_risk": sum(energy.at_risk),
+        "session_rows": [
+            {"label": label, "needed": n, "delivered": d, "at_risk": r}
+            for label, n, d, r in zip(
+                labels, energy.needed, energy.delivered, energy.at_risk, strict=True
+            )
+        ],
     }
 
 

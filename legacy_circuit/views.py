@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from django.shortcuts import redirect, render
 
 from legacy_circuit import selectors
 from legacy_circuit.choices import ResolutionFailure
+from legacy_circuit.models import LegacyCircuit
 from microgrid.common.errors import DomainError
 from microgrid.common.pages import manage_view
+from microgrid.topology.models import Microgrid
 
 RECENT_USAGE_ROWS = 50
 
@@ -42,11 +42,23 @@ def alias_usage_page(request):
     except DomainError as exc:
         filter_error = exc
         report = selectors.usage_report({"limit": str(RECENT_USAGE_ROWS)}, user=request.user)
+    # Times on the depot's clock (spec 7): a call's microgrid's depot, else its circuit's
+    # depot, else UTC (a call that named no known circuit). Two queries.
+    mg_zones = dict(
+        Microgrid.objects.filter(
+            microgrid_id__in={r["microgrid_id"] for r in report["usage"] if r["microgrid_id"]}
+        ).values_list("microgrid_id", "depot__timezone")
+    )
+    circuit_ids = {r["circuit_id"] for r in (*report["usage"], *report["summary"])}
+    circuit_zones = dict(
+        LegacyCircuit.objects.filter(circuit_id__in=circuit_ids, depot__isnull=False).values_list(
+            "circuit_id", "depot__timezone"
+        )
+    )
     for row in report["usage"]:
-        row["at_text"] = _when(row["at"])
+        row["zone"] = mg_zones.get(row["microgrid_id"]) or circuit_zones.get(row["circuit_id"])
     for row in report["summary"]:
-        row["first_text"] = _when(row["first_used_at"])
-        row["last_text"] = _when(row["last_used_at"])
+        row["zone"] = circuit_zones.get(row["circuit_id"])
     context = {
         "nav": "usage",
         "report": report,
@@ -55,8 +67,3 @@ def alias_usage_page(request):
         "recent_rows": RECENT_USAGE_ROWS,
     }
     return render(request, "legacy/alias_usage.html", context)
-
-
-def _when(iso: str | None) -> str:
-    """An ISO timestamp (UTC) as the pages show times: to the second."""
-    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S") if iso else ""

@@ -293,6 +293,9 @@ OCPP_HEARTBEAT_S = env_int("OCPP_HEARTBEAT_S", 60)
 OCPP_RESPONSE_TIMEOUT_S = env_int("OCPP_RESPONSE_TIMEOUT_S", 30)
 # How often each gateway looks for due deliveries of the stations it holds.
 OCPP_POLL_S = float(env_str("OCPP_POLL_S", "0.5"))
+# How often a gateway looks for EVSEs of its stations whose level 0 failsafe profile is
+# missing (failed, or for another failsafe power than the charger's now).
+OCPP_FAILSAFE_CHECK_S = float(env_str("OCPP_FAILSAFE_CHECK_S", "30"))
 
 # Scheduled cycles per Celery task (balancing.tasks.run_scheduled_cycles): one broker round
 # trip and acknowledgement for this many cycles; 1 gives a task per microgrid.

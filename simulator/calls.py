@@ -146,10 +146,11 @@ class Caller:
             headers["HTTP_X_CORRELATION_ID"] = f"{self.request_prefix}-{self.count}"
         else:
             headers["HTTP_AUTHORIZATION"] = f"Token {self._key(prepared.caller)}"
+        send = getattr(client, prepared.method.lower())
         if prepared.body is None:
-            response = client.post(prepared.path, **headers)
+            response = send(prepared.path, **headers)
         else:
-            response = client.post(
+            response = send(
                 prepared.path,
                 data=json.dumps(prepared.body),
                 content_type="application/json",

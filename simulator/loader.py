@@ -29,10 +29,12 @@ from django.db import transaction
 from django.utils.module_loading import module_has_submodule
 
 from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.fields import FieldProblem, check_kw
 from microgrid.topology import selectors as topology_selectors
 from microgrid.topology import services as topology_services
 from microgrid.topology.access import SYSTEM
 from microgrid.topology.api.serializers import microgrid_input
+from microgrid.topology.choices import HeadroomMode
 from microgrid.topology.models import Microgrid
 from microgrid.topology.validation import validate_topology
 
@@ -113,7 +115,8 @@ def check_profile(profile: dict[str, Any]) -> list[ErrorItem]:
         errors.append(ErrorItem("FIELD_INVALID", "microgrid must be a mapping", field="microgrid"))
     if isinstance(microgrid, dict):
         for key in sorted(
-            set(microgrid) - {"microgrid_id", "name", "telemetry_stale_after_s", "cycle_interval_s"}
+            set(microgrid)
+            - {"microgrid_id", "name", "telemetry_stale_after_s", "cycle_interval_s", *HEADROOM}
         ):
             errors.append(
                 ErrorItem(
@@ -122,6 +125,8 @@ def check_profile(profile: dict[str, Any]) -> list[ErrorItem]:
                     field=f"microgrid.{key}",
                 )
             )
+    if isinstance(microgrid, dict):
+        errors.extend(_check_headroom(microgrid))
     if isinstance(depot, dict):
         for key in sorted(set(depot) - {"depot_id", "name", "timezone"}):
             errors.append(
@@ -149,12 +154,19 @@ def load_profile(profile: dict[str, Any], *, user=None) -> LoadResult:
             .first()
         )
         created = existing is None
+        plain = {k: v for k, v in meta.items() if k not in HEADROOM}
         if created:
-            values = microgrid_input({**meta, "depot": depot})
+            values = microgrid_input({**plain, "depot": depot})
             microgrid = topology_services.microgrid_create(**values, user=user)
         else:
             microgrid = existing
-            _update_settings(microgrid, depot, meta)
+            _update_settings(microgrid, depot, plain)
+        topology_services.microgrid_headroom_set(
+            microgrid=microgrid,
+            mode=meta.get("headroom_mode", HeadroomMode.OFF),
+            static_kw=float(meta.get("headroom_static_kw", 0.0)),
+            user=user,
+        )
         microgrid = topology_selectors.microgrid_get(microgrid.microgrid_id, user=SYSTEM)
         for name, section in sections().items():
             if name in profile and section.order < 0:
@@ -203,3 +215,32 @@ def _update_settings(microgrid: Microgrid, depot: dict[str, Any], meta: dict[str
         for k, v in fields.items():
             setattr(microgrid, k, v)
         microgrid.save()
+
+
+# Headroom (spec 4.3) is set in the profile's microgrid section, as support sets it in admin.
+HEADROOM = ("headroom_mode", "headroom_static_kw")
+
+
+def _check_headroom(meta: dict[str, Any]) -> list[ErrorItem]:
+    errors = []
+    mode = meta.get("headroom_mode", HeadroomMode.OFF)
+    if mode not in HeadroomMode.values:
+        errors.append(
+            ErrorItem(
+                "FIELD_INVALID",
+                f"microgrid.headroom_mode must be one of {', '.join(HeadroomMode.values)}",
+                field="microgrid.headroom_mode",
+            )
+        )
+    if "headroom_static_kw" in meta:
+        try:
+            check_kw(meta["headroom_static_kw"], minimum=0, maximum=100_000)
+        except FieldProblem as exc:
+            errors.append(
+                ErrorItem(
+                    "FIELD_INVALID",
+                    f"microgrid.headroom_static_kw {exc}",
+                    field="microgrid.headroom_static_kw",
+                )
+            )
+    return errors

@@ -26,6 +26,7 @@ as in production (so a caller already inside a transaction is refused).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import random
@@ -33,6 +34,7 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,7 @@ from balancing.models import Breach, Cycle
 from balancing.services import cycle_request
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.fields import check_datetime
+from microgrid.common.roles import INTEGRATION
 from microgrid.limits.services import schedule_transitions_record
 from microgrid.telemetry.models import LatestReading
 from microgrid.telemetry.services import telemetry_ingest
@@ -54,7 +57,7 @@ from microgrid.topology.models import Depot, Microgrid
 from microgrid.topology.selectors import asset_rows, node_rows
 from microgrid.topology.tree import depths
 from simulator import artifacts, dispatch
-from simulator.calls import Caller, prepare
+from simulator.calls import Caller, Prepared, prepare
 from simulator.clock import SimClock, simulated_time
 from simulator.loader import check_profile, load_profile
 from simulator.scenario import SECTION, Scenario, parse_scenario
@@ -121,6 +124,82 @@ def simulate(
             run.caller.close()
         summary = _write(out, scenario, profile, microgrid, run, chart=chart)
     return RunResult(out, summary)
+
+
+# ---- compare mode (issue 20) -------------------------------------------------------------------
+
+COMPARE_FIGURES = (
+    ("energy_delivered_kwh",),
+    ("sessions", "total"),
+    ("sessions", "left_short"),
+    ("sessions", "energy_short_kwh"),
+    ("breaches", "total"),
+    ("breaches", "max_excess_kw"),
+    ("headroom", "mode"),
+    ("sessions", "reported"),
+)
+
+
+def compare_variants(profile: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The two runs of `simulate --compare`: `managed` is the profile with its EVs' departures
+    reported through the API and its headroom as configured; `baseline` the same scenario
+    with departures ignored (not reported) and headroom off: today's max-min fairness."""
+    managed = copy.deepcopy(profile)
+    managed[SECTION]["report_sessions"] = True
+    baseline = copy.deepcopy(profile)
+    baseline[SECTION]["report_sessions"] = False
+    baseline["microgrid"]["headroom_mode"] = "off"
+    baseline["microgrid"].pop("headroom_static_kw", None)
+    return {"managed": managed, "baseline": baseline}
+
+
+def simulate_compare(
+    profile: dict[str, Any],
+    *,
+    out_dir: str | Path,
+    seed: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    chart: bool = True,
+) -> RunResult:
+    """Run both variants (artifacts in out_dir/managed and out_dir/baseline) and write
+    out_dir/compare.json: each run's figures and the targets of issue 20 checked."""
+    checked_scenario(profile, seed=seed)
+    out = Path(out_dir)
+    runs = {}
+    for name, variant in compare_variants(profile).items():
+        step = (lambda done, total, name=name: progress(name, done, total)) if progress else None
+        runs[name] = simulate(variant, out_dir=out / name, seed=seed, progress=step, chart=chart)
+    figures = {name: _figures(run.summary) for name, run in runs.items()}
+    m, b = figures["managed"], figures["baseline"]
+    energy_ratio = (
+        m["energy_delivered_kwh"] / b["energy_delivered_kwh"] if b["energy_delivered_kwh"] else 1.0
+    )
+    report = {
+        "microgrid_id": runs["managed"].summary["microgrid_id"],
+        "seed": runs["managed"].summary["seed"],
+        "managed": m,
+        "baseline": b,
+        "targets": {
+            "energy_ratio": energy_ratio,
+            "energy_at_least_98_percent": energy_ratio >= 0.98,
+            "no_breach_in_managed": m["breaches.total"] == 0,
+            "left_short_at_most_half": m["sessions.left_short"] <= b["sessions.left_short"] / 2,
+            "energy_short_not_grown": m["sessions.energy_short_kwh"]
+            <= b["sessions.energy_short_kwh"] + 1e-6,
+        },
+    }
+    artifacts.write_json(out / "compare.json", report)
+    return RunResult(out, report)
+
+
+def _figures(summary: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for path in COMPARE_FIGURES:
+        value: Any = summary
+        for key in path:
+            value = value[key]
+        out[".".join(path)] = value
+    return out
 
 
 @contextmanager
@@ -234,6 +313,8 @@ class _Run:
         }
         self.caller = Caller(peers, microgrid.microgrid_id)
         self.requests: list[dict[str, Any]] = []
+        self.reported: set[tuple[str, int]] = set()  # (charger, arrive_s) already reported
+        self.session_reports: Counter[int] = Counter()  # answers by status
 
     def go(self) -> None:
         s = self.scenario
@@ -244,6 +325,8 @@ class _Run:
                 self._request(pending.pop(0))
             self._at(t)
             self._telemetry(t)
+            if s.report_sessions:
+                self._report_sessions(t)
             # The beat tasks that matter to a cycle's inputs, scoped to this microgrid: TOU
             # starts and ends (their TOU_TRANSITION cycles run at once, see below).
             schedule_transitions_record(now=self.clock.now(), microgrid=self.microgrid)
@@ -285,6 +368,24 @@ class _Run:
             telemetry_ingest(
                 microgrid=self.microgrid, readings=readings[i : i + limit], now=self.clock.now()
             )
+
+    def _report_sessions(self, t: int) -> None:
+        """The depot's fleet system tells the product, through the integration API, when each
+        EV that plugged in since the previous step leaves and the energy it needs."""
+        for asset_id in sorted(self.world.chargers):
+            ev = self.world.chargers[asset_id].session_at(t)
+            if ev is None or (asset_id, ev.session.arrive_s) in self.reported:
+                continue
+            self.reported.add((asset_id, ev.session.arrive_s))
+            body = {
+                "departure_at": (
+                    self.clock.start + timedelta(seconds=ev.session.depart_s)
+                ).isoformat(),
+                "energy_needed_kwh": ev.session.energy_kwh,
+            }
+            path = f"/api/microgrids/{self.microgrid.microgrid_id}/chargers/{asset_id}/session/"
+            status, _ = self.caller.call(Prepared("PUT", path, body, INTEGRATION))
+            self.session_reports[status] += 1
 
     def _request(self, request) -> None:
         self._at(request.at_s)
@@ -408,8 +509,14 @@ def _write(out: Path, scenario: Scenario, profile, microgrid, run: _Run, *, char
             "departed": len(departed),
             "still_connected": len(sessions) - len(departed),
             "left_short": len(short),
-            "short_kwh": sum(s["short_kwh"] for s in short),
+            "energy_short_kwh": sum(s["short_kwh"] for s in short),
             "left_short_sessions": short,
+            "reported": scenario.report_sessions,
+            "report_answers": {str(k): v for k, v in sorted(run.session_reports.items())},
+        },
+        "headroom": {
+            "mode": microgrid.headroom_mode,
+            "static_kw": microgrid.headroom_static_kw,
         },
         "max_allocation_excess_kw": summary.max_excess,
         "max_allocation_excess_at": summary.max_excess_at,

@@ -40,6 +40,7 @@ SCENARIO_FIELDS = (
     "loads",
     "degradations",
     "requests",
+    "report_sessions",
 )
 SESSION_FIELDS = ("asset_id", "arrive_s", "depart_s", "energy_kwh", "max_power_kw", "phases")
 RANDOM_FIELDS = ("count", "arrive_s", "dwell_s", "energy_kwh", "max_power_kw", "chargers")
@@ -128,6 +129,9 @@ class Scenario:
     loads: tuple[LoadCurve, ...]
     degradations: tuple[Degradation, ...]
     requests: tuple[Request, ...]
+    # The simulated integration reports each EV's departure and energy need when it plugs in
+    # (PUT .../chargers/{asset_id}/session/), as a depot's fleet system would (issue 20).
+    report_sessions: bool = False
 
     def step_times(self) -> range:
         return range(0, self.duration_s, self.step_s)
@@ -295,6 +299,9 @@ def parse_scenario(value: Any, profile: dict[str, Any]) -> tuple[Scenario | None
     loads = _loads(c, raw.get("loads", []), facts)
     degradations = _degradations(c, raw.get("degradations", []), facts)
     requests = _requests(c, raw.get("requests", []), facts, horizon)
+    report_sessions = raw.get("report_sessions", False)
+    if not isinstance(report_sessions, bool):
+        c.bad(f"{SECTION}.report_sessions", "must be true or false")
     if c.errors or start is None or duration is None or step is None:
         return None, c.errors
     return (
@@ -308,6 +315,7 @@ def parse_scenario(value: Any, profile: dict[str, Any]) -> tuple[Scenario | None
             loads=tuple(sorted(loads, key=lambda ld: ld.asset_id)),
             degradations=tuple(degradations),
             requests=tuple(sorted(requests, key=lambda r: (r.at_s, r.index))),
+            report_sessions=report_sessions,
         ),
         [],
     )

@@ -206,10 +206,14 @@ class _Common:
             return
         await super().route_message(raw_msg)
 
-    async def _failsafe(self, v201: bool) -> None:
-        """At boot: each EVSE's stack level 0 profile, without validTo, at its charger's
-        failsafe power, so the station falls back to it by itself."""
-        for p in await db(services.failsafe_profiles)(station_id=self.station_id):
+    async def _failsafe(self, profiles: list[dict[str, Any]] | None = None) -> None:
+        """Each EVSE's stack level 0 profile, without validTo, at its charger's failsafe
+        power, so the station falls back to it by itself: all of them after a boot, or the
+        ones `failsafe_due` found missing."""
+        v201 = isinstance(self, Station201)
+        if profiles is None:
+            profiles = await db(services.failsafe_profiles)(station_id=self.station_id)
+        for p in profiles:
             payload = profile_payload(
                 v201=v201,
                 evse_id=p["evse_id"],
@@ -222,11 +226,22 @@ class _Common:
             )
             try:
                 status = await send_profile(self, payload)
-            except Exception as exc:  # timeout, CallError, closed: recorded, retried at boot
+            except Exception as exc:  # timeout, CallError, closed: recorded, sent again
                 status = f"FAILED: {exc.__class__.__name__}"[:40]
             await db(services.failsafe_record)(
-                station_id=self.station_id, evse_id=p["evse_id"], status=status
+                station_id=self.station_id,
+                evse_id=p["evse_id"],
+                status=status,
+                limit_kw=p["limit_kw"],
             )
+
+    def failsafe_task(self, profiles: list[dict[str, Any]] | None = None) -> None:
+        """Send level 0 profiles in the background: all of them (None, after a boot), or
+        the missing ones unless a batch for this station is still on its way."""
+        running = getattr(self, "_failsafe_running", None)
+        if profiles is not None and running is not None and not running.done():
+            return
+        self._failsafe_running = asyncio.get_running_loop().create_task(self._failsafe(profiles))
 
     async def _meter(self, evse_id: int, meter_value, v201: bool) -> None:
         try:
@@ -261,7 +276,7 @@ class Station16(_Common, ChargePoint16):
 
     @after(Action16.boot_notification)
     async def after_boot(self, **kwargs):
-        asyncio.get_running_loop().create_task(self._failsafe(v201=False))
+        self.failsafe_task()
 
     @on(Action16.heartbeat)
     async def on_heartbeat(self):
@@ -285,7 +300,11 @@ class Station16(_Common, ChargePoint16):
     async def on_start(self, connector_id, id_tag, meter_start, timestamp, **kwargs):
         # Drivers are authorised elsewhere (spec 4.8): every transaction is accepted.
         transaction_id = await db(services.station_transaction_start)(
-            station_id=self.station_id, evse_id=connector_id
+            station_id=self.station_id,
+            evse_id=connector_id,
+            id_token=id_tag,
+            meter_start_wh=meter_start,
+            at=timestamp,
         )
         return result16.StartTransaction(
             transaction_id=transaction_id, id_tag_info={"status": Auth16.accepted}
@@ -293,6 +312,13 @@ class Station16(_Common, ChargePoint16):
 
     @on(Action16.stop_transaction)
     async def on_stop(self, meter_stop, timestamp, transaction_id, **kwargs):
+        await db(services.station_transaction_stop)(
+            station_id=self.station_id,
+            transaction_id=transaction_id,
+            meter_stop_wh=meter_stop,
+            at=timestamp,
+            reason=kwargs.get("reason") or "",
+        )
         return result16.StopTransaction(id_tag_info={"status": Auth16.accepted})
 
 
@@ -313,7 +339,7 @@ class Station201(_Common, ChargePoint201):
 
     @after(Action201.boot_notification)
     async def after_boot(self, **kwargs):
-        asyncio.get_running_loop().create_task(self._failsafe(v201=True))
+        self.failsafe_task()
 
     @on(Action201.heartbeat)
     async def on_heartbeat(self):
@@ -337,6 +363,17 @@ class Station201(_Common, ChargePoint201):
         evse = kwargs.get("evse") or {}
         if evse.get("id") and kwargs.get("meter_value"):
             await self._meter(evse["id"], kwargs["meter_value"], v201=True)
+        info = kwargs.get("transaction_info") or {}
+        await db(services.station_transaction_event)(
+            station_id=self.station_id,
+            event_type=str(event_type),
+            transaction_id=str(info.get("transaction_id", "")),
+            evse_id=evse.get("id"),
+            id_token=str((kwargs.get("id_token") or {}).get("id_token", "")),
+            at=timestamp,
+            trigger_reason=str(trigger_reason),
+            stopped_reason=str(info.get("stopped_reason") or ""),
+        )
         # Drivers are authorised elsewhere (spec 4.8): nothing to say about the id token.
         return result201.TransactionEvent()
 
@@ -402,12 +439,33 @@ class Gateway:
     async def dispatch_loop(self) -> None:
         """Every OCPP_POLL_S: claim the due OCPP deliveries of the stations held here, send
         them all at once, record the answers."""
+        checked = asyncio.get_running_loop().time()
         while True:
             try:
                 await self.dispatch_once()
             except Exception:
                 log.exception("OCPP dispatch round failed")
+            if asyncio.get_running_loop().time() - checked >= settings.OCPP_FAILSAFE_CHECK_S:
+                checked = asyncio.get_running_loop().time()
+                try:
+                    await self.failsafe_once()
+                except Exception:
+                    log.exception("OCPP failsafe check failed")
             await asyncio.sleep(settings.OCPP_POLL_S)
+
+    async def failsafe_once(self) -> int:
+        """Every OCPP_FAILSAFE_CHECK_S: a level 0 profile to each EVSE of a station held here
+        whose failsafe profile is missing (never answered, failed, or for another failsafe
+        power than its charger's now: a charger mapped or changed since the boot)."""
+        due = await db(services.failsafe_due)(gateway=self.name)
+        by_station: dict[str, list[dict[str, Any]]] = {}
+        for p in due:
+            by_station.setdefault(p["station_id"], []).append(p)
+        for station_id, profiles in by_station.items():
+            station = self.stations.get(station_id)
+            if station is not None:
+                station.failsafe_task(profiles)
+        return len(due)
 
     async def dispatch_once(self) -> int:
         start = time.perf_counter()

@@ -49,6 +49,7 @@ class StationEvse(models.Model):
     status_at = models.DateTimeField(null=True, blank=True)
     profile_status = models.CharField(max_length=40, blank=True, help_text="last setpoint profile")
     failsafe_status = models.CharField(max_length=40, blank=True, help_text="stack level 0")
+    failsafe_kw = models.FloatField(null=True, blank=True, help_text="what level 0 was for")
     soc_pct = models.FloatField(null=True, blank=True, help_text="last SoC meter value, %")
     soc_at = models.DateTimeField(null=True, blank=True)
 
@@ -59,6 +60,36 @@ class StationEvse(models.Model):
 
     def __str__(self) -> str:
         return f"{self.station_id}/{self.evse_id}"
+
+
+class StationTransaction(models.Model):
+    """A charging transaction a station reported (1.6 Start/StopTransaction, 2.0.1
+    TransactionEvent): recorded, never refused (drivers are authorised elsewhere)."""
+
+    station = models.ForeignKey(
+        ChargingStation, on_delete=models.CASCADE, related_name="transactions"
+    )
+    transaction_id = models.CharField(max_length=36, help_text="1.6: ours; 2.0.1: the station's")
+    evse_id = models.PositiveIntegerField(null=True, blank=True)
+    id_token = models.CharField(max_length=36, blank=True, help_text="as the station sent it")
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    meter_start_wh = models.FloatField(null=True, blank=True)
+    meter_stop_wh = models.FloatField(null=True, blank=True)
+    stop_reason = models.CharField(max_length=40, blank=True)
+    last_event = models.CharField(max_length=40, blank=True, help_text="2.0.1 trigger reason")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["station", "transaction_id"], name="station_transaction_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.station_id}: {self.transaction_id}"
 
 
 class StationAuthAttempt(models.Model):

@@ -18,7 +18,12 @@ from microgrid.common.errors import DomainError
 from microgrid.telemetry.services import telemetry_ingest
 from microgrid.topology.models import Asset
 from stations.choices import PLUGGED_IN, AuthRefusal
-from stations.models import ChargingStation, StationAuthAttempt, StationEvse
+from stations.models import (
+    ChargingStation,
+    StationAuthAttempt,
+    StationEvse,
+    StationTransaction,
+)
 
 
 def _hash(password: str, salt: str) -> str:
@@ -179,11 +184,77 @@ def parse_timestamp(value: Any) -> datetime:
     return moment
 
 
-def station_transaction_start(*, station_id: str, evse_id: int) -> int:
-    """A 1.6 transaction id: the station's, unique per station and EVSE start (recorded in
-    the EVSE's status time); the product does not authorise drivers."""
+def _moment(value: Any) -> datetime:
+    """A station's timestamp, or now when it sent none that can be read (a transaction is
+    recorded whatever its clock says)."""
+    try:
+        return parse_timestamp(value)
+    except MeterProblem:
+        return timezone.now()
+
+
+def station_transaction_start(
+    *, station_id: str, evse_id: int, id_token: str, meter_start_wh: float, at: Any
+) -> int:
+    """OCPP 1.6 StartTransaction: recorded; its row number is the transaction id the station
+    gets (an integer, unique). The product does not authorise drivers."""
+    station = ChargingStation.objects.get(station_id=station_id)
+    with transaction.atomic():
+        row = StationTransaction.objects.create(
+            station=station,
+            transaction_id=f"pending-{secrets.token_hex(8)}",
+            evse_id=evse_id,
+            id_token=(id_token or "")[:36],
+            started_at=_moment(at),
+            meter_start_wh=meter_start_wh,
+        )
+        row.transaction_id = str(row.pk)
+        row.save(update_fields=["transaction_id"])
     station_seen(station_id=station_id)
-    return int(timezone.now().timestamp() * 1000) % 2_000_000_000
+    return row.pk
+
+
+def station_transaction_stop(
+    *, station_id: str, transaction_id: int, meter_stop_wh: float, at: Any, reason: str
+) -> None:
+    """OCPP 1.6 StopTransaction: the transaction's end, when it is one of the station's."""
+    StationTransaction.objects.filter(
+        station__station_id=station_id, transaction_id=str(transaction_id)
+    ).update(ended_at=_moment(at), meter_stop_wh=meter_stop_wh, stop_reason=(reason or "")[:40])
+    station_seen(station_id=station_id)
+
+
+def station_transaction_event(
+    *,
+    station_id: str,
+    event_type: str,
+    transaction_id: str,
+    evse_id: int | None,
+    id_token: str,
+    at: Any,
+    trigger_reason: str,
+    stopped_reason: str,
+) -> None:
+    """OCPP 2.0.1 TransactionEvent: the transaction is created by its first event (whatever
+    its type: events may be sent again after an offline period) and ended by `Ended`."""
+    station = ChargingStation.objects.get(station_id=station_id)
+    moment = _moment(at)
+    with transaction.atomic():
+        row, _ = StationTransaction.objects.select_for_update().get_or_create(
+            station=station, transaction_id=transaction_id[:36]
+        )
+        if evse_id:
+            row.evse_id = evse_id
+        if id_token:
+            row.id_token = id_token[:36]
+        if event_type == "Started" or row.started_at is None:
+            row.started_at = moment if event_type == "Started" else (row.started_at or moment)
+        if event_type == "Ended":
+            row.ended_at = moment
+            row.stop_reason = (stopped_reason or "")[:40]
+        row.last_event = (trigger_reason or "")[:40]
+        row.save()
+    station_seen(station_id=station_id)
 
 
 # --- setpoints to the stations (the OCPP dispatch channel) -----------------------------------
@@ -403,5 +474,62 @@ def failsafe_profiles(*, station_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def failsafe_record(*, station_id: str, evse_id: int, status: str) -> None:
-    _evse_statuses({(station_id, evse_id): status}, "failsafe_status")
+def failsafe_record(*, station_id: str, evse_id: int, status: str, limit_kw: float) -> None:
+    """The station's answer to a level 0 profile, and the failsafe power it was for."""
+    station = ChargingStation.objects.get(station_id=station_id)
+    StationEvse.objects.update_or_create(
+        station=station,
+        evse_id=evse_id,
+        defaults={"failsafe_status": status[:40], "failsafe_kw": limit_kw},
+    )
+
+
+def failsafe_due(*, gateway: str) -> list[dict[str, Any]]:
+    """The level 0 profiles missing on the stations connected to this gateway: an EVSE a
+    charger names whose failsafe profile was never answered, failed, or was for another
+    failsafe power (a station that answered Rejected or NotSupported is not asked again for
+    the same power). Three queries whatever the count."""
+    stations = {
+        sid: (mg, unit)
+        for sid, mg, unit in ChargingStation.objects.filter(
+            gateway=gateway, connected=True
+        ).values_list("station_id", "microgrid_id", "charging_rate_unit")
+    }
+    if not stations:
+        return []
+    state = {
+        (sid, evse): (status, kw)
+        for sid, evse, status, kw in StationEvse.objects.filter(
+            station__station_id__in=stations
+        ).values_list("station__station_id", "evse_id", "failsafe_status", "failsafe_kw")
+    }
+    out = []
+    for mg, sid, evse, failsafe, voltage, phases in Asset.objects.filter(
+        kind="CHARGER",
+        station_id__in=stations,
+        microgrid_id__in={mg for mg, _ in stations.values()},
+    ).values_list(
+        "microgrid_id",
+        "station_id",
+        "evse_id",
+        "failsafe_power_kw",
+        "node__voltage_v",
+        "node__phases",
+    ):
+        if stations[sid][0] != mg:
+            continue
+        limit_kw = failsafe or 0.0
+        status, kw = state.get((sid, evse), ("", None))
+        if status and not status.startswith("FAILED") and kw == limit_kw:
+            continue
+        out.append(
+            {
+                "station_id": sid,
+                "evse_id": evse,
+                "limit_kw": limit_kw,
+                "unit": stations[sid][1],
+                "voltage_v": voltage,
+                "phases": phases,
+            }
+        )
+    return out

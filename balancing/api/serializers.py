@@ -201,5 +201,10 @@ def card_section_fields() -> dict[str, serializers.Field]:
     """The microgrid card's sections from balancing, as the document states them."""
     return {
         "latest_cycle": CycleSummary(allow_null=True),
+        "vehicles_at_risk": serializers.IntegerField(
+            allow_null=True,
+            help_text="in the latest cycle: vehicles that cannot finish by their departure "
+            "even at full power (spec 4.3, Departures); null before the first cycle",
+        ),
         "open_breach_count": serializers.IntegerField(),
     }

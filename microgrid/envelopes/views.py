@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 from microgrid.common.errors import DomainError
 from microgrid.common.pages import manage_view
 from microgrid.common.roles import SUPPORT, SUPPORT_ONLY, user_roles
+from microgrid.common.templatetags.clock import depot_time
 from microgrid.envelopes import selectors, services
 from microgrid.envelopes.api.serializers import withdraw_input
 from microgrid.envelopes.choices import Enforcement, EnvelopeStatus, OutboundState, OutboundType
@@ -52,12 +53,10 @@ def format_kw(value: float | None) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
-def _local(value: str | datetime | None, zone, fmt: str = "%Y-%m-%d %H:%M:%S %Z") -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.astimezone(zone).strftime(fmt)
+def _local(value: str | datetime | None, zone, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """The depot's local time with its zone named, UTC on hover (what `{% depot_time %}`
+    renders)."""
+    return depot_time(value, getattr(zone, "key", None), fmt)
 
 
 SHORT = "%Y-%m-%d %H:%M"

@@ -30,6 +30,9 @@ class MicrogridState(models.Model):
     root_load_pct = models.FloatField(
         null=True, blank=True, help_text="root load as a percentage of its effective limit"
     )
+    vehicles_at_risk = models.PositiveIntegerField(
+        default=0, help_text="vehicles that cannot finish by their departure (spec 4.3)"
+    )
 
     class Meta:
         verbose_name = "microgrid state"

@@ -232,6 +232,7 @@ def fleet_row(m: Microgrid) -> dict[str, Any]:
         "stations": m.stations,
         "stations_offline": m.stations_offline,
         "failed_deliveries": m.failed_deliveries,
+        "vehicles_at_risk": state.vehicles_at_risk if state else None,
     }
 
 

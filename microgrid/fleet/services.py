@@ -17,6 +17,7 @@ STATE_FIELDS = (
     "root_load_kw",
     "root_limit_kw",
     "root_load_pct",
+    "vehicles_at_risk",
 )
 
 
@@ -42,6 +43,7 @@ def microgrid_state_record(*, cycle) -> None:
         root_load_kw=load,
         root_limit_kw=limit,
         root_load_pct=pct,
+        vehicles_at_risk=cycle.vehicles_at_risk,
     )
     MicrogridState.objects.bulk_create(
         [row], update_conflicts=True, unique_fields=["microgrid"], update_fields=STATE_FIELDS

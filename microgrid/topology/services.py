@@ -413,3 +413,20 @@ def microgrid_memberships_grant(
             membership._history_user = by
             membership.save()
     return made
+
+
+def microgrid_headroom_set(
+    *, microgrid: Microgrid, mode: str, static_kw: float, user=None
+) -> Microgrid:
+    """Set how much budget cycles keep back for uncontrolled load (spec 4.3, "Headroom");
+    `mode` one of HeadroomMode, `static_kw` 0..100,000 (checked by the caller's form or
+    profile check). Writes a history row only when something changes."""
+    with transaction.atomic():
+        locked = lock_microgrid(microgrid)
+        if (locked.headroom_mode, locked.headroom_static_kw) != (mode, static_kw):
+            locked.headroom_mode = mode
+            locked.headroom_static_kw = static_kw
+            locked.updated_by = user if getattr(user, "is_authenticated", False) else None
+            locked.save(update_fields=["headroom_mode", "headroom_static_kw", "updated_at"])
+    microgrid.headroom_mode, microgrid.headroom_static_kw = mode, static_kw
+    return microgrid

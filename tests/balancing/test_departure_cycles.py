@@ -116,3 +116,52 @@ def test_adaptive_headroom_learns_the_rise_of_the_site_load_over_one_interval(mi
     assert grid["headroom_margin"]["rise_kw"] == 12.0
     assert grid["headroom_margin_kw"] == 12.0
     assert len(HeadroomHistory.objects.get(microgrid=microgrid).samples["grid"]) == 20
+
+
+# ---- where an operator sees it: card, fleet, cycles page, cycle detail -------------------------
+
+
+@pytest.fixture
+def at_risk_cycle(microgrid):
+    """CH-01 needs 150 kWh in 10 minutes (at risk); CH-02 has 60 kWh to take in 2 hours."""
+    now = timezone.now().replace(microsecond=0)
+    telemetry_ingest(
+        microgrid=microgrid,
+        now=now,
+        readings=readings(now, SITE=0, PV_1=0, CH_01=150, CH_02=150, CH_03=None),
+    )
+    for asset_id, minutes, kwh in (("CH-01", 10, 150.0), ("CH-02", 120, 60.0)):
+        charger_session_put(
+            asset=charger_get(microgrid, asset_id),
+            departure_at=now + timedelta(minutes=minutes),
+            energy_needed_kwh=kwh,
+            now=now,
+        )
+    return run(microgrid, now)
+
+
+@pytest.mark.django_db
+def test_the_card_and_the_fleet_say_how_many_vehicles_are_at_risk(operator_api, at_risk_cycle):
+    chargers = {c["asset_id"]: c for c in at_risk_cycle["chargers"]}
+    assert chargers["CH-01"]["at_risk"] is True and chargers["CH-02"]["at_risk"] is False
+    card = operator_api.get("/api/microgrids/MG.NORTH-1/").json()
+    assert card["vehicles_at_risk"] == 1
+    fleet = operator_api.get("/api/microgrids/").json()
+    row = next(m for m in fleet["microgrids"] if m["microgrid_id"] == "MG.NORTH-1")
+    assert row["vehicles_at_risk"] == 1
+
+
+@pytest.mark.django_db
+def test_the_pages_show_sessions_at_risk_and_energy_needed_against_delivered(
+    operator_client, at_risk_cycle
+):
+    base = "/manage/microgrids/MG.NORTH-1/"
+    card = operator_client.get(base).content.decode()
+    assert "1 vehicle at risk of leaving short" in card
+    fleet = operator_client.get("/manage/microgrids/").content.decode()
+    assert 'data-testid="vehicles-at-risk"' in fleet
+    cycles = operator_client.get(base + "cycles/").content.decode()
+    assert 'data-testid="session-energy"' in cycles
+    assert "energy needed kWh" in cycles and "1 at risk of leaving short" in cycles
+    detail = operator_client.get(base + f"cycles/{at_risk_cycle['cycle_id']}/").content.decode()
+    assert "of 150.0 kWh" in detail and "at risk" in detail

@@ -7,6 +7,7 @@ scheduled cycle after each tick standing in for the Celery beat of `make run`.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from balancing.services import cycle_request, trigger_of
 from legacy_circuit.models import AliasUsage
 from microgrid.capabilities.models import CapabilityBinding
 from microgrid.envelopes.models import OperatingEnvelope
+from microgrid.limits.models import LimitPolicy
 from microgrid.topology.models import Microgrid
 from simulator.clock import SimClock, simulated_time
 from simulator.live import LiveFeed
@@ -94,3 +96,25 @@ def test_one_pass_of_the_demo_feed_seeds_envelope_capability_alias_usage_and_a_b
     assert "plc-d" in operator_client.get(f"{base}/capabilities/").content.decode()
     assert breach.breach_id in operator_client.get(f"{base}/breaches/").content.decode()
     assert "CIR-202" in operator_client.get("/manage/legacy/alias-usage/").content.decode()
+
+    # Every time on these pages is on the depot's clock with its zone named, UTC only on
+    # hover ({% depot_time %}): no page shows a bare UTC time or a "(UTC)" column.
+    policy = LimitPolicy.objects.filter(microgrid=microgrid).order_by("policy_id").first()
+    pages = {
+        "card": f"{base}/",
+        "breaches": f"{base}/breaches/",
+        "breach": f"{base}/breaches/{breach.breach_id}/",
+        "cycle": f"{base}/cycles/{breach.cycle.cycle_id}/",
+        "capabilities": f"{base}/capabilities/",
+        "limit edit": f"{base}/limits/{policy.policy_id}/",
+        "envelopes": f"{base}/envelopes/",
+        "envelope": f"{base}/envelopes/{envelope.envelope_id}/",
+        "alias usage": "/manage/legacy/alias-usage/",
+    }
+    for name, url in pages.items():
+        response = operator_client.get(url)
+        assert response.status_code == 200, name
+        html = response.content.decode()
+        assert re.search(r'<time datetime="[^"]+" title="[^"]+ UTC">[^<]+ CES?T</time>', html), name
+        shown = re.sub(r'title="[^"]*"', "", html)
+        assert not re.search(r"\d{2}:\d{2}(:\d{2})? UTC|\(UTC\)", shown), (name, url)

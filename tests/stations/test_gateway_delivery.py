@@ -477,3 +477,109 @@ def test_a_soc_meter_value_is_kept_on_the_evse_and_a_bad_one_is_refused(
     by_id = {e["evse_id"]: e for e in evses}
     assert by_id[1]["soc_pct"] == 62 and by_id[1]["soc_at"]
     assert by_id[2]["soc_pct"] is None
+
+
+def test_transactions_are_accepted_and_recorded_on_both_versions(start_gateway, cs1, microgrid):
+    from stations.models import StationTransaction
+
+    ChargingStation.objects.create(station_id="CS-2", microgrid=microgrid)
+    port = start_gateway()
+    p2 = _password("CS-2")
+
+    async def session():
+        async with (
+            _Connected(port, "CS-1", cs1, Station16, "ocpp1.6") as one,
+            _Connected(port, "CS-2", p2, Station201, "ocpp2.0.1") as two,
+        ):
+            started = await one.call(
+                call16.StartTransaction(
+                    connector_id=1, id_tag="TAG-1", meter_start=1000, timestamp=_now()
+                )
+            )
+            stopped = await one.call(
+                call16.StopTransaction(
+                    meter_stop=8500,
+                    timestamp=_now(),
+                    transaction_id=started.transaction_id,
+                    reason="EVDisconnected",
+                )
+            )
+            for event, reason in (("Started", "CablePluggedIn"), ("Ended", "EVDeparted")):
+                info = {"transactionId": "T-201"}
+                if event == "Ended":
+                    info["stoppedReason"] = "EVDisconnected"
+                await two.call(
+                    call201.TransactionEvent(
+                        event_type=event,
+                        timestamp=_now(),
+                        trigger_reason=reason,
+                        seq_no=1 if event == "Started" else 2,
+                        transaction_info=info,
+                        evse={"id": 1},
+                        id_token={"idToken": "TOKEN-9", "type": "ISO14443"},
+                    )
+                )
+            return started, stopped
+
+    started, stopped = asyncio.run(session())
+    assert started.id_tag_info["status"] == "Accepted"
+    assert stopped.id_tag_info["status"] == "Accepted"
+    one = StationTransaction.objects.get(station__station_id="CS-1")
+    assert one.transaction_id == str(started.transaction_id)
+    assert (one.evse_id, one.id_token, one.meter_start_wh, one.meter_stop_wh) == (
+        1,
+        "TAG-1",
+        1000,
+        8500,
+    )
+    assert one.ended_at is not None and one.stop_reason == "EVDisconnected"
+    two = StationTransaction.objects.get(station__station_id="CS-2")
+    assert (two.transaction_id, two.evse_id, two.id_token) == ("T-201", 1, "TOKEN-9")
+    assert two.started_at and two.ended_at and two.stop_reason == "EVDisconnected"
+
+
+def test_a_missing_failsafe_profile_is_sent_while_the_station_stays_connected(
+    start_gateway, microgrid, mapped
+):
+    """A charger mapped after the boot, and a changed failsafe power, get their level 0
+    profile without a new BootNotification."""
+    ChargingStation.objects.create(station_id="CS-1", microgrid=microgrid)
+    mapped(microgrid, {"CH-01": ("CS-1", 1)})
+    password = _password("CS-1")
+    port = start_gateway(OCPP_FAILSAFE_CHECK_S="0.5")
+
+    def level0(profiles, evse):
+        return [
+            float(p["charging_schedule"]["charging_schedule_period"][0]["limit"])
+            for p in profiles
+            if p["stack_level"] == 0 and p["evse_id"] == evse
+        ]
+
+    async def session():
+        async with _Connected(port, "CS-1", password, Station16, "ocpp1.6") as cp:
+            await cp.call(call16.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+            await _wait_for(lambda: level0(cp.profiles, 1))
+            assert not level0(cp.profiles, 2)
+            # CH-02 is named as EVSE 2 and CH-01's failsafe power changes: both are sent.
+            await _in_thread(mapped, microgrid, {"CH-02": ("CS-1", 2)})
+            await _in_thread(
+                lambda: Asset.objects.filter(asset_id="CH-01").update(failsafe_power_kw=6.0)
+            )
+            await _wait_for(lambda: level0(cp.profiles, 2) and 6000.0 in level0(cp.profiles, 1))
+            await _wait_for(
+                lambda: (
+                    StationEvse.objects.filter(
+                        station__station_id="CS-1", failsafe_status="Accepted"
+                    ).count()
+                    == 2
+                )
+            )
+            return cp.profiles
+
+    profiles = asyncio.run(session())
+    ch02 = Asset.objects.get(asset_id="CH-02").failsafe_power_kw
+    assert level0(profiles, 2) == [ch02 * 1000]
+    assert level0(profiles, 1) == [4100.0, 6000.0]  # the boot's, then the changed one only
+    assert dict(
+        StationEvse.objects.filter(station__station_id="CS-1").values_list("evse_id", "failsafe_kw")
+    ) == {1: 6.0, 2: ch02}

@@ -46,6 +46,11 @@ class FleetRow(ResponseSerializer):
     failed_deliveries = serializers.IntegerField(
         help_text="the latest cycle's setpoint deliveries FAILED, REJECTED or EXPIRED"
     )
+    vehicles_at_risk = serializers.IntegerField(
+        allow_null=True,
+        help_text="in the latest cycle: vehicles that cannot finish by their departure even "
+        "at full power (spec 4.3); null before the first cycle",
+    )
 
 
 class FleetCounts(ResponseSerializer):

@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand
 from microgrid.common.errors import DomainError
 from simulator.loader import read_profile
 from simulator.management.commands.load_profile import print_errors
-from simulator.runner import checked_scenario, simulate
+from simulator.runner import checked_scenario, simulate, simulate_compare
 
 
 class ProgressBar:
@@ -53,6 +53,13 @@ class Command(BaseCommand):
         parser.add_argument("--out", required=True, help="directory for the artifacts")
         parser.add_argument("--no-chart", action="store_true", help="skip chart.png")
         parser.add_argument(
+            "--compare",
+            action="store_true",
+            help="run the scenario twice, with departures reported and the profile's headroom "
+            "(OUT/managed) and with departures ignored and headroom off (OUT/baseline), and "
+            "write both runs' figures to OUT/compare.json",
+        )
+        parser.add_argument(
             "--database",
             choices=("scratch", "current"),
             default="scratch",
@@ -60,7 +67,9 @@ class Command(BaseCommand):
             "live cycle, worker or other run can touch the run; current: this settings' database",
         )
 
-    def handle(self, *args, file, seed, out, no_chart, database="scratch", **options):
+    def handle(
+        self, *args, file, seed, out, no_chart, database="scratch", compare=False, **options
+    ):
         try:
             profile = read_profile(file)
             checked_scenario(profile, seed=seed)
@@ -73,7 +82,12 @@ class Command(BaseCommand):
                 argv += ["--seed", str(seed)]
             if no_chart:
                 argv.append("--no-chart")
+            if compare:
+                argv.append("--compare")
             sys.exit(self._in_scratch(argv))
+        if compare:
+            self._compare(profile, out=out, seed=seed, chart=not no_chart)
+            return
         # A DomainError from here on is the product refusing its own simulator: a bug, not a
         # bad profile, so it is not reported as exit status 2.
         bar = ProgressBar(self.stderr, "simulating")
@@ -85,6 +99,30 @@ class Command(BaseCommand):
             f"{cycles['by_source_mode']}, {s['energy_delivered_kwh']:.1f} kWh delivered, "
             f"{s['sessions']['left_short']} session(s) left short, "
             f"max allocation excess {s['max_allocation_excess_kw']} kW -> {result.out_dir}"
+        )
+
+    def _compare(self, profile, *, out, seed, chart) -> None:
+        bars: dict[str, ProgressBar] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            bars.setdefault(name, ProgressBar(self.stderr, f"simulating {name}"))(done, total)
+
+        result = simulate_compare(profile, out_dir=out, seed=seed, progress=progress, chart=chart)
+        r = result.summary
+        for name in ("managed", "baseline"):
+            f = r[name]
+            self.stdout.write(
+                f"{name}: {f['energy_delivered_kwh']:.1f} kWh delivered, "
+                f"{f['sessions.left_short']} of {f['sessions.total']} session(s) left short "
+                f"({f['sessions.energy_short_kwh']:.1f} kWh), {f['breaches.total']} breach(es), "
+                f"headroom {f['headroom.mode']}, departures "
+                f"{'reported' if f['sessions.reported'] else 'ignored'}"
+            )
+        t = r["targets"]
+        self.stdout.write(
+            f"energy {t['energy_ratio']:.1%} of baseline; targets: "
+            + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in t.items() if isinstance(v, bool))
+            + f" -> {result.out_dir / 'compare.json'}"
         )
 
     def _in_scratch(self, argv: list[str]) -> int:
