@@ -1,7 +1,7 @@
 """Support staff configure each microgrid's dispatch and follow its deliveries here.
 
-The settings form validates with the same checks as the profile section
-(FIELD_INVALID beside the field) and saves through `dispatch_config_set`;
+The settings form validates with the same checks as the profile section and the
+service (`check_config`: FIELD_INVALID beside the field) and saves the row itself;
 changes are kept in history (the secret is left out of history rows).
 Deliveries and their send attempts are read-only: the outbox and its
 history.
