@@ -57,29 +57,45 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+PHASE_INDEX = {"L1": 1, "L2": 2, "L3": 3, "L1-N": 1, "L2-N": 2, "L3-N": 3}
+
+
+def _number(sampled: dict[str, Any], v201: bool, what: str) -> tuple[float, str]:
+    """A sampled value as a number (2.0.1 `multiplier` applied) and its unit."""
+    unit_of_measure = sampled.get("unit_of_measure") or {}
+    unit = unit_of_measure.get("unit") if v201 else sampled.get("unit")
+    multiplier = unit_of_measure.get("multiplier", 0) if v201 else 0
+    try:
+        return float(sampled["value"]) * (10**multiplier), unit
+    except (KeyError, TypeError, ValueError) as exc:
+        raise services.MeterProblem(f"a {what} value is not a number") from exc
+
+
 def _power_samples(meter_value: list[dict[str, Any]], v201: bool) -> list[dict[str, Any]]:
-    """Power.Active.Import (W or kW, the total: no phase) per sampled time, in W."""
+    """Per sampled time: Power.Active.Import (W or kW, the total: no phase) in W, with the
+    Current.Import of the phases given at the same time (`currents`: {1|2|3: A})."""
     out = []
     for entry in meter_value or []:
         stamp = services.parse_timestamp(entry.get("timestamp"))
+        power: float | None = None
+        currents: dict[int, float] = {}
         for sampled in entry.get("sampled_value") or []:
-            if sampled.get("measurand") != "Power.Active.Import" or sampled.get("phase"):
-                continue
-            unit = (
-                (sampled.get("unit_of_measure") or {}).get("unit", "W")
-                if v201
-                else sampled.get("unit", "W")
-            )
-            multiplier = (sampled.get("unit_of_measure") or {}).get("multiplier", 0) if v201 else 0
-            try:
-                value = float(sampled["value"]) * (10**multiplier)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise services.MeterProblem("a Power.Active.Import value is not a number") from exc
-            if unit == "kW":
-                value *= 1000.0
-            elif unit != "W":
-                raise services.MeterProblem(f"unit {unit!r} of Power.Active.Import: W or kW")
-            out.append({"timestamp": stamp.isoformat(), "power_w": value})
+            measurand = sampled.get("measurand")
+            if measurand == "Power.Active.Import" and not sampled.get("phase"):
+                value, unit = _number(sampled, v201, "Power.Active.Import")
+                if unit in (None, "W"):
+                    power = value
+                elif unit == "kW":
+                    power = value * 1000.0
+                else:
+                    raise services.MeterProblem(f"unit {unit!r} of Power.Active.Import: W or kW")
+            elif measurand == "Current.Import" and sampled.get("phase") in PHASE_INDEX:
+                value, unit = _number(sampled, v201, "Current.Import")
+                if unit not in (None, "A"):
+                    raise services.MeterProblem(f"unit {unit!r} of Current.Import: A")
+                currents[PHASE_INDEX[sampled["phase"]]] = value
+        if power is not None:
+            out.append({"timestamp": stamp.isoformat(), "power_w": power, "currents": currents})
     return out
 
 

@@ -127,7 +127,11 @@ class MeterProblem(Exception):
 
 def station_meter_values(*, station_id: str, evse_id: int, samples: list[dict[str, Any]]) -> int:
     """Readings for the charger at (station, evse) from OCPP sampled values:
-    `[{"timestamp", "power_w", "soc"}]`. Returns how many were ingested."""
+    `[{"timestamp", "power_w", "currents": {phase: A}}]`. Returns how many were ingested.
+
+    Per-phase currents become the reading's `current_a` [L1, L2, L3] (the charger's own
+    phases, spec 3.5): all three for a three-phase charger; L1 alone for a single-phase one
+    (its L2 and L3 carry nothing). A sample with fewer is a reading without currents."""
     station = ChargingStation.objects.select_related("microgrid").get(station_id=station_id)
     charger = _charger(station, evse_id)
     if charger is None:
@@ -145,6 +149,11 @@ def station_meter_values(*, station_id: str, evse_id: int, samples: list[dict[st
         if connected:
             # OCPP does not say what the vehicle asks for: it may take the charger's maximum.
             reading["requested_kw"] = charger.max_power_kw or 0.0
+        currents = sample.get("currents") or {}
+        if all(p in currents for p in (1, 2, 3)):
+            reading["current_a"] = [currents[1], currents[2], currents[3]]
+        elif (charger.phases or 3) == 1 and 1 in currents:
+            reading["current_a"] = [currents[1], currents.get(2, 0.0), currents.get(3, 0.0)]
         readings.append(reading)
     if not readings:
         return 0
@@ -314,6 +323,12 @@ def charger_stations(microgrid) -> list[str]:
     )
 
 
+def charger_phases(own: int | None, node: int) -> int:
+    """The phases a charger's current limit is per (`numberPhases`): its own (default 3),
+    never more than its node has."""
+    return min(own or 3, node)
+
+
 def ocpp_claim(*, gateway: str) -> list[dict[str, Any]]:
     """Claim the due OCPP deliveries of the stations this gateway holds (connected to it):
     the database is where a delivery meets the gateway of its station. Returns what to send,
@@ -395,13 +410,19 @@ def ocpp_claim(*, gateway: str) -> list[dict[str, Any]]:
         )
     )
     chargers = {
-        (mg, asset): (station_id, evse_id, voltage, phases)
-        for mg, asset, station_id, evse_id, voltage, phases in Asset.objects.filter(
+        (mg, asset): (station_id, evse_id, voltage, charger_phases(own, node))
+        for mg, asset, station_id, evse_id, voltage, own, node in Asset.objects.filter(
             microgrid_id__in={r["microgrid_id"] for r in rows},
             asset_id__in={r["target_id"] for r in rows},
             kind="CHARGER",
         ).values_list(
-            "microgrid_id", "asset_id", "station_id", "evse_id", "node__voltage_v", "node__phases"
+            "microgrid_id",
+            "asset_id",
+            "station_id",
+            "evse_id",
+            "node__voltage_v",
+            "phases",
+            "node__phases",
         )
     }
     out = []
@@ -497,7 +518,7 @@ def failsafe_profiles(*, station_id: str) -> list[dict[str, Any]]:
             "limit_kw": asset.failsafe_power_kw or 0.0,
             "unit": station.charging_rate_unit,
             "voltage_v": asset.node.voltage_v,
-            "phases": asset.node.phases,
+            "phases": charger_phases(asset.phases, asset.node.phases),
         }
         for asset in Asset.objects.filter(
             microgrid_id=station.microgrid_id, kind="CHARGER", station_id=station_id
@@ -537,7 +558,7 @@ def failsafe_due(*, gateway: str) -> list[dict[str, Any]]:
         ).values_list("station__station_id", "evse_id", "failsafe_status", "failsafe_kw")
     }
     out = []
-    for mg, sid, evse, failsafe, voltage, phases in Asset.objects.filter(
+    for mg, sid, evse, failsafe, voltage, own, node in Asset.objects.filter(
         kind="CHARGER",
         station_id__in=stations,
         microgrid_id__in={mg for mg, _ in stations.values()},
@@ -547,6 +568,7 @@ def failsafe_due(*, gateway: str) -> list[dict[str, Any]]:
         "evse_id",
         "failsafe_power_kw",
         "node__voltage_v",
+        "phases",
         "node__phases",
     ):
         if stations[sid][0] != mg:
@@ -562,7 +584,7 @@ def failsafe_due(*, gateway: str) -> list[dict[str, Any]]:
                 "limit_kw": limit_kw,
                 "unit": stations[sid][1],
                 "voltage_v": voltage,
-                "phases": phases,
+                "phases": charger_phases(own, node),
             }
         )
     return out

@@ -232,9 +232,11 @@ def test_a_station_that_disconnects_goes_offline_and_its_chargers_fall_back_when
 def test_a_station_that_only_takes_amperes_gets_its_limits_in_a_per_phase(
     start_gateway, microgrid, mapped
 ):
-    """OCPP 2.0.1, charging_rate_unit A: limit_w / (voltage_v x phases) with numberPhases."""
+    """OCPP 2.0.1, charging_rate_unit A: limit_w / (voltage_v x phases) with numberPhases,
+    the phases being the charger's own (CH-02 is single-phase on a three-phase node)."""
     ChargingStation.objects.create(station_id="CS-A", microgrid=microgrid, charging_rate_unit="A")
     mapped(microgrid, {"CH-01": ("CS-A", 1), "CH-02": ("CS-A", 2)})
+    Asset.objects.filter(asset_id="CH-02").update(phases=1, phase_rotation="L1")
     password = _password("CS-A")
     port = start_gateway()
 
@@ -277,10 +279,12 @@ def test_a_station_that_only_takes_amperes_gets_its_limits_in_a_per_phase(
     cycle, profiles = asyncio.run(session())
     doc = cycle_document(cycle)
     chargers = {c["asset_id"]: c for c in doc["chargers"]}
-    volts, phases = 230.0, 3  # grp-a: the defaults
+    volts = 230.0  # grp-a: the default
+    phases_of = {"CH-01": 3, "CH-02": 1}
     failsafe = {p["evse_id"]: p for p in profiles if p["stack_level"] == 0}
     setpoint = {p["evse_id"]: p for p in profiles if p["stack_level"] == 1}
     for evse, asset in ((1, "CH-01"), (2, "CH-02")):
+        phases = phases_of[asset]
         [fs_schedule] = failsafe[evse]["charging_schedule"]
         assert fs_schedule["charging_rate_unit"] == "A"
         [fs_period] = fs_schedule["charging_schedule_period"]
@@ -583,3 +587,44 @@ def test_a_missing_failsafe_profile_is_sent_while_the_station_stays_connected(
     assert dict(
         StationEvse.objects.filter(station__station_id="CS-1").values_list("evse_id", "failsafe_kw")
     ) == {1: 6.0, 2: ch02}
+
+
+def test_per_phase_current_import_becomes_the_readings_current_a(start_gateway, cs1, microgrid):
+    """Three-phase CH-01 (EVSE 1) with L1-L3; single-phase CH-02 (EVSE 2) with L1 only."""
+    from microgrid.telemetry.models import LatestReading
+
+    Asset.objects.filter(asset_id="CH-02").update(phases=1, phase_rotation="L1")
+    port = start_gateway()
+
+    def sampled(power_w, currents):
+        return [
+            {"value": str(power_w), "measurand": "Power.Active.Import", "unit": "W"},
+            *(
+                {"value": str(a), "measurand": "Current.Import", "phase": phase, "unit": "A"}
+                for phase, a in currents.items()
+            ),
+        ]
+
+    async def session():
+        async with _Connected(port, "CS-1", cs1, Station16, "ocpp1.6") as cp:
+            await cp.call(call16.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+            for connector, power, currents in (
+                (1, 11000, {"L1": 16.0, "L2": 15.5, "L3": 0.2}),
+                (2, 3680, {"L1-N": 16.0}),
+            ):
+                await cp.call(
+                    call16.MeterValues(
+                        connector_id=connector,
+                        meter_value=[
+                            {"timestamp": _now(), "sampledValue": sampled(power, currents)}
+                        ],
+                    )
+                )
+
+    asyncio.run(session())
+    currents = {
+        r.asset.asset_id: (r.current_l1_a, r.current_l2_a, r.current_l3_a)
+        for r in LatestReading.objects.select_related("asset")
+    }
+    assert currents["CH-01"] == (16.0, 15.5, 0.2)
+    assert currents["CH-02"] == (16.0, 0.0, 0.0)
