@@ -180,8 +180,10 @@ def phase_input(
     counts, otherwise the charger's wiring (its phases and rotation) is assumed.
     """
     chargers = [a for a in assets if a["kind"] == "CHARGER"]
-    if all(limits[n["node_id"]].current is None for n in nodes) and all(
-        a["min_current_a"] is None and a["max_current_a"] is None for a in chargers
+    if (
+        all(limits[n["node_id"]].current is None for n in nodes)
+        and all(n.get("max_unbalance_a") is None for n in nodes)
+        and all(a["min_current_a"] is None and a["max_current_a"] is None for a in chargers)
     ):
         return None
     phase_nodes = tuple(
@@ -193,6 +195,7 @@ def phase_input(
             limit_a_source=(
                 limits[n["node_id"]].current.source if limits[n["node_id"]].current else None
             ),
+            max_unbalance_a=n.get("max_unbalance_a"),
         )
         for n in nodes
     )
