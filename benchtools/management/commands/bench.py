@@ -128,6 +128,21 @@ class Command(BaseCommand):
                         f"{fair['timing']['median_ms']:>10.1f}ms {r['engine']['median_ms']:>9.2f}ms "
                         f"{r['speedup_vs_fair_lp']:>7.0f}x {fair['max_abs_diff_kw']:>14.4f}"
                     )
+            w(
+                "\nWith departures (a session on every charger; runs alternated with the "
+                "plain input, so both see the same machine)"
+            )
+            w(
+                f"{'chargers':>9} {'plain p50':>10} {'departures p50':>15} {'ratio':>6} "
+                f"{'served first':>13} {'at risk':>8}"
+            )
+            for r in rows:
+                pair = r["departures_pair"]
+                w(
+                    f"{r['chargers']:>9} {pair['plain_median_ms']:>8.2f}ms "
+                    f"{pair['departures_median_ms']:>13.2f}ms {pair['ratio']:>5.2f}x "
+                    f"{r['departures_served_first']:>13} {r['departures_at_risk']:>8}"
+                )
         if "engine" in chosen:
             sizes = ((100, 20),) if quick else benchmarks.PHASE_SIZES
             rows = report["engine_phases"] = benchmarks.bench_engine_phases(sizes, repeat=repeat)
