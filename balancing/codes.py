@@ -17,6 +17,8 @@ __all__ = [
     "LIMIT_REASONS",
     "LIMIT_SOURCE_TO_BREACH",
     "LIMIT_SOURCE_TO_REASON",
+    "PHASE_CURRENT_LIMIT",
+    "PHASE_UNBALANCE_LIMIT",
     "REASON_LABELS",
     "REASON_PRECEDENCE",
     "breach_rank",
@@ -29,6 +31,11 @@ _REASONS: tuple[tuple[str, str], ...] = (
     ("FAILSAFE_TELEMETRY_UNAVAILABLE", "Fallback needed but not configured: fail safe"),
     ("TELEMETRY_FALLBACK", "A stale or missing reading was replaced by its fallback"),
     ("EXTERNAL_CONTROL", "Delegated to an external controller"),
+    # Issue 19: a phase's current limit comes before every kW limit. It is what trips a fuse,
+    # and it binds while the kW total looks well inside its limit (three single-phase EVs on
+    # one phase), so it is the explanation an operator needs first.
+    ("PHASE_CURRENT_LIMIT", "Bound by the current limit of one phase of a node"),
+    ("PHASE_UNBALANCE_LIMIT", "Bound by the largest current difference allowed between phases"),
     ("OPERATING_ENVELOPE_LIMIT", "Bound by an operating envelope"),
     ("MICROGRID_LIMIT", "Bound by the microgrid aggregate cap"),
     ("TOU_LIMIT", "Bound by an active scheduled cap"),
@@ -70,7 +77,12 @@ LIMIT_SOURCE_TO_REASON: dict[str, str] = {
     "NODE_LIMIT": "NODE_LIMIT",
     "PHYSICAL_RATING": "PHYSICAL_RATING",
 }
-LIMIT_REASONS = frozenset(LIMIT_SOURCE_TO_REASON.values())
+PHASE_CURRENT_LIMIT = "PHASE_CURRENT_LIMIT"
+PHASE_UNBALANCE_LIMIT = "PHASE_UNBALANCE_LIMIT"
+# The codes of a limit that stopped a charger: the kW limit sources' and the per-phase ones.
+LIMIT_REASONS = frozenset(
+    {*LIMIT_SOURCE_TO_REASON.values(), PHASE_CURRENT_LIMIT, PHASE_UNBALANCE_LIMIT}
+)
 LIMIT_SOURCE_TO_BREACH: dict[str, str] = {
     source: f"BREACH_{source}" for source in LIMIT_SOURCE_TO_REASON
 }

@@ -43,10 +43,13 @@ from typing import Any
 
 import numpy as np
 
+from balancing import phase_alloc
 from balancing.codes import (
     DEPARTURE_PRIORITY,
     LIMIT_REASONS,
     LIMIT_SOURCE_TO_REASON,
+    PHASE_CURRENT_LIMIT,
+    PHASE_UNBALANCE_LIMIT,
     REASON_PRECEDENCE,
     sort_reasons,
 )
@@ -63,6 +66,7 @@ __all__ = [
     "Binding",
     "ChargerInput",
     "ChargerResult",
+    "PhaseChargerResult",
     "DepartureResult",
     "EngineInput",
     "EngineResult",
@@ -324,13 +328,21 @@ class Binding:
     node_id: str
     limit_source: str
     limit_kw: float
+    # A per-phase binding (issue 19): the phase ("L2", or "L1-L3" for an unbalance) and the
+    # current limit (A) that bound; the kW figures stay the node's.
+    phase: str | None = None
+    limit_a: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "node_id": self.node_id,
             "limit_source": self.limit_source,
             "limit_kw": self.limit_kw,
         }
+        if self.phase is not None:
+            d["phase"] = self.phase
+            d["limit_a"] = self.limit_a
+        return d
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +421,24 @@ class ChargerResult:
         }
         if self.departure is not None:
             d.update(self.departure.to_dict())
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseChargerResult(ChargerResult):
+    """A charger's result with per-phase data (issue 19): the setpoint as a kW limit and as a
+    current per phase (A, rounded down to 0.1 A) on the `phases` phases the EV draws on. A
+    subclass, so that a cycle without per-phase data builds exactly what it built before."""
+
+    limit_kw: float | None = None
+    limit_a: float | None = None
+    phases: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = ChargerResult.to_dict(self)
+        d["limit_kw"] = self.limit_kw
+        d["limit_a"] = self.limit_a
+        d["phases"] = self.phases
         return d
 
 
@@ -586,12 +616,21 @@ def allocate(inp: EngineInput) -> EngineResult:
     unc, remaining = _budgets(tree, loads)
     remaining = _failsafe_setpoints(cols, tree, remaining)
     dep = _departures(inp, cols)
-    active, remaining = _minimums(cols, tree, remaining)
-    fill = _water_fill(active, tree, remaining, dep)
+    model = None
+    if inp.phase is None:
+        active, remaining = _minimums(cols, tree, remaining)
+        fill = _water_fill(active, tree, remaining, dep)
+    else:
+        # Per-phase data (issue 19): minimums and the fair share under every node's kW budget
+        # and phase currents at once (balancing/phase_alloc.py); departures are not served
+        # first in this mode (spec 4.3, "Phases").
+        model, active, fill = _phase_fill(inp.phase, cols, tree, loads, remaining)
     _round_setpoints(cols, active, fill)
     own_hidden = _external_control(cols, tree, loads)
     reason_table, binding_table = _charger_reason_tables(tree, fill.bindings)
-    chargers = _charger_results(cols, reason_table, binding_table, dep)
+    if model is not None:
+        _phase_reason_tables(tree, model, fill, reason_table, binding_table)
+    chargers = _charger_results(cols, reason_table, binding_table, dep, model)
     alloc_sum = tree.subtree_sums(
         np.bincount(cols.ch_node, weights=cols.setpoint, minlength=tree.n)
     )
@@ -744,7 +783,7 @@ class _Active:
 class _Fill:
     """The fair share's result per active charger: its level and the node that sets it."""
 
-    __slots__ = ("level", "bind", "bindings", "min0", "granted", "held")
+    __slots__ = ("level", "bind", "bindings", "min0", "granted", "held", "phase_bindings")
 
     level: np.ndarray
     bind: np.ndarray  # node position, -1 for none
@@ -752,6 +791,7 @@ class _Fill:
     min0: np.ndarray  # each charger's own minimum (a.min may be raised by a departure grant)
     granted: np.ndarray | None  # served first for its departure (None: no departures)
     held: np.ndarray | None  # bound by a node whose room departures took first
+    phase_bindings: dict[int, tuple[int, Binding]]  # per-phase node code -> its binding
 
 
 class _NodeReasons:
@@ -1165,6 +1205,143 @@ def _fill_class(
     return c_level
 
 
+def _phase_fill(
+    phase: PhaseInput, cols: _Columns, tree: _Tree, loads: _Loads, remaining: np.ndarray
+) -> tuple[phase_alloc.PhaseModel, _Active, _Fill]:
+    """Minimums and the fair share with per-phase data (issue 19, spec 4.3 "Phases").
+
+    The same steps as `_minimums` and `_water_fill`, under every constraint at once: each
+    node's kW budget, each phase of a node with a current limit, each unbalance limit. The
+    arithmetic is `phase_alloc`'s; this joins it to the engine's columns and codes."""
+    n_nodes = tree.n
+    model = phase_alloc.build_model(
+        phase, [nd.node_id for nd in tree.order], tree.parent, cols.asset_ids, cols.ch_node
+    )
+    cols.min_kw, cols.max_kw = phase_alloc.current_range_kw(model, cols.min_kw, cols.max_kw)
+    act = np.flatnonzero(cols.requesting)
+    a = _Active()
+    a.idx = act
+    a.node = cols.ch_node[act]
+    a.min = cols.min_kw[act]
+    req = cols.req[act]
+    max_kw = cols.max_kw[act]
+    a.over = req > max_kw
+    a.dem = np.maximum(np.where(a.over, max_kw, req), a.min)
+    a.prio = cols.prio[act]
+    # Fixed draws on known phases: stale chargers at their failsafe power (counted in the
+    # nodes' uncontrolled load by _charger_columns) and fail safe setpoints.
+    stale = np.flatnonzero(cols.code == _C_FALLBACK)
+    fs = np.array([cols.chargers[k].failsafe_power_kw for k in stale.tolist()], dtype=float)
+    own_unc = np.array(loads.own_unc) - np.bincount(
+        cols.ch_node[stale], weights=fs, minlength=n_nodes
+    )
+    held = np.flatnonzero(cols.setpoint > 0.0)
+    fixed = np.concatenate([stale, held])
+    fixed_kw = np.concatenate([fs, cols.setpoint[held]])
+    room = phase_alloc.rooms(model, remaining, own_unc, fixed_kw, cols.ch_node[fixed], fixed)
+    e_c, e_j, e_v = phase_alloc.entries(model, cols.ch_node, act)
+    # Setpoints are rounded down: on an unbalance pair that lowers the chargers that lower the
+    # difference (those on the second phase only) and so raises it. Keep back what that can
+    # add (0.1 kW each) so that the rounded setpoints still keep the unbalance.
+    neg = e_v < 0.0
+    if neg.any():
+        room = room - np.bincount(e_c[neg], weights=-0.1 * e_v[neg], minlength=len(room))
+    chargers = cols.chargers
+    act_l = act.tolist()
+    a_min_l = a.min.tolist()
+
+    def order() -> list[int]:
+        # (only asked for when some minimums do not all fit)
+        return [
+            q
+            for _, q in sorted(
+                (_minimum_order(chargers[act_l[q]]), q)
+                for q in range(len(act_l))
+                if a_min_l[q] > 0.0
+            )
+        ]
+
+    served, room = phase_alloc.admit_minimums(order, a.min, e_c, e_j, e_v, room)
+    if not served.all():
+        cols.code[act[~served]] = _C_MIN_UNSERVED
+        a.take(served)
+        e_c, e_j, e_v = phase_alloc.entries(model, cols.ch_node, a.idx)
+    fill = _Fill()
+    fill.granted = fill.held = None
+    fill.min0 = a.min
+    n_act = len(a.idx)
+    fill.level = np.empty(n_act)
+    fill.bind = np.full(n_act, -1, dtype=np.intp)
+    # Constraint -> the engine's node code block: kW at the node, then (after the departures'
+    # block) a phase current, then an unbalance.
+    block = np.where(
+        model.cons_kind == phase_alloc.KIND_KW,
+        0,
+        np.where(model.cons_kind == phase_alloc.KIND_PHASE, 2, 3),
+    )
+    cons_code = block * n_nodes + model.cons_node
+    cons_depth = (model.depth_anc >= 0).sum(axis=1)[model.cons_node]
+    used_cons: set[int] = set()
+    for prio in sorted(set(a.prio.tolist()), reverse=True):
+        members = np.flatnonzero(a.prio == prio)
+        local = np.full(n_act, -1, dtype=np.intp)
+        local[members] = np.arange(len(members))
+        keep = local[e_j] >= 0
+        ec, ej, ev = e_c[keep], local[e_j[keep]], e_v[keep]
+        mins, dem = a.min[members], a.dem[members]
+        value, bind = phase_alloc.fill(mins, dem, ec, ej, ev, room, cons_depth)
+        fill.level[members] = value
+        bound = bind >= 0
+        fill.bind[members[bound]] = cons_code[bind[bound]]
+        used_cons.update(bind[bound].tolist())
+        # What the class took above its minimums comes off every constraint.
+        room = room - np.bincount(ec, weights=ev * (value - mins)[ej], minlength=len(room))
+    fill.bindings = [None] * n_nodes
+    fill.phase_bindings = {}
+    for c in used_cons:
+        i = int(model.cons_node[c])
+        nd = tree.order[i]
+        kind = int(model.cons_kind[c])
+        if kind == phase_alloc.KIND_KW:
+            fill.bindings[i] = Binding(nd.node_id, nd.limit_source, _kw(nd.limit_kw))
+            continue
+        p = int(model.cons_p[c])
+        if kind == phase_alloc.KIND_PHASE:
+            name = phase_alloc.PHASE_NAMES[p]
+            source = model.phase_source[i][p] or nd.limit_source
+            limit_a = float(model.phase_limit[i, p])
+        else:
+            q = int(model.cons_q[c])
+            name = f"{phase_alloc.PHASE_NAMES[p]}-{phase_alloc.PHASE_NAMES[q]}"
+            source = nd.limit_source
+            limit_a = float(model.unbalance_a[i])
+        # One binding per node and kind: the first phase (by constraint order) that bound.
+        key = int(cons_code[c])
+        if key not in fill.phase_bindings or c < fill.phase_bindings[key][0]:
+            fill.phase_bindings[key] = (
+                c,
+                Binding(nd.node_id, source, _kw(nd.limit_kw), name, _kw(limit_a)),
+            )
+    return model, a, fill
+
+
+def _phase_reason_tables(
+    tree: _Tree,
+    model: phase_alloc.PhaseModel,
+    fill: _Fill,
+    reason_table: list[tuple[str, ...]],
+    binding_table: list[Binding | None],
+) -> None:
+    """The third and fourth blocks of node codes: bound by a phase current, by an unbalance."""
+    n_nodes = tree.n
+    reason_table.extend([(PHASE_CURRENT_LIMIT,)] * n_nodes)
+    reason_table.extend([(PHASE_UNBALANCE_LIMIT,)] * n_nodes)
+    extra: list[Binding | None] = [None] * (2 * n_nodes)
+    for key, (_, binding) in fill.phase_bindings.items():
+        extra[key - 2 * n_nodes] = binding
+    binding_table.extend(extra)
+
+
 def _round_setpoints(cols: _Columns, a: _Active, fill: _Fill) -> None:
     """Levels into setpoints rounded down to 0.1 kW, and each charger's outcome code (4.3)."""
     alloc = np.where(fill.level >= a.dem, a.dem, np.maximum(fill.level, a.min))
@@ -1234,12 +1411,15 @@ def _charger_results(
     reason_table: list[tuple[str, ...]],
     binding_table: list[Binding | None],
     dep: _Departures | None,
+    model: phase_alloc.PhaseModel | None = None,
 ) -> tuple[ChargerResult, ...]:
     """One ChargerResult per charger in asset_id order (spec 4.1)."""
     code_list = cols.code_list = cols.code.tolist()
     alloc_out = _floor3(cols.setpoint).tolist()
     for k, value in cols.alloc_override.items():
         alloc_out[k] = value
+    if model is not None:
+        return _phase_charger_results(cols, reason_table, binding_table, dep, model, alloc_out)
     out: list[ChargerResult] = []
     append = out.append
     new = object.__new__
@@ -1269,6 +1449,47 @@ def _charger_results(
     return tuple(out)
 
 
+def _phase_charger_results(
+    cols: _Columns,
+    reason_table: list[tuple[str, ...]],
+    binding_table: list[Binding | None],
+    dep: _Departures | None,
+    model: phase_alloc.PhaseModel,
+    alloc_out: list[float | None],
+) -> tuple[ChargerResult, ...]:
+    """`_charger_results` with per-phase data: each result also says its setpoint in A."""
+    code_list = cols.code_list
+    per_a = model.amps_per_kw.tolist()
+    departures = [None] * len(code_list) if dep is None else _departure_results(cols, dep)
+    out: list[ChargerResult] = []
+    for j, (asset_id, node_id, requested, allocated, k) in enumerate(
+        zip(
+            cols.asset_ids,
+            cols.node_ids,
+            cols.req_out.tolist(),
+            alloc_out,
+            model.k.tolist(),
+            strict=True,
+        )
+    ):
+        out.append(
+            PhaseChargerResult(
+                asset_id,
+                node_id,
+                requested,
+                allocated,
+                reason_table[code_list[j]],
+                binding_table[code_list[j]],
+                departures[j],
+                allocated,
+                # the setpoint's current per phase, rounded down to 0.1 A
+                None if allocated is None else floor(allocated * per_a[j] * 10.0 + 1e-9) / 10.0,
+                int(k),
+            )
+        )
+    return tuple(out)
+
+
 def _node_reasons(
     tree: _Tree,
     loads: _Loads,
@@ -1281,12 +1502,21 @@ def _node_reasons(
     parent = tree.parent
     order = tree.order
     binds = [False] * n_nodes
+    # Per-phase bindings (issue 19): the third block of node codes is a phase current limit,
+    # the fourth an unbalance limit (see _phase_reason_tables).
+    phase_binds: dict[int, list[str]] = {}
     out = _NodeReasons()
     out.constrained = _C_MIN_UNSERVED in used_codes
     for cd in used_codes:
         if cd >= _N_FIXED:
-            binds[(cd - _N_FIXED) % n_nodes] = True
+            block, i = divmod(cd - _N_FIXED, n_nodes)
             out.constrained = True
+            if block < 2:
+                binds[i] = True
+            else:
+                phase_binds.setdefault(i, []).append(
+                    PHASE_CURRENT_LIMIT if block == 2 else PHASE_UNBALANCE_LIMIT
+                )
     n_modes = out.modes = [MEASURED] * n_nodes
     n_fallback = out.fallback = [()] * n_nodes
     n_reasons = out.reasons = [_R_NONE] * n_nodes
@@ -1306,7 +1536,7 @@ def _node_reasons(
         fb = fallbacks[i]
         nd = order[i]
         external = nd.external_control
-        if not (fb or binds[i] or external):
+        if not (fb or binds[i] or external or i in phase_binds):
             continue
         codes: list[str] = []
         if failsafe[i]:
@@ -1326,6 +1556,8 @@ def _node_reasons(
             n_budget[i] = floor((hidden_sum[i] + path_headroom[i]) * 1000.0 + 1e-6) / 1000.0
         if binds[i]:
             codes.append(LIMIT_SOURCE_TO_REASON[nd.limit_source])
+        if i in phase_binds:
+            codes = list(sort_reasons((*codes, *phase_binds[i])))
         n_reasons[i] = reason_t = tuple(codes)  # appended in precedence order
         cycle_codes.update(reason_t)
         n_fallback[i] = tuple(sorted(fb, key=attrgetter("asset_id")))

@@ -180,8 +180,10 @@ def phase_input(
     counts, otherwise the charger's wiring (its phases and rotation) is assumed.
     """
     chargers = [a for a in assets if a["kind"] == "CHARGER"]
-    if all(limits[n["node_id"]].current is None for n in nodes) and all(
-        a["min_current_a"] is None and a["max_current_a"] is None for a in chargers
+    if (
+        all(limits[n["node_id"]].current is None for n in nodes)
+        and all(n.get("max_unbalance_a") is None for n in nodes)
+        and all(a["min_current_a"] is None and a["max_current_a"] is None for a in chargers)
     ):
         return None
     phase_nodes = tuple(
@@ -193,6 +195,8 @@ def phase_input(
             limit_a_source=(
                 limits[n["node_id"]].current.source if limits[n["node_id"]].current else None
             ),
+            max_unbalance_a=n.get("max_unbalance_a"),
+            **_phase_limits(limits[n["node_id"]].current),
         )
         for n in nodes
     )
@@ -219,6 +223,16 @@ def phase_input(
             )
         )
     return PhaseInput(nodes=phase_nodes, chargers=tuple(phase_chargers))
+
+
+def _phase_limits(current) -> dict[str, Any]:
+    """A node's per-phase limits and sources, where they differ between phases."""
+    if current is None or current.phase_limits_a is None:
+        return {}
+    return {
+        "phase_limits_a": tuple(None if v == float("inf") else v for v in current.phase_limits_a),
+        "phase_sources": tuple(s or None for s in current.phase_sources),
+    }
 
 
 def gather_inputs(
@@ -338,6 +352,7 @@ def gather_inputs(
             limit_source=lim.limit_source,
             constraints=tuple((c.source, c.limit_kw) for c in lim.constraints),
             limit_a=lim.current.limit_a if lim.current else None,
+            phase_limits_a=lim.current.phase_limits_a if lim.current else None,
             voltage_v=by_node[node_id]["voltage_v"],
             phases=by_node[node_id]["phases"],
         )

@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 
 from balancing.charts import load_against_limit
 from balancing.choices import BreachStatus
+from balancing.dispatch import ChargingLimit, ScopeBudget
 from balancing.filters import BreachFilter, CycleFilter
 from balancing.models import Breach, Cycle, decode_record, parts_columns
 from balancing.signals import cycle_document_read
@@ -70,6 +71,25 @@ def cycle_get(microgrid, cycle_id: str) -> Cycle:
             status=404,
         )
     return cycle
+
+
+def cycle_setpoints(cycle: Cycle) -> tuple[list[ChargingLimit], list[ScopeBudget]]:
+    """What a cycle hands out: a limit for every charger it set (not one an external
+    controller sets), and every scope budget, each with the cycle's `valid_until`."""
+    return cycle_setpoints_of(cycle.document)
+
+
+def cycle_setpoints_of(doc: dict[str, Any]) -> tuple[list[ChargingLimit], list[ScopeBudget]]:
+    limits = [
+        ChargingLimit(c["asset_id"], c["allocated_kw"], doc["cycle_id"], c["valid_until"])
+        for c in doc["chargers"]
+        if c.get("allocated_kw") is not None and "valid_until" in c
+    ]
+    budgets = [
+        ScopeBudget(b["scope"], b["budget_kw"], b["valid_until"], doc["cycle_id"])
+        for b in doc["scope_budgets"]
+    ]
+    return limits, budgets
 
 
 def latest_cycle_document(microgrid) -> dict[str, Any] | None:

@@ -28,10 +28,11 @@ from simple_history.utils import bulk_create_with_history
 from balancing import headroom
 from balancing.breaches import detect_breaches
 from balancing.choices import BreachStatus, TriggerType
-from balancing.dispatch import ChargingLimit, Dispatcher, ScopeBudget
+from balancing.dispatch import Dispatcher
 from balancing.engine import allocate
 from balancing.inputs import CycleInputs, gather_inputs
 from balancing.models import Breach, Cycle, CycleTrigger, HeadroomHistory
+from balancing.selectors import cycle_setpoints
 from balancing.signals import cycle_stored
 from microgrid.capabilities.scopes import Scope
 from microgrid.common.errors import DomainError
@@ -146,7 +147,7 @@ def _serve(locked, pending: CycleTrigger, trigger, scope, clock, valid_for_s, ou
         pending.save()
     else:
         CycleTrigger.objects.filter(pk=pending.pk).update(served_by=cycle)
-    limits, budgets = _setpoints(cycle)
+    limits, budgets = cycle_setpoints(cycle)
     # The outbox is written here, in the cycle's transaction (the dispatch app's receiver).
     cycle_stored.send(sender=Cycle, cycle=cycle, limits=limits, budgets=budgets)
     if out is not None:
@@ -406,20 +407,6 @@ def _plan_breaches(microgrid, seq: int, started_at, findings, inputs: CycleInput
             row.resolved_at = started_at
             resolved.append(row)
     return BreachPlan(out, creates, resolved)
-
-
-def _setpoints(cycle: Cycle) -> tuple[list[ChargingLimit], list[ScopeBudget]]:
-    doc = cycle.document
-    limits = [
-        ChargingLimit(c["asset_id"], c["allocated_kw"], doc["cycle_id"], c["valid_until"])
-        for c in doc["chargers"]
-        if c.get("allocated_kw") is not None and "valid_until" in c
-    ]
-    budgets = [
-        ScopeBudget(b["scope"], b["budget_kw"], b["valid_until"], doc["cycle_id"])
-        for b in doc["scope_budgets"]
-    ]
-    return limits, budgets
 
 
 def trigger_of(kind: str, **extra: Any) -> dict[str, Any]:

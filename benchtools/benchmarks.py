@@ -24,8 +24,10 @@ from benchtools.synthetic import (
     build_engine_input,
     fair_lp_allocation,
     lp_problem,
+    phase_lp_problem,
     solve_lp_problem,
     with_departures,
+    with_phases,
 )
 from microgrid.topology.tree import depths
 
@@ -47,6 +49,31 @@ def timed(fn: Callable[[], Any], *, repeat: int, warmup: int = 2) -> dict[str, f
     }
 
 
+def timed_pair(plain: Callable[[], Any], other: Callable[[], Any], *, repeat: int) -> dict:
+    """Two functions timed in alternation (plain, other, plain, ...), so that a busy machine
+    slows both alike: medians and their ratio."""
+    for _ in range(2):
+        plain()
+        other()
+    a, b = [], []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        plain()
+        a.append((time.perf_counter() - start) * 1000.0)
+        start = time.perf_counter()
+        other()
+        b.append((time.perf_counter() - start) * 1000.0)
+    pa, pb = statistics.median(a), statistics.median(b)
+    return {
+        "plain_median_ms": round(pa, 3),
+        "departures_median_ms": round(pb, 3),
+        "ratio": round(pb / pa, 2),
+        "plain_min_ms": round(min(a), 3),
+        "departures_min_ms": round(min(b), 3),
+        "repeat": repeat,
+    }
+
+
 ENGINE_SIZES = ((10, 5), (100, 20), (1000, 200), (2000, 400), (10000, 2000))
 # One LP solve per fill level: a 2,000-charger depot takes about 200 solves (over a second).
 FAIR_LP_MAX_CHARGERS = 2000
@@ -62,7 +89,8 @@ def bench_engine(sizes=ENGINE_SIZES, *, repeat: int = 30) -> list[dict[str, Any]
             repeat=max(5, repeat if chargers <= 2000 else repeat // 3),
         )
         departures = with_departures(inp)
-        engine_departures = timed(
+        pair = timed_pair(
+            lambda inp=inp: allocate(inp),
             lambda inp=departures: allocate(inp),
             repeat=max(5, repeat if chargers <= 2000 else repeat // 3),
         )
@@ -79,10 +107,7 @@ def bench_engine(sizes=ENGINE_SIZES, *, repeat: int = 30) -> list[dict[str, Any]
                 "chargers": chargers,
                 "nodes": nodes,
                 "engine": engine,
-                "engine_with_departures": engine_departures,
-                "departures_time_ratio": round(
-                    engine_departures["median_ms"] / engine["median_ms"], 2
-                ),
+                "departures_pair": pair,
                 "departures_at_risk": sum(
                     1 for c in dep_result.chargers if c.departure and c.departure.at_risk
                 ),
@@ -102,6 +127,60 @@ def bench_engine(sizes=ENGINE_SIZES, *, repeat: int = 30) -> list[dict[str, Any]
                 "speedup_vs_fair_lp": round(fair["timing"]["median_ms"] / engine["median_ms"], 1)
                 if fair
                 else None,
+            }
+        )
+    return rows
+
+
+PHASE_SIZES = ((100, 20), (1000, 200), (2000, 400))
+
+
+def bench_engine_phases(sizes=PHASE_SIZES, *, repeat: int = 30) -> list[dict[str, Any]]:
+    """The engine with per-phase data (issue 19) against one HiGHS solve of the per-phase LP
+    of the same depot, and the same depot without per-phase data (the kW engine)."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    rows = []
+    for chargers, nodes in sizes:
+        base = build_engine_input(chargers, nodes, depth=5, seed=1)
+        inp = with_phases(base, seed=1)
+        engine = timed(lambda inp=inp: allocate(inp), repeat=repeat)
+        kw_only = timed(lambda inp=base: allocate(inp), repeat=repeat)
+        problem = phase_lp_problem(inp)
+        lp = timed(lambda p=problem: solve_lp_problem(p), repeat=max(3, repeat // 3), warmup=1)
+        lp_build = timed(lambda inp=inp: phase_lp_problem(inp), repeat=3, warmup=0)
+        no_min = replace(
+            inp,
+            chargers=tuple(replace(c, min_power_kw=0.0) for c in inp.chargers),
+            phase=replace(
+                inp.phase,
+                chargers=tuple(replace(pc, min_current_a=None) for pc in inp.phase.chargers),
+            ),
+        )
+        result = allocate(no_min)
+        c, a_ub, b_ub, _ = phase_lp_problem(no_min)
+        x = np.array([ch.allocated_kw for ch in result.chargers if ch.requested_kw > 0.0])
+        full = allocate(inp)
+        rows.append(
+            {
+                "chargers": chargers,
+                "nodes": nodes,
+                "engine_per_phase": engine,
+                "engine_kw_only": kw_only,
+                "highs_solve": lp,
+                "highs_build": lp_build,
+                "speedup_vs_highs_solve": round(lp["median_ms"] / engine["median_ms"], 2),
+                "engine_total_kw_no_minimums": round(float(x.sum()), 1),
+                "lp_total_kw": round(solve_lp_problem(phase_lp_problem(no_min)), 1),
+                "max_row_excess": round(float((a_ub @ x - b_ub).max()), 6),
+                "bound_by_phase": sum(
+                    1 for ch in full.chargers if "PHASE_CURRENT_LIMIT" in ch.reason_codes
+                ),
+                "bound_by_unbalance": sum(
+                    1 for ch in full.chargers if "PHASE_UNBALANCE_LIMIT" in ch.reason_codes
+                ),
             }
         )
     return rows

@@ -319,3 +319,147 @@ def with_departures(inp: EngineInput, seed: int = 1) -> EngineInput:
             )
         )
     return replace(inp, chargers=tuple(chargers), now=now.isoformat(), departure_guard_s=30.0)
+
+
+# -- per-phase data (issue 19) -----------------------------------------------------------------
+
+
+def with_phases(inp: EngineInput, seed: int = 1, *, unbalance: bool = True) -> EngineInput:
+    """The same depot with per-phase data: every node a current limit that binds (a fraction of
+    its kW limit as amperes, on three phases at 230 V), some an unbalance limit, and a third of
+    the chargers single-phase on a random phase (half of the three-phase ones with a
+    single-phase EV, learnt from their currents)."""
+    from dataclasses import replace
+
+    from balancing.phase_alloc import PhaseCharger, PhaseInput, PhaseNode
+
+    rng = random.Random(seed)
+    nodes = []
+    for n in inp.nodes:
+        amps = n.limit_kw * 1000.0 / (230.0 * 3)
+        nodes.append(
+            PhaseNode(
+                node_id=n.node_id,
+                voltage_v=230.0,
+                phases=3,
+                limit_a=round(amps * rng.uniform(0.6, 1.0), 1),
+                limit_a_source=rng.choice(("PHYSICAL_RATING", "NODE_LIMIT")),
+                max_unbalance_a=(
+                    round(max(16.0, amps * 0.2), 1) if unbalance and rng.random() < 0.2 else None
+                ),
+            )
+        )
+    chargers = []
+    new_inputs = []
+    for c in inp.chargers:
+        if rng.random() < 1 / 3:
+            p = rng.randrange(3)
+            pc = PhaseCharger(c.asset_id, 1, ("L1", "L2", "L3")[p], None, None, (p,))
+            max_kw = min(c.max_power_kw, 7.4)
+            c = replace(c, max_power_kw=max_kw, min_power_kw=min(c.min_power_kw, 1.38))
+        else:
+            rotation = rng.choice(("L1L2L3", "L2L3L1", "L3L1L2"))
+            drawn = (0, 1, 2)
+            if rng.random() < 0.5:
+                drawn = (rng.randrange(3),)  # a single-phase EV on a three-phase charger
+            pc = PhaseCharger(c.asset_id, 3, rotation, 6.0, None, drawn)
+        chargers.append(pc)
+        new_inputs.append(c)
+    return replace(
+        inp,
+        chargers=tuple(new_inputs),
+        phase=PhaseInput(nodes=tuple(nodes), chargers=tuple(chargers)),
+    )
+
+
+def phase_lp_problem(inp: EngineInput) -> tuple | None:
+    """`lp_problem` with the per-phase rows of issue 19: every phase of a node with a current
+    limit (sum of the currents of the chargers drawing on it, kW x 1000 / (V x phases drawn),
+    within the limit minus the uncontrolled load spread evenly over the node's phases) and
+    every ordered pair of phases of a node with `max_unbalance_a` (I_p - I_q within it, with
+    the uncontrolled load even). Charger maxima by current apply (`max_current_a`). Written
+    apart from the engine's own model so that the two can check each other."""
+    import numpy as np
+    from scipy.sparse import csr_matrix, vstack
+
+    problem = lp_problem(inp)
+    if problem is None or inp.phase is None:
+        return problem
+    c, a_kw, budgets, bounds = problem
+    phase = inp.phase
+    by_node = {n.node_id: n for n in phase.nodes}
+    by_ch = {pc.asset_id: pc for pc in phase.chargers}
+    index = {n.node_id: i for i, n in enumerate(inp.nodes)}
+    parent = [-1 if n.parent_id is None else index[n.parent_id] for n in inp.nodes]
+    columns = [ch for ch in inp.chargers if _lp_column(ch)]
+    # uncontrolled kW per node subtree (as lp_problem): recompute the own part
+    own = [0.0] * len(inp.nodes)
+    for ld in inp.loads:
+        if ld.freshness == "FRESH":
+            v = ld.power_kw or 0.0
+            own[index[ld.node_id]] += -v if ld.kind == "PV" else v
+        elif ld.kind != "PV" and ld.fallback_kw is not None:
+            own[index[ld.node_id]] += ld.fallback_kw
+    unc_a = np.zeros((len(inp.nodes), 3))
+    for i, n in enumerate(inp.nodes):
+        pn = by_node[n.node_id]
+        unc_a[i, : pn.phases] += own[i] * 1000.0 / (pn.voltage_v * pn.phases)
+    depth = [0] * len(inp.nodes)
+    for i in range(len(inp.nodes)):
+        j = i
+        while parent[j] >= 0:
+            depth[i] += 1
+            j = parent[j]
+    for i in sorted(range(len(inp.nodes)), key=lambda i: -depth[i]):
+        if parent[i] >= 0:
+            unc_a[parent[i]] += unc_a[i]
+    rows, cols, vals, rhs = [], [], [], []
+    upper = bounds[:, 1].copy()
+    row = 0
+    row_of: dict[tuple, int] = {}
+    for i, n in enumerate(inp.nodes):
+        pn = by_node[n.node_id]
+        if pn.limit_a is not None:
+            for p in range(pn.phases):
+                row_of[(i, "p", p)] = row
+                rhs.append(max(0.0, pn.limit_a - unc_a[i, p]))
+                row += 1
+        if pn.max_unbalance_a is not None and pn.phases == 3:
+            for p in range(3):
+                for q in range(3):
+                    if p != q:
+                        row_of[(i, "u", p, q)] = row
+                        rhs.append(pn.max_unbalance_a - (unc_a[i, p] - unc_a[i, q]))
+                        row += 1
+    single = [False] * len(inp.nodes)
+    for i in sorted(range(len(inp.nodes)), key=lambda i: depth[i]):
+        single[i] = by_node[inp.nodes[i].node_id].phases == 1 or (
+            parent[i] >= 0 and single[parent[i]]
+        )
+    for col, ch in enumerate(columns):
+        pc = by_ch[ch.asset_id]
+        ni = index[ch.node_id]
+        # a single-phase node on the way leaves one phase: that node's L1
+        drawn = (0,) if single[ni] else (pc.drawn or (0, 1, 2))
+        v = by_node[ch.node_id].voltage_v
+        amps = 1000.0 / (v * len(drawn))
+        if pc.max_current_a is not None:
+            upper[col] = min(upper[col], pc.max_current_a / amps)
+        j = ni
+        while j >= 0:
+            for p in drawn:
+                r = row_of.get((j, "p", p))
+                if r is not None:
+                    rows.append(r), cols.append(col), vals.append(amps)
+            for p in range(3):
+                for q in range(3):
+                    r = row_of.get((j, "u", p, q))
+                    if r is None:
+                        continue
+                    coef = amps * ((p in drawn) - (q in drawn))
+                    if coef:
+                        rows.append(r), cols.append(col), vals.append(coef)
+            j = parent[j]
+    a_phase = csr_matrix((vals, (rows, cols)), shape=(row, len(columns)))
+    bounds = np.column_stack((bounds[:, 0], upper))
+    return c, vstack([a_kw, a_phase]).tocsr(), np.concatenate([budgets, np.array(rhs)]), bounds

@@ -4,25 +4,91 @@ cycle's dispatch summary, the card's trouble list. Constant query counts."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
 
 from balancing.models import Cycle
-from dispatch.choices import TROUBLE, TargetType
+from balancing.selectors import cycle_setpoints_of
+from dispatch.choices import TROUBLE, Channel, DeliveryStatus, TargetType
 from dispatch.models import Delivery, DeliveryAttempt, DispatchConfig
 from microgrid.topology.choices import AssetKind
 from microgrid.topology.models import Asset
 
 
 def _latest_cycle_pk(microgrid) -> int | None:
-    """The latest cycle: every cycle writes its chargers' deliveries."""
+    """The latest cycle: every cycle hands out its chargers' setpoints."""
     row = (
         Cycle.objects.filter(microgrid=microgrid)
         .order_by("-started_at", "-seq")
         .values_list("pk", flat=True)[:1]
     )
     return row[0] if row else None
+
+
+@dataclass(frozen=True)
+class Target:
+    """One setpoint of a cycle as dispatch sees it: a delivery row, or one that is pulled."""
+
+    target_type: str
+    target_id: str
+    scope: dict[str, Any] | None
+    limit_kw: float
+    valid_until: datetime
+    channel: str
+    status: str
+
+
+def cycle_targets(cycle: Cycle, *, document: dict[str, Any] | None = None) -> list[Target]:
+    """Every setpoint of a cycle with its channel and status, by target. A pulled setpoint has
+    no delivery row (spec 4.7): it is the cycle's own, PENDING while the cycle is the latest
+    and it is valid, then EXPIRED, or SUPERSEDED once a newer cycle exists."""
+    rows = [
+        Target(*values)
+        for values in Delivery.objects.filter(cycle=cycle).values_list(
+            "target_type", "target_id", "scope", "limit_kw", "valid_until", "channel", "status"
+        )
+    ]
+    have = {(t.target_type, t.target_id) for t in rows}
+    pulled = _pulled(cycle, document, have)
+    if pulled:
+        if _latest_cycle_pk(cycle.microgrid_id) != cycle.pk:
+            status = DeliveryStatus.SUPERSEDED
+        elif pulled[0][4] <= timezone.now():  # a cycle's setpoints share its valid_until
+            status = DeliveryStatus.EXPIRED
+        else:
+            status = DeliveryStatus.PENDING
+        rows += [Target(*p, Channel.PULL, status) for p in pulled]
+    return sorted(rows, key=lambda t: (t.target_type, t.target_id))
+
+
+def _pulled(cycle: Cycle, document, have: set[tuple[str, str]]) -> list[tuple]:
+    if document is None:
+        document = cycle.document
+    if not document:
+        return []
+    limits, budgets = cycle_setpoints_of(document)
+    out = [
+        (TargetType.CHARGER, c.asset_id, None, c.limit_kw, datetime.fromisoformat(c.valid_until))
+        for c in limits
+        if (TargetType.CHARGER, c.asset_id) not in have
+    ]
+    for b in budgets:
+        scope = b.scope or {"type": "MICROGRID"}
+        target = scope.get("node_id") or "MICROGRID"
+        if (TargetType.SCOPE, target) not in have:
+            out.append(
+                (
+                    TargetType.SCOPE,
+                    target,
+                    scope,
+                    b.budget_kw,
+                    datetime.fromisoformat(b.valid_until),
+                )
+            )
+    return out
 
 
 def setpoints_current(microgrid, *, asset_id: str | None = None) -> dict[str, Any]:
@@ -33,46 +99,31 @@ def setpoints_current(microgrid, *, asset_id: str | None = None) -> dict[str, An
     if asset_id is not None:
         chargers = chargers.filter(asset_id=asset_id)
     names = list(chargers.order_by("asset_id").values_list("asset_id", flat=True))
-    rows: list[dict[str, Any]] = []
-    latest = _latest_cycle_pk(microgrid)
-    if latest is not None:
-        qs = Delivery.objects.filter(cycle_id=latest, valid_until__gt=now)
-        if asset_id is not None:
-            qs = qs.filter(target_type=TargetType.CHARGER, target_id=asset_id)
-        rows = list(
-            qs.values(
-                "target_type",
-                "target_id",
-                "scope",
-                "limit_kw",
-                "valid_until",
-                "status",
-                "cycle__cycle_id",
-            )
-        )
-    by_asset = {r["target_id"]: r for r in rows if r["target_type"] == TargetType.CHARGER}
+    latest = Cycle.objects.filter(microgrid=microgrid).order_by("-started_at", "-seq").first()
+    targets = [] if latest is None else [t for t in cycle_targets(latest) if t.valid_until > now]
+    by_asset = {t.target_id: t for t in targets if t.target_type == TargetType.CHARGER}
     setpoints = []
     for name in names:
-        r = by_asset.get(name)
+        t = by_asset.get(name)
         setpoints.append(
             {
                 "asset_id": name,
-                "limit_kw": r["limit_kw"] if r else None,
-                "valid_until": r["valid_until"].isoformat() if r else None,
-                "cycle_id": r["cycle__cycle_id"] if r else None,
-                "dispatch_status": r["status"] if r else None,
+                "limit_kw": t.limit_kw if t else None,
+                "valid_until": t.valid_until.isoformat() if t else None,
+                "cycle_id": latest.cycle_id if t else None,
+                "dispatch_status": t.status if t else None,
             }
         )
     budgets = [
         {
-            "scope": r["scope"],
-            "budget_kw": r["limit_kw"],
-            "valid_until": r["valid_until"].isoformat(),
-            "cycle_id": r["cycle__cycle_id"],
-            "dispatch_status": r["status"],
+            "scope": t.scope,
+            "budget_kw": t.limit_kw,
+            "valid_until": t.valid_until.isoformat(),
+            "cycle_id": latest.cycle_id,
+            "dispatch_status": t.status,
         }
-        for r in sorted(rows, key=lambda r: r["target_id"])
-        if r["target_type"] == TargetType.SCOPE
+        for t in targets
+        if t.target_type == TargetType.SCOPE
     ]
     return {
         "microgrid_id": microgrid.microgrid_id,
@@ -82,29 +133,23 @@ def setpoints_current(microgrid, *, asset_id: str | None = None) -> dict[str, An
     }
 
 
-def cycle_dispatch(cycle: Cycle) -> tuple[dict[str, Any], dict[str, str]]:
-    """`{"channels", "counts"}` of a cycle and each charger's delivery status (one query)."""
-    rows = list(
-        Delivery.objects.filter(cycle=cycle).values_list(
-            "target_type", "target_id", "channel", "status"
-        )
-    )
-    counts = Counter(status for _, _, _, status in rows)
+def cycle_dispatch(
+    cycle: Cycle, document: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """`{"channels", "counts"}` of a cycle and each charger's delivery status."""
+    targets = cycle_targets(cycle, document=document)
+    counts = Counter(t.status for t in targets)
     summary = {
-        "channels": sorted({channel for _, _, channel, _ in rows}),
+        "channels": sorted({t.channel for t in targets}),
         "counts": dict(sorted(counts.items())),
     }
-    statuses = {
-        target: status
-        for target_type, target, _, status in rows
-        if target_type == TargetType.CHARGER
-    }
+    statuses = {t.target_id: t.status for t in targets if t.target_type == TargetType.CHARGER}
     return summary, statuses
 
 
 def enrich_cycle_document(sender, *, cycle: Cycle, document: dict[str, Any], **kwargs) -> None:
     """Receiver of balancing's `cycle_document_read`."""
-    summary, statuses = cycle_dispatch(cycle)
+    summary, statuses = cycle_dispatch(cycle, document)
     document["dispatch"] = summary
     document["chargers"] = [
         {**c, "dispatch_status": statuses.get(c["asset_id"])} for c in document.get("chargers", [])

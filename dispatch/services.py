@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -48,11 +49,19 @@ from microgrid.topology.models import Microgrid
 log = logging.getLogger(__name__)
 
 _NAMESPACE = uuid.UUID("2f6b1d0e-53a4-4c55-9a55-4f3c1e7d8b21")
+_NAMESPACE_BYTES = _NAMESPACE.bytes
 
 
 def _stable(*parts: object) -> str:
-    """Ids derived from what identifies the row, so a replayed simulator run is byte-identical."""
-    return uuid.uuid5(_NAMESPACE, ":".join(str(p) for p in parts)).hex
+    """Ids derived from what identifies the row, so a replayed simulator run is byte-identical:
+    the hex of `uuid.uuid5(_NAMESPACE, "a:b:c")`, computed without building a UUID object
+    (a 2,000-charger cycle names 2,000 deliveries; the object cost 40 % of the outbox write)."""
+    digest = bytearray(
+        hashlib.sha1(_NAMESPACE_BYTES + ":".join(str(p) for p in parts).encode()).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return digest.hex()
 
 
 def batch_id_of(cycle_id: str, channel: str) -> str:
@@ -213,9 +222,18 @@ def deliveries_write(
     valid_until = _until(limits, budgets)
     rows: list[list[Any]] = []
     sending: set[str] = set()
+    batch_ids: dict[str, str] = {}
+
+    def batch(target_channel: str) -> str:  # one id per channel, not one uuid5 per row
+        if target_channel not in batch_ids:
+            batch_ids[target_channel] = batch_id_of(cycle_id, target_channel)
+        return batch_ids[target_channel]
+
     for limit in limits:
-        status = DeliveryStatus.PENDING
         target_channel = per_charger.get(limit.asset_id, channel)
+        if target_channel == Channel.PULL:
+            continue  # the cycle itself is what is pulled (spec 4.7)
+        status = DeliveryStatus.PENDING
         last = accepted.get(limit.asset_id)
         if (
             last is not None
@@ -234,10 +252,11 @@ def deliveries_write(
                 limit.limit_kw,
                 status.value,
                 target_channel,
-                batch_id_of(cycle_id, target_channel),
+                batch(target_channel),
             ]
         )
-    for budget in budgets:
+    # Scope budgets go the microgrid's way; pulled ones are read from the cycle, as above.
+    for budget in budgets if channel != Channel.PULL else ():
         scope = budget.scope or {"type": "MICROGRID"}
         target = scope.get("node_id") or "MICROGRID"
         sending.add(channel)
@@ -250,7 +269,7 @@ def deliveries_write(
                 budget.budget_kw,
                 DeliveryStatus.PENDING.value,
                 channel,
-                batch_id_of(cycle_id, channel),
+                batch(channel),
             ]
         )
     if rows:

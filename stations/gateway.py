@@ -35,6 +35,7 @@ from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
 from ocpp.v201.enums import Action as Action201
+from ocpp.v201.enums import NotifyEVChargingNeedsStatusEnumType as NeedsStatus
 from ocpp.v201.enums import RegistrationStatusEnumType as Reg201
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -373,6 +374,17 @@ class Station201(_Common, ChargePoint201):
     async def on_meter_values(self, evse_id, meter_value, **kwargs):
         await self._meter(evse_id, meter_value, v201=True)
         return result201.MeterValues()
+
+    @on(Action201.notify_ev_charging_needs)
+    async def on_ev_charging_needs(self, charging_needs, evse_id, **kwargs):
+        refused = await db(services.station_charging_needs)(
+            station_id=self.station_id, evse_id=evse_id, charging_needs=charging_needs
+        )
+        if refused is not None:
+            log.info("%s: EV charging needs refused: %s", self.station_id, refused)
+        return result201.NotifyEVChargingNeeds(
+            status=NeedsStatus.rejected if refused else NeedsStatus.accepted
+        )
 
     @on(Action201.transaction_event)
     async def on_transaction_event(self, event_type, timestamp, trigger_reason, seq_no, **kwargs):

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from microgrid.common.errors import DomainError
-from microgrid.telemetry.services import telemetry_ingest
+from microgrid.telemetry.services import charger_session_put, telemetry_ingest
 from microgrid.topology.models import Asset
 from stations.choices import PLUGGED_IN, AuthRefusal
 from stations.models import (
@@ -163,6 +163,39 @@ def station_meter_values(*, station_id: str, evse_id: int, samples: list[dict[st
         raise MeterProblem(f"{exc.code}: {exc.message}") from exc
     station_seen(station_id=station_id)
     return len(readings)
+
+
+def station_charging_needs(
+    *, station_id: str, evse_id: int, charging_needs: dict[str, Any]
+) -> str | None:
+    """OCPP 2.0.1 NotifyEVChargingNeeds: the vehicle's departure time and energy amount become
+    the charger's session (spec 4.3, "Departures"), as if the integration had sent them.
+    Returns None when accepted, else why it was not (the station gets Rejected)."""
+    station = ChargingStation.objects.get(station_id=station_id)
+    charger = _charger(station, evse_id)
+    if charger is None:
+        return f"EVSE {evse_id} of {station_id} is not mapped to a charger"
+    if not isinstance(charging_needs, dict) or not charging_needs.get("departure_time"):
+        return "no departure time: nothing to plan for"
+    try:
+        departure = parse_timestamp(charging_needs["departure_time"])
+    except MeterProblem as exc:
+        return str(exc)
+    energy_wh = None
+    for key in ("dc_charging_parameters", "ac_charging_parameters"):
+        params = charging_needs.get(key)
+        if isinstance(params, dict) and params.get("energy_amount") is not None:
+            energy_wh = params["energy_amount"]
+            break
+    energy_kwh = None
+    if isinstance(energy_wh, int | float) and not isinstance(energy_wh, bool) and energy_wh > 0:
+        energy_kwh = round(float(energy_wh) / 1000.0, 3)
+    try:
+        charger_session_put(asset=charger, departure_at=departure, energy_needed_kwh=energy_kwh)
+    except DomainError as exc:
+        return f"{exc.code}: {exc.message}"
+    station_seen(station_id=station_id)
+    return None
 
 
 def evse_soc_record(*, station_id: str, evse_id: int, soc_pct: float, at: str) -> None:

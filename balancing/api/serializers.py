@@ -66,6 +66,14 @@ class Binding(ResponseSerializer):
     limit_kw = serializers.FloatField()
     envelope_id = serializers.CharField(required=False)
     peer_offline = serializers.BooleanField(required=False)
+    phase = serializers.CharField(
+        required=False,
+        help_text="a per-phase binding: the phase (L1, L2, L3), or the pair of an unbalance "
+        "(L1-L2)",
+    )
+    limit_a = serializers.FloatField(
+        required=False, help_text="the current limit (A) that bound: per phase, or the unbalance"
+    )
 
 
 class CycleFallback(ResponseSerializer):
@@ -103,6 +111,18 @@ class CycleCharger(ResponseSerializer):
     valid_until = serializers.DateTimeField(required=False, help_text="with every setpoint")
     dispatch_status = serializers.CharField(
         required=False, allow_null=True, help_text="its delivery's status (spec 4.7)"
+    )
+    limit_kw = serializers.FloatField(
+        required=False, allow_null=True, help_text="with per-phase data: the setpoint in kW"
+    )
+    limit_a = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        help_text="with per-phase data: the setpoint as a current per phase (A, rounded down to "
+        "0.1 A) on `phases` phases",
+    )
+    phases = serializers.IntegerField(
+        required=False, help_text="with per-phase data: the phases the EV draws on"
     )
 
 

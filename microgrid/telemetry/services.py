@@ -1,6 +1,6 @@
 """Telemetry ingest: a batch validated whole at the edge is stored set-based.
 
-`telemetry.api.serializers.readings_input` validates a batch (a batch with any
+`telemetry.readings.readings_input` validates a batch (a batch with any
 invalid reading is refused whole, TELEMETRY_INVALID with one error per bad
 reading, and stores nothing); `telemetry_store` takes its typed readings. A repeated reading (same asset and
 observed_at) is stored once; an older reading never replaces a newer one as
@@ -19,16 +19,16 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from microgrid.common.errors import DomainError, ErrorItem
-from microgrid.telemetry.api.serializers import Reading, readings_input
 from microgrid.telemetry.choices import EnergySource
 from microgrid.telemetry.models import ChargerSession, LatestReading, TelemetryReading
+from microgrid.telemetry.readings import Reading, readings_input
 from microgrid.topology.models import Asset, Microgrid
 
 
 def telemetry_store(
     *, microgrid: Microgrid, readings: Sequence[Reading], now: datetime | None = None
 ) -> int:
-    """Store a validated batch (`telemetry.api.serializers.readings_input`); returns how many
+    """Store a validated batch (`telemetry.readings.readings_input`); returns how many
     readings it held."""
     now = now or timezone.now()
     if not readings:

@@ -160,6 +160,7 @@ class MicrogridNodeAdmin(ReadOnlyAdmin):
         "voltage_v",
         "phases",
         "rating_a",
+        "max_unbalance_a",
     )
     list_filter = ("kind", "microgrid")
     search_fields = ("node_id", "name", "microgrid__microgrid_id")

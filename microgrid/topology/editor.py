@@ -26,7 +26,7 @@ from microgrid.topology import selectors, services, tree
 from microgrid.topology.card import microgrid_tabs
 from microgrid.topology.diagram import render_topology_svg
 
-NODE_COLUMNS = 9
+NODE_COLUMNS = 10
 ASSET_COLUMNS = 17
 FIELD_LABELS = {
     "node_id": "Node ID",
@@ -37,6 +37,7 @@ FIELD_LABELS = {
     "voltage_v": "Voltage (V)",
     "phases": "Phases",
     "rating_a": "Rating per phase (A)",
+    "max_unbalance_a": "Max unbalance (A)",
     "phase_rotation": "Phase rotation",
     "min_current_a": "Min current (A)",
     "max_current_a": "Max current (A)",

@@ -26,7 +26,7 @@ from microgrid.topology.choices import ASSET_KIND_FIELDS, AssetKind, NodeKind, P
 MAX_ROWS = 1500
 BLANK_ROWS = 3
 
-NODE_NUMBERS = ("physical_rating_kw", "voltage_v", "phases", "rating_a")
+NODE_NUMBERS = ("physical_rating_kw", "voltage_v", "phases", "rating_a", "max_unbalance_a")
 ASSET_NUMBERS = (
     "max_power_kw",
     "min_power_kw",
@@ -50,6 +50,7 @@ NODE_CONTENT = (
     "physical_rating_kw",
     "voltage_v",
     "rating_a",
+    "max_unbalance_a",
 )
 ASSET_CONTENT = (
     "asset_id",
@@ -184,6 +185,7 @@ class NodeRowForm(_RowForm):
     voltage_v = _number(min="0", placeholder="230")
     phases = _select([("3", "3"), ("1", "1")], initial="3")
     rating_a = _number(min="0")
+    max_unbalance_a = _number(min="0")
 
 
 class AssetRowForm(_RowForm):
@@ -398,6 +400,7 @@ def node_row_changes(row: Mapping[str, Any], saved: Mapping[str, Any] | None) ->
     staged.setdefault("voltage_v", 230.0)
     staged.setdefault("phases", 3)
     staged.setdefault("rating_a", None)
+    staged.setdefault("max_unbalance_a", None)
     return [
         name
         for name in ("parent_id", "kind", "name", *NODE_NUMBERS)

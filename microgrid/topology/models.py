@@ -82,6 +82,9 @@ class MicrogridNode(models.Model):
     phases = models.PositiveSmallIntegerField(default=3)
     # The per-phase current rating (A) of the node's protective device; None = not known.
     rating_a = models.FloatField("rating per phase (A)", null=True, blank=True)
+    # The largest current difference (A) allowed between two of the node's phases (grid codes
+    # cap it at a customer connection, e.g. 16 A or 20 A); None = no such limit.
+    max_unbalance_a = models.FloatField("max unbalance (A)", null=True, blank=True)
     history = HistoricalRecords()
 
     class Meta:
@@ -99,6 +102,10 @@ class MicrogridNode(models.Model):
             models.CheckConstraint(
                 condition=Q(rating_a__isnull=True) | Q(rating_a__gt=0),
                 name="node_rating_a_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_unbalance_a__isnull=True) | Q(max_unbalance_a__gte=0),
+                name="node_max_unbalance_a_not_negative",
             ),
         ]
 

@@ -64,6 +64,7 @@ _node_rows = PreparedRead(
             "voltage_v",
             "phases",
             "rating_a",
+            "max_unbalance_a",
         )
     ),
     microgrid=int,
@@ -84,6 +85,7 @@ def node_rows(microgrid: Microgrid) -> list[dict[str, Any]]:
             "voltage_v": r["voltage_v"],
             "phases": r["phases"],
             "rating_a": r["rating_a"],
+            "max_unbalance_a": r["max_unbalance_a"],
         }
         for r in rows
     ]
@@ -192,6 +194,7 @@ def diff_snapshots(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str,
 # that lacks them meant: a save that only gains them is not a change of that node or asset.
 _ADDED_FIELD_DEFAULTS = {
     "rating_a": None,
+    "max_unbalance_a": None,
     "phases": 3,
     "phase_rotation": "L1L2L3",
     "min_current_a": None,

@@ -40,7 +40,15 @@ ASSET_COLUMNS = (
     "rated_power_kw",
     "fallback_kw",
 )
-NODE_COLUMNS = ("kind", "name", "physical_rating_kw", "voltage_v", "phases", "rating_a")
+NODE_COLUMNS = (
+    "kind",
+    "name",
+    "physical_rating_kw",
+    "voltage_v",
+    "phases",
+    "rating_a",
+    "max_unbalance_a",
+)
 
 
 def microgrid_create(

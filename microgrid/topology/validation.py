@@ -42,6 +42,7 @@ NODE_FIELDS = (
     "voltage_v",
     "phases",
     "rating_a",
+    "max_unbalance_a",
 )
 ASSET_BASE_FIELDS = ("asset_id", "node_id", "kind", "name")
 ALL_ASSET_FIELDS = frozenset(ASSET_BASE_FIELDS).union(*ASSET_KIND_FIELDS.values())
@@ -99,6 +100,12 @@ def _clean_node(raw: Any, index: int, errors: list[ErrorItem]) -> dict[str, Any]
         (
             "rating_a",
             lambda v: None if v is None else check_amps(v, exclusive_minimum=0),
+            False,
+            None,
+        ),
+        (
+            "max_unbalance_a",
+            lambda v: None if v is None else check_amps(v, minimum=0),
             False,
             None,
         ),

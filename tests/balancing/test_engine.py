@@ -613,11 +613,13 @@ def test_limits_binding_only_hidden_chargers_are_not_shown_as_binding():
 # ---- reason codes and outcome -----------------------------------------------------------------
 
 
-def test_reason_precedence_lists_the_twelve_codes_of_spec_4_5():
+def test_reason_precedence_lists_the_fourteen_codes_of_spec_4_5():
     assert REASON_PRECEDENCE == (
         "FAILSAFE_TELEMETRY_UNAVAILABLE",
         "TELEMETRY_FALLBACK",
         "EXTERNAL_CONTROL",
+        "PHASE_CURRENT_LIMIT",
+        "PHASE_UNBALANCE_LIMIT",
         "OPERATING_ENVELOPE_LIMIT",
         "MICROGRID_LIMIT",
         "TOU_LIMIT",

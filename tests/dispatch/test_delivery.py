@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
 from django.test import override_settings
@@ -26,8 +27,8 @@ from tests.dispatch.conftest import SECRET
 pytestmark = pytest.mark.django_db
 
 
-def _feed(microgrid, requested=(150, 150, 150)):
-    now = timezone.now()
+def _feed(microgrid, requested=(150, 150, 150), now=None):
+    now = now or timezone.now()
     readings = [
         {
             "asset_id": c,
@@ -279,13 +280,40 @@ def test_a_bad_webhook_configuration_is_refused_and_changes_nothing(microgrid, d
     assert not DispatchConfig.objects.exists()
 
 
-def test_without_a_webhook_setpoints_wait_to_be_pulled(microgrid, cycle, integration_api):
+def test_without_a_webhook_setpoints_wait_to_be_pulled(
+    microgrid, cycle, integration_api, operator_api
+):
     _feed(microgrid)
     c = cycle(microgrid)
-    assert _statuses(c) == ["PENDING"]
-    assert set(Delivery.objects.values_list("channel", flat=True)) == {"PULL"}
+    # The cycle itself is what is pulled: no delivery row is written, none superseded later.
+    assert not Delivery.objects.exists()
     body = integration_api.get("/api/microgrids/MG.NORTH-1/setpoints/").json()
-    assert all(s["cycle_id"] == c.cycle_id and s["limit_kw"] is not None for s in body["setpoints"])
+    assert [(s["cycle_id"], s["dispatch_status"]) for s in body["setpoints"]] == [
+        (c.cycle_id, "PENDING")
+    ] * 3
+    assert all(s["limit_kw"] is not None for s in body["setpoints"])
+    doc = operator_api.get(f"/api/microgrids/MG.NORTH-1/cycles/{c.cycle_id}/").json()
+    assert doc["dispatch"] == {"channels": ["PULL"], "counts": {"PENDING": 3}}
+    assert {ch["dispatch_status"] for ch in doc["chargers"]} == {"PENDING"}
+    # A newer cycle supersedes what the older one handed out; the API follows the newer one.
+    newer = cycle(microgrid)
+    doc = operator_api.get(f"/api/microgrids/MG.NORTH-1/cycles/{c.cycle_id}/").json()
+    assert doc["dispatch"] == {"channels": ["PULL"], "counts": {"SUPERSEDED": 3}}
+    body = integration_api.get("/api/microgrids/MG.NORTH-1/setpoints/").json()
+    assert {s["cycle_id"] for s in body["setpoints"]} == {newer.cycle_id}
+    assert not Delivery.objects.exists()
+
+
+def test_a_pulled_setpoint_past_its_validity_is_expired_and_no_longer_offered(
+    microgrid, integration_api, operator_api
+):
+    past = timezone.now() - timedelta(hours=1)
+    _feed(microgrid, now=past)
+    c = cycle_request(microgrid=microgrid, trigger=trigger_of("API"), now=lambda: past).cycle
+    doc = operator_api.get(f"/api/microgrids/MG.NORTH-1/cycles/{c.cycle_id}/").json()
+    assert doc["dispatch"] == {"channels": ["PULL"], "counts": {"EXPIRED": 3}}
+    body = integration_api.get("/api/microgrids/MG.NORTH-1/setpoints/").json()
+    assert {s["limit_kw"] for s in body["setpoints"]} == {None}
 
 
 def test_chargers_without_a_valid_setpoint_are_listed_with_null(microgrid, integration_api):

@@ -216,3 +216,31 @@ def test_breaches_api_shows_phase_breaches(operator_api, phase_microgrid, now):
     body = operator_api.get("/api/microgrids/MG.NORTH-1/breaches/").json()
     (breach,) = body["breaches"]
     assert breach["phase"] == "L3" and breach["exceeded"] == ["BREACH_PHASE_CURRENT"]
+
+
+@pytest.mark.django_db
+def test_a_cycle_allocates_per_phase_and_its_page_shows_the_currents(
+    client, make_user, phase_microgrid, now
+):
+    # Three single-phase EVs: CH-1 on L1, CH-2 on L2, CH-3 (three-phase charger, rotation
+    # L2L3L1) with a single-phase EV on its L1, i.e. the node's L2: L2 carries two.
+    telemetry_ingest(
+        microgrid=phase_microgrid,
+        now=now,
+        readings=[
+            _charger("CH-1", now, [10.0, 0, 0]),
+            _charger("CH-2", now, [0, 10.0, 0]),
+            {**_charger("CH-3", now, [16.0, 0.2, 0.1]), "requested_kw": 22},
+        ],
+    )
+    cycle = _cycle(phase_microgrid)
+    chargers = {c["asset_id"]: c for c in cycle.document["chargers"]}
+    assert chargers["CH-3"]["phases"] == 1
+    assert chargers["CH-2"]["limit_a"] + chargers["CH-3"]["limit_a"] <= 32.0
+    assert "PHASE_CURRENT_LIMIT" in chargers["CH-3"]["reason_codes"]
+    assert chargers["CH-3"]["binding"]["phase"] == "L2"
+    assert chargers["CH-1"]["reason_codes"] == ["ASSET_MAX_POWER"]  # L1 alone: 7.4 kW fits
+    client.force_login(make_user("operator"))
+    page = client.get(f"/manage/microgrids/MG.NORTH-1/cycles/{cycle.cycle_id}/").content.decode()
+    assert 'data-testid="charger-current"' in page
+    assert "L2 32.0 A" in page

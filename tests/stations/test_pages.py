@@ -94,7 +94,13 @@ def test_chargers_on_a_station_take_the_ocpp_channel_the_rest_the_microgrids(
     )
     with django_capture_on_commit_callbacks(execute=True):
         cycle = cycle_request(microgrid=microgrid, trigger=trigger_of("API")).cycle
+    # CH-02 is pulled: the cycle itself is its outbox, no delivery row (spec 4.7).
     channels = dict(Delivery.objects.filter(cycle=cycle).values_list("target_id", "channel"))
-    assert channels == {"CH-01": "OCPP", "CH-02": "PULL", "CH-03": "OCPP"}
+    assert channels == {"CH-01": "OCPP", "CH-03": "OCPP"}
+    from dispatch.selectors import cycle_dispatch
+
+    summary, statuses = cycle_dispatch(cycle)
+    assert summary["channels"] == ["OCPP", "PULL"]
+    assert statuses == {"CH-01": "PENDING", "CH-02": "PENDING", "CH-03": "PENDING"}
     # The Celery task leaves OCPP deliveries to the gateway that holds the station.
     assert set(Delivery.objects.filter(cycle=cycle).values_list("status", flat=True)) == {"PENDING"}

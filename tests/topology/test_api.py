@@ -38,6 +38,7 @@ def test_topology_read_is_one_response_in_tree_order(operator_api, microgrid):
         "voltage_v": 230.0,
         "phases": 3,
         "rating_a": None,
+        "max_unbalance_a": None,
     }
     assert body["assets"][0] == {
         "asset_id": "CH-01",

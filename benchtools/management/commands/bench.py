@@ -128,6 +128,43 @@ class Command(BaseCommand):
                         f"{fair['timing']['median_ms']:>10.1f}ms {r['engine']['median_ms']:>9.2f}ms "
                         f"{r['speedup_vs_fair_lp']:>7.0f}x {fair['max_abs_diff_kw']:>14.4f}"
                     )
+            w(
+                "\nWith departures (a session on every charger; runs alternated with the "
+                "plain input, so both see the same machine)"
+            )
+            w(
+                f"{'chargers':>9} {'plain p50':>10} {'departures p50':>15} {'ratio':>6} "
+                f"{'served first':>13} {'at risk':>8}"
+            )
+            for r in rows:
+                pair = r["departures_pair"]
+                w(
+                    f"{r['chargers']:>9} {pair['plain_median_ms']:>8.2f}ms "
+                    f"{pair['departures_median_ms']:>13.2f}ms {pair['ratio']:>5.2f}x "
+                    f"{r['departures_served_first']:>13} {r['departures_at_risk']:>8}"
+                )
+        if "engine" in chosen:
+            sizes = ((100, 20),) if quick else benchmarks.PHASE_SIZES
+            rows = report["engine_phases"] = benchmarks.bench_engine_phases(sizes, repeat=repeat)
+            w("\nEngine with per-phase data against one HiGHS solve of the per-phase LP")
+            w(
+                f"{'chargers':>9} {'nodes':>6} {'phases p50':>11} {'p95':>8} {'kW-only p50':>12} "
+                f"{'HiGHS p50':>10} {'speedup':>8} {'engine kW*':>11} {'LP kW':>10} {'excess':>8}"
+            )
+            for r in rows:
+                w(
+                    f"{r['chargers']:>9} {r['nodes']:>6} "
+                    f"{r['engine_per_phase']['median_ms']:>9.2f}ms "
+                    f"{r['engine_per_phase']['p95_ms']:>6.2f}ms "
+                    f"{r['engine_kw_only']['median_ms']:>10.2f}ms "
+                    f"{r['highs_solve']['median_ms']:>8.2f}ms {r['speedup_vs_highs_solve']:>7.2f}x "
+                    f"{r['engine_total_kw_no_minimums']:>11.1f} {r['lp_total_kw']:>10.1f} "
+                    f"{r['max_row_excess']:>8.4f}"
+                )
+            w(
+                "  * minimums 0; the LP maximises the total, the engine shares max-min fairly per"
+                " phase (not the same optimum: see docs/performance.md)"
+            )
         if "cycle" in chosen:
             sizes = ((10, 5), (100, 20)) if quick else benchmarks.CYCLE_SIZES
             rows = report["cycle"] = benchmarks.bench_cycle(sizes, repeat=max(5, repeat // 2))

@@ -6,7 +6,8 @@ from microgrid.common.openapi import api_doc
 from microgrid.common.roles import INGEST, INTEGRATION, READERS
 from microgrid.common.serializers import validated
 from microgrid.telemetry.api import serializers as answers
-from microgrid.telemetry.api.serializers import TelemetryBatch, readings_input
+from microgrid.telemetry.api.serializers import TelemetryBatch
+from microgrid.telemetry.readings import readings_input
 from microgrid.telemetry.selectors import charger_get, session_document
 from microgrid.telemetry.services import (
     charger_session_delete,

@@ -101,6 +101,13 @@ class MicrogridNodeInput(RequestSerializer):
         allow_null=True,
         help_text="per-phase current rating (A) of the node's protective device",
     )
+    max_unbalance_a = KwField(
+        minimum=0,
+        maximum=MAX_A,
+        required=False,
+        allow_null=True,
+        help_text="largest current difference (A) allowed between two of its phases",
+    )
 
 
 class _AssetInput(RequestSerializer):
@@ -305,6 +312,7 @@ class MicrogridNode(ResponseSerializer):
     voltage_v = serializers.FloatField()
     phases = serializers.ChoiceField([1, 3])
     rating_a = serializers.FloatField(allow_null=True, help_text="A per phase")
+    max_unbalance_a = serializers.FloatField(allow_null=True, help_text="A")
 
 
 class _Asset(ResponseSerializer):
