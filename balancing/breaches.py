@@ -39,6 +39,7 @@ class BreachNodeInput:
     # several OPERATING_ENVELOPE entries are possible
     constraints: tuple[tuple[str, float], ...] = ()
     limit_a: float | None = None  # the node's per-phase current limit (A), if it has one
+    phase_limits_a: tuple[float, ...] | None = None  # per phase where they differ (inf: none)
     voltage_v: float = 230.0
     phases: int = 3
 
@@ -151,9 +152,11 @@ def _phase_breaches(node: BreachNodeInput, currents: list[float] | None) -> list
     if currents is None or node.limit_a is None:
         return []
     out = []
-    limit = node.limit_a
     to_kw = node.voltage_v / 1000.0
     for p in range(1 if node.phases == 1 else 3):
+        limit = node.phase_limits_a[p] if node.phase_limits_a else node.limit_a
+        if limit == float("inf"):
+            continue
         value = currents[p]
         if not _exceeds(value, limit):
             continue

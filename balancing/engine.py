@@ -1308,8 +1308,8 @@ def _phase_fill(
         p = int(model.cons_p[c])
         if kind == phase_alloc.KIND_PHASE:
             name = phase_alloc.PHASE_NAMES[p]
-            source = model.limit_a_source[i] or nd.limit_source
-            limit_a = float(model.limit_a[i])
+            source = model.phase_source[i][p] or nd.limit_source
+            limit_a = float(model.phase_limit[i, p])
         else:
             q = int(model.cons_q[c])
             name = f"{phase_alloc.PHASE_NAMES[p]}-{phase_alloc.PHASE_NAMES[q]}"

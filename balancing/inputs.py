@@ -196,6 +196,7 @@ def phase_input(
                 limits[n["node_id"]].current.source if limits[n["node_id"]].current else None
             ),
             max_unbalance_a=n.get("max_unbalance_a"),
+            **_phase_limits(limits[n["node_id"]].current),
         )
         for n in nodes
     )
@@ -222,6 +223,16 @@ def phase_input(
             )
         )
     return PhaseInput(nodes=phase_nodes, chargers=tuple(phase_chargers))
+
+
+def _phase_limits(current) -> dict[str, Any]:
+    """A node's per-phase limits and sources, where they differ between phases."""
+    if current is None or current.phase_limits_a is None:
+        return {}
+    return {
+        "phase_limits_a": tuple(None if v == float("inf") else v for v in current.phase_limits_a),
+        "phase_sources": tuple(s or None for s in current.phase_sources),
+    }
 
 
 def gather_inputs(
@@ -341,6 +352,7 @@ def gather_inputs(
             limit_source=lim.limit_source,
             constraints=tuple((c.source, c.limit_kw) for c in lim.constraints),
             limit_a=lim.current.limit_a if lim.current else None,
+            phase_limits_a=lim.current.phase_limits_a if lim.current else None,
             voltage_v=by_node[node_id]["voltage_v"],
             phases=by_node[node_id]["phases"],
         )

@@ -76,6 +76,10 @@ class PhaseNode:
     limit_a: float | None  # effective per-phase current limit; None: none
     limit_a_source: str | None  # its limit source (the kW sources' names)
     max_unbalance_a: float | None = None  # largest current difference between two phases
+    # Per phase (L1, L2, L3) where they differ (a per-phase operating envelope): the limit and
+    # its source of each phase (None: no limit on that phase).
+    phase_limits_a: tuple[float | None, ...] | None = None
+    phase_sources: tuple[str | None, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -87,6 +91,9 @@ class PhaseNode:
         }
         if self.max_unbalance_a is not None:
             d["max_unbalance_a"] = self.max_unbalance_a
+        if self.phase_limits_a is not None:
+            d["phase_limits_a"] = list(self.phase_limits_a)
+            d["phase_sources"] = list(self.phase_sources or (None,) * 3)
         return d
 
     @classmethod
@@ -100,6 +107,12 @@ class PhaseNode:
             max_unbalance_a=(
                 None if d.get("max_unbalance_a") is None else float(d["max_unbalance_a"])
             ),
+            phase_limits_a=(
+                None
+                if d.get("phase_limits_a") is None
+                else tuple(None if v is None else float(v) for v in d["phase_limits_a"])
+            ),
+            phase_sources=(None if d.get("phase_sources") is None else tuple(d["phase_sources"])),
         )
 
 
@@ -182,6 +195,8 @@ class PhaseModel:
         "node_v",
         "limit_a",
         "limit_a_source",
+        "phase_limit",
+        "phase_source",
         "unbalance_a",
         "on",
         "k",
@@ -216,6 +231,18 @@ def build_model(
         ]
     )
     m.limit_a_source = [by_node[i].limit_a_source if i in by_node else None for i in node_ids]
+    # per node and phase: the node's limit, or its phase's own where they differ
+    m.phase_limit = np.repeat(m.limit_a[:, None], 3, axis=1)
+    m.phase_source = [[src] * 3 for src in m.limit_a_source]
+    for i, node_id in enumerate(node_ids):
+        pn = by_node.get(node_id)
+        if pn is None or pn.phase_limits_a is None:
+            continue
+        sources = pn.phase_sources or (None, None, None)
+        for p, value in enumerate(pn.phase_limits_a[:3]):
+            m.phase_limit[i, p] = np.inf if value is None else value
+            m.phase_source[i][p] = sources[p]
+        m.limit_a[i] = m.phase_limit[i, : pn.phases].min()
     m.unbalance_a = np.array(
         [
             by_node[i].max_unbalance_a
@@ -368,7 +395,7 @@ def rooms(
         kw_room[i],
         np.where(
             kind == KIND_PHASE,
-            m.limit_a[i] - total[i, pp],
+            m.phase_limit[i, pp] - total[i, pp],
             m.unbalance_a[i] - (total[i, pp] - total[i, qq]),
         ),
     )

@@ -28,11 +28,14 @@ from microgrid.envelopes import signals
 from microgrid.envelopes.choices import (
     FALLBACK_TYPES,
     NORMAL_TYPES,
+    PER_PHASE,
+    CapacityUnit,
     Direction,
     Enforcement,
     EnvelopeState,
     EnvelopeStatus,
     ForecastType,
+    Phase,
     ScopeType,
 )
 from microgrid.envelopes.filters import ENVELOPE_LIMIT
@@ -180,6 +183,7 @@ def envelope_constraints(
     """The limits constraint provider: one OPERATING_ENVELOPE constraint per enforced envelope
     on its Microgrid Node (the root for a MICROGRID scope); one query."""
     present = {n["node_id"] for n in nodes}
+    voltages = {n["node_id"]: float(n.get("voltage_v") or 230.0) for n in nodes}
     root = root_id(nodes)
     out = []
     for envelope in enforced_envelopes(microgrid, at):
@@ -190,7 +194,39 @@ def envelope_constraints(
         out.append(
             (node_id, Constraint(ConstraintSource.OPERATING_ENVELOPE, envelope.capacity_kw, ref))
         )
+        amps = _phase_current(envelope, voltages.get(node_id, 230.0))
+        if amps is not None:
+            # Per phase too (issue 19): a current, or a per-phase value, is enforced on its
+            # phase(s) as a current limit, besides the whole-node kW it was converted to.
+            out.append(
+                (
+                    node_id,
+                    Constraint(
+                        ConstraintSource.OPERATING_ENVELOPE,
+                        amps,
+                        ref,
+                        True,
+                        _PHASE_INDEX.get(envelope.phase),
+                    ),
+                )
+            )
     return out
+
+
+_PHASE_INDEX = {Phase.ONE: 0, Phase.TWO: 1, Phase.THREE: 2}
+
+
+def _phase_current(envelope, voltage_v: float) -> float | None:
+    """The envelope as amperes per phase, when it says something per phase: a capacity in A
+    (on every phase, or on its one), or a per-phase value in W/kW (capacity_kw was converted
+    as value x phases: a phase's share at the conversion's voltage)."""
+    if envelope.unit == CapacityUnit.A:
+        return float(envelope.capacity)
+    if envelope.phase in PER_PHASE:
+        phases = envelope.phases or 3
+        volts = envelope.voltage_v or voltage_v
+        return round(envelope.capacity_kw / phases * 1000.0 / volts, 3)
+    return None
 
 
 def enrich_binding(binding: dict[str, Any], node_limit) -> None:

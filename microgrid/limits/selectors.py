@@ -55,6 +55,10 @@ class Constraint:
     source: str  # "PHYSICAL_RATING" | "NODE_LIMIT" | "TOU_LIMIT" | "MICROGRID_LIMIT" | "OPERATING_ENVELOPE"
     limit_kw: float
     ref: str | None  # policy_id or envelope_id or None for the rating
+    # A current constraint (issue 19): `limit_kw` then holds amperes per phase, on every phase
+    # of the node, or on one (`phase` 0, 1, 2: a per-phase operating envelope).
+    amps: bool = False
+    phase: int | None = None
 
 
 @dataclass(frozen=True)
@@ -62,10 +66,13 @@ class CurrentLimit:
     """A node's per-phase current limit (A, the same on each of its phases) and where it
     comes from; the same sources and tie order as the kW limit."""
 
-    limit_a: float
+    limit_a: float  # the lowest of its phases
     source: str
     active_policy_id: str | None
     constraints: tuple[Constraint, ...]  # every current constraint (limit_kw holds the A)
+    # Per phase (L1, L2, L3) when they differ (a per-phase envelope), with their sources.
+    phase_limits_a: tuple[float, ...] | None = None
+    phase_sources: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -212,7 +219,8 @@ def evaluate(
                 constraints.append(Constraint(source, cap.limit_kw, cap.policy_id))
                 if cap.limit_a is not None:
                     amps.append(Constraint(source, cap.limit_a, cap.policy_id))
-        constraints.extend(extra_by_node.get(node_id, ()))
+        for c in extra_by_node.get(node_id, ()):
+            (amps if c.amps else constraints).append(c)
         constraints = [Constraint(str(c.source), float(c.limit_kw), c.ref) for c in constraints]
         constraints.sort(
             key=lambda c: (_RANK.get(c.source, len(_RANK)), c.limit_kw, _number(c.ref))
@@ -239,23 +247,46 @@ def evaluate(
                 )
             ),
             constraints=tuple(constraints),
-            current=_current_limit(amps, by_id),
+            current=_current_limit(amps, by_id, int(node.get("phases") or 3)),
         )
     return out
 
 
-def _current_limit(amps: list[Constraint], by_id: dict[str, PolicySpec]) -> CurrentLimit | None:
+def _current_limit(
+    amps: list[Constraint], by_id: dict[str, PolicySpec], phases: int = 3
+) -> CurrentLimit | None:
     if not amps:
         return None
-    amps = [Constraint(str(c.source), float(c.limit_kw), c.ref) for c in amps]
+    amps = [
+        Constraint(str(c.source), float(c.limit_kw), c.ref, True, c.phase)
+        for c in amps
+        if c.phase is None or c.phase < phases
+    ]
+    if not amps:
+        return None
+
+    def key(c: Constraint) -> tuple:
+        return (c.limit_kw, _RANK.get(c.source, len(_RANK)), _number(c.ref))
+
     amps.sort(key=lambda c: (_RANK.get(c.source, len(_RANK)), c.limit_kw, _number(c.ref)))
-    winner = min(amps, key=lambda c: (c.limit_kw, _RANK.get(c.source, len(_RANK)), _number(c.ref)))
+    winner = min(amps, key=key)
     policy = by_id.get(winner.ref) if winner.source in POLICY_SOURCES else None
+    phase_limits = phase_sources = None
+    if any(c.phase is not None for c in amps):
+        # per phase: the smallest of the all-phase constraints and that phase's own
+        per = []
+        for p in range(3):
+            found = [c for c in amps if c.phase is None or c.phase == p]
+            per.append(min(found, key=key) if found and p < phases else None)
+        phase_limits = tuple(float("inf") if c is None else c.limit_kw for c in per)
+        phase_sources = tuple("" if c is None else c.source for c in per)
     return CurrentLimit(
         limit_a=winner.limit_kw,
         source=winner.source,
         active_policy_id=policy.policy_id if policy else None,
         constraints=tuple(amps),
+        phase_limits_a=phase_limits,
+        phase_sources=phase_sources,
     )
 
 
@@ -301,7 +332,22 @@ def node_limit_dict(limit: NodeLimit) -> dict[str, Any]:
         "effective_limit_a": limit.current.limit_a if limit.current else None,
         "limit_a_source": limit.current.source if limit.current else None,
         "active_policy_id_a": limit.current.active_policy_id if limit.current else None,
+        **(
+            {"phase_limits_a": _phase_limits(limit.current)}
+            if limit.current and limit.current.phase_limits_a
+            else {}
+        ),
     }
+
+
+def _phase_limits(current: CurrentLimit) -> list[dict[str, Any]]:
+    return [
+        {"phase": f"L{p + 1}", "limit_a": value, "limit_source": source}
+        for p, (value, source) in enumerate(
+            zip(current.phase_limits_a or (), current.phase_sources or (), strict=True)
+        )
+        if value != float("inf")
+    ]
 
 
 def active_limits_document(microgrid, at: datetime) -> dict[str, Any]:

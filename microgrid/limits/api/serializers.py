@@ -251,6 +251,12 @@ class ActiveMicrogridLimit(ResponseSerializer):
     active_policy_id = serializers.CharField(allow_null=True)
 
 
+class PhaseLimit(ResponseSerializer):
+    phase = serializers.ChoiceField(["L1", "L2", "L3"])
+    limit_a = serializers.FloatField()
+    limit_source = serializers.ChoiceField(ConstraintSource.values)
+
+
 class ActiveNodeLimit(ResponseSerializer):
     node_id = SchemaField(ID_SCHEMA)
     effective_limit_kw = serializers.FloatField()
@@ -260,6 +266,12 @@ class ActiveNodeLimit(ResponseSerializer):
     )
     limit_a_source = serializers.ChoiceField(ConstraintSource.values, allow_null=True)
     active_policy_id_a = serializers.CharField(allow_null=True)
+    phase_limits_a = PhaseLimit(
+        many=True,
+        required=False,
+        help_text="only where the phases differ (a per-phase operating envelope): each limited "
+        "phase's current limit and source",
+    )
     active_policy_id = serializers.CharField(allow_null=True)
     active_schedule = Schedule(allow_null=True)
     envelope_ids = serializers.ListField(child=serializers.CharField())
