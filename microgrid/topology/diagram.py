@@ -763,7 +763,8 @@ def render_load_chart_svg(
     legend: list[tuple[_Series, str, int, int]] = []
     lx, ly, legend_rows = 8, 0, 1
     for s in cleaned:
-        text = _shorten(s.label, 32)
+        # Room for "load (uncontrolled + allocated) kW": the legend wraps, it need not cut.
+        text = _shorten(s.label, 60)
         item_w = 26 + int(len(text) * 6.6) + 16
         if lx > 8 and lx + item_w > width - 8:
             lx, ly, legend_rows = 8, ly + 18, legend_rows + 1

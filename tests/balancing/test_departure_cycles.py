@@ -165,3 +165,18 @@ def test_the_pages_show_sessions_at_risk_and_energy_needed_against_delivered(
     assert "energy needed kWh" in cycles and "1 at risk of leaving short" in cycles
     detail = operator_client.get(base + f"cycles/{at_risk_cycle['cycle_id']}/").content.decode()
     assert "of 150.0 kWh" in detail and "at risk" in detail
+
+
+@pytest.mark.django_db
+def test_a_cycle_with_sessions_and_margins_replays_identical(microgrid, at_risk_cycle, capsys):
+    from django.core.management import call_command
+
+    microgrid.headroom_mode = "static"
+    microgrid.headroom_static_kw = 5.0
+    microgrid.save()
+    now = timezone.now().replace(microsecond=0)
+    doc = run(microgrid, now)
+    assert doc["nodes"][0]["headroom_margin_kw"] == 5.0
+    for cycle_id in (at_risk_cycle["cycle_id"], doc["cycle_id"]):
+        call_command("replay_cycle", cycle_id)
+        assert "IDENTICAL" in capsys.readouterr().out

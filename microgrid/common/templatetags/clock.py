@@ -46,10 +46,14 @@ def depot_time(value, timezone_name=None, fmt="%Y-%m-%d %H:%M:%S"):
         return "—"
     local = moment.astimezone(_zone(timezone_name))
     utc = moment.astimezone(UTC)
+    # A narrow table cell may wrap between the date and the time, never inside either
+    # ("2026-12-" / "03" read as two things).
+    date, _, clock = local.strftime(fmt).rpartition(" ")
     return format_html(
-        '<time datetime="{}" title="{} UTC">{} {}</time>',
+        '<time datetime="{}" title="{} UTC">{}<span class="nowrap">{} {}</span></time>',
         utc.isoformat(),
         utc.strftime("%Y-%m-%d %H:%M:%S"),
-        local.strftime(fmt),
+        format_html('<span class="nowrap">{}</span> ', date) if date else "",
+        clock,
         local.tzname() or "UTC",
     )
