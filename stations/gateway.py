@@ -138,12 +138,16 @@ def profile_payload(
     voltage_v: float,
     phases: int,
     valid_to: str | None,
+    phase_to_use: int | None = None,
 ):
-    """SetChargingProfile: TxDefaultProfile, Absolute, one period from 0 (spec 4.8)."""
+    """SetChargingProfile: TxDefaultProfile, Absolute, one period from 0 (spec 4.8). On 2.0.1 a
+    limit in A meant for one phase of a three-phase charger names it (`phaseToUse`)."""
     limit, number_phases = _limit(limit_kw, unit, voltage_v, phases)
     period: dict[str, Any] = {"startPeriod": 0, "limit": limit}
     if number_phases is not None:
         period["numberPhases"] = number_phases
+        if v201 and number_phases == 1 and phase_to_use is not None:
+            period["phaseToUse"] = phase_to_use
     schedule: dict[str, Any] = {
         "chargingRateUnit": unit,
         "startSchedule": _now(),
@@ -515,6 +519,7 @@ class Gateway:
                 voltage_v=row["voltage_v"],
                 phases=row["phases"],
                 valid_to=row["valid_until"].isoformat(),
+                phase_to_use=row.get("phase_to_use"),
             )
             try:
                 status = await send_profile(station, payload)

@@ -14,6 +14,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from balancing.phase_alloc import DRAW_MIN_A, DRAW_SHARE
 from microgrid.common.errors import DomainError
 from microgrid.telemetry.services import charger_session_put, telemetry_ingest
 from microgrid.topology.models import Asset
@@ -329,6 +330,26 @@ def charger_phases(own: int | None, node: int) -> int:
     return min(own or 3, node)
 
 
+def setpoint_phases(
+    own: int | None, node: int, connected: bool | None, current_a: list[float] | None
+) -> tuple[int, int | None]:
+    """`numberPhases` and `phaseToUse` of a setpoint (issue 19): the phases the EV is seen to
+    draw on (its latest currents, as the cycle learns them: balancing.phase_alloc), so a
+    single-phase EV on a three-phase charger gets its whole setpoint on its one phase, named
+    by `phaseToUse` (1..3, the charger's own); otherwise the charger's phases."""
+    phases = charger_phases(own, node)
+    if phases == 1 or not connected or not current_a or None in current_a:
+        return phases, None
+    top = max(current_a)
+    if top < DRAW_MIN_A:
+        return phases, None
+    floor_a = max(DRAW_MIN_A, DRAW_SHARE * top)
+    drawn = [k for k in range(3) if current_a[k] >= floor_a]
+    if len(drawn) == 1:
+        return 1, drawn[0] + 1
+    return len(drawn), None
+
+
 def ocpp_claim(*, gateway: str) -> list[dict[str, Any]]:
     """Claim the due OCPP deliveries of the stations this gateway holds (connected to it):
     the database is where a delivery meets the gateway of its station. Returns what to send,
@@ -410,24 +431,37 @@ def ocpp_claim(*, gateway: str) -> list[dict[str, Any]]:
         )
     )
     chargers = {
-        (mg, asset): (station_id, evse_id, voltage, charger_phases(own, node))
-        for mg, asset, station_id, evse_id, voltage, own, node in Asset.objects.filter(
-            microgrid_id__in={r["microgrid_id"] for r in rows},
-            asset_id__in={r["target_id"] for r in rows},
-            kind="CHARGER",
-        ).values_list(
-            "microgrid_id",
-            "asset_id",
-            "station_id",
-            "evse_id",
-            "node__voltage_v",
-            "phases",
-            "node__phases",
+        (mg, asset): (
+            station_id,
+            evse_id,
+            voltage,
+            *setpoint_phases(own, node, connected, None if l1 is None else [l1, l2, l3]),
+        )
+        for mg, asset, station_id, evse_id, voltage, own, node, connected, l1, l2, l3 in (
+            Asset.objects.filter(
+                microgrid_id__in={r["microgrid_id"] for r in rows},
+                asset_id__in={r["target_id"] for r in rows},
+                kind="CHARGER",
+            ).values_list(
+                "microgrid_id",
+                "asset_id",
+                "station_id",
+                "evse_id",
+                "node__voltage_v",
+                "phases",
+                "node__phases",
+                "latest_reading__connected",
+                "latest_reading__current_l1_a",
+                "latest_reading__current_l2_a",
+                "latest_reading__current_l3_a",
+            )
         )
     }
     out = []
     for r in rows:
-        station_id, evse_id, voltage, phases = chargers[(r["microgrid_id"], r["target_id"])]
+        station_id, evse_id, voltage, phases, phase_to_use = chargers[
+            (r["microgrid_id"], r["target_id"])
+        ]
         out.append(
             {
                 **r,
@@ -437,6 +471,7 @@ def ocpp_claim(*, gateway: str) -> list[dict[str, Any]]:
                 "unit": units.get(station_id, "W"),
                 "voltage_v": voltage,
                 "phases": phases,
+                "phase_to_use": phase_to_use,
             }
         )
     return out
