@@ -34,6 +34,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -282,9 +283,12 @@ def bench_http(
             ingest_rounds,
             batch_size,
             _meter(server),
+            senders=workers,
         )
         say(
-            f"  ingest: {out['ingest']['readings_per_s']} readings/s "
+            f"  ingest: {out['ingest']['readings_per_s']} readings/s one batch at a time, "
+            f"{out['ingest']['concurrent']['readings_per_s']} readings/s from "
+            f"{out['ingest']['concurrent']['senders']} senders "
             f"(batch p50 {out['ingest']['batch']['median_ms']} ms; CPU per batch: web "
             f"{out['ingest']['web_cpu_ms']} ms, database {out['ingest']['database_cpu_ms']} ms)"
         )
@@ -330,12 +334,16 @@ def bench_http(
     return out
 
 
-def _ingest(port, depot, inp, token: str, rounds: int, batch_size: int, meter) -> dict[str, Any]:
-    """`rounds` readings of every charger, in batches of `batch_size`, one after another."""
+def _ingest(
+    port, depot, inp, token: str, rounds: int, batch_size: int, meter, senders: int = 2
+) -> dict[str, Any]:
+    """`rounds` readings of every charger, in batches of `batch_size`: first one batch after
+    another (the latency of a batch), then `rounds` more from `senders` clients at once, as the
+    chargers' integrations send them (the throughput the server sustains)."""
     path = f"/api/microgrids/{depot.microgrid_id}/telemetry/"
-    start = timezone.now() - timedelta(seconds=rounds + 10)
+    start = timezone.now() - timedelta(seconds=2 * rounds + 10)
     bodies = []
-    for r in range(rounds + 1):
+    for r in range(2 * rounds + 1):
         at = (start + timedelta(seconds=r)).isoformat()
         readings = [
             {
@@ -350,21 +358,50 @@ def _ingest(port, depot, inp, token: str, rounds: int, batch_size: int, meter) -
         for i in range(0, len(readings), batch_size):
             bodies.append(orjson.dumps({"readings": readings[i : i + batch_size]}))
     per_round = -(-len(inp.chargers) // batch_size)
-    warm, timed_bodies = bodies[:per_round], bodies[per_round:]
-    for body in warm:
-        status, data, _ = request(port, "POST", path, token=token, body=body)
+    warm = bodies[:per_round]
+    timed_bodies = bodies[per_round : per_round * (rounds + 1)]
+    parallel_bodies = bodies[per_round * (rounds + 1) :]
+
+    def send(body) -> float:
+        status, data, elapsed = request(port, "POST", path, token=token, body=body)
         if status != 202:
             raise RuntimeError(f"telemetry answered {status}: {data[:500]!r}")
+        return elapsed
+
+    for body in warm:
+        send(body)
     samples = []
     load_before = load_average()
     meter.start()
     for body in timed_bodies:
-        status, data, elapsed = request(port, "POST", path, token=token, body=body)
-        if status != 202:
-            raise RuntimeError(f"telemetry answered {status}: {data[:500]!r}")
-        samples.append(elapsed)
+        samples.append(send(body))
     cpu = _cpu(meter, meter.stop(), len(samples))
     readings = batch_size * len(samples)
+    # Several senders: each takes the next batch in order (so a round's batches go out
+    # together, as chargers report), until none is left.
+    queue = iter(parallel_bodies)
+    lock = threading.Lock()
+    parallel_samples: list[float] = []
+
+    def sender() -> None:
+        while True:
+            with lock:
+                body = next(queue, None)
+            if body is None:
+                return
+            elapsed = send(body)
+            with lock:
+                parallel_samples.append(elapsed)
+
+    threads = [threading.Thread(target=sender) for _ in range(senders)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - began
+    if len(parallel_samples) != len(parallel_bodies):
+        raise RuntimeError("a sender failed: see the gunicorn log")
     return {
         **cpu,
         "batch_size": batch_size,
@@ -373,6 +410,12 @@ def _ingest(port, depot, inp, token: str, rounds: int, batch_size: int, meter) -
         "readings_per_s": round(readings / sum(samples)),
         "readings_per_s_at_median_batch": round(batch_size / statistics.median(samples)),
         "batch": summary(samples),
+        "concurrent": {
+            "senders": senders,
+            "batches": len(parallel_samples),
+            "readings_per_s": round(batch_size * len(parallel_samples) / wall),
+            "batch": summary(parallel_samples),
+        },
         "load_before": load_before,
         "load_after": load_average(),
     }
