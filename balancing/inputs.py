@@ -19,6 +19,8 @@ from microgrid.capabilities.selectors import external_control
 from microgrid.common.prepared import PreparedRead
 from microgrid.limits.selectors import NodeLimit, effective_limits
 from microgrid.telemetry.selectors import (
+    LATEST_READING_FIELDS,
+    currents_of,
     default_for,
     effective_session,
     freshness,
@@ -104,17 +106,7 @@ _ASSET_COLUMNS = (
     "min_current_a",
     "max_current_a",
 )
-_READING_COLUMNS = (
-    "power_kw",
-    "observed_at",
-    "connected",
-    "requested_kw",
-    "plugged_in_at",
-    "session_energy_kwh",
-    "current_l1_a",
-    "current_l2_a",
-    "current_l3_a",
-)
+_READING_COLUMNS = LATEST_READING_FIELDS
 # The charger's session (spec 4.3, "Departures"), read in the same query (a LEFT JOIN).
 _SESSION_COLUMNS = ("plugged_in_at", "departure_at", "energy_needed_kwh", "energy_source")
 
@@ -155,10 +147,7 @@ def assets_with_readings(microgrid) -> tuple[list[dict[str, Any]], dict[str, dic
         asset["session"] = session if session["plugged_in_at"] is not None else None
         assets.append(asset)
         reading = dict(zip(_READING_COLUMNS, row[width:end], strict=True))
-        currents = (reading.pop("current_l1_a"), reading.pop("current_l2_a"))
-        currents = (*currents, reading.pop("current_l3_a"))
-        # As telemetry.selectors.latest_readings: [l1, l2, l3], or None without currents.
-        reading["current_a"] = None if currents[0] is None else list(currents)
+        currents_of(reading)  # as telemetry.selectors.latest_readings
         if reading["observed_at"] is not None:
             latest[asset["asset_id"]] = reading
     return assets, latest

@@ -13,25 +13,36 @@ from microgrid.telemetry.models import ChargerSession, LatestReading, SessionDef
 from microgrid.topology.choices import AssetKind
 from microgrid.topology.models import Asset, Microgrid
 
+# A latest reading's columns, as the cycle, the API and ingest read and write them (the three
+# currents are shown as one `current_a`, `currents_of`).
+LATEST_READING_FIELDS = (
+    "power_kw",
+    "observed_at",
+    "connected",
+    "requested_kw",
+    "plugged_in_at",
+    "session_energy_kwh",
+    "current_l1_a",
+    "current_l2_a",
+    "current_l3_a",
+)
+
+
+def currents_of(reading: dict[str, Any]) -> None:
+    """Replace a reading's three current columns by `current_a`: [l1, l2, l3], or None."""
+    currents = (reading.pop("current_l1_a"), reading.pop("current_l2_a"))
+    currents = (*currents, reading.pop("current_l3_a"))
+    reading["current_a"] = None if currents[0] is None else list(currents)
+
 
 def latest_readings(microgrid) -> dict[str, dict[str, Any]]:
     """asset_id -> the latest reading (one query); assets that never reported are absent."""
     rows = LatestReading.objects.filter(microgrid=microgrid, observed_at__isnull=False).values(
-        "asset__asset_id",
-        "power_kw",
-        "observed_at",
-        "connected",
-        "requested_kw",
-        "plugged_in_at",
-        "session_energy_kwh",
-        "current_l1_a",
-        "current_l2_a",
-        "current_l3_a",
+        "asset__asset_id", *LATEST_READING_FIELDS
     )
     out = {}
     for r in rows:
-        currents = (r.pop("current_l1_a"), r.pop("current_l2_a"), r.pop("current_l3_a"))
-        r["current_a"] = None if currents[0] is None else list(currents)
+        currents_of(r)
         out[r.pop("asset__asset_id")] = r
     return out
 

@@ -22,6 +22,7 @@ from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.telemetry.choices import EnergySource
 from microgrid.telemetry.models import ChargerSession, LatestReading, TelemetryReading
 from microgrid.telemetry.readings import Reading, readings_input
+from microgrid.telemetry.selectors import LATEST_READING_FIELDS
 from microgrid.topology.models import Asset, Microgrid
 
 
@@ -155,18 +156,7 @@ def _insert_readings(microgrid: Microgrid, readings: list[Reading], now: datetim
 
 
 _NO_CURRENTS = (None, None, None)
-_LATEST_COLUMNS = (
-    "asset_id",
-    "power_kw",
-    "observed_at",
-    "connected",
-    "requested_kw",
-    "plugged_in_at",
-    "session_energy_kwh",
-    "current_l1_a",
-    "current_l2_a",
-    "current_l3_a",
-)
+_LATEST_COLUMNS = ("asset_id", *LATEST_READING_FIELDS)
 
 
 def _advance_latest(microgrid: Microgrid, readings: list[Reading], now: datetime) -> None:

@@ -18,6 +18,7 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from microgrid.common.errors import DomainError
+from microgrid.topology.choices import ASSET_FIELDS
 from microgrid.topology.models import (
     Asset,
     Depot,
@@ -169,24 +170,7 @@ class MicrogridNodeAdmin(ReadOnlyAdmin):
 
 @admin.register(Asset)
 class AssetAdmin(ReadOnlyAdmin):
-    list_display = (
-        "asset_id",
-        "microgrid",
-        "kind",
-        "name",
-        "node",
-        "max_power_kw",
-        "min_power_kw",
-        "priority",
-        "phases",
-        "phase_rotation",
-        "min_current_a",
-        "max_current_a",
-        "station_id",
-        "evse_id",
-        "rated_power_kw",
-        "fallback_kw",
-    )
+    list_display = ("asset_id", "microgrid", "kind", "name", "node", *ASSET_FIELDS)
     list_filter = ("kind", "microgrid")
     search_fields = ("asset_id", "name", "microgrid__microgrid_id", "station_id")
     list_select_related = ("microgrid", "node")

@@ -61,3 +61,18 @@ ASSET_KIND_FIELDS: dict[str, tuple[str, ...]] = {
     AssetKind.PV: ("rated_power_kw",),
     AssetKind.METER: (),
 }
+# Every asset field beyond asset_id, node_id, kind and name, each once, in the API's order
+# (the columns the topology reads and writes).
+ASSET_FIELDS: tuple[str, ...] = tuple(
+    dict.fromkeys(name for fields in ASSET_KIND_FIELDS.values() for name in fields)
+)
+# A node's fields beyond node_id and parent_id, in the API's order.
+NODE_FIELDS: tuple[str, ...] = (
+    "kind",
+    "name",
+    "physical_rating_kw",
+    "voltage_v",
+    "phases",
+    "rating_a",
+    "max_unbalance_a",
+)

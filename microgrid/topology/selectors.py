@@ -11,7 +11,7 @@ from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.fields import FieldProblem, check_id
 from microgrid.common.prepared import PreparedRead
 from microgrid.topology.access import microgrids_visible_to
-from microgrid.topology.choices import ASSET_KIND_FIELDS
+from microgrid.topology.choices import ASSET_FIELDS, ASSET_KIND_FIELDS, NODE_FIELDS
 from microgrid.topology.filters import MicrogridFilter
 from microgrid.topology.models import Asset, Microgrid, MicrogridNode, TopologyRevision
 from microgrid.topology.tree import ROOT_KIND, tree_order
@@ -54,18 +54,7 @@ _node_rows = PreparedRead(
     lambda microgrid: (
         MicrogridNode.objects.filter(microgrid_id=microgrid)
         .order_by()
-        .values(
-            "id",
-            "node_id",
-            "parent__node_id",
-            "kind",
-            "name",
-            "physical_rating_kw",
-            "voltage_v",
-            "phases",
-            "rating_a",
-            "max_unbalance_a",
-        )
+        .values("id", "node_id", "parent__node_id", *NODE_FIELDS)
     ),
     microgrid=int,
 )
@@ -79,13 +68,7 @@ def node_rows(microgrid: Microgrid) -> list[dict[str, Any]]:
         {
             "node_id": r["node_id"],
             "parent_id": r["parent__node_id"],
-            "kind": r["kind"],
-            "name": r["name"],
-            "physical_rating_kw": r["physical_rating_kw"],
-            "voltage_v": r["voltage_v"],
-            "phases": r["phases"],
-            "rating_a": r["rating_a"],
-            "max_unbalance_a": r["max_unbalance_a"],
+            **{name: r[name] for name in NODE_FIELDS},
         }
         for r in rows
     ]
@@ -109,24 +92,7 @@ def asset_rows(microgrid: Microgrid) -> list[dict[str, Any]]:
     rows = (
         Asset.objects.filter(microgrid=microgrid)
         .order_by("asset_id")
-        .values(
-            "asset_id",
-            "kind",
-            "name",
-            "max_power_kw",
-            "min_power_kw",
-            "priority",
-            "failsafe_power_kw",
-            "phases",
-            "phase_rotation",
-            "min_current_a",
-            "max_current_a",
-            "station_id",
-            "evse_id",
-            "rated_power_kw",
-            "fallback_kw",
-            node_id_str=F("node__node_id"),
-        )
+        .values("asset_id", "kind", "name", *ASSET_FIELDS, node_id_str=F("node__node_id"))
     )
     return [asset_dict({**r, "node_id": r["node_id_str"]}) for r in rows]
 

@@ -12,7 +12,7 @@ from simple_history.utils import bulk_create_with_history
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.history import unattributed_reason
 from microgrid.common.prepared import PreparedRead
-from microgrid.topology.choices import ASSET_KIND_FIELDS
+from microgrid.topology.choices import ASSET_FIELDS, ASSET_KIND_FIELDS, NODE_FIELDS
 from microgrid.topology.models import (
     Asset,
     Depot,
@@ -25,30 +25,6 @@ from microgrid.topology.references import references_for, station_ids_for
 from microgrid.topology.selectors import diff_snapshots, topology_document
 from microgrid.topology.tree import depths
 from microgrid.topology.validation import validate_topology
-
-ASSET_COLUMNS = (
-    "max_power_kw",
-    "min_power_kw",
-    "priority",
-    "failsafe_power_kw",
-    "phases",
-    "phase_rotation",
-    "min_current_a",
-    "max_current_a",
-    "station_id",
-    "evse_id",
-    "rated_power_kw",
-    "fallback_kw",
-)
-NODE_COLUMNS = (
-    "kind",
-    "name",
-    "physical_rating_kw",
-    "voltage_v",
-    "phases",
-    "rating_a",
-    "max_unbalance_a",
-)
 
 
 def microgrid_create(
@@ -242,12 +218,12 @@ def _apply(microgrid, nodes, assets, current_nodes, current_assets, user) -> Non
         obj = current_nodes.get(data["node_id"])
         if obj is None:
             obj = MicrogridNode(microgrid=microgrid, node_id=data["node_id"])
-            _set_columns(obj, data, NODE_COLUMNS)
+            _set_columns(obj, data, NODE_FIELDS)
             pending.setdefault(depth[data["node_id"]], []).append(obj)
             by_id[data["node_id"]] = obj
             continue
         by_id[data["node_id"]] = obj
-        changed = _set_columns(obj, data, NODE_COLUMNS)
+        changed = _set_columns(obj, data, NODE_FIELDS)
         new_parent = by_id[parent_id] if parent_id else None
         if (obj.parent_id or None) != (new_parent.pk if new_parent else None) or (
             new_parent is not None and new_parent.pk is None
@@ -327,7 +303,7 @@ def _set_columns(obj, data: dict[str, Any], columns) -> bool:
 def _set_asset(obj: Asset, data: dict[str, Any]) -> bool:
     changed = _set_columns(obj, data, ("kind", "name"))
     kind_fields = ASSET_KIND_FIELDS[data["kind"]]
-    for name in ASSET_COLUMNS:
+    for name in ASSET_FIELDS:
         value = data.get(name) if name in kind_fields else None
         if name == "phase_rotation" and value is None:
             value = ""  # a text column: empty, not null, for the kinds without one

@@ -24,8 +24,10 @@ from microgrid.common.fields import (
     check_text,
 )
 from microgrid.topology.choices import (
+    ASSET_FIELDS,
     ASSET_KIND_FIELDS,
     DEFAULT_ROTATION,
+    NODE_FIELDS,
     SINGLE_PHASE_ROTATIONS,
     THREE_PHASE_ROTATIONS,
     AssetKind,
@@ -33,19 +35,9 @@ from microgrid.topology.choices import (
 )
 from microgrid.topology.tree import tree_order
 
-NODE_FIELDS = (
-    "node_id",
-    "parent_id",
-    "kind",
-    "name",
-    "physical_rating_kw",
-    "voltage_v",
-    "phases",
-    "rating_a",
-    "max_unbalance_a",
-)
+NODE_KEYS = ("node_id", "parent_id", *NODE_FIELDS)
 ASSET_BASE_FIELDS = ("asset_id", "node_id", "kind", "name")
-ALL_ASSET_FIELDS = frozenset(ASSET_BASE_FIELDS).union(*ASSET_KIND_FIELDS.values())
+ALL_ASSET_FIELDS = frozenset((*ASSET_BASE_FIELDS, *ASSET_FIELDS))
 
 # (kind, id) -> descriptions of what refers to it, e.g. {"type": "LIMIT_POLICY", "id": "12"}
 References = Mapping[tuple[str, str], Sequence[dict[str, Any]]]
@@ -86,7 +78,7 @@ def _clean_node(raw: Any, index: int, errors: list[ErrorItem]) -> dict[str, Any]
         bad = True
         errors.append(ErrorItem("FIELD_INVALID", f"{name} {message}", node_id=node_id, field=name))
 
-    for key in sorted(set(raw) - set(NODE_FIELDS)):
+    for key in sorted(set(raw) - set(NODE_KEYS)):
         problem(str(key), "is not a field of a Microgrid Node")
     out: dict[str, Any] = {}
     checks = (
