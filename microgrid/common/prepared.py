@@ -23,6 +23,7 @@ A locking read, like its QuerySet, runs only inside a transaction.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -117,6 +118,7 @@ class _Compiled:
             value = values[name]
             params[i] = adapt(value) if kind is datetime else value
         with connection.cursor() as cursor:
+            _fast_timestamps(connection, cursor)
             cursor.execute(self.sql, params)
             fetched = cursor.fetchall()
         if self.trim:
@@ -136,6 +138,30 @@ class _Compiled:
         if self.iterable is FlatValuesListIterable:
             return [row[0] for row in rows]
         return [tuple(row) for row in rows]
+
+
+def _fast_timestamps(connection, cursor) -> None:
+    """On PostgreSQL in UTC, read timestamptz with psycopg's own C loader on this cursor.
+
+    Django registers a Python subclass of psycopg's pure-Python loader (to set the tzinfo), so
+    every timestamp is parsed in Python: 4,000 per 2,000-charger cycle, 15 ms of its 25 ms
+    read. On a UTC connection psycopg's loader gives the same values with the same
+    `timezone.utc` (the test suite compares them), so the prepared reads use it."""
+    if connection.vendor != "postgresql" or connection.timezone_name != "UTC":
+        return
+    loader = _c_timestamptz_loader()
+    if loader is not None:
+        cursor.cursor.adapters.register_loader("timestamptz", loader)
+
+
+@functools.cache
+def _c_timestamptz_loader():
+    import psycopg
+    from psycopg.pq import Format
+
+    if psycopg.pq.__impl__ not in ("c", "binary"):
+        return None
+    return psycopg.adapters.get_loader(psycopg.postgres.types["timestamptz"].oid, Format.TEXT)
 
 
 class PreparedRead:

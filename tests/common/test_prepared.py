@@ -90,6 +90,27 @@ def test_a_values_list_read_converts_joined_datetimes_as_the_queryset_does(two_m
         assert any(r[2] is not None and r[2].tzinfo is not None for r in rows)
 
 
+def test_timestamps_come_back_as_the_querysets_with_the_same_tzinfo(two_microgrids):
+    """On PostgreSQL a prepared read parses timestamptz with psycopg's C loader, not Django's
+    Python one: the values, their time zone object and their microseconds must not differ."""
+
+    def build(microgrid):
+        return (
+            LatestReading.objects.filter(microgrid_id=microgrid)
+            .order_by("id")
+            .values_list("observed_at", "updated_at")
+        )
+
+    read = PreparedRead(build, microgrid=int)
+    for mg in two_microgrids:
+        rows, expected = read(microgrid=mg.pk), list(build(mg.pk))
+        assert rows == expected
+        assert [[v.tzinfo for v in r] for r in rows] == [[v.tzinfo for v in r] for r in expected]
+        assert [[v.microsecond for v in r] for r in rows] == [
+            [v.microsecond for v in r] for r in expected
+        ]
+
+
 def test_a_flat_read_with_a_limit_gives_the_first_value_only(two_microgrids):
     def build(microgrid):
         return (
