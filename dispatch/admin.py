@@ -18,6 +18,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from dispatch.models import Delivery, DeliveryAttempt, DispatchConfig
 from dispatch.services import check_config
+from microgrid.common.admin_site import ReadOnlyMixin
 
 
 class DispatchConfigForm(forms.ModelForm):
@@ -75,15 +76,8 @@ class SinceFilter(admin.SimpleListFilter):
         return queryset.filter(created_at__gte=timezone.now() - span)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    pass
 
 
 @admin.register(Delivery)

@@ -360,7 +360,9 @@ def enqueue_send(microgrid_id: str) -> bool:
     return True
 
 
-def _expire(now: datetime, **where: Any) -> int:
+def deliveries_expire(now: datetime, **where: Any) -> int:
+    """Mark EXPIRED what can no longer be delivered (PENDING, SENT or FAILED past its
+    `valid_until`); `where` narrows it (a microgrid, a channel). Also the OCPP gateway's."""
     return Delivery.objects.filter(
         status__in=(DeliveryStatus.PENDING, DeliveryStatus.SENT, DeliveryStatus.FAILED),
         valid_until__lte=now,
@@ -368,13 +370,27 @@ def _expire(now: datetime, **where: Any) -> int:
     ).update(status=DeliveryStatus.EXPIRED, next_attempt_at=None, claim="")
 
 
-def _due(now: datetime) -> Q:
-    lease = now - timedelta(seconds=settings.DISPATCH_LEASE_S)
+def deliveries_due(now: datetime, *, lease_s: float | None = None) -> Q:
+    """What may be sent now: PENDING; FAILED whose backoff has passed; SENT whose answer did
+    not come within the lease (the sender died or the receiver never answered: send again,
+    receivers de-duplicate). Only valid ones are ever claimed (`deliveries_claim`)."""
+    lease = now - timedelta(seconds=settings.DISPATCH_LEASE_S if lease_s is None else lease_s)
     return (
         Q(status=DeliveryStatus.PENDING)
         | Q(status=DeliveryStatus.FAILED, next_attempt_at__lte=now)
-        # A worker died between claiming and recording: send again (receivers de-duplicate).
         | Q(status=DeliveryStatus.SENT, claimed_at__lte=lease)
+    )
+
+
+def deliveries_claim(queryset, *, token: str, now: datetime) -> int:
+    """Claim the due, valid deliveries of `queryset` with one conditional UPDATE (two
+    senders never claim the same row); returns how many."""
+    return queryset.filter(valid_until__gt=now).update(
+        status=DeliveryStatus.SENT,
+        claim=token,
+        claimed_at=now,
+        attempts=F("attempts") + 1,
+        next_attempt_at=None,
     )
 
 
@@ -408,17 +424,13 @@ def deliveries_send(*, microgrid_id: str) -> int:
     now = timezone.now()
     token = uuid.uuid4().hex
     with transaction.atomic():
-        _expire(now, microgrid=microgrid)
-        claimed = (
-            Delivery.objects.filter(_due(now), microgrid=microgrid, valid_until__gt=now)
-            .exclude(channel__in=NOT_BY_WORKER)
-            .update(
-                status=DeliveryStatus.SENT,
-                claim=token,
-                claimed_at=now,
-                attempts=F("attempts") + 1,
-                next_attempt_at=None,
-            )
+        deliveries_expire(now, microgrid=microgrid)
+        claimed = deliveries_claim(
+            Delivery.objects.filter(deliveries_due(now), microgrid=microgrid).exclude(
+                channel__in=NOT_BY_WORKER
+            ),
+            token=token,
+            now=now,
         )
     if not claimed:
         return 0
@@ -584,10 +596,10 @@ def deliveries_sweep() -> list[str]:
     Returns the microgrid ids it asked for."""
     now = timezone.now()
     with transaction.atomic():
-        _expire(now)
+        deliveries_expire(now)
     due = sorted(
         set(
-            Delivery.objects.filter(_due(now), valid_until__gt=now)
+            Delivery.objects.filter(deliveries_due(now), valid_until__gt=now)
             .exclude(channel__in=NOT_BY_WORKER)
             .values_list("microgrid__microgrid_id", flat=True)
             .distinct()

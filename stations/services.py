@@ -355,21 +355,17 @@ def ocpp_claim(*, gateway: str) -> list[dict[str, Any]]:
     the database is where a delivery meets the gateway of its station. Returns what to send,
     with the station, EVSE, unit, voltage and phases; the claim token is in each entry."""
     import uuid
-    from datetime import timedelta
 
     from django.conf import settings
-    from django.db.models import F, Q
+    from django.db.models import Q
 
     from dispatch.choices import Channel, DeliveryStatus
     from dispatch.models import Delivery
+    from dispatch.services import deliveries_claim, deliveries_due, deliveries_expire
 
     now = timezone.now()
     token = uuid.uuid4().hex
-    Delivery.objects.filter(
-        channel=Channel.OCPP,
-        status__in=(DeliveryStatus.PENDING, DeliveryStatus.SENT, DeliveryStatus.FAILED),
-        valid_until__lte=now,
-    ).update(status=DeliveryStatus.EXPIRED, next_attempt_at=None, claim="")
+    deliveries_expire(now, channel=Channel.OCPP)
     # The chargers whose station is connected to this gateway, read first (two indexed
     # queries): a correlated EXISTS from each delivery through its asset to its station took
     # PostgreSQL seconds for 2,000 deliveries. A station that connects meanwhile is claimed
@@ -394,22 +390,11 @@ def ocpp_claim(*, gateway: str) -> list[dict[str, Any]]:
     held = Q()
     for mg, asset_ids in held_by_microgrid.items():
         held |= Q(microgrid_id=mg, target_id__in=asset_ids)
-    lease = now - timedelta(seconds=settings.OCPP_RESPONSE_TIMEOUT_S + 5)
-    due = (
-        Q(status=DeliveryStatus.PENDING)
-        | Q(status=DeliveryStatus.FAILED, next_attempt_at__lte=now)
-        | Q(status=DeliveryStatus.SENT, claimed_at__lte=lease)
-    )
-    claimed = (
-        Delivery.objects.filter(due, channel=Channel.OCPP, valid_until__gt=now)
-        .filter(held)
-        .update(
-            status=DeliveryStatus.SENT,
-            claim=token,
-            claimed_at=now,
-            attempts=F("attempts") + 1,
-            next_attempt_at=None,
-        )
+    # An unanswered call is FAILED by the gateway after its timeout; the lease covers a
+    # gateway that died holding the claim.
+    due = deliveries_due(now, lease_s=settings.OCPP_RESPONSE_TIMEOUT_S + 5)
+    claimed = deliveries_claim(
+        Delivery.objects.filter(due, channel=Channel.OCPP).filter(held), token=token, now=now
     )
     if not claimed:
         return []

@@ -13,6 +13,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from simple_history.admin import SimpleHistoryAdmin
 
+from microgrid.common.admin_site import ReadOnlyMixin
 from microgrid.common.errors import DomainError
 from microgrid.envelopes.choices import ScopeType
 from microgrid.envelopes.models import (
@@ -334,15 +335,8 @@ class OperatingEnvelopeAdmin(SimpleHistoryAdmin):
         return False
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    pass
 
 
 @admin.register(OscpMessage)

@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
+from microgrid.common.admin_site import ReadOnlyMixin
 from microgrid.common.errors import DomainError
 from microgrid.topology.choices import ASSET_FIELDS
 from microgrid.topology.models import (
@@ -31,15 +32,8 @@ from microgrid.topology.selectors import topology_document
 from microgrid.topology.services import topology_replace
 
 
-class ReadOnlyAdmin(SimpleHistoryAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+class ReadOnlyAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
+    pass
 
 
 @admin.register(Depot)

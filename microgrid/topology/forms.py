@@ -19,28 +19,24 @@ from typing import Any
 from django import forms
 from django.utils.safestring import mark_safe
 
-from microgrid.topology.choices import ASSET_KIND_FIELDS, AssetKind, NodeKind, PhaseRotation
+from microgrid.topology.choices import (
+    ASSET_FIELDS,
+    ASSET_KIND_FIELDS,
+    NODE_FIELDS,
+    AssetKind,
+    NodeKind,
+    PhaseRotation,
+)
 
 # Django would silently ignore rows past absolute_max; refuse instead (validate_max).
 # Larger topologies are edited through the API.
 MAX_ROWS = 1500
 BLANK_ROWS = 3
 
-NODE_NUMBERS = ("physical_rating_kw", "voltage_v", "phases", "rating_a", "max_unbalance_a")
-ASSET_NUMBERS = (
-    "max_power_kw",
-    "min_power_kw",
-    "priority",
-    "failsafe_power_kw",
-    "phases",
-    "phase_rotation",
-    "min_current_a",
-    "max_current_a",
-    "rated_power_kw",
-    "fallback_kw",
-)
-ASSET_NUMBERS = (*ASSET_NUMBERS, "evse_id")
 ASSET_TEXTS = ("station_id",)  # an id: "123" stays a string
+# The rest of a row's fields are numbers (the rotation a choice), as topology.choices lists them.
+NODE_NUMBERS = tuple(n for n in NODE_FIELDS if n not in ("kind", "name"))
+ASSET_NUMBERS = tuple(n for n in ASSET_FIELDS if n not in ASSET_TEXTS)
 # What makes a row more than a blank "add" row (selects with a default do not count).
 NODE_CONTENT = (
     "node_id",
