@@ -985,9 +985,9 @@ def _failsafe_setpoints(cols: _Columns, tree: _Tree, remaining: np.ndarray) -> n
     return np.array(room)
 
 
-def _minimums(cols: _Columns, tree: _Tree, remaining: np.ndarray) -> tuple[_Active, np.ndarray]:
-    """Serve minimums by priority and plug-in time where they do not all fit (spec 4.3 step 1)."""
-    n_nodes = tree.n
+def _active(cols: _Columns) -> _Active:
+    """The requesting chargers' columns: node, minimum, demand (capped at the charger's
+    maximum, never below its minimum: a charger cannot run lower; the EV draws less), class."""
     act = np.flatnonzero(cols.requesting)
     a = _Active()
     a.idx = act
@@ -996,9 +996,16 @@ def _minimums(cols: _Columns, tree: _Tree, remaining: np.ndarray) -> tuple[_Acti
     req = cols.req[act]
     max_kw = cols.max_kw[act]
     a.over = req > max_kw
-    # a charger cannot run below its minimum; the EV simply draws less
     a.dem = np.maximum(np.where(a.over, max_kw, req), a.min)
     a.prio = cols.prio[act]
+    return a
+
+
+def _minimums(cols: _Columns, tree: _Tree, remaining: np.ndarray) -> tuple[_Active, np.ndarray]:
+    """Serve minimums by priority and plug-in time where they do not all fit (spec 4.3 step 1)."""
+    n_nodes = tree.n
+    a = _active(cols)
+    act = a.idx
     sub_min = tree.subtree_sums(np.bincount(a.node, weights=a.min, minlength=n_nodes))
     # Only a node whose minimums do not all fit can refuse one. Under no such node every
     # minimum is served whatever the order, so the ordered pass only visits the chargers below
@@ -1218,16 +1225,8 @@ def _phase_fill(
         phase, [nd.node_id for nd in tree.order], tree.parent, cols.asset_ids, cols.ch_node
     )
     cols.min_kw, cols.max_kw = phase_alloc.current_range_kw(model, cols.min_kw, cols.max_kw)
-    act = np.flatnonzero(cols.requesting)
-    a = _Active()
-    a.idx = act
-    a.node = cols.ch_node[act]
-    a.min = cols.min_kw[act]
-    req = cols.req[act]
-    max_kw = cols.max_kw[act]
-    a.over = req > max_kw
-    a.dem = np.maximum(np.where(a.over, max_kw, req), a.min)
-    a.prio = cols.prio[act]
+    a = _active(cols)
+    act = a.idx
     # Fixed draws on known phases: stale chargers at their failsafe power (counted in the
     # nodes' uncontrolled load by _charger_columns) and fail safe setpoints.
     stale = np.flatnonzero(cols.code == _C_FALLBACK)
