@@ -36,6 +36,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import datetime
+from heapq import heapify, heappop, heappush
 from itertools import accumulate
 from math import floor, inf
 from operator import attrgetter
@@ -1778,21 +1779,28 @@ def _departure_grants(
         a.min[cand] += cand_want
         granted[cand] = True  # type: ignore[index]
         return remaining - sub_want, given
-    # As for minimums, only the nodes where the grants do not all fit are checked, in order
-    # of slack (then asset_id).
+    # As for minimums, only the nodes where the grants do not all fit are checked: first who
+    # may be served first at all (_admitted), then in order of slack (then asset_id).
     names = [dep.asset_ids[q] for q in k[ok].tolist()]
-    order = sorted(zip(slack[ok].tolist(), names, range(len(names)), strict=True))
+    slack_l = slack[ok].tolist()
     room = remaining.tolist()
     paths: dict[int, list[int]] = {}
     node_l = cand_node.tolist()
     want_l = cand_want.tolist()
-    got = [0.0] * len(want_l)
     path_of = tree.path_of
+    for ni in set(node_l):
+        paths[ni] = [x for x in path_of(ni) if scarce[x]]
+    # The time over which a grant is planned: until `guard` before the departure, or until
+    # the departure itself once within the guard (its whole demand then).
+    plan_s = np.where(horizon[ok] > 0.0, horizon[ok], t_left[ok]).tolist()
+    rate, area = _releases(a, tree, dep, fill, lo_c)
+    admitted = _admitted(paths, node_l, want_l, plan_s, slack_l, names, room, rate, area)
+    order = sorted(zip(slack_l, names, range(len(names)), strict=True))
+    got = [0.0] * len(want_l)
     for _, _, j in order:
-        ni = node_l[j]
-        path = paths.get(ni)
-        if path is None:
-            path = paths[ni] = [x for x in path_of(ni) if scarce[x]]
+        if not admitted[j]:
+            continue
+        path = paths[node_l[j]]
         g = want_l[j]
         for x in path:
             if room[x] < g:
@@ -1807,6 +1815,93 @@ def _departure_grants(
     granted[cand] = got_a > 0.0  # type: ignore[index]
     given = np.bincount(cand_node, weights=got_a, minlength=tree.n)
     return remaining - tree.subtree_sums(given), given
+
+
+def _admitted(
+    paths: dict[int, list[int]],
+    node_l: list[int],
+    want_l: list[float],
+    plan_s: list[float],
+    slack_l: list[float],
+    names: list[str],
+    room: list[float],
+    rate: list[float],
+    area: list[float],
+) -> list[bool]:
+    """Who may be served first where the grants do not all fit (Moore-Hodgson per node):
+    earliest planned finish first, each candidate's grant over its plan is energy its scarce
+    nodes must give; when those admitted below a node need more than the node can give until
+    the current candidate's planned finish `h`, the one that needs the most energy is
+    dropped, so that as many as possible can finish. What a node can give until `h` is its
+    room now for `h`, or more when the chargers below it that hold power now (`rate`) leave
+    early enough: `(room + rate) x h - area` (`area`: their power x departure summed) counts
+    what each gives back from its departure on, less what those leaving after `h` would give
+    back before leaving, so it never overstates the exact sum. A dropped charger is not at
+    risk (it could finish alone): it shares what remains fairly, and is considered again at
+    the next cycle."""
+    n = len(want_l)
+    admitted = [True] * n
+    energy = [w * h for w, h in zip(want_l, plan_s, strict=True)]  # kW x s above the minimum
+    load: dict[int, float] = {}
+    # Per node, the candidates admitted below it (-energy, asset_id, position): a plain list
+    # until the node first has to drop someone, a heap from then on.
+    items: dict[int, list[tuple[float, str, int]]] = {}
+    heaped: set[int] = set()
+    # (a candidate with no scarce node on its path is never dropped: every grant there fits)
+    queue = sorted((plan_s[j], slack_l[j], names[j], j) for j in range(n) if paths[node_l[j]])
+    for h, _, name, j in queue:
+        path = paths[node_l[j]]
+        e = energy[j]
+        item = (-e, name, j)
+        for x in path:
+            load[x] = load.get(x, 0.0) + e
+            mine = items.get(x)
+            if mine is None:
+                items[x] = [item]
+            elif x in heaped:
+                heappush(mine, item)
+            else:
+                mine.append(item)
+        for x in path:
+            cap = room[x] * h
+            if load[x] <= cap:
+                continue
+            given_back = (room[x] + rate[x]) * h - area[x]
+            if given_back > cap:
+                cap = given_back
+            cap += abs(cap) * 1e-9 + _EPS
+            if load[x] <= cap:
+                continue
+            heap = items[x]
+            if x not in heaped:
+                heapify(heap)
+                heaped.add(x)
+            while load[x] > cap and heap:
+                _, _, q = heappop(heap)
+                if not admitted[q]:
+                    continue  # dropped earlier, below another node
+                admitted[q] = False
+                for y in paths[node_l[q]]:
+                    load[y] -= energy[q]
+    return admitted
+
+
+def _releases(
+    a: _Active, tree: _Tree, dep: _Departures, fill: _Fill, lo_c: int
+) -> tuple[list[float], list[float]]:
+    """Per node, what the active chargers below it with a known departure hold now (a higher
+    class what its fill gave it, this class and the lower ones their minimums: the grants
+    and the fair share are not given yet), and that times their departure (seconds ahead),
+    summed: what they give back when they leave."""
+    t = dep.t_left[a.idx]
+    held = a.min.copy()
+    if lo_c:
+        held[:lo_c] = np.minimum(np.maximum(fill.level[:lo_c], a.min[:lo_c]), a.dem[:lo_c])
+    held[~((t > 0.0) & (t < inf))] = 0.0
+    t = np.where(held > 0.0, t, 0.0)
+    rate = tree.subtree_sums(np.bincount(a.node, weights=held, minlength=tree.n))
+    area = tree.subtree_sums(np.bincount(a.node, weights=held * t, minlength=tree.n))
+    return rate.tolist(), area.tolist()
 
 
 class _DepartureLayout:

@@ -82,6 +82,51 @@ def test_an_at_risk_ev_does_not_push_a_feasible_one_below_its_fair_share_of_what
     assert got["CH-A"].allocated_kw == got["CH-C"].allocated_kw == 35.0
 
 
+def test_where_not_all_can_finish_the_one_needing_the_most_is_not_served_first():
+    # 100 kW, three EVs leaving in an hour needing 60, 50 and 20 kWh: 130 kW to finish all
+    # three, 100 kWh to give. Served by slack alone, A (least slack) takes 60 kW, B the 40 kW
+    # left and C nothing: only A finishes. Dropping the one that needs the most (A) lets B and
+    # C finish; A, not at risk, shares what remains fairly.
+    a = leaves(charger("CH-A", "grid", 150.0, max_kw=150.0), 60, 60.0)
+    b = leaves(charger("CH-B", "grid", 150.0, max_kw=150.0), 60, 50.0)
+    c = leaves(charger("CH-C", "grid", 150.0, max_kw=150.0), 60, 20.0)
+    result = run([node("grid", None, 100)], [a, b, c])
+    got = by_asset(result)
+    assert got["CH-B"].allocated_kw == 50.0
+    assert got["CH-C"].allocated_kw == got["CH-A"].allocated_kw == 25.0
+    assert got["CH-B"].reason_codes == ("DEPARTURE_PRIORITY",)
+    assert got["CH-A"].reason_codes == ("NODE_LIMIT", "DEPARTURE_PRIORITY")
+    assert got["CH-A"].departure.at_risk is False
+    assert sum(ch.allocated_kw for ch in result.chargers) == 100.0
+
+
+def _after_a_bus(bus_leaves_in_min):
+    # A priority bus holds 60 kW of 100 until it leaves; A (40 kWh) and B (20 kWh) leave in
+    # an hour: 60 kW to finish both, 40 kW of room now.
+    bus = dataclasses.replace(
+        charger("CH-0", "grid", 60.0, max_kw=60.0, priority=1),
+        departure_at=leaves(charger("x", "grid", 1.0), bus_leaves_in_min, 1.0).departure_at,
+    )
+    a = leaves(charger("CH-A", "grid", 150.0, max_kw=150.0), 60, 40.0)
+    b = leaves(charger("CH-B", "grid", 150.0, max_kw=150.0), 60, 20.0)
+    return by_asset(run([node("grid", None, 100)], [bus, a, b]))
+
+
+def test_room_given_back_by_a_departure_counts_towards_who_can_finish():
+    # The bus leaves in 30 minutes: 40 kW x 1 h + 60 kW x 30 min = 70 kWh for 60 kWh, so both
+    # may finish; the one with the least slack (A) is served first.
+    got = _after_a_bus(30)
+    assert got["CH-0"].allocated_kw == 60.0
+    assert got["CH-A"].allocated_kw == 40.0
+    assert got["CH-A"].reason_codes == ("DEPARTURE_PRIORITY",)
+    # The bus stays longer than they do: 40 kWh for 60, A (40 kWh) is not served first.
+    got = _after_a_bus(90)
+    assert got["CH-B"].allocated_kw == 20.0
+    assert got["CH-B"].reason_codes == ("DEPARTURE_PRIORITY",)
+    assert got["CH-A"].allocated_kw == 20.0
+    assert got["CH-A"].departure.at_risk is False
+
+
 def test_without_energy_needs_the_allocation_is_todays():
     chargers = [
         dataclasses.replace(charger(f"CH-{i}", "grid", 40.0 + i, max_kw=50.0), departure_at=NOW)
