@@ -11,6 +11,7 @@ class TriggerType(models.TextChoices):
     ENVELOPE_CHANGE = "ENVELOPE_CHANGE"
     LIMIT_CHANGE = "LIMIT_CHANGE"
     CAPABILITY_CHANGE = "CAPABILITY_CHANGE"
+    SESSION_CHANGE = "SESSION_CHANGE"
     SIMULATOR = "SIMULATOR"
     MANUAL = "MANUAL"  # "Rebalance now" on a Manage page, with the user
 

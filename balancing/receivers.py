@@ -1,9 +1,10 @@
 """What balancing answers: the cycle after every change, and its part of the microgrid card.
 
-The one subscriber that asks for a cycle after a change that moves an effective limit or who
-controls a scope (spec 4.6). Each notice arrives after its write committed
-(`microgrid.common.signals.send_on_commit`); the cycle goes through `enqueue_cycle` (a
-`CycleTrigger`, coalesced like every other trigger; in-process when the broker is down).
+The one subscriber that asks for a cycle after a change that moves an effective limit, who
+controls a scope or who is served first for a departure (spec 4.6). Each notice arrives after
+its write committed (`microgrid.common.signals.send_on_commit`); the cycle goes through
+`enqueue_cycle` (a `CycleTrigger`, coalesced like every other trigger; in-process when the
+broker is down).
 
 | notice                                   | trigger                                         |
 |------------------------------------------|-------------------------------------------------|
@@ -11,6 +12,7 @@ controls a scope (spec 4.6). Each notice arrives after its write committed
 | limits `schedule_transitioned`           | `{"type": "TOU_TRANSITION"}`                    |
 | envelopes `enforcement_changed`          | `{"type": "ENVELOPE_CHANGE", "envelope_ids"}`   |
 | capabilities `capability_changed`        | `{"type": "CAPABILITY_CHANGE", "binding_ids"}`  |
+| telemetry `session_changed`              | `{"type": "SESSION_CHANGE", "asset_id"}`        |
 
 Legacy TOU writes are limit writes (`limit_policies_replace`), so they arrive as
 `limits_changed`.
@@ -26,6 +28,7 @@ from balancing.services import trigger_of
 from microgrid.capabilities.signals import capability_changed
 from microgrid.envelopes.signals import enforcement_changed
 from microgrid.limits.signals import limits_changed, schedule_transitioned
+from microgrid.telemetry.signals import session_changed
 from microgrid.topology.signals import (
     card_page_sections,
     card_section_fields,
@@ -63,6 +66,13 @@ def cycle_on_envelope_change(
 def cycle_on_capability_change(sender, *, microgrid_id: str, binding_ids: list[str], **kwargs):
     """A binding began, ended or changed its status: who controls a scope may have changed."""
     tasks.enqueue_cycle(microgrid_id, trigger_of("CAPABILITY_CHANGE", binding_ids=binding_ids))
+
+
+@receiver(session_changed, dispatch_uid="balancing.cycle_on_session_change")
+def cycle_on_session_change(sender, *, microgrid_id: str, asset_id: str, **kwargs) -> None:
+    """A charger's departure or energy need was set, changed or cleared: who is served first
+    may have changed anywhere its grants shared a node, so the whole microgrid is cycled."""
+    tasks.enqueue_cycle(microgrid_id, trigger_of("SESSION_CHANGE", asset_id=asset_id))
 
 
 # -- the microgrid card and the Manage pages --------------------------------------------------

@@ -19,6 +19,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.signals import send_on_commit
+from microgrid.telemetry import signals
 from microgrid.telemetry.choices import EnergySource
 from microgrid.telemetry.models import ChargerSession, LatestReading, TelemetryReading
 from microgrid.telemetry.readings import Reading, readings_input
@@ -345,7 +347,16 @@ def charger_session_put(
         session.updated_by = _user(user)
         session._history_user = _user(user)
         session.save()
+        _changed(asset)
     return session
+
+
+def _changed(asset: Asset) -> None:
+    send_on_commit(
+        signals.session_changed,
+        microgrid_id=asset.microgrid.microgrid_id,
+        asset_id=asset.asset_id,
+    )
 
 
 def charger_session_delete(*, asset: Asset, user=None) -> None:
@@ -356,3 +367,4 @@ def charger_session_delete(*, asset: Asset, user=None) -> None:
         if session is not None:
             session._history_user = _user(user)
             session.delete()
+            _changed(asset)

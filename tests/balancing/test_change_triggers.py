@@ -107,3 +107,43 @@ def test_binding_and_status_changes_produce_capability_change_cycles(
         released = support_api.post(f"{BINDINGS}CB-1/release/", {}, format="json")
     assert released.status_code == 200, released.json()
     assert triggers() == ["CAPABILITY_CHANGE"] * 4
+
+
+@pytest.mark.django_db
+def test_a_session_change_produces_a_session_change_cycle_and_a_repeat_none(
+    integration_api, microgrid, django_capture_on_commit_callbacks
+):
+    now = timezone.now().replace(microsecond=0)
+    mg = "/api/microgrids/MG.NORTH-1/"
+    reading = {
+        "asset_id": "CH-01",
+        "power_kw": 0.0,
+        "observed_at": (now - timedelta(seconds=5)).isoformat(),
+        "connected": True,
+        "requested_kw": 50,
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        sent = integration_api.post(mg + "telemetry/", {"readings": [reading]}, format="json")
+    assert sent.status_code == 202
+    assert triggers() == []  # telemetry asks for no cycle
+    url = mg + "chargers/CH-01/session/"
+    body = {"departure_at": (now + timedelta(hours=1)).isoformat(), "energy_needed_kwh": 40}
+    with django_capture_on_commit_callbacks(execute=False) as asked:
+        assert integration_api.put(url, body, format="json").status_code == 200
+    assert triggers() == []  # nothing before the commit ...
+    for callback in asked:
+        callback()
+    assert triggers() == ["SESSION_CHANGE"]  # ... the cycle is asked for on commit
+    cycle = Cycle.objects.get()
+    assert cycle.document["trigger"] == {"type": "SESSION_CHANGE", "asset_id": "CH-01"}
+    ch01 = next(c for c in cycle.document["chargers"] if c["asset_id"] == "CH-01")
+    assert ch01["energy_needed_kwh"] == 40.0
+    with django_capture_on_commit_callbacks(execute=True):
+        assert integration_api.put(url, body, format="json").status_code == 200  # the same
+    assert triggers() == ["SESSION_CHANGE"]
+    with django_capture_on_commit_callbacks(execute=True):
+        body["energy_needed_kwh"] = 60
+        assert integration_api.put(url, body, format="json").status_code == 200
+        assert integration_api.delete(url).status_code == 204
+        assert integration_api.delete(url).status_code == 204  # nothing left to clear
+    assert triggers() == ["SESSION_CHANGE"] * 3
