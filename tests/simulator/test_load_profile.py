@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from microgrid.telemetry.models import SessionDefault
 from microgrid.topology.models import Asset, Microgrid, MicrogridNode
+from simulator.loader import check_profile, load_profile, read_profile
 
 DEMO = Path(__file__).resolve().parents[2] / "simulator" / "profiles" / "demo_depot.yaml"
 
@@ -95,3 +97,66 @@ def test_keep_existing_leaves_an_operators_edits_and_says_so(tmp_path, capsys):
     assert MicrogridNode.objects.get(microgrid=microgrid, node_id="grp-d").name == "Bay D (new)"
     out = capsys.readouterr().out
     assert "already exists" in out and "NOT reloaded" in out and "make demo-reset" in out
+
+
+SESSION_DEFAULTS = [
+    {"node_id": "grp-a", "default_dwell_s": 5400, "default_energy_kwh": 60},
+    {"node_id": "grp-b", "default_dwell_s": 14400},
+]
+
+
+@pytest.mark.django_db
+def test_session_defaults_are_set_from_the_profile_and_a_reload_changes_nothing():
+    profile = read_profile(DEMO)
+    profile["session_defaults"] = SESSION_DEFAULTS
+    load_profile(profile)
+    rows = SessionDefault.objects.order_by("node_id")
+    assert [(d.node_id, d.default_dwell_s, d.default_energy_kwh) for d in rows] == [
+        ("grp-a", 5400, 60.0),
+        ("grp-b", 14400, None),
+    ]
+    history = SessionDefault.history.count()
+    load_profile(profile)
+    assert SessionDefault.history.count() == history
+    profile["session_defaults"] = [{"node_id": "grp-a", "default_dwell_s": 3600}]
+    load_profile(profile)
+    assert SessionDefault.objects.get(node_id="grp-a").default_dwell_s == 3600
+    assert SessionDefault.objects.count() == 2  # a default the profile no longer lists stays
+
+
+@pytest.mark.parametrize(
+    "entry, code, field",
+    [
+        ({"node_id": "nowhere", "default_dwell_s": 3600}, "NODE_NOT_FOUND", "node_id"),
+        ({"node_id": "sb-1", "default_dwell_s": 3600}, "FIELD_INVALID", "node_id"),
+        ({"node_id": "grp-a", "default_dwell_s": 30}, "FIELD_INVALID", "default_dwell_s"),
+        ({"node_id": "grp-a", "default_dwell_s": 90.5}, "FIELD_INVALID", "default_dwell_s"),
+        ({"node_id": "grp-a", "default_dwell_s": 700000}, "FIELD_INVALID", "default_dwell_s"),
+        (
+            {"node_id": "grp-a", "default_dwell_s": 3600, "default_energy_kwh": 0},
+            "FIELD_INVALID",
+            "default_energy_kwh",
+        ),
+        (
+            {"node_id": "grp-a", "default_dwell_s": 3600, "default_energy_kwh": "lots"},
+            "FIELD_INVALID",
+            "default_energy_kwh",
+        ),
+        ({"node_id": "grp-a", "default_dwell_s": 3600, "soc": 80}, "PROFILE_INVALID", "soc"),
+    ],
+)
+def test_bad_session_defaults_refuse_the_profile_naming_the_field(entry, code, field):
+    profile = read_profile(DEMO)
+    profile["session_defaults"] = [{"node_id": "grp-c", "default_dwell_s": 3600}, entry]
+    problems = [(e.code, e.field) for e in check_profile(profile)]
+    assert problems == [(code, f"session_defaults[1].{field}")]
+
+
+def test_a_charger_group_may_have_one_session_default():
+    profile = read_profile(DEMO)
+    profile["session_defaults"] = [
+        {"node_id": "grp-a", "default_dwell_s": 3600},
+        {"node_id": "grp-a", "default_dwell_s": 7200},
+    ]
+    problems = [(e.code, e.field) for e in check_profile(profile)]
+    assert problems == [("FIELD_INVALID", "session_defaults[1].node_id")]
