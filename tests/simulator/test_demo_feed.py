@@ -86,7 +86,8 @@ def test_one_pass_of_the_demo_feed_seeds_envelope_capability_alias_usage_and_a_b
         .first()
     )
     assert breach.node_id == "grid" and breach.status == "RESOLVED"
-    assert breach.limit_kw == 300.0 and breach.measured_kw > 600
+    # the chargers draw far more than the envelope (half as much again) when it cuts in
+    assert breach.limit_kw == 300.0 and breach.measured_kw > 450
     assert 150 <= (breach.detected_at - clock.start).total_seconds() < 200
     assert breach.resolved_at > breach.detected_at
 
