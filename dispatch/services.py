@@ -44,6 +44,7 @@ from dispatch.models import (
     LastAccepted,
 )
 from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.prepared import PreparedRead
 from microgrid.topology.models import Microgrid
 
 log = logging.getLogger(__name__)
@@ -190,13 +191,22 @@ def dispatch_config_set(
 # --- the outbox ------------------------------------------------------------------------------
 
 
+# Every cycle's outbox reads it (prepared; a batch of scheduled cycles reads it once for all).
+_config = PreparedRead(
+    lambda microgrid: DispatchConfig.objects.filter(microgrid_id=microgrid).order_by(),
+    microgrid=int,
+    batch_by="microgrid",
+)
+
+
 def deliveries_write(
     *, cycle: Cycle, limits: list[ChargingLimit], budgets: list[ScopeBudget]
 ) -> int:
     """Write the cycle's deliveries (in the caller's transaction); returns how many to send."""
     microgrid_pk = cycle.microgrid_id
     now = cycle.completed_at  # the cycle's clock (the simulator's, a benchmark's)
-    config = DispatchConfig.objects.filter(microgrid_id=microgrid_pk).first()
+    found = _config(microgrid=microgrid_pk)
+    config = found[0] if found else None
     channel = channels.resolve_channel(cycle.microgrid, config)
     # Chargers a channel of their own serves (OCPP stations) go there; the rest follow the
     # microgrid's channel.

@@ -12,10 +12,12 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import OuterRef
 from django.utils import timezone
 
 from balancing.phase_alloc import DRAW_MIN_A, DRAW_SHARE
 from microgrid.common.errors import DomainError
+from microgrid.common.prepared import PreparedRead
 from microgrid.telemetry.services import charger_session_put, telemetry_ingest
 from microgrid.topology.models import Asset
 from stations.choices import PLUGGED_IN, AuthRefusal
@@ -303,18 +305,30 @@ def station_transaction_event(
 # --- setpoints to the stations (the OCPP dispatch channel) -----------------------------------
 
 
+# Every cycle's outbox asks (prepared; a batch of scheduled cycles asks once for all).
+_ocpp_chargers = PreparedRead(
+    lambda microgrid: (
+        Asset.objects.filter(
+            microgrid_id=microgrid,
+            kind="CHARGER",
+            station_id__in=ChargingStation.objects.filter(
+                microgrid_id=OuterRef("microgrid_id")
+            ).values("station_id"),
+        )
+        .order_by()
+        .values_list("asset_id", flat=True)
+    ),
+    microgrid=int,
+    batch_by="microgrid",
+)
+
+
 def charger_channels(microgrid) -> dict[str, str]:
     """Chargers mapped to a station EVSE take the OCPP channel (dispatch's `charger_channels`,
     answered in stations/receivers.py)."""
     from dispatch.choices import Channel
 
-    stations = ChargingStation.objects.filter(microgrid=microgrid).values("station_id")
-    return dict.fromkeys(
-        Asset.objects.filter(
-            microgrid=microgrid, kind="CHARGER", station_id__in=stations
-        ).values_list("asset_id", flat=True),
-        Channel.OCPP,
-    )
+    return dict.fromkeys(_ocpp_chargers(microgrid=microgrid.pk), Channel.OCPP)
 
 
 def charger_stations(microgrid) -> list[str]:
