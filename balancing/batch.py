@@ -34,7 +34,7 @@ from django.db import transaction
 from django.db.models import Case, OuterRef, Subquery, Value, When
 from django.utils import timezone
 
-from balancing.models import Cycle, CycleTrigger
+from balancing.models import Cycle, CycleTrigger, parts_columns
 from balancing.services import LAST_CYCLE_FIELDS, hand_over, run_locked
 from microgrid.common.prepared import batched
 from microgrid.topology.models import Microgrid
@@ -98,6 +98,9 @@ def cycle_batch(
                 members.append(microgrid)
         if not members:
             return out
+        # The shared columns the members' previous records used, in one query (each cycle's
+        # record is stored as its difference from them).
+        parts_columns([last[1] for last in map(_last, members) if last is not None])
         # One instant for the batch: its inputs are all read now, under all its locks.
         started_at = clock()
         with batched(microgrid=[m.pk for m in members]):

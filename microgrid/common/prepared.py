@@ -42,7 +42,7 @@ from typing import Any
 
 from django.db import connections, router
 from django.db.models import QuerySet
-from django.db.models.lookups import Exact
+from django.db.models.lookups import Exact, Lookup
 from django.db.models.query import (
     FlatValuesListIterable,
     ModelIterable,
@@ -83,9 +83,22 @@ def _batch_lookup(where, stand_in) -> tuple[Any, int] | None:
     return None
 
 
+class _AnyOf(Lookup):
+    """`field = ANY(%s)` with the keys as one array parameter (PostgreSQL): the SQL does not
+    depend on how many keys a batch has, so it is compiled once, like any prepared read."""
+
+    lookup_name = "prepared_any"
+    prepare_rhs = False
+
+    def as_sql(self, compiler, connection):
+        lhs_sql, lhs_params = self.process_lhs(compiler, connection)
+        return f"{lhs_sql} = ANY(%s)", [*lhs_params, self.rhs]
+
+
 def _as_batch(read: PreparedRead, queryset: QuerySet, stand_in: Any, keys: list) -> Any:
-    """The QuerySet for every key at once (`field IN keys`), selecting the key too; returns
-    the key's column (for a read of model instances: None, the key is the instance's field)."""
+    """The QuerySet for every key at once (`field IN keys`, or `field = ANY(keys)` when
+    `keys` is the array stand-in), selecting the key too; returns the key's attribute name for
+    a read of model instances (None otherwise: the key is the last column)."""
     query = queryset.query
     if query.low_mark or query.high_mark is not None:
         raise TypeError("a prepared read with a slice cannot be batched")
@@ -94,7 +107,10 @@ def _as_batch(read: PreparedRead, queryset: QuerySet, stand_in: Any, keys: list)
         raise TypeError(f"the QuerySet does not filter {read.batch_by} once with AND")
     node, i = found
     lhs = node.children[i].lhs
-    node.children[i] = lhs.get_lookup("in")(lhs, keys)
+    if isinstance(keys, _KeysStandIn):
+        node.children[i] = _AnyOf(lhs, keys)
+    else:
+        node.children[i] = lhs.get_lookup("in")(lhs, keys)
     if queryset._iterable_class is ModelIterable:
         if lhs.alias != query.get_initial_alias():
             raise TypeError("a batched read of model instances filters its own table")
@@ -110,6 +126,7 @@ class _Compiled:
         if not isinstance(queryset, QuerySet):
             raise TypeError("a prepared read builds a QuerySet")
         self.key_attname = None
+        self.keys_slot = None
         if many is not None:
             queryset = queryset._chain()
             self.key_attname = _as_batch(read, queryset, stand_ins.pop(read.batch_by), many)
@@ -132,6 +149,8 @@ class _Compiled:
         self.slots: list[tuple[int, str, type]] = []
         adapt = connection.ops.adapt_datetimefield_value
         for i, value in enumerate(self.params):
+            if value is many and isinstance(many, _KeysStandIn):
+                self.keys_slot = i
             for name, stand_in in stand_ins.items():
                 kind = read.params[name]
                 if value == stand_in or (kind is datetime and value == adapt(stand_in)):
@@ -170,7 +189,7 @@ class _Compiled:
     def run_many(self, connection, values: dict[str, Any], keys: list) -> dict[Any, list[Any]]:
         """Each key's rows, in the order of the one result."""
         groups: dict[Any, list[Any]] = {key: [] for key in keys}
-        rows = self._rows(connection, values)
+        rows = self._rows(connection, values, keys)
         if self.key_attname is not None:
             for obj in rows:
                 groups[getattr(obj, self.key_attname)].append(obj)
@@ -185,7 +204,7 @@ class _Compiled:
                 groups[row[-1]].append(row[:-1])
         return groups
 
-    def _rows(self, connection, values: dict[str, Any]) -> list[Any]:
+    def _rows(self, connection, values: dict[str, Any], keys: list | None = None) -> list[Any]:
         if self.locking and connection.get_autocommit():
             raise TransactionManagementError(
                 "select_for_update cannot be used outside of a transaction."
@@ -195,6 +214,8 @@ class _Compiled:
         for i, name, kind in self.slots:
             value = values[name]
             params[i] = adapt(value) if kind is datetime else value
+        if self.keys_slot is not None:
+            params[self.keys_slot] = list(keys)
         with connection.cursor() as cursor:
             _fast_timestamps(connection, cursor)
             cursor.execute(self.sql, params)
@@ -242,6 +263,15 @@ def _c_timestamptz_loader():
     return psycopg.adapters.get_loader(psycopg.postgres.types["timestamptz"].oid, Format.TEXT)
 
 
+class _KeysStandIn(list):
+    """Where the keys of a batch go in a batched read's SQL compiled once (PostgreSQL)."""
+
+    def __eq__(self, other) -> bool:
+        return self is other
+
+    __hash__ = object.__hash__
+
+
 class _Batch:
     def __init__(self, keys: Iterable[Any]) -> None:
         self.keys = list(dict.fromkeys(keys))
@@ -279,7 +309,7 @@ class PreparedRead:
         self.build = build
         self.params = params
         self.batch_by = batch_by
-        self._compiled: dict[tuple[str, str], _Compiled] = {}
+        self._compiled: dict[tuple[str, ...], _Compiled] = {}
 
     def __call__(self, *, using: str | None = None, **values: Any) -> list[Any]:
         if set(values) != set(self.params):
@@ -312,7 +342,13 @@ class PreparedRead:
         cache_key = (id(self), connection.alias, rest)
         groups = batch.served.get(cache_key)
         if groups is None:
-            many = _Compiled(self, connection, many=batch.keys)
+            if connection.vendor == "postgresql":  # `= ANY(%s)`: compiled once per process
+                key = (connection.alias, connection.vendor, "many")
+                many = self._compiled.get(key)
+                if many is None:
+                    many = self._compiled[key] = _Compiled(self, connection, _KeysStandIn())
+            else:
+                many = _Compiled(self, connection, many=batch.keys)
             groups = batch.served[cache_key] = many.run_many(connection, values, batch.keys)
         return groups.pop(values[self.batch_by], None)
 
