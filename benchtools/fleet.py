@@ -458,7 +458,9 @@ def _celery(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "microgrid", *args]
 
 
-def _spawn(command: list[str], log_path: Path) -> subprocess.Popen:
+def _spawn(
+    command: list[str], log_path: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """A process of the product as production runs it: DEBUG off (no SQL logged per query)."""
     path = os.pathsep.join(filter(None, [str(BASE_DIR), os.environ.get("PYTHONPATH")]))
     env = {
@@ -466,6 +468,7 @@ def _spawn(command: list[str], log_path: Path) -> subprocess.Popen:
         "PYTHONPATH": path,
         "DEBUG": "false",
         "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50),
+        **(extra_env or {}),
     }
     return subprocess.Popen(
         command,
@@ -520,12 +523,15 @@ def bench_fleet(
     log_dir: Path | None = None,
     say: Callable[[str], None] = print,
     keep: bool = False,
+    batch: int | None = None,
 ) -> dict[str, Any]:
     """Build the fleet, run beat + `workers` worker processes for `duration_s`, judge the run.
 
     Each worker is its own `celery worker --concurrency=1` (prefork: a consumer process and
     one child that runs the tasks; `pool="solo"` runs them in the consumer), as two hosts or
-    containers of one worker each would be deployed.
+    containers of one worker each would be deployed. `batch`: microgrids per scheduled task
+    and transaction (BALANCING_SCHEDULE_BATCH of beat and the workers; default: the
+    setting's).
     """
     import redis
 
@@ -556,6 +562,8 @@ def bench_fleet(
     for stale in log_dir.glob("beat-schedule*"):
         stale.unlink()
 
+    batch = batch or settings.BALANCING_SCHEDULE_BATCH
+    extra_env = {"BALANCING_SCHEDULE_BATCH": str(batch)}
     procs: list[subprocess.Popen] = []
     beat = None
     try:
@@ -573,6 +581,7 @@ def bench_fleet(
                         "--loglevel=WARNING",
                     ),
                     log_dir / f"worker{i}.log",
+                    extra_env,
                 )
             )
         deadline = time.monotonic() + 60
@@ -590,7 +599,9 @@ def bench_fleet(
         meter.start()
         started = timezone.now()
         beat = _spawn(
-            _celery("beat", "-s", str(schedule_file), "--loglevel=WARNING"), log_dir / "beat.log"
+            _celery("beat", "-s", str(schedule_file), "--loglevel=WARNING"),
+            log_dir / "beat.log",
+            extra_env,
         )
         say(f"  {workers} workers and beat running for {duration_s} s ...")
         time.sleep(duration_s)
@@ -619,6 +630,7 @@ def bench_fleet(
             "duration_s": duration_s,
             "workers": workers,
             "pool": pool,
+            "batch": batch,
             "build_s": round(build_s, 1),
             "other_enabled_microgrids": others,
             "telemetry_stale_after_s": STALE_AFTER_S,
@@ -626,6 +638,10 @@ def bench_fleet(
             "load_average_after": [round(x, 2) for x in load_after],
             "cpu_s": cpu,
             "cpu_ms_per_cycle": {k: round(v * 1000 / cycles, 2) for k, v in cpu.items()},
+            "cpu_ms_per_cycle_total": round(sum(cpu.values()) * 1000 / cycles, 2),
+            # What the round needs of the cores: CPU per cycle x cycles per interval.
+            "cpu_s_per_round": round(sum(cpu.values()) / cycles * microgrids, 2),
+            "cores": os.cpu_count(),
             "logs": str(log_dir),
         }
     )

@@ -359,3 +359,19 @@ def test_every_batched_read_answers_each_member_what_its_own_query_answers(
         assert rows == own[name], name
         assert again == own[name][0]
         assert len(ctx.captured_queries) == 2, name
+
+
+@pytest.mark.django_db
+def test_a_read_that_cannot_be_answered_per_member_from_one_query_is_refused(microgrid):
+    from microgrid.common.prepared import PreparedRead, batched
+
+    sliced = PreparedRead(
+        lambda microgrid: Cycle.objects.filter(microgrid_id=microgrid).order_by("-seq")[:1],
+        microgrid=int,
+        batch_by="microgrid",
+    )
+    with batched(microgrid=[microgrid.pk]), pytest.raises(TypeError, match="slice"):
+        sliced(microgrid=microgrid.pk)
+    assert sliced(microgrid=microgrid.pk) == []  # outside a batch: its own query
+    with pytest.raises(TypeError, match="names no parameter"):
+        PreparedRead(lambda microgrid: Cycle.objects.all(), microgrid=int, batch_by="mg")
