@@ -328,7 +328,7 @@ def test_every_batched_read_answers_each_member_what_its_own_query_answers(
     from microgrid.limits.selectors import _policy_rows
     from microgrid.telemetry.selectors import _session_defaults
     from microgrid.topology.selectors import _node_rows
-    from stations.services import _ocpp_chargers
+    from stations.services import _station_ids
 
     now = timezone.now()
     fleet = varied_fleet(microgrid, small_topology, now)
@@ -344,14 +344,14 @@ def test_every_batched_read_answers_each_member_what_its_own_query_answers(
         "defaults": lambda pk: _session_defaults(microgrid=pk),
         "breaches": lambda pk: [b.pk for b in _open_breaches(microgrid=pk)],
         "dispatch": lambda pk: [c.pk for c in _config(microgrid=pk)],
-        "ocpp": lambda pk: _ocpp_chargers(microgrid=pk),  # no station here: empty for all
+        "stations": lambda pk: _station_ids(microgrid=pk),  # none here: empty for all
     }
 
     def sort(rows):
         return sorted(rows, key=repr)
 
     own = {name: [sort(read(pk)) for pk in pks] for name, read in reads.items()}
-    assert all(any(rows) for name, rows in own.items() if name != "ocpp"), own
+    assert all(any(rows) for name, rows in own.items() if name != "stations"), own
     for name, read in reads.items():
         with batched(microgrid=pks), CaptureQueriesContext(connection) as ctx:
             rows = [sort(read(pk)) for pk in pks]
