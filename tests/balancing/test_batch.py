@@ -137,7 +137,7 @@ def varied_fleet(microgrid, small_topology, now):
 
 def stored(microgrids):
     """Everything the cycles of `microgrids` wrote that is theirs, by microgrid."""
-    from dispatch.models import Delivery
+    from dispatch.models import Delivery, DeliveryBatch
 
     out = {}
     for mg in microgrids:
@@ -174,6 +174,20 @@ def stored(microgrids):
             "deliveries": sorted(
                 Delivery.objects.filter(microgrid=mg).values_list(
                     "delivery_id", "target_id", "limit_kw", "status", "channel", "valid_until"
+                )
+            )
+            + sorted(
+                DeliveryBatch.objects.filter(microgrid=mg).values_list(
+                    "batch_id",
+                    "seq",
+                    "channel",
+                    "targets",
+                    "full",
+                    "sent_count",
+                    "unchanged_count",
+                    "valid_until",
+                    "status",
+                    "created_at",
                 )
             ),
         }
