@@ -10,9 +10,10 @@ asserts a speed: the figures go to docs/performance.md.
 Setting up 1,000 microgrids through the services (validator, history rows, revision, ingest)
 takes about half a second each, ten minutes for the fleet. So only the first microgrid is built
 through the product (`benchmarks.materialise`: topology_replace, telemetry_ingest); the others
-are bulk copies of its rows (depot, microgrid, nodes, assets, revision, latest readings) under
-other ids, without simple-history rows. They are the validated topology under another name, so
-the bench bypasses the validator for the speed of its setup only.
+are set-based copies of its rows (depot, microgrid, nodes, assets, revision, latest readings:
+one INSERT ... SELECT per table) under other ids, without simple-history rows. They are the
+validated topology under another name, so the bench bypasses the validator for the speed of
+its setup only (5,000 x 50 chargers in 25-60 s under load).
 
 Telemetry: the fleet's readings are stamped when it is built and nobody sends more during the
 run, so the bench microgrids get `telemetry_stale_after_s` of an hour; otherwise every cycle
