@@ -147,7 +147,9 @@ def bench_dispatch(*, chargers: int = 2000, repeat: int = 15) -> dict[str, Any]:
 
 
 def _steady(microgrid, cycle, *, interval_s: int, refresh_s: int, cycles: int) -> dict[str, Any]:
-    from dispatch.models import Delivery, DispatchConfig, LastAccepted
+    """Demand unchanged, one cycle per interval on a moving clock, every message accepted: the
+    share of charger setpoints sent per cycle after the first, and the ones only renewed."""
+    from dispatch.models import DeliveryBatch, DispatchConfig, ReceiverState
     from dispatch.services import deliveries_send
     from microgrid.telemetry.models import LatestReading
     from microgrid.topology.models import Microgrid
@@ -155,21 +157,28 @@ def _steady(microgrid, cycle, *, interval_s: int, refresh_s: int, cycles: int) -
     Microgrid.objects.filter(pk=microgrid.pk).update(cycle_interval_s=interval_s)
     microgrid.cycle_interval_s = interval_s
     DispatchConfig.objects.filter(microgrid=microgrid).update(refresh_s=refresh_s)
-    Delivery.objects.filter(microgrid=microgrid).delete()
-    LastAccepted.objects.filter(microgrid=microgrid).delete()
+    DeliveryBatch.objects.filter(microgrid=microgrid).delete()
+    ReceiverState.objects.filter(microgrid=microgrid).delete()
     start = timezone.now()
-    fractions = []
+    fractions, renewed, messages, statuses = [], [], [], set()
     for i in range(cycles):
         at = start + timedelta(seconds=i * interval_s)
         # The same demand, reported fresh at every cycle.
         LatestReading.objects.filter(microgrid=microgrid).update(observed_at=at)
         c = cycle(at)
         deliveries_send(microgrid_id=microgrid.microgrid_id)
-        rows = Delivery.objects.filter(cycle=c, target_type="CHARGER")
-        total = rows.count()
-        unchanged = rows.filter(status="UNCHANGED").count()
+        batches = list(
+            DeliveryBatch.objects.filter(cycle=c).values_list(
+                "sent_count", "unchanged_count", "status"
+            )
+        )
+        sent = sum(b[0] for b in batches)
+        total = sum(b[0] + b[1] for b in batches)
+        statuses |= {b[2] for b in batches}
         if i > 0:  # the first cycle sends everything
-            fractions.append((total - unchanged) / total if total else 0.0)
+            fractions.append(sent / total if total else 0.0)
+            renewed.append(sum(b[1] for b in batches))
+            messages.append(len(batches))
     return {
         "interval_s": interval_s,
         "valid_for_s": 3 * interval_s,
@@ -178,21 +187,28 @@ def _steady(microgrid, cycle, *, interval_s: int, refresh_s: int, cycles: int) -
         "cycles": cycles,
         "sent_fraction_mean": round(statistics.mean(fractions), 4),
         "sent_fraction_per_cycle": [round(f, 4) for f in fractions],
+        "renewed_per_cycle": renewed,
+        "messages_per_cycle": messages,
+        "batch_statuses": sorted(statuses),
     }
 
 
 def _sends(cycle, microgrid, deliveries_send, repeat: int, send_ms: list[float]) -> list:
-    """`repeat` cycles with every setpoint changed, each cycle's deliveries sent and timed."""
-    from dispatch.models import Delivery, LastAccepted
+    """`repeat` cycles with every setpoint changed (nothing held by the receiver: each message
+    is full), each cycle's batch sent and timed."""
+    from dispatch.models import DeliveryBatch, ReceiverState
+    from dispatch.packing import unpack_targets
 
     done = []
     for _ in range(repeat):
-        Delivery.objects.filter(microgrid=microgrid).delete()
-        LastAccepted.objects.filter(microgrid=microgrid).delete()
+        DeliveryBatch.objects.filter(microgrid=microgrid).delete()
+        ReceiverState.objects.filter(microgrid=microgrid).delete()
         c = cycle(timezone.now())
         start = time.perf_counter()
         sent = deliveries_send(microgrid_id=microgrid.microgrid_id)
         send_ms.append((time.perf_counter() - start) * 1000.0)
-        assert sent == Delivery.objects.filter(cycle=c).count()
+        batch = DeliveryBatch.objects.get(cycle=c)
+        assert batch.status == "ACCEPTED" and batch.full, batch.status
+        assert sent == batch.sent_count + len(unpack_targets(batch.targets)[1]), sent
         done.append(sent)
     return done

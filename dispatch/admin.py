@@ -3,8 +3,11 @@
 The settings form validates with the same checks as the profile section and the
 service (`check_config`: FIELD_INVALID beside the field) and saves the row itself;
 changes are kept in history (the secret is left out of history rows).
-Deliveries and their send attempts are read-only: the outbox and its
-history.
+Delivery batches (the webhook's and the simulator's: one per cycle, its
+targets shown with their derived statuses), per-charger deliveries (OCPP) and
+their send attempts are read-only: the outbox and its history. Fixing is
+done at the source (the settings, the receiver); a newer cycle supersedes
+what an older one could not deliver.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from django.contrib import admin
 from django.utils import timezone
 from simple_history.admin import SimpleHistoryAdmin
 
-from dispatch.models import Delivery, DeliveryAttempt, DispatchConfig
+from dispatch.models import Delivery, DeliveryAttempt, DeliveryBatch, DispatchConfig
 from dispatch.services import check_config
 from microgrid.common.admin_site import ReadOnlyMixin
 
@@ -80,6 +83,89 @@ class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
     pass
 
 
+def _history(batch_id: str):
+    from django.utils.html import format_html_join
+
+    rows = DeliveryAttempt.objects.filter(batch_id=batch_id).order_by("started_at")
+    return (
+        format_html_join(
+            "",
+            "<div>#{} {} · {} → {} {} {}</div>",
+            (
+                (
+                    a.attempt,
+                    a.started_at.isoformat(),
+                    a.channel,
+                    a.outcome,
+                    a.http_status or "",
+                    a.error,
+                )
+                for a in rows
+            ),
+        )
+        or "no attempt yet"
+    )
+
+
+@admin.register(DeliveryBatch)
+class DeliveryBatchAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "microgrid",
+        "cycle_seq",
+        "channel",
+        "status",
+        "full",
+        "sent_count",
+        "unchanged_count",
+        "attempts",
+        "valid_until",
+        "last_error",
+    )
+    list_filter = ("microgrid", "status", "channel", SinceFilter, "full")
+    search_fields = ("batch_id", "cycle__cycle_id")
+    list_select_related = ("microgrid",)
+    exclude = ("targets",)
+    readonly_fields = [f.name for f in DeliveryBatch._meta.fields if f.name != "targets"] + [
+        "history",
+        "target_list",
+    ]
+    show_full_result_count = False
+
+    @admin.display(description="cycle", ordering="seq")
+    def cycle_seq(self, obj):
+        return obj.seq
+
+    @admin.display(description="history (send attempts)")
+    def history(self, obj):
+        return _history(obj.batch_id)
+
+    @admin.display(description="targets (status derived: sent ones have the batch's)")
+    def target_list(self, obj):
+        from django.utils.html import format_html, format_html_join
+
+        from dispatch.selectors import batch_targets
+
+        targets = batch_targets(
+            {
+                "channel": obj.channel,
+                "targets": obj.targets,
+                "full": obj.full,
+                "valid_until": obj.valid_until,
+                "status": obj.status,
+            }
+        )
+        return format_html(
+            "<table><thead><tr><th>target</th><th>limit kW</th><th>status</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                ((t.target_id, t.limit_kw, t.status) for t in targets),
+            ),
+        )
+
+
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdmin):
     list_display = (
@@ -102,27 +188,7 @@ class DeliveryAdmin(ReadOnlyAdmin):
 
     @admin.display(description="history (send attempts of its batch)")
     def history(self, obj):
-        from django.utils.html import format_html_join
-
-        rows = DeliveryAttempt.objects.filter(batch_id=obj.batch_id).order_by("started_at")
-        return (
-            format_html_join(
-                "",
-                "<div>#{} {} · {} → {} {} {}</div>",
-                (
-                    (
-                        a.attempt,
-                        a.started_at.isoformat(),
-                        a.channel,
-                        a.outcome,
-                        a.http_status or "",
-                        a.error,
-                    )
-                    for a in rows
-                ),
-            )
-            or "no attempt yet"
-        )
+        return _history(obj.batch_id)
 
 
 class AttemptSinceFilter(SinceFilter):

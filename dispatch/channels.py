@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
-import json
 import ssl
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,13 +26,12 @@ from django.conf import settings
 
 from dispatch import signals
 from dispatch.choices import Channel, DeliveryStatus
+from microgrid.common import jsonfast
 from microgrid.common.signals import collect
 
 
 @dataclass(frozen=True)
 class Setpoint:
-    pk: int
-    delivery_id: str
     target_type: str
     target_id: str
     scope: dict[str, Any] | None
@@ -43,11 +41,18 @@ class Setpoint:
 
 @dataclass(frozen=True)
 class Batch:
+    """One cycle's message on one channel. `setpoints` are the chargers it sends (all of them
+    when `full`); every other setpoint the receiver holds from this microgrid (`renewed` of
+    them) is renewed: it keeps its limit and takes `valid_until` (spec 4.7, Renewal)."""
+
     batch_id: str
     microgrid_id: str
     cycle_id: str
+    seq: int  # the cycle's, increasing: a receiver applies a message newer than its last only
     valid_until: str
     attempt: int
+    full: bool  # the receiver drops any held setpoint not in `setpoints`
+    renewed: int
     setpoints: list[Setpoint]  # chargers
     budgets: list[Setpoint]  # scope budgets
     config: Any = None  # the microgrid's DispatchConfig (or None)
@@ -95,6 +100,14 @@ def charger_channels(microgrid) -> dict[str, str]:
     return out
 
 
+def endpoint(channel: str, config) -> str:
+    """Who receives a channel's messages: what the receiver state is for (another webhook URL
+    holds nothing yet)."""
+    if channel == Channel.WEBHOOK and config is not None:
+        return config.webhook_url
+    return ""
+
+
 def webhook_resolver(microgrid, config) -> str | None:
     return Channel.WEBHOOK if config is not None and config.webhook_url else None
 
@@ -103,12 +116,15 @@ def webhook_resolver(microgrid, config) -> str | None:
 
 
 def webhook_body(batch: Batch) -> bytes:
-    """The exact bytes that are POSTed and signed."""
-    return json.dumps(
+    """The exact bytes that are POSTed and signed (compact JSON, through orjson: the standard
+    library took 10 ms for 2,000 setpoints)."""
+    return jsonfast.dumps(
         {
             "cycle_id": batch.cycle_id,
             "microgrid_id": batch.microgrid_id,
+            "seq": batch.seq,
             "valid_until": batch.valid_until,
+            "full": batch.full,
             "setpoints": [
                 {"asset_id": s.target_id, "limit_kw": s.limit_kw, "valid_until": s.valid_until}
                 for s in batch.setpoints
@@ -117,9 +133,8 @@ def webhook_body(batch: Batch) -> bytes:
                 {"scope": b.scope, "budget_kw": b.limit_kw, "valid_until": b.valid_until}
                 for b in batch.budgets
             ],
-        },
-        separators=(",", ":"),
-    ).encode()
+        }
+    )
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -127,8 +142,9 @@ def signature(secret: str, body: bytes) -> str:
 
 
 class WebhookChannel:
-    """One POST per batch. 2xx ACCEPTED; 4xx REJECTED; 5xx, a refused connection or no
-    answer within DISPATCH_WEBHOOK_TIMEOUT_S FAILED (retried while valid)."""
+    """One POST per batch. 2xx ACCEPTED; 4xx REJECTED (409 to a difference: the receiver holds
+    nothing to renew, sent again in full); 5xx, a refused connection or no answer within
+    DISPATCH_WEBHOOK_TIMEOUT_S FAILED (retried while valid)."""
 
     def send(self, batch: Batch) -> SendResult:
         config = batch.config

@@ -35,3 +35,6 @@ class Channel(models.TextChoices):
 # Channels whose deliveries the Celery task never claims: nobody pushes PULL ones, and OCPP
 # gateways claim those of the stations they hold.
 NOT_BY_WORKER = (Channel.PULL, Channel.OCPP)
+# Channels whose setpoints travel packed, one message per cycle answered for all of them and
+# renewing what the receiver holds (`DeliveryBatch`); the others have a `Delivery` per charger.
+BATCHED = (Channel.WEBHOOK, Channel.SIMULATOR)

@@ -45,9 +45,80 @@ class DispatchConfig(models.Model):
         return f"{self.microgrid_id} dispatch ({'webhook' if self.webhook_url else 'pull'})"
 
 
+class DeliveryBatch(models.Model):
+    """One cycle's setpoints on one pushed channel that answers for all of them at once (the
+    webhook, the simulator), packed in one row: one POST answers for every target it carries,
+    so the batch's status is each sent target's; an UNCHANGED target is not sent, only renewed
+    (spec 4.7). Per-target statuses are derived when read (`selectors.cycle_targets`)."""
+
+    batch_id = models.CharField(max_length=40, unique=True)
+    microgrid = models.ForeignKey(
+        Microgrid, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    cycle = models.ForeignKey(Cycle, on_delete=models.CASCADE, related_name="delivery_batches")
+    seq = models.PositiveIntegerField(help_text="the cycle's seq: receivers apply newer ones only")
+    channel = models.CharField(max_length=12, choices=Channel.choices)
+    # Packed by dispatch.packing: {"ids": [asset_id...], "kw": [limit_kw...], "send": "1001..."
+    # (1 sent, 0 unchanged: renewed), "budgets": [[scope, budget_kw], ...]}, in asset_id order.
+    targets = models.TextField()
+    full = models.BooleanField(
+        default=False, help_text="every setpoint is sent; the receiver drops any other it holds"
+    )
+    sent_count = models.PositiveIntegerField(help_text="charger setpoints in the message")
+    unchanged_count = models.PositiveIntegerField(help_text="held setpoints it only renews")
+    valid_until = models.DateTimeField()
+    status = models.CharField(max_length=12, choices=DeliveryStatus.choices)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claim = models.CharField(max_length=32, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "delivery batch"
+        verbose_name_plural = "delivery batches"
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["microgrid", "status"], name="batch_mg_status"),
+            models.Index(fields=["status", "next_attempt_at"], name="batch_due"),
+            models.Index(fields=["microgrid", "seq"], name="batch_mg_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.cycle_id} ({self.status})"
+
+
+class ReceiverState(models.Model):
+    """What a pushed channel's receiver holds for one microgrid, as far as its answers say: the
+    setpoints of the chargers it accepted and the expiry the last accepted message gave them
+    all. The change-only rule compares each cycle with it; read and written once per message."""
+
+    microgrid = models.ForeignKey(Microgrid, on_delete=models.CASCADE, related_name="+")
+    channel = models.CharField(max_length=12, choices=Channel.choices)
+    endpoint = models.CharField(max_length=500, blank=True, help_text="the webhook URL it is for")
+    held = models.TextField(default="{}", help_text="{asset_id: limit_kw} (dispatch.packing)")
+    valid_until = models.DateTimeField(null=True, blank=True)
+    seq = models.PositiveIntegerField(default=0, help_text="the last applied cycle's seq")
+    batch_id = models.CharField(max_length=40, blank=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["microgrid", "channel"], name="receiver_state_unique")
+        ]
+
+    def __str__(self) -> str:
+        from dispatch.packing import unpack_held
+
+        return f"{self.microgrid_id} {self.channel}: {len(unpack_held(self.held))} held"
+
+
 class Delivery(models.Model):
-    """One target's setpoint of one cycle, and what became of it (no simple-history rows:
-    a 2,000-charger cycle writes 2,000 of these; its send attempts are `DeliveryAttempt`)."""
+    """One OCPP charger's setpoint of one cycle, and what became of it (each station answers
+    for its own EVSE; the gateway claims per station). No simple-history rows; its send
+    attempts are `DeliveryAttempt`. Webhook and simulator setpoints are `DeliveryBatch`es."""
 
     delivery_id = models.CharField(max_length=40, unique=True)
     # Every delivery of one cycle on one channel travels in one message with this id.
@@ -85,7 +156,8 @@ class Delivery(models.Model):
 
 
 class LastAccepted(models.Model):
-    """Per target, the last setpoint a receiver accepted: what the change-only rule compares to."""
+    """Per OCPP charger, the last setpoint its station accepted: what the change-only rule
+    compares to (the batched channels keep `ReceiverState`)."""
 
     microgrid = models.ForeignKey(Microgrid, on_delete=models.CASCADE, related_name="+")
     target_type = models.CharField(max_length=10, choices=TargetType.choices)

@@ -13,7 +13,8 @@ from django.utils import timezone
 from balancing.models import Cycle
 from balancing.selectors import cycle_setpoints_of
 from dispatch.choices import TROUBLE, Channel, DeliveryStatus, TargetType
-from dispatch.models import Delivery, DeliveryAttempt, DispatchConfig
+from dispatch.models import Delivery, DeliveryAttempt, DeliveryBatch, DispatchConfig
+from dispatch.packing import unpack_targets
 from microgrid.topology.choices import AssetKind
 from microgrid.topology.models import Asset
 
@@ -41,20 +42,31 @@ class Target:
     status: str
 
 
-def cycle_targets(cycle: Cycle, *, document: dict[str, Any] | None = None) -> list[Target]:
-    """Every setpoint of a cycle with its channel and status, by target. A pulled setpoint has
-    no delivery row (spec 4.7): it is the cycle's own, PENDING while the cycle is the latest
-    and it is valid, then EXPIRED, or SUPERSEDED once a newer cycle exists."""
+def cycle_targets(
+    cycle: Cycle, *, document: dict[str, Any] | None = None, is_latest: bool | None = None
+) -> list[Target]:
+    """Every setpoint of a cycle with its channel and status, by target: an OCPP charger's
+    delivery row, the targets packed in a batch (a sent one has its batch's status; an
+    UNCHANGED one keeps that status unless the batch that renews it failed, was rejected or
+    expired: then it has the batch's), and the pulled ones, which have no row (spec 4.7): the
+    cycle's own, PENDING while the cycle is the latest and they are valid, then EXPIRED, or
+    SUPERSEDED once a newer cycle exists."""
     rows = [
         Target(*values)
         for values in Delivery.objects.filter(cycle=cycle).values_list(
             "target_type", "target_id", "scope", "limit_kw", "valid_until", "channel", "status"
         )
     ]
+    for batch in DeliveryBatch.objects.filter(cycle=cycle).values(
+        "channel", "targets", "full", "valid_until", "status"
+    ):
+        rows += batch_targets(batch)
     have = {(t.target_type, t.target_id) for t in rows}
     pulled = _pulled(cycle, document, have)
     if pulled:
-        if _latest_cycle_pk(cycle.microgrid_id) != cycle.pk:
+        if is_latest is None:
+            is_latest = _latest_cycle_pk(cycle.microgrid_id) == cycle.pk
+        if not is_latest:
             status = DeliveryStatus.SUPERSEDED
         elif pulled[0][4] <= timezone.now():  # a cycle's setpoints share its valid_until
             status = DeliveryStatus.EXPIRED
@@ -62,6 +74,33 @@ def cycle_targets(cycle: Cycle, *, document: dict[str, Any] | None = None) -> li
             status = DeliveryStatus.PENDING
         rows += [Target(*p, Channel.PULL, status) for p in pulled]
     return sorted(rows, key=lambda t: (t.target_type, t.target_id))
+
+
+def batch_targets(batch: dict[str, Any]) -> list[Target]:
+    """The targets packed in a batch (`channel`, `targets`, `full`, `valid_until`, `status`),
+    each with its derived status."""
+    status, until, channel = batch["status"], batch["valid_until"], batch["channel"]
+    unchanged = status if status in TROUBLE else DeliveryStatus.UNCHANGED
+    chargers, budgets = unpack_targets(batch["targets"])
+    out = [
+        Target(
+            TargetType.CHARGER,
+            asset_id,
+            None,
+            limit_kw,
+            until,
+            channel,
+            status if send or batch["full"] else unchanged,
+        )
+        for asset_id, limit_kw, send in chargers
+    ]
+    out += [
+        Target(
+            TargetType.SCOPE, scope.get("node_id") or "MICROGRID", scope, kw, until, channel, status
+        )
+        for scope, kw in budgets
+    ]
+    return out
 
 
 def _pulled(cycle: Cycle, document, have: set[tuple[str, str]]) -> list[tuple]:
@@ -100,7 +139,11 @@ def setpoints_current(microgrid, *, asset_id: str | None = None) -> dict[str, An
         chargers = chargers.filter(asset_id=asset_id)
     names = list(chargers.order_by("asset_id").values_list("asset_id", flat=True))
     latest = Cycle.objects.filter(microgrid=microgrid).order_by("-started_at", "-seq").first()
-    targets = [] if latest is None else [t for t in cycle_targets(latest) if t.valid_until > now]
+    targets = (
+        []
+        if latest is None
+        else [t for t in cycle_targets(latest, is_latest=True) if t.valid_until > now]
+    )
     by_asset = {t.target_id: t for t in targets if t.target_type == TargetType.CHARGER}
     setpoints = []
     for name in names:
@@ -158,16 +201,28 @@ def enrich_cycle_document(sender, *, cycle: Cycle, document: dict[str, Any], **k
 
 def card_context(microgrid) -> dict[str, Any]:
     """The card's dispatch block: the channel and the chargers whose latest delivery is in
-    trouble (FAILED, REJECTED, EXPIRED)."""
+    trouble (FAILED, REJECTED, EXPIRED), with the attempts and last error of what carried it."""
     config = DispatchConfig.objects.filter(microgrid=microgrid).first()
     latest = _latest_cycle_pk(microgrid)
-    trouble = []
+    trouble: list[dict[str, Any]] = []
     if latest is not None:
         trouble = list(
             Delivery.objects.filter(cycle_id=latest, status__in=TROUBLE)
             .order_by("target_type", "target_id")
             .values("target_type", "target_id", "status", "attempts", "last_error")[:50]
         )
+        for batch in DeliveryBatch.objects.filter(cycle_id=latest, status__in=TROUBLE).values(
+            "channel", "targets", "full", "valid_until", "status", "attempts", "last_error"
+        ):
+            carried = {"attempts": batch["attempts"], "last_error": batch["last_error"]}
+            trouble += [
+                {"target_type": t.target_type, "target_id": t.target_id, "status": t.status}
+                | carried
+                for t in batch_targets(batch)
+            ] or [
+                {"target_type": "", "target_id": "(renewal)", "status": batch["status"]} | carried
+            ]
+        trouble = sorted(trouble, key=lambda d: (d["target_type"], d["target_id"]))[:50]
     last_attempt = (
         DeliveryAttempt.objects.filter(microgrid=microgrid)
         .order_by("-started_at")

@@ -1,13 +1,14 @@
 """Writes of the dispatch app: channel settings, the outbox, sending and its sweep.
 
 - `deliveries_write` runs inside the cycle's transaction (the `cycle_stored`
-  signal): one row per target, written set-based (one read of the last
-  accepted setpoints, one UPDATE for the superseded rows, one INSERT), and the
-  send is asked for on commit.
+  signal): one packed `DeliveryBatch` row for the webhook or simulator (every
+  target in it, sent or only renewed, compared with the one `ReceiverState` row
+  of what the receiver holds), one `Delivery` row per OCPP charger (set-based),
+  and the send is asked for on commit.
 - `deliveries_send(microgrid_id=...)` is what the Celery task runs: it expires
   what can no longer be delivered, claims what is due with one conditional
-  UPDATE (so two workers never send the same row), sends each batch through its
-  channel and records the answers.
+  UPDATE (so two workers never send the same batch), sends each batch through its
+  channel and records the answer (one UPDATE, the receiver's state, the attempt).
 - `deliveries_sweep()` is the beat's safety net: it expires, and asks for a send
   wherever something is due (a retry's backoff has passed, the broker was down
   when the cycle committed, a worker died holding a claim).
@@ -23,26 +24,37 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from balancing.dispatch import ChargingLimit, ScopeBudget
 from balancing.models import Cycle
 from dispatch import channels
-from dispatch.choices import NOT_BY_WORKER, SUPERSEDABLE, Channel, DeliveryStatus, TargetType
+from dispatch.choices import (
+    BATCHED,
+    NOT_BY_WORKER,
+    SUPERSEDABLE,
+    Channel,
+    DeliveryStatus,
+    TargetType,
+)
 from dispatch.models import (
     DEFAULT_DEADBAND_KW,
     DEFAULT_REFRESH_S,
     Delivery,
     DeliveryAttempt,
+    DeliveryBatch,
     DispatchConfig,
     LastAccepted,
+    ReceiverState,
 )
+from dispatch.packing import pack_held, pack_targets, unpack_held, unpack_targets
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.topology.models import Microgrid
 
@@ -193,46 +205,55 @@ def dispatch_config_set(
 def deliveries_write(
     *, cycle: Cycle, limits: list[ChargingLimit], budgets: list[ScopeBudget]
 ) -> int:
-    """Write the cycle's deliveries (in the caller's transaction); returns how many to send."""
-    microgrid_pk = cycle.microgrid_id
+    """Write the cycle's deliveries (in the caller's transaction): one packed `DeliveryBatch`
+    for the microgrid's pushed channel (webhook, simulator), one `Delivery` per OCPP charger,
+    nothing for pulled setpoints (the cycle is their outbox). Returns how many setpoints and
+    budgets are to be sent."""
     now = cycle.completed_at  # the cycle's clock (the simulator's, a benchmark's)
-    config = DispatchConfig.objects.filter(microgrid_id=microgrid_pk).first()
+    config = DispatchConfig.objects.filter(microgrid_id=cycle.microgrid_id).first()
     channel = channels.resolve_channel(cycle.microgrid, config)
     # Chargers a channel of their own serves (OCPP stations) go there; the rest follow the
     # microgrid's channel.
     per_charger = channels.charger_channels(cycle.microgrid)
-    deadband = config.deadband_kw if config else DEFAULT_DEADBAND_KW
-    refresh = timedelta(seconds=config.refresh_s if config else DEFAULT_REFRESH_S)
-    # Nothing pulled is ever acknowledged: only a push channel has accepted setpoints.
-    accepted = (
-        {}
-        if channel == Channel.PULL and not per_charger
-        else {
-            target_id: (limit_kw, valid_until)
-            for target_id, limit_kw, valid_until in LastAccepted.objects.filter(
-                microgrid_id=microgrid_pk, target_type=TargetType.CHARGER, valid_until__gt=now
-            ).values_list("target_id", "limit_kw", "valid_until")
-        }
-    )
+    valid_until = _until(limits, budgets)
+    sending = _write_per_charger(cycle, limits, per_charger, config, now, valid_until)
+    if channel != Channel.PULL:
+        own = [lim for lim in limits if lim.asset_id not in per_charger] if per_charger else limits
+        sending += _write_batch(cycle, channel, config, own, budgets, now, valid_until)
+    return sending
+
+
+def _write_per_charger(cycle, limits, per_charger, config, now, valid_until) -> int:
+    """One `Delivery` per charger a channel of its own serves (OCPP: each station answers for
+    its EVSE), set-based: one read of the last accepted setpoints, one UPDATE that supersedes
+    the unsent older ones, one INSERT. These chargers have no renewal: each one is sent again
+    within `refresh_s` of its last accepted setpoint's expiry."""
+    if not per_charger:
+        return 0
+    microgrid_pk = cycle.microgrid_id
     # Whatever an older cycle left unsent is replaced by this one's.
     Delivery.objects.filter(microgrid_id=microgrid_pk, status__in=SUPERSEDABLE).update(
         status=DeliveryStatus.SUPERSEDED, next_attempt_at=None
     )
+    pulled = Channel.PULL.value
+    mine = [limit for limit in limits if per_charger.get(limit.asset_id, pulled) != pulled]
+    if not mine:
+        return 0
+    deadband = config.deadband_kw if config else DEFAULT_DEADBAND_KW
+    refresh = timedelta(seconds=config.refresh_s if config else DEFAULT_REFRESH_S)
+    accepted = {
+        target_id: (limit_kw, until)
+        for target_id, limit_kw, until in LastAccepted.objects.filter(
+            microgrid_id=microgrid_pk, target_type=TargetType.CHARGER, valid_until__gt=now
+        ).values_list("target_id", "limit_kw", "valid_until")
+    }
     cycle_id = cycle.cycle_id
-    valid_until = _until(limits, budgets)
     rows: list[list[Any]] = []
-    sending: set[str] = set()
     batch_ids: dict[str, str] = {}
-
-    def batch(target_channel: str) -> str:  # one id per channel, not one uuid5 per row
+    for limit in mine:
+        target_channel = per_charger[limit.asset_id]
         if target_channel not in batch_ids:
             batch_ids[target_channel] = batch_id_of(cycle_id, target_channel)
-        return batch_ids[target_channel]
-
-    for limit in limits:
-        target_channel = per_charger.get(limit.asset_id, channel)
-        if target_channel == Channel.PULL:
-            continue  # the cycle itself is what is pulled (spec 4.7)
         status = DeliveryStatus.PENDING
         last = accepted.get(limit.asset_id)
         if (
@@ -241,8 +262,6 @@ def deliveries_write(
             and last[1] - now > refresh
         ):
             status = DeliveryStatus.UNCHANGED
-        else:
-            sending.add(target_channel)
         rows.append(
             [
                 _stable("delivery", cycle_id, TargetType.CHARGER, limit.asset_id),
@@ -252,38 +271,94 @@ def deliveries_write(
                 limit.limit_kw,
                 status.value,
                 target_channel,
-                batch(target_channel),
+                batch_ids[target_channel],
             ]
         )
-    # Scope budgets go the microgrid's way; pulled ones are read from the cycle, as above.
-    for budget in budgets if channel != Channel.PULL else ():
-        scope = budget.scope or {"type": "MICROGRID"}
-        target = scope.get("node_id") or "MICROGRID"
-        sending.add(channel)
-        rows.append(
-            [
-                _stable("delivery", cycle_id, TargetType.SCOPE, target),
-                TargetType.SCOPE.value,
-                target,
-                scope,
-                budget.budget_kw,
-                DeliveryStatus.PENDING.value,
-                channel,
-                batch(channel),
-            ]
+    _insert(
+        rows,
+        microgrid_pk=microgrid_pk,
+        cycle_pk=cycle.pk,
+        valid_until=valid_until,
+        created_at=now,
+    )
+    return sum(1 for r in rows if r[5] != DeliveryStatus.UNCHANGED)
+
+
+def _write_batch(cycle, channel, config, limits, budgets, now, valid_until) -> int:
+    """The cycle's one packed `DeliveryBatch` on a pushed channel (spec 4.7): every charger's
+    setpoint with whether it is sent or only renewed, and the scope budgets. A charger is
+    UNCHANGED (renewed, not sent) when the receiver holds a still valid setpoint for it within
+    `deadband_kw` of the new one. The message is full (every setpoint; the receiver drops any
+    other it holds) when what the receiver holds is not known well enough for a difference:
+    nothing held and valid, another endpoint, a message whose outcome is unknown, or a held
+    charger that this cycle no longer gives a setpoint."""
+    microgrid_pk = cycle.microgrid_id
+    lease = now - timedelta(seconds=settings.DISPATCH_LEASE_S)
+    # Whatever an older cycle left unsent is replaced by this one's, and so is one whose
+    # sender died (its lease passed): a newer message renews what an older one would.
+    DeliveryBatch.objects.filter(microgrid_id=microgrid_pk).filter(
+        Q(status__in=SUPERSEDABLE) | Q(status=DeliveryStatus.SENT, claimed_at__lte=lease)
+    ).update(status=DeliveryStatus.SUPERSEDED, next_attempt_at=None, claim="")
+    # What the receiver holds, and whether a message sent since the last one it accepted has
+    # an unknown outcome (in flight, FAILED, expired or superseded after a send: the receiver
+    # may have applied it, so what it holds is not known), in one query.
+    state = (
+        ReceiverState.objects.filter(microgrid_id=microgrid_pk, channel=channel)
+        .annotate(
+            uncertain=Exists(
+                DeliveryBatch.objects.filter(
+                    microgrid_id=microgrid_pk,
+                    channel=channel,
+                    seq__gt=OuterRef("seq"),
+                    attempts__gt=0,
+                ).exclude(status__in=(DeliveryStatus.ACCEPTED, DeliveryStatus.REJECTED))
+            )
         )
-    if rows:
-        _insert(
-            rows,
-            microgrid_pk=microgrid_pk,
-            cycle_pk=cycle.pk,
-            valid_until=valid_until,
-            created_at=now,
-        )
-    if sending - set(NOT_BY_WORKER):
+        .values_list("endpoint", "held", "valid_until", "uncertain")
+        .first()
+    )
+    limits = sorted(limits, key=attrgetter("asset_id"))
+    held: dict[str, float] = {}
+    full = True
+    if (
+        state is not None
+        and state[0] == channels.endpoint(channel, config)
+        and state[2] is not None
+        and state[2] > now
+        and not state[3]
+    ):
+        held = unpack_held(state[1])
+        ids = {limit.asset_id for limit in limits}
+        full = any(asset_id not in ids for asset_id in held)
+    if not limits and not budgets and not (state is not None and state[1] not in ("", "{}")):
+        return 0  # nothing to send, nothing held to drop
+    deadband = (config.deadband_kw if config else DEFAULT_DEADBAND_KW) + 1e-9
+    chargers: list[tuple[str, float, bool]] = []
+    sent = 0
+    for limit in limits:
+        last = None if full else held.get(limit.asset_id)
+        send = last is None or abs(last - limit.limit_kw) > deadband
+        sent += send
+        chargers.append((limit.asset_id, limit.limit_kw, send))
+    scoped = [[budget.scope or {"type": "MICROGRID"}, budget.budget_kw] for budget in budgets]
+    DeliveryBatch.objects.create(
+        batch_id=batch_id_of(cycle.cycle_id, channel),
+        microgrid_id=microgrid_pk,
+        cycle_id=cycle.pk,
+        seq=cycle.seq,
+        channel=channel,
+        targets=pack_targets(chargers, scoped),
+        full=full,
+        sent_count=sent,
+        unchanged_count=len(chargers) - sent,
+        valid_until=valid_until,
+        status=DeliveryStatus.PENDING,
+        created_at=now,
+    )
+    if channel not in NOT_BY_WORKER:
         microgrid_id = cycle.microgrid.microgrid_id
         transaction.on_commit(lambda: enqueue_send(microgrid_id))
-    return sum(1 for r in rows if r[5] != DeliveryStatus.UNCHANGED)
+    return sent + len(scoped)
 
 
 _COLUMNS = (
@@ -306,8 +381,8 @@ _COLUMNS = (
 
 
 def _insert(rows: list[list[Any]], **shared: Any) -> None:
-    """All of a cycle's deliveries in one INSERT ... SELECT over one JSON parameter: the cost
-    of a 2,000-charger cycle is one statement, not 30,000 bound parameters."""
+    """All of a cycle's OCPP deliveries in one INSERT ... SELECT over one JSON parameter: the
+    cost of a 2,000-charger cycle is one statement, not 30,000 bound parameters."""
     qn = connection.ops.quote_name
     table = qn(Delivery._meta.db_table)
     columns = ", ".join(qn(c) for c in _COLUMNS)
@@ -360,20 +435,28 @@ def enqueue_send(microgrid_id: str) -> bool:
     return True
 
 
-def deliveries_expire(now: datetime, **where: Any) -> int:
-    """Mark EXPIRED what can no longer be delivered (PENDING, SENT or FAILED past its
-    `valid_until`); `where` narrows it (a microgrid, a channel). Also the OCPP gateway's."""
-    return Delivery.objects.filter(
+def _expire(queryset, now: datetime) -> int:
+    return queryset.filter(
         status__in=(DeliveryStatus.PENDING, DeliveryStatus.SENT, DeliveryStatus.FAILED),
         valid_until__lte=now,
-        **where,
     ).update(status=DeliveryStatus.EXPIRED, next_attempt_at=None, claim="")
+
+
+def deliveries_expire(now: datetime, **where: Any) -> int:
+    """Mark EXPIRED what can no longer be delivered (PENDING, SENT or FAILED past its
+    `valid_until`); `where` narrows it (a microgrid, a channel). Per-charger deliveries (the
+    OCPP gateway's) and, unless a channel of theirs is excluded, batches."""
+    n = _expire(Delivery.objects.filter(**where), now)
+    if where.get("channel") in (None, *BATCHED):
+        n += _expire(DeliveryBatch.objects.filter(**where), now)
+    return n
 
 
 def deliveries_due(now: datetime, *, lease_s: float | None = None) -> Q:
     """What may be sent now: PENDING; FAILED whose backoff has passed; SENT whose answer did
     not come within the lease (the sender died or the receiver never answered: send again,
-    receivers de-duplicate). Only valid ones are ever claimed (`deliveries_claim`)."""
+    receivers de-duplicate). Only valid ones are ever claimed (`deliveries_claim`). For
+    `Delivery` and `DeliveryBatch` alike."""
     lease = now - timedelta(seconds=settings.DISPATCH_LEASE_S if lease_s is None else lease_s)
     return (
         Q(status=DeliveryStatus.PENDING)
@@ -383,8 +466,8 @@ def deliveries_due(now: datetime, *, lease_s: float | None = None) -> Q:
 
 
 def deliveries_claim(queryset, *, token: str, now: datetime) -> int:
-    """Claim the due, valid deliveries of `queryset` with one conditional UPDATE (two
-    senders never claim the same row); returns how many."""
+    """Claim the due, valid deliveries (or batches) of `queryset` with one conditional UPDATE
+    (two senders never claim the same row); returns how many."""
     return queryset.filter(valid_until__gt=now).update(
         status=DeliveryStatus.SENT,
         claim=token,
@@ -401,23 +484,22 @@ def backoff_s(attempts: int) -> float:
 
 @dataclass(frozen=True)
 class Claimed:
-    """A claimed delivery, read as a tuple (never the cycle row: its document is large)."""
+    """A claimed batch, read as a tuple (never the cycle row: its document is large)."""
 
     pk: int
-    delivery_id: str
     batch_id: str
     cycle_pk: int
-    target_type: str
-    target_id: str
-    scope: dict[str, Any] | None
+    seq: int
     channel: str
-    limit_kw: float
+    targets: str  # packed (dispatch.packing)
+    full: bool
     valid_until: datetime
     attempts: int
 
 
-def deliveries_send(*, microgrid_id: str) -> int:
-    """Send whatever of this microgrid is due; returns the number of deliveries sent."""
+def deliveries_send(*, microgrid_id: str, _again: bool = True) -> int:
+    """Send whatever of this microgrid is due (its batches: the OCPP gateways send the
+    per-charger deliveries); returns the number of setpoints and budgets sent."""
     microgrid = Microgrid.objects.filter(microgrid_id=microgrid_id).first()
     if microgrid is None:
         return 0
@@ -426,92 +508,191 @@ def deliveries_send(*, microgrid_id: str) -> int:
     with transaction.atomic():
         deliveries_expire(now, microgrid=microgrid)
         claimed = deliveries_claim(
-            Delivery.objects.filter(deliveries_due(now), microgrid=microgrid).exclude(
-                channel__in=NOT_BY_WORKER
-            ),
+            DeliveryBatch.objects.filter(deliveries_due(now), microgrid=microgrid),
             token=token,
             now=now,
         )
     if not claimed:
         return 0
-    rows = [
+    batches = [
         Claimed(*values)
-        for values in Delivery.objects.filter(
+        for values in DeliveryBatch.objects.filter(
             microgrid=microgrid, status=DeliveryStatus.SENT, claim=token
         )
-        .order_by("target_type", "target_id")
+        .order_by("seq")
         .values_list(
             "pk",
-            "delivery_id",
             "batch_id",
             "cycle_id",
-            "target_type",
-            "target_id",
-            "scope",
+            "seq",
             "channel",
-            "limit_kw",
+            "targets",
+            "full",
             "valid_until",
             "attempts",
         )
     ]
     cycle_ids = dict(
-        Cycle.objects.filter(pk__in={r.cycle_pk for r in rows}).values_list("pk", "cycle_id")
+        Cycle.objects.filter(pk__in={b.cycle_pk for b in batches}).values_list("pk", "cycle_id")
     )
     config = DispatchConfig.objects.filter(microgrid=microgrid).first()
-    groups: dict[tuple[str, str], list[Claimed]] = defaultdict(list)
-    for row in rows:
-        groups[(row.channel, row.batch_id)].append(row)
-    for (channel, batch_id), members in groups.items():
-        _send_batch(
-            microgrid, config, channel, batch_id, members, token, cycle_ids[members[0].cycle_pk]
+    sent, resync = 0, False
+    for claimed_batch in batches:
+        count, conflict = _send_batch(
+            microgrid, config, claimed_batch, token, cycle_ids[claimed_batch.cycle_pk]
         )
-    return len(rows)
+        sent += count
+        resync = resync or conflict
+    if resync and _again:
+        # The receiver said it holds nothing to renew (409): the batch is due again, full.
+        sent += deliveries_send(microgrid_id=microgrid_id, _again=False)
+    return sent
 
 
-def _send_batch(
-    microgrid, config, channel: str, batch_id: str, members: list[Claimed], token, cycle_id
-) -> None:
-    until = members[0].valid_until.isoformat()
-    attempt = max(m.attempts for m in members)
-
-    def setpoint(m: Claimed) -> channels.Setpoint:
-        return channels.Setpoint(
-            m.pk, m.delivery_id, m.target_type, m.target_id, m.scope, m.limit_kw, until
-        )
-
+def _send_batch(microgrid, config, claimed: Claimed, token: str, cycle_id: str):
+    """Send one claimed batch; returns (setpoints and budgets sent, whether the receiver asked
+    for the full set)."""
+    until = claimed.valid_until.isoformat()
+    chargers, budgets = unpack_targets(claimed.targets)
+    setpoints = [
+        channels.Setpoint(TargetType.CHARGER, asset_id, None, limit_kw, until)
+        for asset_id, limit_kw, send in chargers
+        if send or claimed.full
+    ]
     batch = channels.Batch(
-        batch_id=batch_id,
+        batch_id=claimed.batch_id,
         microgrid_id=microgrid.microgrid_id,
         cycle_id=cycle_id,
+        seq=claimed.seq,
         valid_until=until,
-        attempt=attempt,
-        setpoints=[setpoint(m) for m in members if m.target_type == TargetType.CHARGER],
-        budgets=[setpoint(m) for m in members if m.target_type == TargetType.SCOPE],
+        attempt=claimed.attempts,
+        full=claimed.full,
+        renewed=len(chargers) - len(setpoints),
+        setpoints=setpoints,
+        budgets=[
+            channels.Setpoint(
+                TargetType.SCOPE, scope.get("node_id") or "MICROGRID", scope, kw, until
+            )
+            for scope, kw in budgets
+        ],
         config=config,
     )
     started = timezone.now()
-    chosen = channels.backend(channel)
+    chosen = channels.backend(claimed.channel)
     if chosen is None:
-        result = channels.SendResult(DeliveryStatus.FAILED, error=f"no {channel} channel here")
+        result = channels.SendResult(
+            DeliveryStatus.FAILED, error=f"no {claimed.channel} channel here"
+        )
     else:
         try:
             result = chosen.send(batch)
         except Exception as exc:  # a channel's bug must not leave rows claimed forever
-            log.exception("channel %s failed on batch %s", channel, batch_id)
+            log.exception("channel %s failed on batch %s", claimed.channel, claimed.batch_id)
             result = channels.SendResult(
                 DeliveryStatus.FAILED, error=f"{exc.__class__.__name__}: {exc}"[:300]
             )
-    deliveries_record(
+    conflict = batch_record(
         microgrid=microgrid,
-        cycle_pk=members[0].cycle_pk,
-        channel=channel,
-        batch_id=batch_id,
-        members=members,
+        claimed=claimed,
+        batch=batch,
         result=result,
         token=token,
         started_at=started,
-        attempt=attempt,
+        endpoint=channels.endpoint(claimed.channel, config),
     )
+    return len(batch.setpoints) + len(batch.budgets), conflict
+
+
+def batch_record(
+    *,
+    microgrid: Microgrid,
+    claimed: Claimed,
+    batch: channels.Batch,
+    result: channels.SendResult,
+    token: str,
+    started_at: datetime,
+    endpoint: str,
+) -> bool:
+    """Record a channel's answer for a claimed batch: one UPDATE of the batch (only while this
+    claim still holds it: a sweep may have expired it), the receiver's state when accepted,
+    and the attempt. A 409 to a difference means the receiver holds nothing to renew: the
+    batch becomes full and due at once, and what it held is forgotten. Returns whether so."""
+    now = timezone.now()
+    held = DeliveryBatch.objects.filter(pk=claimed.pk, status=DeliveryStatus.SENT, claim=token)
+    conflict = result.http_status == 409 and not claimed.full
+    with transaction.atomic():
+        if conflict:
+            outcome = DeliveryStatus.FAILED
+            error = "HTTP 409: the receiver holds nothing to renew; sent again in full"
+            changed = held.update(
+                status=outcome,
+                full=True,
+                sent_count=F("sent_count") + F("unchanged_count"),
+                unchanged_count=0,
+                next_attempt_at=now,
+                answered_at=now,
+                last_error=error,
+            )
+            if changed:
+                ReceiverState.objects.filter(microgrid=microgrid, channel=claimed.channel).update(
+                    held="{}", valid_until=None, updated_at=now
+                )
+        else:
+            outcome, error = result.status, result.error
+            changed = held.update(**_answer_fields(outcome, result, now, claimed.attempts))
+            if changed and outcome == DeliveryStatus.ACCEPTED:
+                _remember_held(microgrid, claimed, batch, endpoint, now)
+        DeliveryAttempt.objects.create(
+            batch_id=claimed.batch_id,
+            microgrid=microgrid,
+            cycle_id=claimed.cycle_pk,
+            channel=claimed.channel,
+            attempt=claimed.attempts,
+            targets=len(batch.setpoints) + len(batch.budgets),
+            started_at=started_at,
+            finished_at=now,
+            outcome=outcome,
+            http_status=result.http_status,
+            error=error[:300],
+        )
+    return conflict and bool(changed)
+
+
+def _remember_held(microgrid, claimed: Claimed, batch: channels.Batch, endpoint: str, now):
+    """What the receiver holds after accepting `batch` (spec 4.7, Renewal): a full message
+    replaces it, a difference sets its setpoints, and every held one takes its expiry. One
+    row per microgrid and channel, read and written once; an older message answered after a
+    newer one changes nothing (receivers apply newer ones only)."""
+    state = (
+        ReceiverState.objects.select_for_update()
+        .filter(microgrid=microgrid, channel=claimed.channel)
+        .first()
+    )
+    if state is not None and state.seq > claimed.seq:
+        return
+    fields: dict[str, Any] = {
+        "endpoint": endpoint,
+        "valid_until": claimed.valid_until,
+        "seq": claimed.seq,
+        "batch_id": claimed.batch_id,
+        "updated_at": now,
+    }
+    keep = (
+        state is not None
+        and not claimed.full
+        and state.endpoint == endpoint
+        and state.valid_until is not None
+        and state.valid_until > now
+    )
+    if not keep or batch.setpoints:  # a renewal alone leaves what is held as it is
+        held = unpack_held(state.held) if keep else {}
+        for s in batch.setpoints:
+            held[s.target_id] = s.limit_kw
+        fields["held"] = pack_held(held)
+    if state is None:
+        ReceiverState.objects.create(microgrid=microgrid, channel=claimed.channel, **fields)
+    else:
+        ReceiverState.objects.filter(pk=state.pk).update(**fields)
 
 
 def deliveries_record(
@@ -520,15 +701,15 @@ def deliveries_record(
     cycle_pk: int,
     channel: str,
     batch_id: str,
-    members: list[Claimed],
+    members: list[Any],
     result: channels.SendResult,
     token: str,
     started_at: datetime,
     attempt: int,
 ) -> None:
-    """Record a channel's answer for a claimed batch, set-based: one UPDATE for the batch's
-    status (and one per delivery the channel answered otherwise), one upsert of the accepted
-    setpoints. Only rows this claim still holds change (a sweep may have expired them)."""
+    """Record the answers for claimed per-charger deliveries (the OCPP gateway's), set-based:
+    one UPDATE for the batch's status (and one per delivery answered otherwise), one upsert
+    of the accepted setpoints. Only rows this claim still holds change."""
     now = timezone.now()
     exceptions: dict[str, list[int]] = defaultdict(list)
     for pk, status in result.per_delivery.items():
@@ -592,15 +773,14 @@ def _remember_accepted(microgrid_pk: int, token: str, batch_id: str, now: dateti
 
 
 def deliveries_sweep() -> list[str]:
-    """Expire what can no longer be delivered; ask for a send wherever something is due.
+    """Expire what can no longer be delivered; ask for a send wherever a batch is due.
     Returns the microgrid ids it asked for."""
     now = timezone.now()
     with transaction.atomic():
         deliveries_expire(now)
     due = sorted(
         set(
-            Delivery.objects.filter(deliveries_due(now), valid_until__gt=now)
-            .exclude(channel__in=NOT_BY_WORKER)
+            DeliveryBatch.objects.filter(deliveries_due(now), valid_until__gt=now)
             .values_list("microgrid__microgrid_id", flat=True)
             .distinct()
         )

@@ -6,7 +6,9 @@ for it (the simulator's own steps, an API or legacy rebalance, a TOU
 transition, an envelope change). The deliveries go through the same outbox,
 change-only rule and Celery task as everywhere else (the run makes Celery
 eager, so they are handed over right after each commit); the channel passes
-them to the active run and answers ACCEPTED.
+them to the active run and answers ACCEPTED. The simulated chargers honour a message as a
+webhook receiver must (spec 4.7, Renewal): a full one replaces what they hold, the chargers it
+names take their new setpoint, and every setpoint still held takes the message's valid_until.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from balancing.dispatch import ChargingLimit, ScopeBudget
 from dispatch.channels import Batch, SendResult
 from dispatch.choices import Channel, DeliveryStatus
 
-Receiver = Callable[[str, list[ChargingLimit], list[ScopeBudget]], None]
+# (microgrid_id, the setpoints sent, the scope budgets, the message's valid_until, full)
+Receiver = Callable[[str, list[ChargingLimit], list[ScopeBudget], str, bool], None]
 
 _active: tuple[str, Receiver] | None = None
 
@@ -45,5 +48,5 @@ class SimulatorChannel:
             ScopeBudget(b.scope or {"type": "MICROGRID"}, b.limit_kw, b.valid_until, batch.cycle_id)
             for b in batch.budgets
         ]
-        _active[1](batch.microgrid_id, limits, budgets)
+        _active[1](batch.microgrid_id, limits, budgets, batch.valid_until, batch.full)
         return SendResult(DeliveryStatus.ACCEPTED)

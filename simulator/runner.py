@@ -406,9 +406,19 @@ class _Run:
             }
         )
 
-    def receive(self, microgrid_id: str, limits: list[ChargingLimit], budgets: list[ScopeBudget]):
+    def receive(
+        self,
+        microgrid_id: str,
+        limits: list[ChargingLimit],
+        budgets: list[ScopeBudget],
+        valid_until: str,
+        full: bool,
+    ):
+        """A dispatch message, honoured as a webhook receiver must (spec 4.7, Renewal)."""
         if microgrid_id != self.microgrid.microgrid_id:
             return
+        if full:
+            self.world.drop_setpoints()
         for limit in limits:
             until = _seconds(self.clock, limit.valid_until)
             self.world.apply_setpoint(limit.asset_id, limit.limit_kw, until)
@@ -422,6 +432,9 @@ class _Run:
                 budget.budget_kw,
                 _seconds(self.clock, budget.valid_until),
             )
+        self.world.renew_setpoints(
+            self.clock.seconds(self.clock.now()), _seconds(self.clock, valid_until)
+        )
 
 
 def _seconds(clock: SimClock, stamp: str) -> float:

@@ -268,6 +268,23 @@ class World:
             charger.setpoint_kw = limit_kw
             charger.valid_until_s = valid_until_s
 
+    def drop_setpoints(self) -> None:
+        """A full dispatch message: the chargers hold only what it names."""
+        for charger in self.chargers.values():
+            charger.setpoint_kw = None
+            charger.valid_until_s = None
+
+    def renew_setpoints(self, now_s: float, valid_until_s: float) -> None:
+        """Every setpoint still held at `now_s` (not past its expiry) takes the message's
+        valid_until; an expired one is not revived (the charger stays on its failsafe)."""
+        for charger in self.chargers.values():
+            if (
+                charger.setpoint_kw is not None
+                and charger.valid_until_s is not None
+                and charger.valid_until_s > now_s
+            ):
+                charger.valid_until_s = valid_until_s
+
     def apply_budget(self, asset_ids: list[str], budget_kw: float, valid_until_s: float) -> None:
         """Act as the external controller of a delegated scope: share its budget fairly.
 

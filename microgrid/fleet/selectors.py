@@ -17,12 +17,14 @@ from typing import Any
 from django.db.models import (
     Case,
     Count,
+    F,
     IntegerField,
     Min,
     OuterRef,
     Q,
     QuerySet,
     Subquery,
+    Sum,
     Value,
     When,
 )
@@ -33,7 +35,7 @@ from django.utils import timezone
 from balancing.choices import BreachStatus
 from balancing.models import Breach
 from dispatch.choices import TROUBLE
-from dispatch.models import Delivery
+from dispatch.models import Delivery, DeliveryBatch
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.envelopes.models import OperatingEnvelope
 from microgrid.envelopes.selectors import active_filter
@@ -97,12 +99,28 @@ def fleet_queryset(*, user) -> QuerySet[Microgrid]:
             ),
             # The latest cycle's setpoints that did not arrive: FAILED (retrying), REJECTED
             # or EXPIRED, as the card's dispatch block counts them.
+            # (An OCPP charger's row, or every charger of a batch in trouble.)
             failed_deliveries=_count(
                 Delivery.objects.filter(
                     microgrid=OuterRef("pk"),
                     cycle__cycle_id=OuterRef("fleet_state__cycle_id"),
                     status__in=TROUBLE,
                 )
+            )
+            + Coalesce(
+                Subquery(
+                    DeliveryBatch.objects.filter(
+                        microgrid=OuterRef("pk"),
+                        cycle__cycle_id=OuterRef("fleet_state__cycle_id"),
+                        status__in=TROUBLE,
+                    )
+                    .order_by()
+                    .values("microgrid")
+                    .annotate(n=Sum(F("sent_count") + F("unchanged_count")))
+                    .values("n")[:1],
+                    output_field=IntegerField(),
+                ),
+                0,
             ),
         )
     )

@@ -35,6 +35,8 @@ class Receiver:
     url: str
     status: int = 200
     delay_s: float = 0.0
+    # Answer 409 to a message that is not full, as a receiver that holds nothing must.
+    conflict_unless_full: bool = False
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     release: threading.Event = field(default_factory=threading.Event)
@@ -56,6 +58,8 @@ def _handler(receiver: Receiver):
                 receiver.release.wait(receiver.delay_s)
             # A receiver that checks the signature refuses a bad one, as real ones do.
             status = receiver.status if got.signature_ok else 401
+            if status < 300 and receiver.conflict_unless_full and not got.json.get("full"):
+                status = 409
             try:
                 self.send_response(status)
                 self.send_header("Content-Length", "0")

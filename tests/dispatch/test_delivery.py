@@ -12,7 +12,8 @@ from django.test import override_settings
 from django.utils import timezone
 
 from balancing.services import cycle_request, trigger_of
-from dispatch.models import Delivery, DeliveryAttempt, DispatchConfig
+from dispatch.models import Delivery, DeliveryAttempt, DeliveryBatch, DispatchConfig
+from dispatch.selectors import cycle_targets
 from dispatch.services import (
     batch_id_of,
     deliveries_sweep,
@@ -62,7 +63,12 @@ def cycle(django_capture_on_commit_callbacks):
 
 
 def _statuses(cycle):
-    return sorted(set(Delivery.objects.filter(cycle=cycle).values_list("status", flat=True)))
+    """Every target's status, derived from the cycle's batch as every reader sees it."""
+    return sorted({t.status for t in cycle_targets(cycle)})
+
+
+def _batch(cycle):
+    return DeliveryBatch.objects.get(cycle=cycle)
 
 
 def _poll(predicate, timeout_s=15.0):
@@ -133,7 +139,7 @@ def test_a_receiver_answering_500_forever_ends_failed_then_expired_with_its_atte
     _feed(microgrid)
     c = cycle(microgrid)
     assert _statuses(c) == ["FAILED"]
-    row = Delivery.objects.filter(cycle=c).first()
+    row = _batch(c)
     assert row.next_attempt_at is not None and row.last_error == "HTTP 500"
 
     def expired():
@@ -141,7 +147,7 @@ def test_a_receiver_answering_500_forever_ends_failed_then_expired_with_its_atte
         return _statuses(c) == ["EXPIRED"]
 
     assert _poll(expired)
-    attempts = Delivery.objects.filter(cycle=c).first().attempts
+    attempts = _batch(c).attempts
     assert attempts >= 2 and len(receiver.received) == attempts
     # Every retry is the same message: receivers de-duplicate by its id.
     assert {r.headers["X-Microgrid-Delivery"] for r in receiver.received} == {
@@ -161,7 +167,7 @@ def test_a_receiver_that_does_not_answer_in_time_is_failed_and_retried(
     _feed(microgrid)
     c = cycle(microgrid)
     assert _statuses(c) == ["FAILED"]
-    assert "no answer within" in Delivery.objects.filter(cycle=c).first().last_error
+    assert "no answer within" in _batch(c).last_error
 
 
 def test_a_refused_connection_is_failed(microgrid, cycle):
@@ -174,7 +180,7 @@ def test_a_refused_connection_is_failed(microgrid, cycle):
     _feed(microgrid)
     c = cycle(microgrid)
     assert _statuses(c) == ["FAILED"]
-    assert "ConnectionRefused" in Delivery.objects.filter(cycle=c).first().last_error
+    assert "ConnectionRefused" in _batch(c).last_error
 
 
 def test_a_newer_cycle_supersedes_what_an_older_one_could_not_deliver(
@@ -195,26 +201,111 @@ def test_a_newer_cycle_supersedes_what_an_older_one_could_not_deliver(
     assert [r.json["cycle_id"] for r in receiver.received] == [first.cycle_id, second.cycle_id]
 
 
-def test_an_unchanged_setpoint_is_not_sent_again_until_it_nears_expiry(microgrid, receiver, cycle):
+def test_an_unchanged_setpoint_is_renewed_by_every_message_not_sent_again(
+    microgrid, receiver, cycle
+):
     Microgrid.objects.filter(pk=microgrid.pk).update(cycle_interval_s=60)  # valid for 180 s
     config = _hook(microgrid, receiver.url, deadband_kw=0.5, refresh_s=30)
     _feed(microgrid, requested=(40, 50, 60))
     first = cycle(microgrid)
     assert _statuses(first) == ["ACCEPTED"]
+    assert receiver.received[0].json["full"] is True  # nothing held yet: everything
     _feed(microgrid, requested=(40, 50.3, 60))  # CH-02 moves by 0.3 kW: inside the deadband
     second = cycle(microgrid)
     assert _statuses(second) == ["UNCHANGED"]
-    assert len(receiver.received) == 1  # nothing to send: no POST at all
+    # Nothing to send, but the message still goes: it renews what the receiver holds.
+    heartbeat = receiver.received[1]
+    assert heartbeat.signature_ok
+    assert heartbeat.json["setpoints"] == [] and heartbeat.json["full"] is False
+    assert heartbeat.json["valid_until"] == _batch(second).valid_until.isoformat()
+    assert heartbeat.json["seq"] == second.seq > first.seq
+    assert _batch(second).status == "ACCEPTED"
     _feed(microgrid, requested=(40, 55, 60))  # CH-02 moves by 5 kW
     third = cycle(microgrid)
-    statuses = dict(Delivery.objects.filter(cycle=third).values_list("target_id", "status"))
+    statuses = {t.target_id: t.status for t in cycle_targets(third)}
     assert statuses == {"CH-01": "UNCHANGED", "CH-02": "ACCEPTED", "CH-03": "UNCHANGED"}
     assert [s["asset_id"] for s in receiver.received[-1].json["setpoints"]] == ["CH-02"]
-    # A refresh window longer than the validity: every setpoint is near its expiry.
+    # The webhook renews: refresh_s (the per-charger channels' resend window) sends nothing.
     DispatchConfig.objects.filter(pk=config.pk).update(refresh_s=600)
     fourth = cycle(microgrid)
-    assert _statuses(fourth) == ["ACCEPTED"]
-    assert len(receiver.received[-1].json["setpoints"]) == 3
+    assert _statuses(fourth) == ["UNCHANGED"]
+    assert receiver.received[-1].json["setpoints"] == []
+    assert len(receiver.received) == 4
+
+
+def test_when_what_the_receiver_holds_has_expired_everything_is_sent_in_full(
+    microgrid, receiver, cycle
+):
+    from dispatch.models import ReceiverState
+
+    Microgrid.objects.filter(pk=microgrid.pk).update(cycle_interval_s=60)
+    _hook(microgrid, receiver.url)
+    _feed(microgrid, requested=(40, 50, 60))
+    cycle(microgrid)
+    # The product stopped longer than the validity: the receiver has dropped them all.
+    ReceiverState.objects.update(valid_until=timezone.now() - timedelta(seconds=1))
+    again = cycle(microgrid)
+    assert _statuses(again) == ["ACCEPTED"]
+    body = receiver.received[-1].json
+    assert body["full"] is True and len(body["setpoints"]) == 3
+
+
+def test_a_receiver_that_lost_what_it_held_answers_409_and_gets_everything_at_once(
+    microgrid, receiver_factory, cycle
+):
+    receiver = receiver_factory()
+    Microgrid.objects.filter(pk=microgrid.pk).update(cycle_interval_s=60)
+    _hook(microgrid, receiver.url)
+    _feed(microgrid, requested=(40, 50, 60))
+    cycle(microgrid)
+    receiver.conflict_unless_full = True  # it restarted and holds nothing
+    second = cycle(microgrid)
+    bodies = receiver.bodies()
+    assert [(b["full"], len(b["setpoints"])) for b in bodies] == [(True, 3), (False, 0), (True, 3)]
+    assert _statuses(second) == ["ACCEPTED"]
+    assert _batch(second).full and _batch(second).attempts == 2
+    outcomes = DeliveryAttempt.objects.filter(cycle=second).order_by("started_at")
+    assert [(a.outcome, a.http_status) for a in outcomes] == [("FAILED", 409), ("ACCEPTED", 200)]
+    # Every retry is still the same message id, so the receiver de-duplicates nothing it needs.
+    assert {r.headers["X-Microgrid-Delivery"] for r in receiver.received[1:]} == {
+        batch_id_of(second.cycle_id, "WEBHOOK")
+    }
+
+
+def test_after_a_message_whose_outcome_is_unknown_the_next_one_is_full(
+    microgrid, receiver_factory, cycle
+):
+    receiver = receiver_factory()
+    Microgrid.objects.filter(pk=microgrid.pk).update(cycle_interval_s=60)
+    _hook(microgrid, receiver.url)
+    _feed(microgrid, requested=(40, 50, 60))
+    cycle(microgrid)
+    with _broker_down():
+        _feed(microgrid, requested=(40, 52, 60))
+        pending = cycle(microgrid)
+    # A worker has it in flight (its answer has not come yet): the receiver may apply it.
+    DeliveryBatch.objects.filter(cycle=pending).update(
+        status="SENT", claimed_at=timezone.now(), attempts=1
+    )
+    second = cycle(microgrid)
+    assert _batch(second).full and receiver.received[-1].json["full"] is True
+    # A 500 (the receiver may have applied it anyway): the next message is full too.
+    receiver.status = 500
+    _feed(microgrid, requested=(40, 55, 60))
+    third = cycle(microgrid)
+    assert not _batch(third).full and _statuses(third) == ["FAILED"]
+    receiver.status = 200
+    fourth = cycle(microgrid)
+    assert _batch(third).status == "SUPERSEDED"
+    assert _batch(fourth).full and len(receiver.received[-1].json["setpoints"]) == 3
+    # A definite refusal (4xx) changed nothing there: the next one is a difference again.
+    receiver.status = 422
+    _feed(microgrid, requested=(40, 60, 60))
+    assert _statuses(cycle(microgrid)) == ["REJECTED"]
+    receiver.status = 200
+    sixth = cycle(microgrid)
+    assert not _batch(sixth).full
+    assert [s["asset_id"] for s in receiver.received[-1].json["setpoints"]] == ["CH-02"]
 
 
 @contextmanager
@@ -254,7 +345,7 @@ def test_with_the_broker_down_past_their_validity_deliveries_expire_unsent(
     _feed(microgrid)
     with _broker_down():
         c = cycle(microgrid)
-    assert _poll(lambda: Delivery.objects.filter(cycle=c).first().valid_until < timezone.now())
+    assert _poll(lambda: _batch(c).valid_until < timezone.now())
     deliveries_sweep()
     assert _statuses(c) == ["EXPIRED"]
     assert receiver.received == []
@@ -286,7 +377,7 @@ def test_without_a_webhook_setpoints_wait_to_be_pulled(
     _feed(microgrid)
     c = cycle(microgrid)
     # The cycle itself is what is pulled: no delivery row is written, none superseded later.
-    assert not Delivery.objects.exists()
+    assert not Delivery.objects.exists() and not DeliveryBatch.objects.exists()
     body = integration_api.get("/api/microgrids/MG.NORTH-1/setpoints/").json()
     assert [(s["cycle_id"], s["dispatch_status"]) for s in body["setpoints"]] == [
         (c.cycle_id, "PENDING")
@@ -301,7 +392,7 @@ def test_without_a_webhook_setpoints_wait_to_be_pulled(
     assert doc["dispatch"] == {"channels": ["PULL"], "counts": {"SUPERSEDED": 3}}
     body = integration_api.get("/api/microgrids/MG.NORTH-1/setpoints/").json()
     assert {s["cycle_id"] for s in body["setpoints"]} == {newer.cycle_id}
-    assert not Delivery.objects.exists()
+    assert not Delivery.objects.exists() and not DeliveryBatch.objects.exists()
 
 
 def test_a_pulled_setpoint_past_its_validity_is_expired_and_no_longer_offered(
@@ -361,3 +452,28 @@ def test_a_failing_outbox_write_undoes_the_cycle(microgrid, monkeypatch):
     with pytest.raises(RuntimeError):
         cycle_request(microgrid=microgrid, trigger=trigger_of("API"))
     assert not Cycle.objects.exists()
+
+
+def test_support_follows_a_batch_in_admin_with_its_targets_and_history(
+    microgrid, receiver, cycle, support_client
+):
+    Microgrid.objects.filter(pk=microgrid.pk).update(cycle_interval_s=60)
+    _hook(microgrid, receiver.url)
+    _feed(microgrid, requested=(40, 50, 60))
+    cycle(microgrid)
+    _feed(microgrid, requested=(40, 55, 60))
+    second = cycle(microgrid)
+    batch = _batch(second)
+    listing = support_client.get(
+        "/admin/dispatch/deliverybatch/",
+        {"microgrid__id__exact": microgrid.pk, "status__exact": "ACCEPTED", "since": "1h"},
+    )
+    assert listing.status_code == 200
+    assert f"/admin/dispatch/deliverybatch/{batch.pk}/change/" in listing.content.decode()
+    page = support_client.get(f"/admin/dispatch/deliverybatch/{batch.pk}/change/")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "<td>CH-02</td><td>" in html and html.count("<td>UNCHANGED</td>") == 2
+    assert "#1 " in html and "ACCEPTED" in html  # its send attempt
+    filtered = support_client.get("/admin/dispatch/deliverybatch/", {"channel__exact": "OCPP"})
+    assert f"/{batch.pk}/change/" not in filtered.content.decode()

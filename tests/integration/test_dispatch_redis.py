@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection
 
 from balancing.models import Cycle
-from dispatch.models import Delivery
+from dispatch.models import DeliveryBatch
 from dispatch.services import batch_id_of, dispatch_config_set
 from microgrid.telemetry.services import telemetry_ingest
 from tests.dispatch.conftest import SECRET
@@ -137,7 +137,7 @@ def _feed(mg):
 
 
 def _statuses(mg):
-    return set(Delivery.objects.filter(microgrid=mg).values_list("status", flat=True))
+    return set(DeliveryBatch.objects.filter(microgrid=mg).values_list("status", flat=True))
 
 
 def test_a_slow_receiver_holds_up_no_other_microgrid_and_a_killed_worker_sends_again_once(
@@ -180,6 +180,6 @@ def test_a_slow_receiver_holds_up_no_other_microgrid_and_a_killed_worker_sends_a
     # Sent again exactly once, as the same message: the receiver can de-duplicate it.
     assert ids == [batch_id_of(cycle.cycle_id, "WEBHOOK")] * 2
     assert {r.headers["Idempotency-Key"] for r in slow.received} == {cycle.cycle_id}
-    assert set(Delivery.objects.filter(microgrid=microgrid).values_list("attempts", flat=True)) == {
-        2
-    }
+    assert set(
+        DeliveryBatch.objects.filter(microgrid=microgrid).values_list("attempts", flat=True)
+    ) == {2}

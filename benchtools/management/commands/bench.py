@@ -9,6 +9,7 @@ PostgreSQL, so they run only when asked for by name.
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 from django.conf import settings
@@ -238,7 +239,9 @@ class Command(BaseCommand):
                 w(
                     f"  steady state, interval {st['interval_s']} s (valid {st['valid_for_s']} s), "
                     f"refresh {st['refresh_s']} s: {100 * st['sent_fraction_mean']:.1f}% of "
-                    f"setpoints sent per cycle"
+                    f"setpoints sent per cycle, {statistics.mean(st['renewed_per_cycle']):.0f} "
+                    f"renewed, {statistics.mean(st['messages_per_cycle']):.0f} message(s) per "
+                    f"cycle ({', '.join(st['batch_statuses'])})"
                 )
         if "ocpp" in chosen:
             from benchtools.ocpp_bench import bench_ocpp
