@@ -112,9 +112,7 @@ def test_grants_keep_every_phase_and_unbalance_within_its_limit(seed):
     inp = random_depot(seed, unbalance=True)
     rng = random.Random(seed)
     chargers = tuple(
-        leaves(c, rng.randrange(5, 600), rng.choice((1.0, 5.0, 20.0)))
-        if rng.random() < 0.6
-        else c
+        leaves(c, rng.randrange(5, 600), rng.choice((1.0, 5.0, 20.0))) if rng.random() < 0.6 else c
         for c in inp.chargers
     )
     inp = dataclasses.replace(inp, chargers=chargers, now=NOW, departure_guard_s=0.0)
