@@ -1247,24 +1247,18 @@ def _phase_fill(
         room = room - np.bincount(e_c[neg], weights=-0.1 * e_v[neg], minlength=len(room))
     chargers = cols.chargers
     act_l = act.tolist()
-    a_min_l = a.min.tolist()
 
-    def order() -> list[int]:
-        # (only asked for when some minimums do not all fit)
-        return [
-            q
-            for _, q in sorted(
-                (_minimum_order(chargers[act_l[q]]), q)
-                for q in range(len(act_l))
-                if a_min_l[q] > 0.0
-            )
-        ]
+    def order(candidates: list[int]) -> list[int]:
+        # (only asked for when some minimums do not all fit, for the chargers they concern)
+        return [q for _, q in sorted((_minimum_order(chargers[act_l[q]]), q) for q in candidates)]
 
     served, room = phase_alloc.admit_minimums(order, a.min, e_c, e_j, e_v, room)
     if not served.all():
         cols.code[act[~served]] = _C_MIN_UNSERVED
         a.take(served)
-        e_c, e_j, e_v = phase_alloc.entries(model, cols.ch_node, a.idx)
+        # the served chargers' entries, at their new positions
+        kept = served[e_j]
+        e_c, e_j, e_v = e_c[kept], (np.cumsum(served) - 1)[e_j[kept]], e_v[kept]
     fill = _Fill()
     fill.granted = fill.held = None
     fill.min0 = a.min
@@ -1448,6 +1442,19 @@ def _charger_results(
     return tuple(out)
 
 
+class _PhaseChargerResultLayout(ChargerResult):
+    """PhaseChargerResult's layout without its frozen __init__ (see _ChargerResultLayout): its
+    slots are filled through their descriptors, then the object is re-classed."""
+
+    __slots__ = PhaseChargerResult.__slots__
+
+
+_PHASE_RESULT_SETTERS = tuple(
+    (ChargerResult.__dict__.get(name) or _PhaseChargerResultLayout.__dict__[name]).__set__
+    for name in (*ChargerResult.__slots__, *PhaseChargerResult.__slots__)
+)
+
+
 def _phase_charger_results(
     cols: _Columns,
     reason_table: list[tuple[str, ...]],
@@ -1458,34 +1465,45 @@ def _phase_charger_results(
 ) -> tuple[ChargerResult, ...]:
     """`_charger_results` with per-phase data: each result also says its setpoint in A."""
     code_list = cols.code_list
-    per_a = model.amps_per_kw.tolist()
     departures = [None] * len(code_list) if dep is None else _departure_results(cols, dep)
+    # the setpoint's current per phase, rounded down to 0.1 A (None where the setpoint is)
+    alloc = np.array(alloc_out, dtype=float)
+    amps = np.floor(alloc * model.amps_per_kw * 10.0 + 1e-9) / 10.0
+    limit_a = np.where(np.isnan(alloc), None, amps).tolist()
+    (s_asset, s_node, s_req, s_alloc, s_reasons, s_binding, s_dep, s_kw, s_a, s_phases) = (
+        _PHASE_RESULT_SETTERS
+    )
+    new = object.__new__
+    layout = _PhaseChargerResultLayout
+    result_cls = PhaseChargerResult
+    reclass = object.__setattr__
     out: list[ChargerResult] = []
-    for j, (asset_id, node_id, requested, allocated, k) in enumerate(
-        zip(
-            cols.asset_ids,
-            cols.node_ids,
-            cols.req_out.tolist(),
-            alloc_out,
-            model.k.tolist(),
-            strict=True,
-        )
+    append = out.append
+    for asset_id, node_id, requested, allocated, reasons, binding, departure, amp, k in zip(
+        cols.asset_ids,
+        cols.node_ids,
+        cols.req_out.tolist(),
+        alloc_out,
+        map(reason_table.__getitem__, code_list),
+        map(binding_table.__getitem__, code_list),
+        departures,
+        limit_a,
+        model.k.astype(int).tolist(),
+        strict=True,
     ):
-        out.append(
-            PhaseChargerResult(
-                asset_id,
-                node_id,
-                requested,
-                allocated,
-                reason_table[code_list[j]],
-                binding_table[code_list[j]],
-                departures[j],
-                allocated,
-                # the setpoint's current per phase, rounded down to 0.1 A
-                None if allocated is None else floor(allocated * per_a[j] * 10.0 + 1e-9) / 10.0,
-                int(k),
-            )
-        )
+        obj = new(layout)
+        s_asset(obj, asset_id)
+        s_node(obj, node_id)
+        s_req(obj, requested)
+        s_alloc(obj, allocated)
+        s_reasons(obj, reasons)
+        s_binding(obj, binding)
+        s_dep(obj, departure)
+        s_kw(obj, allocated)
+        s_a(obj, amp)
+        s_phases(obj, k)
+        reclass(obj, "__class__", result_cls)
+        append(obj)
     return tuple(out)
 
 

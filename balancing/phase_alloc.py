@@ -210,6 +210,29 @@ class PhaseModel:
     )
 
 
+# Node phases drawn on (sorted tuples) -> which of L1, L2, L3
+_ON = {
+    (0,): (True, False, False),
+    (1,): (False, True, False),
+    (2,): (False, False, True),
+    (0, 1): (True, True, False),
+    (0, 2): (True, False, True),
+    (1, 2): (False, True, True),
+}
+_ALL3 = (True, True, True)
+_ON[(0, 1, 2)] = _ALL3
+_NO_CHARGER = (_ALL3, None, None)  # a charger without per-phase data: every phase, no range
+
+
+def _on_row(drawn: tuple[int, ...]) -> tuple[bool, bool, bool]:
+    row = _ON.get(drawn)
+    if row is not None:
+        return row
+    if not drawn or len(set(drawn)) == 3:
+        return _ALL3
+    return (0 in drawn, 1 in drawn, 2 in drawn)
+
+
 def build_model(
     phase: PhaseInput,
     node_ids: list[str],
@@ -221,91 +244,89 @@ def build_model(
     m = PhaseModel()
     n = m.n = len(node_ids)
     m.parent = parent
-    by_node = {pn.node_id: pn for pn in phase.nodes}
-    m.node_phases = np.array([by_node[i].phases if i in by_node else 3 for i in node_ids])
-    m.node_v = np.array([by_node[i].voltage_v if i in by_node else 230.0 for i in node_ids])
-    m.limit_a = np.array(
-        [
-            by_node[i].limit_a if i in by_node and by_node[i].limit_a is not None else np.inf
-            for i in node_ids
-        ]
-    )
-    m.limit_a_source = [by_node[i].limit_a_source if i in by_node else None for i in node_ids]
+    index = {node_id: i for i, node_id in enumerate(node_ids)}
+    known = [(index[pn.node_id], pn) for pn in phase.nodes if pn.node_id in index]
+    at = np.array([i for i, _ in known], dtype=np.intp)
+    pns = [pn for _, pn in known]
+    m.node_phases = np.full(n, 3)
+    m.node_phases[at] = [pn.phases for pn in pns]
+    m.node_v = np.full(n, 230.0)
+    m.node_v[at] = [pn.voltage_v for pn in pns]
+    m.limit_a = np.full(n, np.inf)
+    m.limit_a[at] = np.array([pn.limit_a for pn in pns], dtype=float)  # None -> nan
+    m.limit_a[np.isnan(m.limit_a)] = np.inf
+    sources: list[str | None] = [None] * n
+    for i, pn in known:
+        sources[i] = pn.limit_a_source
+    m.limit_a_source = sources
+    m.unbalance_a = np.full(n, np.inf)
+    m.unbalance_a[at] = np.array([pn.max_unbalance_a for pn in pns], dtype=float)
+    m.unbalance_a[np.isnan(m.unbalance_a)] = np.inf
     # per node and phase: the node's limit, or its phase's own where they differ
     m.phase_limit = np.repeat(m.limit_a[:, None], 3, axis=1)
-    m.phase_source = [[src] * 3 for src in m.limit_a_source]
-    for i, node_id in enumerate(node_ids):
-        pn = by_node.get(node_id)
-        if pn is None or pn.phase_limits_a is None:
+    m.phase_source = [[src] * 3 for src in sources]
+    for i, pn in known:
+        if pn.phase_limits_a is None:
             continue
-        sources = pn.phase_sources or (None, None, None)
+        per_source = pn.phase_sources or (None, None, None)
         for p, value in enumerate(pn.phase_limits_a[:3]):
             m.phase_limit[i, p] = np.inf if value is None else value
-            m.phase_source[i][p] = sources[p]
+            m.phase_source[i][p] = per_source[p]
         m.limit_a[i] = m.phase_limit[i, : pn.phases].min()
-    m.unbalance_a = np.array(
-        [
-            by_node[i].max_unbalance_a
-            if i in by_node and by_node[i].max_unbalance_a is not None
-            else np.inf
-            for i in node_ids
-        ]
-    )
+    # Ancestors of each node by depth (the node itself last): depth_anc[i] = path root..i.
+    par = np.array(parent, dtype=np.intp)
+    depth = np.zeros(n, dtype=np.intp)
+    for i in range(1, n):  # preorder: a parent's depth is known first
+        depth[i] = depth[parent[i]] + 1
+    m.depth_anc = np.full((n, int(depth.max()) + 1 if n else 1), -1, dtype=np.intp)
+    cur = np.arange(n)
+    level = depth.copy()
+    while True:
+        live = level >= 0
+        if not live.any():
+            break
+        rows = np.flatnonzero(live)
+        m.depth_anc[rows, level[rows]] = cur[rows]
+        cur = np.where(live, par[np.maximum(cur, 0)], -1)
+        level = level - 1
     # A single-phase node anywhere on a charger's path leaves it one phase: the node's L1.
-    single = (m.node_phases == 1).tolist()
-    on_single = single[:]
-    for i in range(1, n):
-        if on_single[parent[i]]:
-            on_single[i] = True
-    # Ancestors of each node by depth (the node itself last): anc[i] = path root..i.
-    anc: list[list[int]] = [[0]] + [[] for _ in range(n - 1)]
-    for i in range(1, n):
-        anc[i] = [*anc[parent[i]], i]
-    depth = max(len(a) for a in anc)
-    m.depth_anc = np.full((n, depth), -1, dtype=np.intp)
-    for i, a in enumerate(anc):
-        m.depth_anc[i, : len(a)] = a
-    chargers = {pc.asset_id: pc for pc in phase.chargers}
+    single = m.node_phases == 1
+    on_single = (
+        (single[np.maximum(m.depth_anc, 0)] & (m.depth_anc >= 0)).any(axis=1)
+        if single.any()
+        else single
+    )
+    on_get = _ON.get
+    by_asset = {
+        pc.asset_id: (on_get(pc.drawn) or _on_row(pc.drawn), pc.min_current_a, pc.max_current_a)
+        for pc in phase.chargers
+    }
     n_ch = len(asset_ids)
-    on_rows: list[tuple[bool, bool, bool]] = []
-    min_l: list[float] = [np.nan] * n_ch
-    max_l: list[float] = [np.nan] * n_ch
-    all3 = (True, True, True)
-    only1 = (True, False, False)
-    ch_node_l = ch_node.tolist()
-    for j, asset_id in enumerate(asset_ids):
-        pc = chargers.get(asset_id)
-        if on_single[ch_node_l[j]]:
-            on_rows.append(only1)
-        elif pc is None or not pc.drawn or len(pc.drawn) == 3:
-            on_rows.append(all3)
-        else:
-            on_rows.append((0 in pc.drawn, 1 in pc.drawn, 2 in pc.drawn))
-        if pc is not None:
-            if pc.min_current_a is not None:
-                min_l[j] = pc.min_current_a
-            if pc.max_current_a is not None:
-                max_l[j] = pc.max_current_a
+    rows = list(map(by_asset.get, asset_ids, [_NO_CHARGER] * n_ch))
+    on_rows, min_l, max_l = zip(*rows, strict=True) if rows else ((), (), ())
     on = m.on = np.array(on_rows, dtype=bool).reshape(n_ch, 3)
-    k = m.k = on.sum(axis=1).astype(float)
-    m.min_a = np.array(min_l, dtype=float)
+    if on_single.any():
+        on[on_single[ch_node]] = (True, False, False)
+    m.k = on.sum(axis=1).astype(float)
+    m.min_a = np.array(min_l, dtype=float)  # None -> nan
     m.max_a = np.array(max_l, dtype=float)
-    m.amps_per_kw = 1000.0 / (m.node_v[ch_node] * k)
+    m.amps_per_kw = 1000.0 / (m.node_v[ch_node] * m.k)
     # The constraints, node by node: kW, then the phases (a node with a current limit), then
     # the unbalance pairs (a three-phase node with max_unbalance_a).
-    cn, ck, cp, cq = [], [], [], []
-    for i in range(n):
-        cn.append(i), ck.append(KIND_KW), cp.append(-1), cq.append(-1)
-        if np.isfinite(m.limit_a[i]):
-            for p in range(int(m.node_phases[i])):
-                cn.append(i), ck.append(KIND_PHASE), cp.append(p), cq.append(-1)
-        if np.isfinite(m.unbalance_a[i]) and m.node_phases[i] == 3:
-            for p, q in _PAIRS:
-                cn.append(i), ck.append(KIND_UNBALANCE), cp.append(p), cq.append(q)
-    m.cons_node = np.array(cn, dtype=np.intp)
-    m.cons_kind = np.array(ck, dtype=np.intp)
-    m.cons_p = np.array(cp, dtype=np.intp)
-    m.cons_q = np.array(cq, dtype=np.intp)
+    n_phase = np.where(np.isfinite(m.limit_a), m.node_phases, 0)
+    n_pair = np.where(np.isfinite(m.unbalance_a) & (m.node_phases == 3), len(_PAIRS), 0)
+    per_node = 1 + n_phase + n_pair
+    m.cons_node = np.repeat(np.arange(n, dtype=np.intp), per_node)
+    starts = np.concatenate([[0], np.cumsum(per_node)[:-1]]).astype(np.intp)
+    slot = np.arange(len(m.cons_node), dtype=np.intp) - starts[m.cons_node]
+    n_ph = n_phase[m.cons_node]
+    m.cons_kind = np.where(slot == 0, KIND_KW, np.where(slot <= n_ph, KIND_PHASE, KIND_UNBALANCE))
+    pair = np.clip(slot - 1 - n_ph, 0, len(_PAIRS) - 1)
+    pairs = np.array(_PAIRS, dtype=np.intp)
+    m.cons_p = np.where(
+        m.cons_kind == KIND_KW, -1, np.where(m.cons_kind == KIND_PHASE, slot - 1, pairs[pair, 0])
+    ).astype(np.intp)
+    m.cons_q = np.where(m.cons_kind == KIND_UNBALANCE, pairs[pair, 1], -1).astype(np.intp)
     return m
 
 
@@ -321,44 +342,59 @@ def current_range_kw(
     return np.minimum(lo, hi), hi
 
 
+def _stable_order(keys: np.ndarray, bound: int) -> np.ndarray:
+    """np.argsort(keys, kind="stable") for integer keys in [0, bound): a radix sort when they
+    fit 16 bits (several times faster than the merge sort of wider integers)."""
+    if bound <= 1 << 16:
+        return np.argsort(keys.astype(np.uint16), kind="stable")
+    return np.argsort(keys, kind="stable")
+
+
 def entries(m: PhaseModel, ch_node: np.ndarray, members: np.ndarray):
     """The nonzero coefficients of the constraints: (constraint, member position, coefficient)
-    for the chargers `members` (positions in the engine's columns)."""
+    for the chargers `members` (positions in the engine's columns), sorted by constraint."""
     node = ch_node[members]
     on = m.on[members]
     amps = m.amps_per_kw[members]
     # Constraint ids per node: kW first, phase p at +1 + p, unbalance pairs after the phases.
     first = np.searchsorted(m.cons_node, np.arange(m.n))
     n_phase = np.where(np.isfinite(m.limit_a), m.node_phases, 0)
+    unbalanced = np.isfinite(m.unbalance_a) & (m.node_phases == 3)
     out_c, out_j, out_v = [], [], []
-    pos = np.arange(len(members))
     for d in range(m.depth_anc.shape[1]):
         anc = m.depth_anc[node, d]
-        ok = anc >= 0
-        if not ok.any():
+        ok = np.flatnonzero(anc >= 0)
+        if not len(ok):
             continue
-        a_ok, j_ok = anc[ok], pos[ok]
+        a_ok = anc[ok]
         base = first[a_ok]
-        out_c.append(base), out_j.append(j_ok), out_v.append(np.ones(len(j_ok)))
+        out_c.append(base), out_j.append(ok), out_v.append(np.ones(len(ok)))
         has_p = n_phase[a_ok]
+        on_ok = on[ok]
+        amps_ok = amps[ok]
         for p in range(3):
-            sel = (has_p > p) & on[ok, p]
+            sel = (has_p > p) & on_ok[:, p]
             if sel.any():
                 out_c.append(base[sel] + 1 + p)
-                out_j.append(j_ok[sel])
-                out_v.append(amps[ok][sel])
-        unb = np.isfinite(m.unbalance_a[a_ok]) & (m.node_phases[a_ok] == 3)
-        if unb.any():
+                out_j.append(ok[sel])
+                out_v.append(amps_ok[sel])
+        unb = np.flatnonzero(unbalanced[a_ok])
+        if len(unb):
+            u_on = on_ok[unb].astype(float)
+            u_amps = amps_ok[unb]
+            u_base = base[unb] + 1 + has_p[unb]
             for t, (p, q) in enumerate(_PAIRS):
-                coef = amps[ok] * (on[ok, p].astype(float) - on[ok, q].astype(float))
-                sel = unb & (coef != 0.0)
+                coef = u_amps * (u_on[:, p] - u_on[:, q])
+                sel = coef != 0.0
                 if sel.any():
-                    out_c.append(base[sel] + 1 + has_p[sel] + t)
-                    out_j.append(j_ok[sel])
+                    out_c.append(u_base[sel] + t)
+                    out_j.append(ok[unb[sel]])
                     out_v.append(coef[sel])
     if not out_c:
         return np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0)
-    return np.concatenate(out_c), np.concatenate(out_j), np.concatenate(out_v)
+    e_c = np.concatenate(out_c)
+    o = _stable_order(e_c, len(m.cons_node))  # by constraint, as `fill` reads them
+    return e_c[o], np.concatenate(out_j)[o], np.concatenate(out_v)[o]
 
 
 def rooms(
@@ -403,15 +439,16 @@ def rooms(
 
 
 def admit_minimums(
-    order: Callable[[], list[int]],
+    order: Callable[[list[int]], list[int]],
     mins: np.ndarray,
     e_c: np.ndarray,
     e_j: np.ndarray,
     e_v: np.ndarray,
     room: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Minimums in the order `order()` gives (positions into `mins`): each served when it fits every
-    constraint it raises (spec 4.3 step 1). Returns the served mask and the room left.
+    """Minimums in the order `order(candidates)` puts the candidates in (positions into
+    `mins`): each served when it fits every constraint it raises (spec 4.3 step 1). Returns
+    the served mask and the room left.
 
     Only a constraint whose minimums do not all fit can refuse one: the ordered pass visits
     only the chargers in such a constraint and checks only those constraints (as the kW
@@ -430,7 +467,7 @@ def admit_minimums(
     rc, rj, rv = rc[sort].tolist(), rj[sort], rv[sort].tolist()
     starts = np.searchsorted(rj, np.arange(len(mins) + 1)).tolist()
     left = room.tolist()
-    for q in order():
+    for q in order(np.unique(rj).tolist()):
         lo, hi = starts[q], starts[q + 1]
         if lo == hi:
             continue
@@ -444,6 +481,19 @@ def admit_minimums(
     return served, room - np.bincount(
         e_c[taken], weights=(e_v * mins[e_j])[taken], minlength=len(room)
     )
+
+
+def _clamp(level: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return np.minimum(np.maximum(level, lo), hi)
+
+
+def _heads(keys: np.ndarray) -> np.ndarray:
+    """Where a run of equal keys starts (keys sorted)."""
+    heads = np.empty(len(keys), dtype=bool)
+    if len(keys):
+        heads[0] = True
+        np.not_equal(keys[1:], keys[:-1], out=heads[1:])
+    return heads
 
 
 def fill(
@@ -460,35 +510,134 @@ def fill(
     clamp(t, min, demand)); a constraint that becomes tight stops the chargers that raise it.
 
     Returns each member's level (its setpoint before rounding) and the constraint that stopped
-    it (-1: its own demand); `depth` (of each constraint's node) breaks ties. Each round computes, exactly and for every constraint at once,
-    the level at which it becomes tight (a piecewise-linear function of t, solved between its
-    breakpoints), then applies the tight constraints in level order as long as none of them
-    depends on a charger stopped earlier in the same round; the rest is recomputed."""
+    it (-1: its own demand); `depth` (of each constraint's node) breaks ties: the deeper node,
+    then the lower constraint number, is the one that stops a charger.
+
+    The result is that of stopping one constraint at a time, in level order. It is computed in
+    rounds: each round solves, for every constraint whose members changed, the level at which
+    it becomes tight (exactly: a member contributes v x clamp(t, min, upper), upper its demand,
+    or its setpoint once stopped, so each constraint is piecewise linear in t between its
+    members' breakpoints, which are sorted once), orders the constraints by that level, and
+    applies every one whose level cannot change any more, in the same round, wherever it is
+    in the tree:
+    - not one with a member that an earlier constraint stops lower (its level is later; it
+      waits for the next round);
+    - not one with a member it would bind below its demand whose first constraint waits
+      (which of the two binds it is not known yet);
+    - not one with a member raised by an unbalance constraint that waits (or is not tight as
+      computed) while a charger it lowers is stopped below that member's level this round
+      (a lowering charger that stops makes the constraint tight sooner).
+    The first constraint in the order never waits. A charger stopped above the level the
+    round ends at keeps counting as clamp(t, min, its setpoint) in the constraints that wait,
+    so their next levels are exact too."""
     n_m = len(mins)
     n_c = len(room)
-    stopped = np.zeros(n_m, dtype=bool)
     value = mins.astype(float).copy()
     bind = np.full(n_m, -1, dtype=np.intp)
+    if not len(e_c) or not n_m:
+        return dem.astype(float).copy(), bind
+    if depth is None:
+        depth = np.zeros(n_c, dtype=np.intp)
     # the constraints as seen by this class: room above the minimums, plus the minimums
     cap = room + np.bincount(e_c, weights=e_v * mins[e_j], minlength=n_c)
+    # A constraint that holds even with every member at its demand (and those that lower it at
+    # their minimums) never becomes tight: it stops nobody, and is left out.
+    top = np.bincount(e_c, weights=e_v * np.where(e_v > 0.0, dem[e_j], mins[e_j]), minlength=n_c)
+    keep = (top >= cap - _EPS)[e_c]
+    if not keep.all():
+        e_c, e_j, e_v = e_c[keep], e_j[keep], e_v[keep]
+        if not len(e_c):
+            return dem.astype(float).copy(), bind
+    upper = dem.astype(float).copy()  # demand, or the setpoint once stopped
+    decided = np.zeros(n_m, dtype=bool)
+    # The live entries (constraint not done; member undecided, or stopped above the level), by
+    # constraint.
+    if len(e_c) > 1 and (e_c[1:] < e_c[:-1]).any():
+        o = np.argsort(e_c, kind="stable")
+        e_c, e_j, e_v = e_c[o], e_j[o], e_v[o]
+    l_c, l_j, l_v = e_c, e_j, e_v
+    fixed = np.zeros(n_c)  # what each constraint's members finished below the level hold
+    done = np.zeros(n_c, dtype=bool)
+    # Constraints already tight at level 0 (no room above the minimums, typically taken by a
+    # higher class) stop every charger they raise at its minimum, deepest node first; when no
+    # other constraint can become tight as near to 0 as to tie with them (a lower bound of its
+    # level: room over its steepest rise), they are applied before anything is sorted.
+    lo_e = l_v * mins[l_j]
+    g0 = np.bincount(l_c, weights=lo_e, minlength=n_c)
+    tight0 = g0 >= cap - _EPS
+    if tight0[l_c].any():
+        rise = np.bincount(l_c, weights=np.maximum(l_v, 0.0), minlength=n_c)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            soonest = np.where(tight0, np.inf, (cap - _EPS - g0) / rise)
+        if not (soonest < 1e-6).any():
+            t0 = np.flatnonzero(tight0 & (np.bincount(l_c, minlength=n_c) > 0))
+            t0 = t0[np.argsort(-depth[t0], kind="stable")]
+            rank0 = np.full(n_c, n_c, dtype=np.intp)
+            rank0[t0] = np.arange(len(t0))
+            up = (l_v > 0.0) & tight0[l_c]
+            stop0 = np.full(n_m, n_c, dtype=np.intp)
+            np.minimum.at(stop0, l_j[up], rank0[l_c[up]])
+            hit = np.flatnonzero(stop0 < n_c)
+            short = mins[hit] < dem[hit] - _EPS
+            bind[hit[short]] = t0[stop0[hit[short]]]
+            decided[hit] = True
+            upper[hit] = mins[hit]
+            done[t0] = True
+            gone = decided[l_j]
+            fixed += np.bincount(l_c[gone], weights=lo_e[gone], minlength=n_c)
+            keep = ~gone & ~done[l_c]
+            l_c, l_j, l_v = l_c[keep], l_j[keep], l_v[keep]
+            if not len(l_c):
+                return np.where(decided, mins, dem).astype(float), bind
+    # The events of each entry, sorted by (constraint, breakpoint) once: the member enters the
+    # slope at its minimum and leaves it at its upper bound. An integer key per event: the
+    # constraint, then the breakpoint's rank among all minimums and demands (a stopped
+    # member's setpoint gets the odd rank just below the next breakpoint).
+    breaks = np.sort(np.concatenate([mins, dem]))
+    width = 2 * len(breaks) + 2
+
+    def rank(b: np.ndarray) -> np.ndarray:
+        at = np.searchsorted(breaks, b)
+        exact = breaks[np.minimum(at, len(breaks) - 1)] == b
+        return 2 * at + np.where(exact, 1, 0)
+
+    n_e = len(l_c)
+    both = np.concatenate([mins[l_j], dem[l_j]])
+    ranks = np.concatenate([rank(mins)[l_j], rank(dem)[l_j]])
+    by_rank = _stable_order(ranks, width)
+    eo = by_rank[_stable_order(np.concatenate([l_c, l_c])[by_rank], n_c)]
+    key = np.concatenate([l_c, l_c]) * width + ranks
+    side = np.where(eo < n_e, -1.0, 1.0)  # -1: the minimum (enters), +1: the upper (leaves)
+    src_e = np.where(eo < n_e, eo, eo - n_e)
+    v_key, v_c, v_j, v_b = key[eo], l_c[src_e], l_j[src_e], both[eo]
+    v_sv = side * l_v[src_e]  # event changes: constant + sv x b, slope - sv
+    v_low = eo < n_e
+    later = v_b > 0.0  # (what happens at or below the level is in the state at the level)
+    v_key, v_c, v_j, v_b, v_sv, v_low = (
+        v_key[later],
+        v_c[later],
+        v_j[later],
+        v_b[later],
+        v_sv[later],
+        v_low[later],
+    )
+    # a stopped member's new upper events, kept apart (few), sorted by key
+    p_key = np.zeros(0, dtype=key.dtype)
+    p_c = p_j = np.zeros(0, dtype=np.intp)
+    p_b = p_sv = np.zeros(0)
     t = 0.0
-    done_c = np.zeros(n_c, dtype=bool)
-    # A constraint's level is recomputed only when one of its members stopped since it was
-    # last computed: the others' piecewise-linear functions have not changed.
-    dirty = np.ones(n_c, dtype=bool)
+    dirty = np.zeros(n_c, dtype=bool)
+    dirty[l_c] = True
     t_c = np.full(n_c, np.inf)
+    big = n_c + 1
     while True:
-        rising_all = ~stopped[e_j]
-        if not rising_all.any():
+        und = ~decided[l_j]
+        if not und.any():
             break
-        in_dirty = dirty[e_c]
-        fixed_e = in_dirty & ~rising_all
-        # fixed part of each constraint: its stopped members
-        fixed = np.bincount(e_c[fixed_e], weights=e_v[fixed_e] * value[e_j[fixed_e]], minlength=n_c)
-        rising_e = rising_all & in_dirty
-        rc, rj, rv = e_c[rising_e], e_j[rising_e], e_v[rising_e]
-        lo_, hi_ = mins[rj], dem[rj]
-        # state at t: C + t * S over the rising entries
+        # -- the level at which each changed constraint becomes tight --------------------------
+        sel = dirty[l_c]
+        rc, rj, rv = l_c[sel], l_j[sel], l_v[sel]
+        lo_, hi_ = mins[rj], upper[rj]
         below = t < lo_
         inside = (~below) & (t < hi_)
         c0 = np.bincount(
@@ -497,30 +646,36 @@ def fill(
         s0 = np.bincount(rc, weights=np.where(inside, rv, 0.0), minlength=n_c)
         g_t = fixed + c0 + t * s0
         t_c[dirty] = np.inf
-        now_tight = dirty & (g_t >= cap - _EPS) & ~done_c & (np.bincount(rc, minlength=n_c) > 0)
-        # events after t: entering the slope at min, leaving it at demand
-        ev_lo = lo_ > t
-        ev_hi = hi_ > t
-        ev_c = np.concatenate([rc[ev_lo], rc[ev_hi]])
-        ev_b = np.concatenate([lo_[ev_lo], hi_[ev_hi]])
-        ev_dc = np.concatenate([-rv[ev_lo] * lo_[ev_lo], rv[ev_hi] * hi_[ev_hi]])
-        ev_ds = np.concatenate([rv[ev_lo], -rv[ev_hi]])
+        movable = np.bincount(rc[und[sel]], minlength=n_c) > 0
+        now_tight = dirty & (g_t >= cap - _EPS) & movable
+        sel = dirty[v_c]
+        ev_c, ev_b, ev_sv = v_c[sel], v_b[sel], v_sv[sel]
+        if len(p_c):
+            sel = dirty[p_c]
+            if sel.any():
+                ev_key = np.concatenate([v_key[dirty[v_c]], p_key[sel]])
+                m = np.argsort(ev_key, kind="stable")  # two sorted runs: a merge
+                ev_c = np.concatenate([ev_c, p_c[sel]])[m]
+                ev_b = np.concatenate([ev_b, p_b[sel]])[m]
+                ev_sv = np.concatenate([ev_sv, p_sv[sel]])[m]
         if len(ev_c):
-            o = np.lexsort((ev_b, ev_c))
-            ev_c, ev_b, ev_dc, ev_ds = ev_c[o], ev_b[o], ev_dc[o], ev_ds[o]
+            ev_dc = ev_sv * ev_b
             cum_c = np.cumsum(ev_dc)
-            cum_s = np.cumsum(ev_ds)
-            first = np.searchsorted(ev_c, ev_c, side="left")
+            cum_s = np.cumsum(ev_sv)
+            n_ev = len(ev_c)
+            first = np.maximum.accumulate(np.where(_heads(ev_c), np.arange(n_ev), 0))
             base_c = np.where(first > 0, cum_c[first - 1], 0.0)
             base_s = np.where(first > 0, cum_s[first - 1], 0.0)
             # state before each event (within its constraint)
             prev_c = c0[ev_c] + cum_c - ev_dc - base_c
-            prev_s = s0[ev_c] + cum_s - ev_ds - base_s
+            prev_s = s0[ev_c] - (cum_s - ev_sv - base_s)
             g_at = fixed[ev_c] + prev_c + ev_b * prev_s
             hit = np.flatnonzero(g_at >= cap[ev_c] - _EPS)
             if len(hit):
-                hc, first_hit = np.unique(ev_c[hit], return_index=True)
-                k = hit[first_hit]
+                hc = ev_c[hit]
+                head = _heads(hc)
+                k = hit[head]
+                hc = hc[head]
                 slope = prev_s[k]
                 lam = np.where(
                     slope > _EPS,
@@ -529,54 +684,140 @@ def fill(
                 )
                 t_c[hc] = np.minimum(np.maximum(lam, t), ev_b[k])
         t_c[now_tight] = t
-        t_c[done_c] = np.inf
         finite = np.flatnonzero(np.isfinite(t_c))
         if not len(finite):
             break
-        # Level order; constraints tight at the same level (up to float noise) deepest node
-        # first, so that the charger is said to be bound by the node nearest to it (as the kW
-        # engine says).
-        if depth is None:
-            order = finite[np.argsort(t_c[finite], kind="stable")]
-        else:
-            order = finite[np.lexsort((-depth[finite], np.round(t_c[finite], 6)))]
-        in_order = np.zeros(n_c, dtype=bool)
-        in_order[order] = True
-        sel = rising_all & in_order[e_c]
-        rc, rj, rv = e_c[sel], e_j[sel], e_v[sel]
-        # Apply the tight constraints in level order up to the first one that depends on a
-        # charger stopped by an earlier one in this round (its level would be later: it is
-        # recomputed in the next round). Vectorised: each rising charger's first constraint
-        # in that order (where it has a positive coefficient) is the one that stops it.
-        pos = np.full(n_c, n_c + 1, dtype=np.intp)
-        pos[order] = np.arange(len(order))
-        e_pos = pos[rc]
-        raising = rv > 0.0
-        first = np.full(n_m, n_c + 1, dtype=np.intp)
-        np.minimum.at(first, rj[raising], e_pos[raising])
-        # A member stopped earlier matters only if it then holds less than this constraint's
-        # level assumed of it (one stopped at its demand or its minimum does not).
-        earlier = first[rj] < e_pos
-        dependent = np.zeros(len(rj), dtype=bool)
-        if earlier.any():
-            ej_, fj_ = rj[earlier], first[rj[earlier]]
-            held = np.minimum(np.maximum(t_c[order[fj_]], mins[ej_]), dem[ej_])
-            assumed = np.minimum(np.maximum(t_c[rc[earlier]], mins[ej_]), dem[ej_])
-            dependent[earlier] = held < assumed - _EPS
-        cut = int(e_pos[dependent].min()) if dependent.any() else len(order)
-        cut = min(max(cut, 1), len(order))  # the first never depends: progress every round
-        hit = first < cut
-        hit_c = order[first[hit]]
-        level = np.minimum(np.maximum(t_c[hit_c], mins[hit]), dem[hit])
+        # -- level order: ties (up to float noise) deepest node first, then constraint order,
+        # so that a charger is said to be bound by the node nearest to it (as the kW engine).
+        by_depth = finite[np.argsort(-depth[finite], kind="stable")]
+        order = by_depth[np.argsort(np.round(t_c[by_depth], 6), kind="stable")]
+        n_o = len(order)
+        pos = np.full(n_c, big, dtype=np.intp)
+        pos[order] = np.arange(n_o)
+        l_pos = pos[l_c]
+        ins = (l_pos < big) & und
+        oc, oj, ov, op = l_c[ins], l_j[ins], l_v[ins], l_pos[ins]
+        raising = ov > 0.0
+        # each undecided charger's first constraint in the order that it raises
+        first = np.full(n_m, big, dtype=np.intp)
+        np.minimum.at(first, oj[raising], op[raising])
+        # The lowest level at which each undecided charger may still be stopped: that of the
+        # first constraint it raises, or of an unbalance constraint that a charger lowering it
+        # can make tight sooner (from that charger's own lowest level on; an unbalance
+        # constraint's own level as computed holds until then).
+        bound = np.where(np.isfinite(t_c), t_c, np.inf)
+        up = (l_v > 0.0) & und
+        u_c, u_j = l_c[up], l_j[up]
+        low = np.full(n_m, np.inf)
+        np.minimum.at(low, u_j, bound[u_c])
+        neg = np.flatnonzero((l_v < 0.0) & und)
+        if len(neg):
+            n_c_, n_j = l_c[neg], l_j[neg]
+            for sweep in range(12):
+                lj = low[n_j]
+                reach = np.where(lj < dem[n_j] - _EPS, np.maximum(lj, mins[n_j]), np.inf)
+                lowered = bound.copy()
+                np.minimum.at(lowered, n_c_, reach)
+                if (lowered >= bound).all():
+                    break
+                if sweep == 11:  # (a long chain: every such constraint may be tight now)
+                    lowered[n_c_] = np.minimum(lowered[n_c_], t)
+                bound = lowered
+                low = np.full(n_m, np.inf)
+                np.minimum.at(low, u_j, bound[u_c])
+        blocked = np.zeros(n_o + 1, dtype=bool)
+        blocked[n_o] = True  # (the position of "no constraint", and of one not in the order)
+        # A member that may be stopped lower than this constraint's level assumes of it: its
+        # level is not certain yet (it waits for the next round).
+        ok_ = np.isfinite(low[oj])
+        e_ = np.flatnonzero(ok_)
+        if len(e_):
+            kj = oj[e_]
+            may = _clamp(low[kj], mins[kj], dem[kj])
+            assumed = _clamp(t_c[oc[e_]], mins[kj], dem[kj])
+            blocked[op[e_[may < assumed - _EPS]]] = True
+        # A member it would bind below its demand whose first constraint waits: which of the two
+        # binds it is not known yet.
+        earlier = np.flatnonzero(raising & (first[oj] < op))
+        u_from = u_to = np.zeros(0, dtype=np.intp)
+        if len(earlier):
+            ej_ = oj[earlier]
+            assumed = _clamp(t_c[oc[earlier]], mins[ej_], dem[ej_])
+            unsure = earlier[assumed < dem[ej_] - _EPS]
+            u_from, u_to = first[oj[unsure]], op[unsure]
+        blocked[0] = False  # the first never waits: progress every round
+        for _ in range(len(u_from) + 1):
+            grow = u_to[blocked[u_from] & ~blocked[u_to]]
+            if not len(grow):
+                break
+            blocked[grow] = True
+        ap = raising & ~blocked[op]
+        stop = np.full(n_m, big, dtype=np.intp)
+        np.minimum.at(stop, oj[ap], op[ap])
+        # -- apply: each undecided charger stopped by its first applied constraint ------------
+        hit = np.flatnonzero(stop < big)
+        hit_c = order[stop[hit]]
+        level = _clamp(t_c[hit_c], mins[hit], dem[hit])
         value[hit] = level
         short = level < dem[hit] - _EPS
-        bind[np.flatnonzero(hit)[short]] = hit_c[short]
-        stopped[hit] = True
-        done_c[order[:cut]] = True
+        bind[hit[short]] = hit_c[short]
+        decided[hit] = True
+        upper[hit] = level
+        applied = order[~blocked[:n_o]]
+        done[applied] = True
+        # The level moves up to the highest applied, but never past the lowest level at which
+        # a constraint not applied may become tight.
+        t_next = float(t_c[applied].max())
+        rest = np.flatnonzero(~done & np.isfinite(bound))
+        if len(rest):
+            t_next = min(t_next, float(bound[rest].min()))
+        t = max(t, t_next)
+        t_c[applied] = np.inf
+        if decided[l_j].all():
+            break
+        # -- next round: the changed constraints; entries and events still to come ----------
+        now = np.zeros(n_m, dtype=bool)
+        now[hit] = True
+        changed = now[l_j]
         dirty = np.zeros(n_c, dtype=bool)
-        dirty[e_c[hit[e_j]]] = True
-        dirty &= ~done_c
-        t = max(t, float(t_c[order[cut - 1]]))
-    rising = ~stopped
-    value[rising] = dem[rising]
-    return value, bind
+        dirty[l_c[changed]] = True
+        dirty &= ~done
+        # stopped members' upper events move to their setpoints
+        live = ~done[l_c]
+        new_ev = np.flatnonzero(changed & live & (upper[l_j] > t) & (upper[l_j] > mins[l_j]))
+        finished = decided[l_j] & ((upper[l_j] <= t) | (upper[l_j] <= mins[l_j]))
+        fixed += np.bincount(
+            l_c[finished], weights=l_v[finished] * upper[l_j[finished]], minlength=n_c
+        )
+        keep = live & ~finished
+        # (a stopped member's minimum event stays while above the level; its demand event goes)
+        keep_v = ~done[v_c] & (v_b > t) & ~(now[v_j] & (~v_low | (upper[v_j] <= mins[v_j])))
+        v_key, v_c, v_j, v_b, v_sv, v_low = (
+            v_key[keep_v],
+            v_c[keep_v],
+            v_j[keep_v],
+            v_b[keep_v],
+            v_sv[keep_v],
+            v_low[keep_v],
+        )
+        keep_p = ~done[p_c] & (p_b > t)
+        p_key, p_c, p_j, p_b, p_sv = (
+            p_key[keep_p],
+            p_c[keep_p],
+            p_j[keep_p],
+            p_b[keep_p],
+            p_sv[keep_p],
+        )
+        if len(new_ev):
+            nc_, nj_ = l_c[new_ev], l_j[new_ev]
+            nb_ = upper[nj_]
+            k_ = nc_ * width + rank(nb_)
+            p_key = np.concatenate([p_key, k_])
+            p_c = np.concatenate([p_c, nc_])
+            p_j = np.concatenate([p_j, nj_])
+            p_b = np.concatenate([p_b, nb_])
+            p_sv = np.concatenate([p_sv, l_v[new_ev]])
+            m = np.argsort(p_key, kind="stable")
+            p_key, p_c, p_j, p_b, p_sv = p_key[m], p_c[m], p_j[m], p_b[m], p_sv[m]
+        l_c, l_j, l_v = l_c[keep], l_j[keep], l_v[keep]
+    return np.where(decided, value, dem), bind
