@@ -30,6 +30,7 @@ from django.db import transaction
 from django.db.models import Max
 
 from balancing.models import (
+    ROW_FIELDS,
     Cycle,
     CycleAggregate,
     CycleAggregateCursor,
@@ -114,15 +115,21 @@ def cycle_aggregate(*, now: datetime, limit: int | None = None) -> int:
             )
         rows = list(
             qs.order_by("started_at", "pk").values_list(
-                "pk", "microgrid_id", "started_at", "outcome", "record", "record_part_id"
+                "pk",
+                "microgrid_id",
+                "started_at",
+                "outcome",
+                "record",
+                "record_part_id",
+                *ROW_FIELDS,
             )[:limit]
         )
         if not rows:
             return 0
         parts = parts_columns(row[5] for row in rows)
         sums: dict[tuple, dict] = {}
-        for _, microgrid_pk, started_at, outcome, data, digest in rows:
-            doc, _ = decode_record(data, digest, parts)
+        for _, microgrid_pk, started_at, outcome, data, digest, *row in rows:
+            doc, _ = decode_record(data, digest, parts, row)
             _add_cycle(sums, microgrid_pk, bucket_of(started_at), outcome, doc)
         existing = {
             (a.microgrid_id, a.node_id, a.bucket_start): a

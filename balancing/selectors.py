@@ -12,7 +12,7 @@ from balancing.charts import load_against_limit
 from balancing.choices import BreachStatus
 from balancing.dispatch import ChargingLimit, ScopeBudget
 from balancing.filters import BreachFilter, CycleFilter
-from balancing.models import Breach, Cycle, decode_record, parts_columns
+from balancing.models import ROW_FIELDS, Breach, Cycle, decode_record, parts_columns
 from balancing.signals import cycle_document_read
 from microgrid.common.errors import DomainError
 from microgrid.topology.diagram import headroom
@@ -253,12 +253,13 @@ def recent_series(
     rows = list(
         Cycle.objects.filter(microgrid=microgrid)
         .order_by("-started_at", "-seq")
-        .values_list("seq", "started_at", "record", "record_part_id")[:count]
+        .values_list("seq", "started_at", "record", "record_part_id", *ROW_FIELDS)[:count]
     )
     rows.reverse()
-    parts = parts_columns(digest for *_, digest in rows)
+    parts = parts_columns(digest for _, _, _, digest, *_ in rows)
     docs = [
-        (seq, started, decode_record(data, digest, parts)[0]) for seq, started, data, digest in rows
+        (seq, started, decode_record(data, digest, parts, row)[0])
+        for seq, started, data, digest, *row in rows
     ]
     labels = [started.strftime("%H:%M:%S") for _, started, _ in docs]
     per_group: dict[str, dict[str, list]] = defaultdict(lambda: {"allocated": [], "requested": []})

@@ -3,15 +3,21 @@
 For each depot size it builds a synthetic depot (benchtools.synthetic), then runs `cycles`
 cycles through `balancing.services.cycle_request`, each after a telemetry batch in which
 every charger reports at its own time (millisecond timestamps up to 15 s old, a tenth of the
-chargers changing what they ask for), as live chargers do. Measured, after VACUUM:
+chargers changing what they ask for), as live chargers do; the cycles run after the readings
+the depot was built with, so each batch is the latest telemetry its cycle reads. Measured
+after VACUUM (VACUUM FULL before, so that space an earlier run freed does not hide growth):
 
-- the growth of the cycle tables with their indexes and TOAST (`pg_total_relation_size` of
-  balancing_cycle, balancing_cyclerecordpart and balancing_cycletrigger: the trigger each
-  cycle served is stored too), per cycle and per charger-cycle;
-- of which the compact records themselves (`octet_length(record)`), and the shared parts.
+- the growth of every table a cycle writes, relation by relation (heap, TOAST, each index;
+  of a partitioned table, its partitions): balancing_cycle, balancing_cyclerecordpart,
+  balancing_cycletrigger (the trigger each cycle served), dispatch_delivery and
+  dispatch_deliveryattempt (none on the PULL channel), per cycle and per charger-cycle;
+- of which the compact records themselves (`octet_length(record)`), and the shared parts;
+- the cycle table of a fleet (`measure_fleet_table`): 1,000 microgrids writing copies of the
+  50-charger depot's cycles round after round, whose indexes fill as a fleet's do.
 
 The projection is for 1,000 microgrids x 50 chargers cycled every 15 s (5,760 cycles a day
-each): full cycles per day from the 50-charger figure, then what is kept with the default
+each): full cycles per day from the fleet table's bytes per cycle plus what else the
+50-charger depot wrote per cycle, then what is kept with the default
 retention (CYCLE_RETENTION_DAYS of full cycles, CYCLE_AGGREGATE_RETENTION_DAYS of 15-minute
 aggregates per node, measured the same way after aggregating the run's cycles).
 """
@@ -27,20 +33,72 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-TABLES = ("balancing_cycle", "balancing_cyclerecordpart", "balancing_cycletrigger")
+# Everything a cycle writes per cycle: its row, its record parts, the trigger it served, and
+# the outbox (nothing on the PULL channel the bench's depots use).
+TABLES = (
+    "balancing_cycle",
+    "balancing_cyclerecordpart",
+    "balancing_cycletrigger",
+    "dispatch_delivery",
+    "dispatch_deliveryattempt",
+)
 AGGREGATE_TABLE = "balancing_cycleaggregate"
 AGGREGATE_DAYS = 2
 
+# Every relation of a table and of its partitions (heap, TOAST, each index), by name; a
+# partition's relations are counted under its parent's names.
+_RELATIONS = """
+WITH RECURSIVE tree(root, oid) AS (
+    SELECT c.oid, c.oid FROM pg_class c WHERE c.relname = %s AND c.relkind IN ('r', 'p')
+  UNION ALL
+    SELECT tree.root, i.inhrelid FROM tree JOIN pg_inherits i ON i.inhparent = tree.oid
+)
+SELECT 'heap', sum(pg_relation_size(t.oid))
+  FROM tree t
+UNION ALL
+SELECT 'toast', coalesce(sum(pg_total_relation_size(c.reltoastrelid)), 0)
+  FROM tree t JOIN pg_class c ON c.oid = t.oid WHERE c.reltoastrelid <> 0
+UNION ALL
+SELECT coalesce(parent_index.relname, x.relname), sum(pg_relation_size(x.oid))
+  FROM tree t JOIN pg_index i ON i.indrelid = t.oid JOIN pg_class x ON x.oid = i.indexrelid
+  LEFT JOIN pg_inherits up ON up.inhrelid = x.oid
+  LEFT JOIN pg_class parent_index ON parent_index.oid = up.inhparent
+ GROUP BY 1
+"""
 
-def _sizes(tables=TABLES) -> dict[str, int]:
+
+def _relations(table: str) -> dict[str, int]:
+    """{'heap': bytes, 'toast': bytes, index name: bytes} of a table (with its partitions)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_RELATIONS, [table])
+        return {name: int(size or 0) for name, size in cursor.fetchall()}
+
+
+def _vacuum(tables, *, full: bool = False) -> None:
+    """VACUUM; FULL rewrites the tables and their indexes without free space, so that the
+    growth measured next is not hidden by space an earlier run freed."""
     with connection.cursor() as cursor:
         for table in tables:
-            cursor.execute(f"VACUUM ANALYZE {table}")
-        out = {}
-        for table in tables:
-            cursor.execute("SELECT pg_total_relation_size(%s)", [table])
-            out[table] = cursor.fetchone()[0]
-    return out
+            cursor.execute(f"VACUUM {'FULL ' if full else ''}ANALYZE {table}")
+
+
+def _sizes(tables=TABLES, *, full: bool = False) -> dict[str, dict[str, int]]:
+    _vacuum(tables, full=full)
+    return {table: _relations(table) for table in tables}
+
+
+def _total(sizes: dict[str, dict[str, int]]) -> int:
+    return sum(sum(parts.values()) for parts in sizes.values())
+
+
+def _grown(before, after) -> dict[str, dict[str, int]]:
+    return {
+        table: {
+            name: after[table].get(name, 0) - before[table].get(name, 0)
+            for name in sorted(set(after[table]) | set(before[table]))
+        }
+        for table in after
+    }
 
 
 def refuse_unless_postgres() -> str | None:
@@ -54,9 +112,82 @@ class _Quiet:
         pass
 
 
-def measure_depot(chargers: int, nodes: int, *, cycles: int, seed: int = 7) -> dict[str, Any]:
+FLEET_TABLE_MICROGRIDS = 1000
+FLEET_TABLE_ROUNDS = 60
+
+
+def measure_fleet_table(
+    microgrid, *, microgrids: int = FLEET_TABLE_MICROGRIDS, rounds: int = FLEET_TABLE_ROUNDS
+) -> dict[str, Any]:
+    """The cycle table of a fleet: `microgrids` microgrids each writing `rounds` cycles, one
+    round after another (as beat runs them: time-major, every microgrid's rows interleaved),
+    each a copy of one of `microgrid`'s real cycles (record, codes, scope) with its own
+    microgrid, sequence, times and id. A depot alone appends to its indexes in order and packs
+    them tighter than a fleet does; this is what a fleet's row and indexes cost, per cycle.
+    Returns {"rows", "bytes_per_cycle", "bytes_per_cycle_by_relation"} of balancing_cycle."""
+    from balancing.models import Cycle
+    from microgrid.topology.models import Depot, Microgrid
+
+    prefix = "BENCH-STORAGE-FLEET"
+    ids = [f"{prefix}-{i:05d}" for i in range(microgrids)]
+    depots = Depot.objects.bulk_create(
+        [Depot(depot_id=f"D-{mid}", name=mid, timezone="UTC") for mid in ids], batch_size=2000
+    )
+    fleet = Microgrid.objects.bulk_create(
+        [
+            Microgrid(microgrid_id=mid, depot=d, name=mid, enabled=False)
+            for mid, d in zip(ids, depots, strict=True)
+        ],
+        batch_size=2000,
+    )
+    samples = list(Cycle.objects.filter(microgrid=microgrid).order_by("seq").values_list("pk"))
+    fields = [f for f in Cycle._meta.concrete_fields if f.column != "id"]
+    derived = {
+        # uuid-like: 32 hex digits in no order, as stable_id's are
+        "cycle_id": "md5(m.id::text || ':' || r.n::text)",
+        "microgrid_id": "m.id",
+        "seq": "r.n",
+        "started_at": "c.started_at + r.n * interval '15 seconds'",
+        "completed_at": "c.completed_at + r.n * interval '15 seconds'",
+    }
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    values = ", ".join(
+        derived.get(f.column, f"c.{connection.ops.quote_name(f.column)}") for f in fields
+    )
+    sample_ids = [pk for (pk,) in samples]
+    before = _sizes(("balancing_cycle",), full=True)["balancing_cycle"]
+    with connection.cursor() as cursor:
+        for n in range(1, rounds + 1):
+            cursor.execute(
+                f"INSERT INTO balancing_cycle ({columns}) "
+                f"SELECT {values} FROM {Microgrid._meta.db_table} m, balancing_cycle c, "
+                f"(SELECT %s::int AS n) r WHERE m.id = ANY(%s) AND c.id = %s ORDER BY m.id",
+                [n, [m.pk for m in fleet], sample_ids[n % len(sample_ids)]],
+            )
+    after = _sizes(("balancing_cycle",))["balancing_cycle"]
+    rows = microgrids * rounds
+    grown = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM balancing_cycle WHERE microgrid_id = ANY(%s)", [[m.pk for m in fleet]]
+        )
+    Microgrid.objects.filter(pk__in=[m.pk for m in fleet]).delete()
+    Depot.objects.filter(pk__in=[d.pk for d in depots]).delete()
+    return {
+        "microgrids": microgrids,
+        "rows": rows,
+        "bytes_per_cycle": round(sum(grown.values()) / rows),
+        "bytes_per_cycle_by_relation": {
+            k: round(v / rows, 1) for k, v in sorted(grown.items()) if v
+        },
+    }
+
+
+def measure_depot(
+    chargers: int, nodes: int, *, cycles: int, seed: int = 7, fleet_rounds: int = 0
+) -> dict[str, Any]:
     from balancing.lifecycle import cycle_aggregate
-    from balancing.models import Cycle, CycleAggregate, CycleRecordPart
+    from balancing.models import Cycle, CycleAggregate, CycleAggregateCursor, CycleRecordPart
     from balancing.services import cycle_request, trigger_of
     from benchtools.benchmarks import materialise
     from benchtools.synthetic import build_engine_input
@@ -69,8 +200,14 @@ def measure_depot(chargers: int, nodes: int, *, cycles: int, seed: int = 7) -> d
     microgrid = materialise(inp, f"BENCH-STORAGE-{chargers}")
     rng = random.Random(seed)
     requested = {c.asset_id: (c.requested_kw or 11.0) for c in inp.chargers}
-    before = _sizes()
-    start = timezone.now() - timedelta(seconds=15 * cycles + 60)
+    before = _sizes(full=True)
+    # After the readings `materialise` wrote (now): older readings would never become the
+    # latest ones, and every cycle would see the same telemetry. And after the cycles an
+    # earlier run aggregated, so that this run's are aggregated too.
+    start = timezone.now() + timedelta(seconds=20)
+    cursor = CycleAggregateCursor.objects.filter(name="cycles").first()
+    if cursor is not None and cursor.started_at + timedelta(seconds=20) > start:
+        start = cursor.started_at + timedelta(seconds=20)
     for i in range(cycles):
         now = start + timedelta(seconds=15 * i)
         for asset_id in rng.sample(sorted(requested), max(1, len(requested) // 10)):
@@ -109,12 +246,13 @@ def measure_depot(chargers: int, nodes: int, *, cycles: int, seed: int = 7) -> d
         len(bytes(d))
         for d in CycleRecordPart.objects.filter(digest__in=digests).values_list("data", flat=True)
     )
-    grown = sum(after.values()) - sum(before.values())
+    grown = _total(after) - _total(before)
+    relations = _grown(before, after)
     # The aggregates of the same cycles (all buckets closed by now), copied into 96 buckets a
     # day for AGGREGATE_DAYS days so that the table's growth is measured over many pages.
-    cycle_aggregate(now=timezone.now() + timedelta(hours=1), limit=cycles + 10)
+    cycle_aggregate(now=start + timedelta(seconds=15 * cycles, hours=1), limit=cycles + 10)
     model_rows = list(CycleAggregate.objects.filter(microgrid=microgrid))
-    agg_before = _sizes((AGGREGATE_TABLE,))[AGGREGATE_TABLE]
+    agg_before = _total(_sizes((AGGREGATE_TABLE,), full=True))
     first = min(r.bucket_start for r in model_rows) - timedelta(days=AGGREGATE_DAYS + 1)
     copies = []
     for k in range(96 * AGGREGATE_DAYS):
@@ -137,14 +275,20 @@ def measure_depot(chargers: int, nodes: int, *, cycles: int, seed: int = 7) -> d
             )
     copies = [c for c in copies if c.bucket_start < min(r.bucket_start for r in model_rows)]
     CycleAggregate.objects.bulk_create(copies, batch_size=2000, ignore_conflicts=True)
-    agg_after = _sizes((AGGREGATE_TABLE,))[AGGREGATE_TABLE]
+    agg_after = _total(_sizes((AGGREGATE_TABLE,)))
     agg_rows = CycleAggregate.objects.filter(microgrid=microgrid).count() - len(model_rows)
     out = {
         "chargers": chargers,
         "nodes": len(inp.nodes),
         "cycles": count,
         "tables_bytes_grown": grown,
-        "tables_grown": {t: after[t] - before[t] for t in TABLES},
+        "tables_grown": {t: sum(relations[t].values()) for t in TABLES},
+        # Where a cycle's bytes go: per table, the heap, its TOAST and each index, per cycle.
+        "bytes_per_cycle_by_relation": {
+            t: {name: round(size / count, 1) for name, size in parts.items() if size}
+            for t, parts in relations.items()
+            if any(parts.values())
+        },
         "bytes_per_cycle": round(grown / count),
         "bytes_per_charger_cycle": round(grown / count / chargers, 2),
         "record_bytes_per_cycle": round(record_bytes / count),
@@ -153,6 +297,8 @@ def measure_depot(chargers: int, nodes: int, *, cycles: int, seed: int = 7) -> d
         "aggregate_rows": agg_rows,
         "aggregate_bytes_per_row": round((agg_after - agg_before) / agg_rows) if agg_rows else None,
     }
+    if fleet_rounds:
+        out["fleet_table"] = measure_fleet_table(microgrid, rounds=fleet_rounds)
     microgrid_delete(microgrid=microgrid)
     return out
 
@@ -163,23 +309,38 @@ def bench_storage(
     # Enough cycles of the small depot that page-sized steps do not show.
     sizes = ((50, 10, cycles),) if quick else ((50, 10, cycles * 10), (2000, 421, cycles))
     depots = []
-    for chargers, nodes, n in sizes:
+    for i, (chargers, nodes, n) in enumerate(sizes):
         say(f"  {chargers} chargers / {nodes} nodes: {n} cycles...")
-        r = measure_depot(chargers, nodes, cycles=n)
+        r = measure_depot(
+            chargers, nodes, cycles=n, fleet_rounds=0 if i else (20 if quick else 250)
+        )
         say(
             f"    {r['bytes_per_charger_cycle']} bytes per charger-cycle stored "
             f"({r['bytes_per_cycle']} per cycle, of which record {r['record_bytes_per_cycle']})"
         )
+        for table, parts in r["bytes_per_cycle_by_relation"].items():
+            say(f"      {table}: " + ", ".join(f"{k} {v:g}" for k, v in parts.items()))
         depots.append(r)
     small = depots[0]
+    table = small["fleet_table"]
+    say(
+        f"  a fleet's cycle table ({table['microgrids']} microgrids, {table['rows']} rows): "
+        f"{table['bytes_per_cycle']} bytes per cycle: "
+        + ", ".join(f"{k} {v:g}" for k, v in table["bytes_per_cycle_by_relation"].items())
+    )
     per_day_cycles = 86400 // 15
     fleet = 1000
-    full_per_day = small["bytes_per_cycle"] * per_day_cycles * fleet
+    # The cycle row and its indexes as a fleet writes them; what else a cycle writes (its
+    # served trigger, record parts, deliveries) as the depot run wrote it.
+    others = sum(v for t, v in small["tables_grown"].items() if t != "balancing_cycle")
+    per_cycle = table["bytes_per_cycle"] + others / small["cycles"]
+    full_per_day = per_cycle * per_day_cycles * fleet
     nodes_per_mg = small["nodes"]
     agg_row = small["aggregate_bytes_per_row"] or 0
     agg_per_day = agg_row * nodes_per_mg * 96 * fleet
     projection = {
         "fleet": f"{fleet} microgrids x {small['chargers']} chargers, {small['nodes']} nodes, every 15 s",
+        "bytes_per_cycle": round(per_cycle),
         "full_cycles_gb_per_day": round(full_per_day / 1e9, 2),
         "aggregates_gb_per_day": round(agg_per_day / 1e9, 3),
         "retention_days": settings.CYCLE_RETENTION_DAYS,
@@ -194,7 +355,8 @@ def bench_storage(
         ),
     }
     say(
-        f"  projection {projection['fleet']}: {projection['full_cycles_gb_per_day']} GB/day of "
+        f"  projection {projection['fleet']}: {projection['bytes_per_cycle']} bytes per cycle, "
+        f"{projection['full_cycles_gb_per_day']} GB/day of "
         f"full cycles, {projection['aggregates_gb_per_day']} GB/day of aggregates; kept with "
         f"the default retention: {projection['steady_state_gb']} GB"
     )

@@ -56,6 +56,7 @@ from dispatch.models import (
 )
 from dispatch.packing import pack_held, pack_targets, unpack_held, unpack_targets
 from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.prepared import PreparedRead
 from microgrid.topology.models import Microgrid
 
 log = logging.getLogger(__name__)
@@ -202,6 +203,14 @@ def dispatch_config_set(
 # --- the outbox ------------------------------------------------------------------------------
 
 
+# Every cycle's outbox reads it (prepared; a batch of scheduled cycles reads it once for all).
+_config = PreparedRead(
+    lambda microgrid: DispatchConfig.objects.filter(microgrid_id=microgrid).order_by(),
+    microgrid=int,
+    batch_by="microgrid",
+)
+
+
 def deliveries_write(
     *, cycle: Cycle, limits: list[ChargingLimit], budgets: list[ScopeBudget]
 ) -> int:
@@ -210,7 +219,8 @@ def deliveries_write(
     nothing for pulled setpoints (the cycle is their outbox). Returns how many setpoints and
     budgets are to be sent."""
     now = cycle.completed_at  # the cycle's clock (the simulator's, a benchmark's)
-    config = DispatchConfig.objects.filter(microgrid_id=cycle.microgrid_id).first()
+    found = _config(microgrid=cycle.microgrid_id)
+    config = found[0] if found else None
     channel = channels.resolve_channel(cycle.microgrid, config)
     # Chargers a channel of their own serves (OCPP stations) go there; the rest follow the
     # microgrid's channel.
@@ -663,12 +673,17 @@ def _remember_held(microgrid, claimed: Claimed, batch: channels.Batch, endpoint:
     replaces it, a difference sets its setpoints, and every held one takes its expiry. One
     row per microgrid and channel, read and written once; an older message answered after a
     newer one changes nothing (receivers apply newer ones only)."""
-    state = (
-        ReceiverState.objects.select_for_update()
-        .filter(microgrid=microgrid, channel=claimed.channel)
-        .first()
+    rows = ReceiverState.objects.select_for_update().filter(
+        microgrid=microgrid, channel=claimed.channel
     )
-    if state is not None and state.seq > claimed.seq:
+    state = rows.first()
+    if state is None:  # the first accepted message: two answering at once create one row
+        ReceiverState.objects.bulk_create(
+            [ReceiverState(microgrid=microgrid, channel=claimed.channel, updated_at=now)],
+            ignore_conflicts=True,
+        )
+        state = rows.first()
+    if state.seq > claimed.seq:
         return
     fields: dict[str, Any] = {
         "endpoint": endpoint,
@@ -678,8 +693,7 @@ def _remember_held(microgrid, claimed: Claimed, batch: channels.Batch, endpoint:
         "updated_at": now,
     }
     keep = (
-        state is not None
-        and not claimed.full
+        not claimed.full
         and state.endpoint == endpoint
         and state.valid_until is not None
         and state.valid_until > now
@@ -689,10 +703,7 @@ def _remember_held(microgrid, claimed: Claimed, batch: channels.Batch, endpoint:
         for s in batch.setpoints:
             held[s.target_id] = s.limit_kw
         fields["held"] = pack_held(held)
-    if state is None:
-        ReceiverState.objects.create(microgrid=microgrid, channel=claimed.channel, **fields)
-    else:
-        ReceiverState.objects.filter(pk=state.pk).update(**fields)
+    ReceiverState.objects.filter(pk=state.pk).update(**fields)
 
 
 def deliveries_record(

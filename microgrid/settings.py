@@ -299,12 +299,14 @@ OCPP_FAILSAFE_CHECK_S = float(env_str("OCPP_FAILSAFE_CHECK_S", "30"))
 
 # Scheduled cycles per Celery task (balancing.tasks.run_scheduled_cycles): one broker round
 # trip and acknowledgement for this many cycles; 1 gives a task per microgrid.
-BALANCING_SCHEDULE_BATCH = env_int("BALANCING_SCHEDULE_BATCH", 10)
+BALANCING_SCHEDULE_BATCH = env_int("BALANCING_SCHEDULE_BATCH", 25)
 # OSCP: the base URL this product's register gives the CP (else the URL the CP's register
 # came in on) and how long one outbound request may take.
 OSCP_FP_BASE_URL = env_str("OSCP_FP_BASE_URL", "")
 OSCP_OUTBOUND_TIMEOUT_S = env_int("OSCP_OUTBOUND_TIMEOUT_S", 5)
 TELEMETRY_RETENTION_HOURS = env_int("TELEMETRY_RETENTION_HOURS", 48)
+# PostgreSQL: readings are partitioned by day; the hourly task creates this many days ahead.
+TELEMETRY_PARTITION_DAYS_AHEAD = env_int("TELEMETRY_PARTITION_DAYS_AHEAD", 3)
 # Full cycles (document and snapshot) are kept this long, then only their per-node 15-minute
 # aggregates, which are kept CYCLE_AGGREGATE_RETENTION_DAYS; breaches, envelopes, limits and
 # topology history stay. Each maintenance run (every minute) handles at most

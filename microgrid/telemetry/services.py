@@ -12,12 +12,14 @@ proportional to the batch, not to the depot: only the batch's assets are read.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from microgrid.common import partitions
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.telemetry.choices import EnergySource
 from microgrid.telemetry.models import ChargerSession, LatestReading, TelemetryReading
@@ -242,6 +244,26 @@ def _advance_latest(microgrid: Microgrid, readings: list[Reading], now: datetime
         "ON CONFLICT (asset_id) DO UPDATE SET "
         + ", ".join(f"{c} = excluded.{c}" for c in columns if c not in ("asset_id",)),
     )
+
+
+def telemetry_maintain(*, now: datetime) -> dict[str, int]:
+    """The hourly retention run: on PostgreSQL, where readings are partitioned by day
+    (microgrid/common/partitions.py), create the next TELEMETRY_PARTITION_DAYS_AHEAD days'
+    partitions and drop the days wholly past TELEMETRY_RETENTION_HOURS; then delete what is
+    left past it row by row (the first hours of the oldest kept day, rows of the default
+    partition; every row on SQLite)."""
+    table = TelemetryReading._meta.db_table
+    older_than = now - timedelta(hours=settings.TELEMETRY_RETENTION_HOURS)
+    today = now.astimezone(UTC).date()
+    created = partitions.ensure_days(
+        connection, table, today, today + timedelta(days=settings.TELEMETRY_PARTITION_DAYS_AHEAD)
+    )
+    dropped = partitions.drop_days_before(connection, table, older_than)
+    return {
+        "days_created": len(created),
+        "days_dropped": len(dropped),
+        "deleted": telemetry_prune(older_than=older_than),
+    }
 
 
 def telemetry_prune(*, older_than: datetime, batch: int = 50_000, batches: int = 20) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -120,6 +122,85 @@ def test_parts_survive_their_own_encoding():
     assert record.decode_part(blob) == part
 
 
+ROW = {
+    "d": {
+        "cycle_id": "c" * 32,
+        "trigger": {"type": "SCHEDULED"},
+        "started_at": "2026-03-02T09:00:00+00:00",
+    },
+    "s": {"now": "2026-03-02T09:00:00.000000Z"},
+}
+
+
+def test_values_the_row_holds_are_taken_from_the_row_and_nothing_else_is():
+    doc = _document(40)
+    snap = {**_snapshot(40), "now": "2026-03-02T09:00:00.000000Z"}
+    data, part = record.encode(doc, snap, None, row=ROW)
+    text = record._decompress(data, part)
+    assert b"c" * 32 not in text and b"09:00:00.000000Z" not in text
+    back_doc, back_snap = record.decode(data, part, row=ROW)
+    assert _same(back_doc, doc) and _same(back_snap, snap)
+    with pytest.raises(ValueError):
+        record.decode(data, part)  # it needs its row
+    # A value the row does not give back exactly stays in the record.
+    other = _document(40, trigger={"type": "SCHEDULED", "note": "x"})
+    data, new_part = record.encode(other, snap, part, row=ROW)
+    assert new_part is None
+    assert _same(record.decode(data, part, row=ROW)[0], other)
+
+
+def test_a_record_is_compressed_against_its_parts_template():
+    doc, snap = _document(400), _snapshot(400)
+    first, part = record.encode(doc, snap, None)
+    assert record.TEMPLATE in part
+    second_doc = _document(400)
+    second_doc["chargers"][3]["allocated_kw"] = 42.0
+    second, new_part = record.encode(second_doc, snap, part)
+    assert new_part is None
+    alone = zlib.compress(record._decompress(second, part), 6)
+    assert len(second) * 3 < len(alone)
+    assert _same(record.decode(second, part)[0], second_doc)
+    # Without its template it is refused, not misread.
+    columns = {k: v for k, v in part.items() if k != record.TEMPLATE}
+    with pytest.raises(ValueError):
+        record.decode(second, columns)
+
+
+def test_an_unchanged_object_without_tables_is_shared_whole():
+    limits = {
+        f"n-{i}": {"effective_limit_kw": 50.0 + i, "constraints": [["NODE", i]]} for i in range(60)
+    }
+    snap = {**_snapshot(40), "limits": limits}
+    _, part = record.encode(_document(40), snap, None)
+    data, new_part = record.encode(_document(40), snap, part)
+    assert new_part is None
+    assert b'"limits":{"\\u0000p"' in record._decompress(data, part)
+    assert _same(record.decode(data, part)[1], snap)
+    changed = {**snap, "limits": {**limits, "n-0": {"effective_limit_kw": 1.0}}}
+    data, new_part = record.encode(_document(40), changed, part)
+    assert _same(record.decode(data, new_part or part)[1], changed)
+
+
+def test_records_of_format_1_still_read():
+    doc, snap = _document(40), _snapshot(40)
+    data = zlib.compress(orjson.dumps({"v": 1, "d": doc, "s": snap}), 1)
+    back_doc, back_snap = record.decode(data, None)
+    assert _same(back_doc, doc) and _same(back_snap, snap)
+
+
+def test_timestamps_in_either_form_are_stored_as_offsets_in_their_unit():
+    rows = [
+        {"t": "2026-03-02T09:00:00.123000Z"},
+        {"t": "2026-03-02T09:00:14.001000Z"},
+        {"t": None},
+    ]
+    encoded = record._encode_value({"rows": rows})
+    column = encoded["rows"]["c"][0]
+    assert column["u"] == 1000 and column["o"] == [0, 13878, None] and column["z"] == 1
+    data, part = record.encode({"rows": rows}, {}, None)
+    assert record.decode(data, part)[0] == {"rows": rows}
+
+
 json_values = st.recursive(
     st.none()
     | st.booleans()
@@ -137,7 +218,15 @@ rows = st.lists(
             "a": json_values,
             "b": json_values,
             "t": st.none()
-            | st.sampled_from([UNTIL, "2026-03-02T09:00:00+00:00", "2026-03-02T10:00:00+01:00"]),
+            | st.sampled_from(
+                [
+                    UNTIL,
+                    "2026-03-02T09:00:00+00:00",
+                    "2026-03-02T10:00:00+01:00",
+                    "2026-03-02T09:00:00.123000Z",
+                    "2026-03-02T09:00:00Z",
+                ]
+            ),
         }
     ),
     max_size=8,
