@@ -123,6 +123,7 @@ _asset_rows = PreparedRead(
         )
     ),
     microgrid=int,
+    batch_by="microgrid",  # scheduled cycles read it for a batch (balancing/batch.py)
 )
 
 

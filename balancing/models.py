@@ -389,10 +389,25 @@ class CycleSchedule(models.Model):
         new = [cls(microgrid_id=pk) for pk in missing]
         if new:
             cls.objects.bulk_create(new, ignore_conflicts=True)
+        # Only the rows that may be due are locked: at fleet scale locking every schedule row
+        # every second cost more than the claim itself (5,000 row locks a tick, 14 ticks in 15
+        # with nothing due). One condition per interval in use (usually one).
+        intervals = (
+            Microgrid.objects.filter(enabled=True)
+            .order_by()
+            .values_list("cycle_interval_s", flat=True)
+            .distinct()
+        )
+        may_be_due = models.Q(last_enqueued_at__isnull=True)
+        for interval in intervals:
+            may_be_due |= models.Q(
+                microgrid__cycle_interval_s=interval,
+                last_enqueued_at__lte=now - timedelta(seconds=interval - 0.5),
+            )
         with transaction.atomic():
             rows = list(
                 cls.objects.select_for_update(of=("self",), skip_locked=True)
-                .filter(microgrid__enabled=True)
+                .filter(may_be_due, microgrid__enabled=True)
                 .order_by("microgrid__microgrid_id")
                 .values_list(
                     "pk",

@@ -130,7 +130,7 @@ def _check_topology(locked: Microgrid) -> None:
 def _serve(locked, pending: CycleTrigger, trigger, scope, clock, valid_for_s, out) -> Cycle:
     """Inside the transaction, the microgrid locked: run the cycle, serve the waiting
     triggers, hand the setpoints to the outbox (and a tooling dispatcher after the commit)."""
-    cycle = _run_locked(
+    cycle = run_locked(
         locked,
         trigger=trigger,
         scope=scope,
@@ -147,6 +147,13 @@ def _serve(locked, pending: CycleTrigger, trigger, scope, clock, valid_for_s, ou
         pending.save()
     else:
         CycleTrigger.objects.filter(pk=pending.pk).update(served_by=cycle)
+    hand_over(locked, cycle, out)
+    return cycle
+
+
+def hand_over(locked, cycle: Cycle, out: Dispatcher | None = None) -> None:
+    """The stored cycle's setpoints to the outbox, in its transaction (the `cycle_stored`
+    receivers), and to a tooling dispatcher after the commit."""
     limits, budgets = cycle_setpoints(cycle)
     # The outbox is written here, in the cycle's transaction (the dispatch app's receiver).
     cycle_stored.send(sender=Cycle, cycle=cycle, limits=limits, budgets=budgets)
@@ -154,27 +161,34 @@ def _serve(locked, pending: CycleTrigger, trigger, scope, clock, valid_for_s, ou
         transaction.on_commit(
             lambda: out.dispatch(microgrid_id=locked.microgrid_id, limits=limits, budgets=budgets)
         )
-    return cycle
 
 
+# What a cycle needs of the microgrid's previous one: its seq and the part its record used.
+LAST_CYCLE_FIELDS = ("seq", "record_part_id")
 # Reads every cycle makes (prepared: compiled once per process, see microgrid.common.prepared).
 _last_seq = PreparedRead(
     lambda microgrid: (
         Cycle.objects.filter(microgrid_id=microgrid)
         .order_by("-seq")
-        .values_list("seq", "record_part_id")[:1]
+        .values_list(*LAST_CYCLE_FIELDS)[:1]
     ),
     microgrid=int,
 )
+_UNREAD = object()
 _open_breaches = PreparedRead(
     lambda microgrid: Breach.objects.filter(
         microgrid_id=microgrid, status=BreachStatus.OPEN
     ).order_by(),
     microgrid=int,
+    batch_by="microgrid",  # scheduled cycles read it for a batch (balancing/batch.py)
 )
 
 
-def _run_locked(microgrid, *, trigger, scope, started_at, clock, valid_for_s) -> Cycle:
+def run_locked(microgrid, *, trigger, scope, started_at, clock, valid_for_s, last=_UNREAD) -> Cycle:
+    """Inside the transaction, the microgrid locked: read, compute and store one cycle.
+
+    `last` is the microgrid's previous cycle as (seq, record part), or None when it has
+    none, when the caller read it already (a batch reads them all at once)."""
     interval = valid_for_s or microgrid.cycle_interval_s
     adaptive = microgrid.headroom_mode == headroom.ADAPTIVE
     history = _headroom_history(microgrid) if adaptive else None
@@ -190,8 +204,10 @@ def _run_locked(microgrid, *, trigger, scope, started_at, clock, valid_for_s) ->
     findings = detect_breaches(inputs.breach_nodes, inputs.meters)
     completed_at = clock()
     valid_until = completed_at + timedelta(seconds=3 * interval)
-    last = _last_seq(microgrid=microgrid.pk)
-    seq = (last[0][0] if last else 0) + 1
+    if last is _UNREAD:
+        found = _last_seq(microgrid=microgrid.pk)
+        last = found[0] if found else None
+    seq = (last[0] if last else 0) + 1
     cycle_id = stable_id("cycle", microgrid.microgrid_id, seq)
     document = _document(
         microgrid, cycle_id, scope, trigger, started_at, completed_at, result, inputs, valid_until
@@ -219,7 +235,7 @@ def _run_locked(microgrid, *, trigger, scope, started_at, clock, valid_for_s) ->
         snapshot=inputs.snapshot(topology_version=microgrid.topology_version),
     )
     # The previous cycle's shared columns: the record stores only what differs from them.
-    cycle.base_part = last[0][1] if last else None
+    cycle.base_part = last[1] if last else None
     cycle.save()
     breaches.apply(cycle)
     _announce(microgrid, cycle, result, inputs, breaches)

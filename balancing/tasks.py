@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
 
+from balancing.batch import cycle_batch
 from balancing.models import CycleSchedule
 from balancing.services import cycle_request, trigger_of
 from microgrid.common.prepared import PreparedRead
@@ -75,27 +76,31 @@ def run_cycle(
 
 @shared_task(name="balancing.run_scheduled_cycles", ignore_result=True, acks_late=True)
 def run_scheduled_cycles(microgrid_ids: list[str], requested_at: str, interval_s: int) -> int:
-    """The scheduled cycles of a few microgrids, one after the other, in one task.
+    """The scheduled cycles of a batch of microgrids, in one task and one transaction.
 
     At fleet scale the broker round trip, the pool hand-over and the acknowledgement of a
-    task cost as much worker time as a 50-charger cycle; a batch pays them once for
-    BALANCING_SCHEDULE_BATCH cycles. Each cycle is its own transaction, so one failing
-    microgrid never holds back the others: a database error hands that one to its own
-    retrying `run_cycle`, anything else is logged. Members not started within the interval
-    are left to the next round (the schedule has claimed them again by then), as the
-    task's own `expires` does for a batch that waited too long in the queue.
+    task, and the dozen reads and the transaction of a cycle, cost more than a 50-charger
+    cycle's engine; a batch pays them once for BALANCING_SCHEDULE_BATCH cycles
+    (`balancing.batch.cycle_batch`: one lock query, one query per kind of input for all
+    members, each member's cycle written by the single path's own code, one commit).
+    Members another transaction holds are then cycled one by one, waiting for their lock;
+    if the batch fails, every member is. On its own, a database error hands that microgrid
+    to its own retrying `run_cycle`, anything else is logged. A batch, or a member, not
+    started within the interval is left to the next round (the schedule has claimed them
+    again by then), as the task's own `expires` does for a batch that waited too long.
     """
     trigger = trigger_of("SCHEDULED")
     asked = _asked_at(requested_at)
-    done = 0
-    for microgrid_id in microgrid_ids:
-        if asked is not None and (timezone.now() - asked).total_seconds() >= interval_s:
-            log.warning(
-                "scheduled cycles of %s and %d more superseded: the round is older than %s s",
-                microgrid_id,
-                len(microgrid_ids) - done - 1,
-                interval_s,
-            )
+    if _superseded(asked, interval_s, microgrid_ids, 0):
+        return 0
+    try:
+        alone = cycle_batch(microgrid_ids, trigger=trigger, requested_at=asked).busy
+    except Exception as exc:  # the batch rolled back whole: each member on its own
+        log.warning("batch of %d scheduled cycles failed (%r); one by one", len(microgrid_ids), exc)
+        alone = list(microgrid_ids)
+    done = len(microgrid_ids) - len(alone)
+    for i, microgrid_id in enumerate(alone):
+        if _superseded(asked, interval_s, alone, i):
             break
         try:
             _run_one(microgrid_id, trigger, None, asked)
@@ -108,6 +113,20 @@ def run_scheduled_cycles(microgrid_ids: list[str], requested_at: str, interval_s
             log.exception("scheduled cycle of %s failed", microgrid_id)
         done += 1
     return done
+
+
+def _superseded(asked: datetime | None, interval_s: int, ids: list[str], i: int) -> bool:
+    """Whether the round asked at `asked` is older than its interval (then ids[i:] are left
+    to the next round, which has claimed them again)."""
+    if asked is None or (timezone.now() - asked).total_seconds() < interval_s:
+        return False
+    log.warning(
+        "scheduled cycles of %s and %d more superseded: the round is older than %s s",
+        ids[i],
+        len(ids) - i - 1,
+        interval_s,
+    )
+    return True
 
 
 def _batches(due: list[tuple[str, int]], size: int) -> list[tuple[list[str], int]]:

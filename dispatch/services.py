@@ -56,6 +56,7 @@ from dispatch.models import (
 )
 from dispatch.packing import pack_held, pack_targets, unpack_held, unpack_targets
 from microgrid.common.errors import DomainError, ErrorItem
+from microgrid.common.prepared import PreparedRead
 from microgrid.topology.models import Microgrid
 
 log = logging.getLogger(__name__)
@@ -202,6 +203,14 @@ def dispatch_config_set(
 # --- the outbox ------------------------------------------------------------------------------
 
 
+# Every cycle's outbox reads it (prepared; a batch of scheduled cycles reads it once for all).
+_config = PreparedRead(
+    lambda microgrid: DispatchConfig.objects.filter(microgrid_id=microgrid).order_by(),
+    microgrid=int,
+    batch_by="microgrid",
+)
+
+
 def deliveries_write(
     *, cycle: Cycle, limits: list[ChargingLimit], budgets: list[ScopeBudget]
 ) -> int:
@@ -210,7 +219,8 @@ def deliveries_write(
     nothing for pulled setpoints (the cycle is their outbox). Returns how many setpoints and
     budgets are to be sent."""
     now = cycle.completed_at  # the cycle's clock (the simulator's, a benchmark's)
-    config = DispatchConfig.objects.filter(microgrid_id=cycle.microgrid_id).first()
+    found = _config(microgrid=cycle.microgrid_id)
+    config = found[0] if found else None
     channel = channels.resolve_channel(cycle.microgrid, config)
     # Chargers a channel of their own serves (OCPP stations) go there; the rest follow the
     # microgrid's channel.

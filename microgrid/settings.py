@@ -299,7 +299,7 @@ OCPP_FAILSAFE_CHECK_S = float(env_str("OCPP_FAILSAFE_CHECK_S", "30"))
 
 # Scheduled cycles per Celery task (balancing.tasks.run_scheduled_cycles): one broker round
 # trip and acknowledgement for this many cycles; 1 gives a task per microgrid.
-BALANCING_SCHEDULE_BATCH = env_int("BALANCING_SCHEDULE_BATCH", 10)
+BALANCING_SCHEDULE_BATCH = env_int("BALANCING_SCHEDULE_BATCH", 25)
 # OSCP: the base URL this product's register gives the CP (else the URL the CP's register
 # came in on) and how long one outbound request may take.
 OSCP_FP_BASE_URL = env_str("OSCP_FP_BASE_URL", "")

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from balancing.phase_alloc import DRAW_MIN_A, DRAW_SHARE
 from microgrid.common.errors import DomainError
+from microgrid.common.prepared import PreparedRead
 from microgrid.telemetry.services import charger_session_put, telemetry_ingest
 from microgrid.topology.models import Asset
 from stations.choices import PLUGGED_IN, AuthRefusal
@@ -303,16 +304,26 @@ def station_transaction_event(
 # --- setpoints to the stations (the OCPP dispatch channel) -----------------------------------
 
 
+# Every cycle's outbox asks (prepared; a batch of scheduled cycles asks once for all).
+_station_ids = PreparedRead(
+    lambda microgrid: (
+        ChargingStation.objects.filter(microgrid_id=microgrid)
+        .order_by()
+        .values_list("station_id", flat=True)
+    ),
+    microgrid=int,
+    batch_by="microgrid",
+)
+
+
 def charger_channels(microgrid) -> dict[str, str]:
     """Chargers mapped to a station EVSE take the OCPP channel (dispatch's `charger_channels`,
     answered in stations/receivers.py)."""
     from dispatch.choices import Channel
 
     # Asked by every cycle: a microgrid without stations (most) costs one indexed lookup, not
-    # a pass over its 2,000 chargers.
-    stations = list(
-        ChargingStation.objects.filter(microgrid=microgrid).values_list("station_id", flat=True)
-    )
+    # a pass over its 2,000 chargers (and a batch of scheduled cycles asks once for all).
+    stations = _station_ids(microgrid=microgrid.pk)
     if not stations:
         return {}
     return dict.fromkeys(

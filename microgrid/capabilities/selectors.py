@@ -251,6 +251,7 @@ _load_management_bindings = PreparedRead(
         microgrid_id=microgrid, active=True, capability_type=CapabilityType.LOAD_MANAGEMENT
     ).order_by(),  # sorted by seq below
     microgrid=int,
+    batch_by="microgrid",  # scheduled cycles read it for a batch of microgrids at once
 )
 
 

@@ -114,6 +114,7 @@ _in_window_rows = PreparedRead(
     ).order_by("number"),
     microgrid=int,
     at=datetime,
+    batch_by="microgrid",  # scheduled cycles read it for a batch of microgrids at once
 )
 
 

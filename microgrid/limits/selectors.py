@@ -115,6 +115,7 @@ _policy_rows = PreparedRead(
         )
     ),
     microgrid=int,
+    batch_by="microgrid",  # scheduled cycles read it for a batch of microgrids at once
 )
 
 

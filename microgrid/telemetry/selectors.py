@@ -8,6 +8,7 @@ from typing import Any
 from django.db import connection
 
 from microgrid.common.errors import DomainError
+from microgrid.common.prepared import PreparedRead
 from microgrid.telemetry.choices import SessionOrigin
 from microgrid.telemetry.models import ChargerSession, LatestReading, SessionDefault
 from microgrid.topology.choices import AssetKind
@@ -74,13 +75,23 @@ def charger_get(microgrid, asset_id: str) -> Asset:
     return asset
 
 
-def session_defaults(microgrid) -> dict[str, tuple[int, float | None]]:
-    """node_id -> (default dwell in s, default energy in kWh or None), one query."""
-    return {
-        node_id: (dwell, energy)
-        for node_id, dwell, energy in SessionDefault.objects.filter(microgrid=microgrid)
+_session_defaults = PreparedRead(
+    lambda microgrid: (
+        SessionDefault.objects.filter(microgrid_id=microgrid)
         .order_by()
         .values_list("node_id", "default_dwell_s", "default_energy_kwh")
+    ),
+    microgrid=int,
+    batch_by="microgrid",  # scheduled cycles read it for a batch of microgrids at once
+)
+
+
+def session_defaults(microgrid) -> dict[str, tuple[int, float | None]]:
+    """node_id -> (default dwell in s, default energy in kWh or None), one query (prepared:
+    every cycle with a connected charger without a session reads it)."""
+    return {
+        node_id: (dwell, energy)
+        for node_id, dwell, energy in _session_defaults(microgrid=microgrid.pk)
     }
 
 

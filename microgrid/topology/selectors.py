@@ -57,6 +57,7 @@ _node_rows = PreparedRead(
         .values("id", "node_id", "parent__node_id", *NODE_FIELDS)
     ),
     microgrid=int,
+    batch_by="microgrid",  # scheduled cycles read it for a batch of microgrids at once
 )
 
 

@@ -155,7 +155,12 @@ def test_the_beat_task_sends_one_task_per_batch(microgrid, small_topology, setti
 def test_a_failing_microgrid_does_not_hold_back_the_rest_of_its_batch(
     microgrid, small_topology, monkeypatch
 ):
-    from balancing import tasks
+    """The batch fails whole (nothing of it is stored), then each member is cycled on its
+    own: the one that fails again is logged, the others get their cycle."""
+    from balancing import batch, tasks
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
 
     real = tasks._run_one
     calls = []
@@ -166,11 +171,28 @@ def test_a_failing_microgrid_does_not_hold_back_the_rest_of_its_batch(
             raise RuntimeError("boom")
         return real(microgrid_id, *args)
 
+    monkeypatch.setattr(batch, "run_locked", broken)
     monkeypatch.setattr(tasks, "_run_one", flaky)
     asked = timezone.now().isoformat()
     assert tasks.run_scheduled_cycles.run(["MG.BROKEN", "MG.NORTH-1"], asked, 15) == 2
     assert calls == ["MG.BROKEN", "MG.NORTH-1"]
     assert Cycle.objects.filter(microgrid=microgrid, trigger_type="SCHEDULED").count() == 1
+
+
+def test_a_batch_cycles_its_members_in_one_go_and_the_others_alone(
+    microgrid, small_topology, monkeypatch
+):
+    """Members the batch could not take (here: one that does not exist, as one whose lock
+    another transaction holds) are cycled one by one after it."""
+    from balancing import tasks
+
+    calls = []
+    monkeypatch.setattr(tasks, "_run_one", lambda microgrid_id, *args: calls.append(microgrid_id))
+    asked = timezone.now().isoformat()
+    assert tasks.run_scheduled_cycles.run(["MG.GONE", "MG.NORTH-1"], asked, 15) == 2
+    assert calls == ["MG.GONE"]
+    cycle = Cycle.objects.get(microgrid=microgrid, trigger_type="SCHEDULED")
+    assert CycleTrigger.objects.get(served_by=cycle).requested_at.isoformat() == asked
 
 
 def test_a_database_error_hands_the_microgrid_to_its_own_retrying_task(
@@ -180,10 +202,11 @@ def test_a_database_error_hands_the_microgrid_to_its_own_retrying_task(
 
     from balancing import tasks
 
-    def down(*args):
+    def down(*args, **kwargs):
         raise OperationalError("server closed the connection")
 
     retried = []
+    monkeypatch.setattr(tasks, "cycle_batch", down)
     monkeypatch.setattr(tasks, "_run_one", down)
     monkeypatch.setattr(
         tasks.run_cycle, "apply_async", lambda args, expires: retried.append((args, expires))

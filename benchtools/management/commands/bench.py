@@ -54,6 +54,18 @@ class Command(BaseCommand):
         )
         fleet.add_argument("--workers", type=int, default=2, help="Celery worker processes")
         fleet.add_argument(
+            "--batch",
+            type=int,
+            default=None,
+            help="microgrids per scheduled task and transaction (default: "
+            "BALANCING_SCHEDULE_BATCH)",
+        )
+        fleet.add_argument(
+            "--rounds",
+            action="store_true",
+            help="also print every round: when it was claimed, its cycles, when it was done",
+        )
+        fleet.add_argument(
             "--pool",
             choices=("prefork", "solo"),
             default="prefork",
@@ -279,6 +291,7 @@ class Command(BaseCommand):
                 workers=options["workers"],
                 pool=options["pool"],
                 say=w,
+                batch=options["batch"],
             )
             runs.append(r)
             ct, lag = r["cycle_time"], r["lag"]
@@ -300,6 +313,16 @@ class Command(BaseCommand):
                 f"  source modes {r['source_mode']}; CPU ms per cycle {r['cpu_ms_per_cycle']}; "
                 f"load {r['load_average_before'][0]} -> {r['load_average_after'][0]}"
             )
+            w(
+                f"  CPU per cycle, all included: {r['cpu_ms_per_cycle_total']} ms; a round of "
+                f"{r['microgrids']} needs {r['cpu_s_per_round']} CPU-s of the "
+                f"{r['cores'] * r['interval_s']} the {r['cores']} cores have per interval "
+                f"(batches of {r['batch']})"
+            )
+            if options["rounds"]:
+                w(f"  {'round claimed at':>34} {'cycles':>7} {'done after':>11}")
+                for n in r["rounds"]:
+                    w(f"  {n['claimed_at']:>34} {n['cycles']:>7} {n['makespan_s']:>10}s")
         if len(runs) > 1:
             w("\nFleet scaling")
             w(
