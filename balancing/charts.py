@@ -119,3 +119,95 @@ def session_svg_series(labels: list[str], energy: SessionEnergy) -> list[dict[st
             "points": list(zip(labels, energy.needed, strict=True)),
         },
     ]
+
+
+@dataclass
+class PhaseBar:
+    """One phase of a node in a cycle: the current planned on it against its current limit."""
+
+    phase: str
+    current_a: float
+    limit_a: float | None
+    share: float  # current / limit, 0..1 for drawing (1 when there is no limit)
+
+
+@dataclass
+class NodePhases:
+    node_id: str
+    source: str | None  # the current limit's source (PHYSICAL_RATING: the node's rating_a)
+    bars: list[PhaseBar]
+
+
+def phase_load(engine_input: Mapping[str, Any] | None, doc: Mapping[str, Any]) -> list[NodePhases]:
+    """Per node with a current limit in a cycle with per-phase data (issue 19): each phase's
+    current as the cycle planned it against the node's current limit. The chargers' setpoints
+    on the node phases they draw on (the engine's own model, `phase_alloc.build_model`, from
+    the cycle's input snapshot), plus the uncontrolled load spread evenly over each node's
+    phases, summed up the tree as the engine's rooms are; a stale charger counts on its own
+    phases at the power the cycle assumed of it. [] without per-phase data."""
+    import numpy as np
+
+    from balancing.phase_alloc import PHASE_NAMES, PhaseInput, build_model
+
+    if not engine_input or not engine_input.get("phase"):
+        return []
+    # nodes in preorder (parents first), as the model expects them
+    children: dict[str | None, list[Mapping[str, Any]]] = {}
+    for n in engine_input["nodes"]:
+        children.setdefault(n["parent_id"], []).append(n)
+    order: list[Mapping[str, Any]] = []
+    stack = list(reversed(children.get(None, [])))
+    while stack:
+        n = stack.pop()
+        order.append(n)
+        stack.extend(reversed(children.get(n["node_id"], [])))
+    index = {n["node_id"]: i for i, n in enumerate(order)}
+    parent = [index.get(n["parent_id"], -1) for n in order]
+    rows = {r["node_id"]: r for r in doc.get("nodes", [])}
+    chargers = [c for c in doc.get("chargers", []) if c["node_id"] in index]
+    ch_node = np.array([index[c["node_id"]] for c in chargers], dtype=np.intp)
+    model = build_model(
+        PhaseInput.from_dict(engine_input["phase"]),
+        [n["node_id"] for n in order],
+        parent,
+        [c["asset_id"] for c in chargers],
+        ch_node,
+    )
+    n = len(order)
+    kw = np.array([c.get("allocated_kw") or 0.0 for c in chargers], dtype=float)
+    stale = np.array(["TELEMETRY_FALLBACK" in c.get("reason_codes", ()) for c in chargers])
+    amps = kw * model.amps_per_kw
+    total = np.zeros((n, 3))
+    for p in range(3):
+        total[:, p] = np.bincount(ch_node, weights=amps * model.on[:, p], minlength=n)
+    # each node's own uncontrolled load (its subtree's less its children's), less the stale
+    # chargers counted in it, spread evenly over its phases
+    unc = np.array([rows.get(nd["node_id"], {}).get("uncontrolled_load_kw") or 0.0 for nd in order])
+    own = unc.copy()
+    for i in range(1, n):
+        own[parent[i]] -= unc[i]
+    own -= np.bincount(ch_node[stale], weights=kw[stale], minlength=n)
+    share = own * 1000.0 / (model.node_v * model.node_phases)
+    for p in range(3):
+        total[:, p] += np.where(model.node_phases > p, share, 0.0)
+    for i in range(n - 1, 0, -1):
+        total[parent[i]] += total[i]
+    out = []
+    for i, nd in enumerate(order):
+        if not np.isfinite(model.limit_a[i]):
+            continue
+        bars = []
+        for p in range(int(model.node_phases[i])):
+            limit = float(model.phase_limit[i, p])
+            current = round(max(float(total[i, p]), 0.0), 1)
+            finite = np.isfinite(limit)
+            bars.append(
+                PhaseBar(
+                    PHASE_NAMES[p],
+                    current,
+                    round(limit, 1) if finite else None,
+                    min(current / limit, 1.0) if finite and limit > 0 else 1.0,
+                )
+            )
+        out.append(NodePhases(nd["node_id"], model.phase_source[i][0], bars))
+    return out

@@ -621,10 +621,9 @@ def allocate(inp: EngineInput) -> EngineResult:
         active, remaining = _minimums(cols, tree, remaining)
         fill = _water_fill(active, tree, remaining, dep)
     else:
-        # Per-phase data (issue 19): minimums and the fair share under every node's kW budget
-        # and phase currents at once (balancing/phase_alloc.py); departures are not served
-        # first in this mode (spec 4.3, "Phases").
-        model, active, fill = _phase_fill(inp.phase, cols, tree, loads, remaining)
+        # Per-phase data (issue 19): minimums, departure grants and the fair share under every
+        # node's kW budget and phase currents at once (balancing/phase_alloc.py).
+        model, active, fill = _phase_fill(inp.phase, cols, tree, loads, remaining, dep)
     _round_setpoints(cols, active, fill)
     own_hidden = _external_control(cols, tree, loads)
     reason_table, binding_table = _charger_reason_tables(tree, fill.bindings)
@@ -1213,13 +1212,20 @@ def _fill_class(
 
 
 def _phase_fill(
-    phase: PhaseInput, cols: _Columns, tree: _Tree, loads: _Loads, remaining: np.ndarray
+    phase: PhaseInput,
+    cols: _Columns,
+    tree: _Tree,
+    loads: _Loads,
+    remaining: np.ndarray,
+    dep: _Departures | None,
 ) -> tuple[phase_alloc.PhaseModel, _Active, _Fill]:
-    """Minimums and the fair share with per-phase data (issue 19, spec 4.3 "Phases").
+    """Minimums, departure grants and the fair share with per-phase data (issue 19, spec 4.3
+    "Phases").
 
-    The same steps as `_minimums` and `_water_fill`, under every constraint at once: each
-    node's kW budget, each phase of a node with a current limit, each unbalance limit. The
-    arithmetic is `phase_alloc`'s; this joins it to the engine's columns and codes."""
+    The same steps as `_minimums` and `_water_fill` (with `_departure_grants`), under every
+    constraint at once: each node's kW budget, each phase of a node with a current limit, each
+    unbalance limit. The arithmetic is `phase_alloc`'s; this joins it to the engine's columns
+    and codes."""
     n_nodes = tree.n
     model = phase_alloc.build_model(
         phase, [nd.node_id for nd in tree.order], tree.parent, cols.asset_ids, cols.ch_node
@@ -1265,27 +1271,45 @@ def _phase_fill(
     n_act = len(a.idx)
     fill.level = np.empty(n_act)
     fill.bind = np.full(n_act, -1, dtype=np.intp)
-    # Constraint -> the engine's node code block: kW at the node, then (after the departures'
-    # block) a phase current, then an unbalance.
-    block = np.where(
-        model.cons_kind == phase_alloc.KIND_KW,
-        0,
-        np.where(model.cons_kind == phase_alloc.KIND_PHASE, 2, 3),
-    )
+    # Constraint -> the engine's node code block: kW at the node, (kW after departure grants
+    # took room first), a phase current, an unbalance, then the last two after grants.
+    is_kw = model.cons_kind == phase_alloc.KIND_KW
+    block = np.where(is_kw, 0, np.where(model.cons_kind == phase_alloc.KIND_PHASE, 2, 3))
     cons_code = block * n_nodes + model.cons_node
+    held_code = cons_code + np.where(is_kw, 1, 2) * n_nodes
     cons_depth = (model.depth_anc >= 0).sum(axis=1)[model.cons_node]
     used_cons: set[int] = set()
+    grants = dep is not None and bool(dep.grantable[a.idx].any())
+    if grants:
+        a.min = a.min.copy()  # (raised by grants; fill.min0 keeps each charger's own)
+        fill.granted = np.zeros(n_act, dtype=bool)
+        fill.held = np.zeros(n_act, dtype=bool)  # (held back: in the bind codes)
+        granted_on = np.zeros(len(room))  # what grants (this class or higher) took per constraint
     for prio in sorted(set(a.prio.tolist()), reverse=True):
         members = np.flatnonzero(a.prio == prio)
         local = np.full(n_act, -1, dtype=np.intp)
         local[members] = np.arange(len(members))
         keep = local[e_j] >= 0
         ec, ej, ev = e_c[keep], local[e_j[keep]], e_v[keep]
+        if grants:
+            given = _phase_departure_grants(a, dep, members, ec, ej, ev, room)  # type: ignore[arg-type]
+            if given is not None:
+                a.min[members] += given
+                fill.granted[members] = given > 0.0  # type: ignore[index]
+                room = room - np.bincount(ec, weights=ev * given[ej], minlength=len(room))
+                granted_on += np.bincount(
+                    ec, weights=np.maximum(ev, 0.0) * given[ej], minlength=len(room)
+                )
         mins, dem = a.min[members], a.dem[members]
         value, bind = phase_alloc.fill(mins, dem, ec, ej, ev, room, cons_depth)
         fill.level[members] = value
         bound = bind >= 0
-        fill.bind[members[bound]] = cons_code[bind[bound]]
+        codes = cons_code[bind[bound]]
+        if grants:
+            # Bound by a constraint where grants took room first: its code and
+            # DEPARTURE_PRIORITY (the blocks after grants).
+            codes = np.where(granted_on[bind[bound]] > _EPS, held_code[bind[bound]], codes)
+        fill.bind[members[bound]] = codes
         used_cons.update(bind[bound].tolist())
         # What the class took above its minimums comes off every constraint.
         room = room - np.bincount(ec, weights=ev * (value - mins)[ej], minlength=len(room))
@@ -1318,6 +1342,38 @@ def _phase_fill(
     return model, a, fill
 
 
+def _phase_departure_grants(
+    a: _Active,
+    dep: _Departures,
+    members: np.ndarray,
+    e_c: np.ndarray,
+    e_j: np.ndarray,
+    e_v: np.ndarray,
+    room: np.ndarray,
+) -> np.ndarray | None:
+    """Step 2a with per-phase data for one class (`members`, positions in `a`; entries local to
+    them): as `_departure_grants`, least slack first (then asset_id), each charger's minimum
+    raised by what it needs to finish on time, as far as every constraint it raises (its
+    nodes' kW, their phases, their unbalance) still has room. Returns the grant per member,
+    or None when no member is served first."""
+    pos, k, slack, _, _, want = _departure_wants(a, dep, members)
+    ok = (slack >= 0.0) & (want > _EPS)
+    if not ok.any():
+        return None
+    local = np.searchsorted(members, pos[ok])  # (members is sorted)
+    wants = np.zeros(len(members))
+    wants[local] = want[ok]
+    slack_of = dict(zip(local.tolist(), slack[ok].tolist(), strict=True))
+    asset_ids = dep.asset_ids
+    idx = a.idx[members]
+
+    def order(candidates: list[int]) -> list[int]:
+        return sorted(candidates, key=lambda q: (slack_of[q], asset_ids[idx[q]]))
+
+    given = phase_alloc.grant(order, wants, e_c, e_j, e_v, room)
+    return given if (given > 0.0).any() else None
+
+
 def _phase_reason_tables(
     tree: _Tree,
     model: phase_alloc.PhaseModel,
@@ -1329,9 +1385,13 @@ def _phase_reason_tables(
     n_nodes = tree.n
     reason_table.extend([(PHASE_CURRENT_LIMIT,)] * n_nodes)
     reason_table.extend([(PHASE_UNBALANCE_LIMIT,)] * n_nodes)
+    # the same after departure grants took room first (spec 4.3, "Departures")
+    reason_table.extend([sort_reasons((PHASE_CURRENT_LIMIT, DEPARTURE_PRIORITY))] * n_nodes)
+    reason_table.extend([sort_reasons((PHASE_UNBALANCE_LIMIT, DEPARTURE_PRIORITY))] * n_nodes)
     extra: list[Binding | None] = [None] * (2 * n_nodes)
     for key, (_, binding) in fill.phase_bindings.items():
         extra[key - 2 * n_nodes] = binding
+    binding_table.extend(extra)
     binding_table.extend(extra)
 
 
@@ -1751,6 +1811,27 @@ def _departures(inp: EngineInput, cols: _Columns) -> _Departures | None:
     return dep
 
 
+def _departure_wants(a: _Active, dep: _Departures, pos: np.ndarray) -> tuple[np.ndarray, ...]:
+    """For the active chargers at `pos` that may be served first (a departure and an energy
+    still needed): their positions, column indices, slack (s), planning horizon (s), time
+    left (s) and the grant each wants above its minimum (kW; see _departure_grants)."""
+    k = a.idx[pos]
+    sel = np.flatnonzero(dep.grantable[k])
+    pos, k = pos[sel], k[sel]
+    dem = a.dem[pos]
+    e_left = dep.e_left[k]
+    t_left = dep.t_left[k]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        full_s = np.where(dem > 0.0, e_left * 3600.0 / dem, inf)
+        slack = t_left - full_s
+        # Full `guard` before the departure; within the guard, as fast as it can. Rounded up
+        # to the 0.1 kW of a setpoint, so that rounding down never leaves it a little short.
+        horizon = t_left - dep.guard
+        need = np.where(horizon > 0.0, np.ceil(e_left * 36000.0 / horizon - 1e-9) / 10.0, inf)
+    want = np.minimum(need, dem) - a.min[pos]
+    return pos, k, slack, horizon, t_left, want
+
+
 def _departure_grants(
     a: _Active,
     tree: _Tree,
@@ -1764,23 +1845,9 @@ def _departure_grants(
     needs to be full `guard` before its departure (its whole demand once within the guard),
     within the room left on its path. A charger that cannot finish even at full power (negative slack) is not served
     first: it shares the rest fairly, so it never starves the others."""
-    ks = a.idx[lo_c:hi_c]
-    sel = np.flatnonzero(dep.grantable[ks])
-    if not len(sel):
+    pos, k, slack, horizon, t_left, want = _departure_wants(a, dep, np.arange(lo_c, hi_c))
+    if not len(pos):
         return remaining, None
-    pos = lo_c + sel
-    k = ks[sel]
-    dem = a.dem[pos]
-    e_left = dep.e_left[k]
-    t_left = dep.t_left[k]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        full_s = np.where(dem > 0.0, e_left * 3600.0 / dem, inf)
-        slack = t_left - full_s
-        # Full `guard` before the departure; within the guard, as fast as it can. Rounded up
-        # to the 0.1 kW of a setpoint, so that rounding down never leaves it a little short.
-        horizon = t_left - dep.guard
-        need = np.where(horizon > 0.0, np.ceil(e_left * 36000.0 / horizon - 1e-9) / 10.0, inf)
-    want = np.minimum(need, dem) - a.min[pos]
     ok = np.flatnonzero((slack >= 0.0) & (want > _EPS))
     if not len(ok):
         return remaining, None

@@ -483,6 +483,46 @@ def admit_minimums(
     )
 
 
+def grant(
+    order: Callable[[list[int]], list[int]],
+    want: np.ndarray,
+    e_c: np.ndarray,
+    e_j: np.ndarray,
+    e_v: np.ndarray,
+    room: np.ndarray,
+) -> np.ndarray:
+    """Departure grants (spec 4.3, "Departures", step 2a) under every constraint: each member
+    asks `want` above its minimum (0: nothing); in the order `order(candidates)` puts them,
+    each gets it, or what is left of it in the constraints it raises. Returns what each got.
+
+    As `admit_minimums`: only a constraint whose grants do not all fit can cut one, so the
+    ordered pass visits only the members of such constraints and checks only those."""
+    got = want.astype(float).copy()
+    raise_ = np.maximum(e_v, 0.0) * want[e_j]
+    short = np.bincount(e_c, weights=raise_, minlength=len(room)) > room + _EPS
+    if not short.any():
+        return got
+    risky = short[e_c] & (raise_ > 0.0)
+    rc, rj, rv = e_c[risky], e_j[risky], e_v[risky]
+    sort = np.argsort(rj, kind="stable")
+    rc, rj, rv = rc[sort].tolist(), rj[sort], rv[sort].tolist()
+    starts = np.searchsorted(rj, np.arange(len(want) + 1)).tolist()
+    left = room.tolist()
+    for q in order(np.unique(rj).tolist()):
+        lo, hi = starts[q], starts[q + 1]
+        cs, vs = rc[lo:hi], rv[lo:hi]
+        g = float(want[q])
+        for c, v in zip(cs, vs, strict=True):
+            g = min(g, left[c] / v)
+        if g <= _EPS:
+            got[q] = 0.0
+            continue
+        for c, v in zip(cs, vs, strict=True):
+            left[c] -= v * g
+        got[q] = g
+    return got
+
+
 def _clamp(level: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.minimum(np.maximum(level, lo), hi)
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from balancing import selectors
-from balancing.charts import session_energy, session_svg_series, svg_series
+from balancing.charts import phase_load, session_energy, session_svg_series, svg_series
 from balancing.choices import CODE_LABELS, Outcome, SourceMode, TriggerType
 from microgrid.common.errors import DomainError
 from microgrid.common.pages import manage_view
@@ -190,6 +190,8 @@ def cycle_detail_page(request, microgrid_id: str, cycle_id: str):
         "labels": CODE_LABELS,
         "threshold_s": cycle.snapshot.get("engine", {}).get("threshold_s"),
         "highlight": (doc["scope"] or {}).get("node_id"),
+        # the three phases' currents against each node's current limit (issue 19)
+        "phase_load": phase_load(cycle.snapshot.get("engine"), doc),
     }
     return render(request, "manage/cycle_detail.html", context)
 

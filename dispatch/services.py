@@ -673,12 +673,17 @@ def _remember_held(microgrid, claimed: Claimed, batch: channels.Batch, endpoint:
     replaces it, a difference sets its setpoints, and every held one takes its expiry. One
     row per microgrid and channel, read and written once; an older message answered after a
     newer one changes nothing (receivers apply newer ones only)."""
-    state = (
-        ReceiverState.objects.select_for_update()
-        .filter(microgrid=microgrid, channel=claimed.channel)
-        .first()
+    rows = ReceiverState.objects.select_for_update().filter(
+        microgrid=microgrid, channel=claimed.channel
     )
-    if state is not None and state.seq > claimed.seq:
+    state = rows.first()
+    if state is None:  # the first accepted message: two answering at once create one row
+        ReceiverState.objects.bulk_create(
+            [ReceiverState(microgrid=microgrid, channel=claimed.channel, updated_at=now)],
+            ignore_conflicts=True,
+        )
+        state = rows.first()
+    if state.seq > claimed.seq:
         return
     fields: dict[str, Any] = {
         "endpoint": endpoint,
@@ -688,8 +693,7 @@ def _remember_held(microgrid, claimed: Claimed, batch: channels.Batch, endpoint:
         "updated_at": now,
     }
     keep = (
-        state is not None
-        and not claimed.full
+        not claimed.full
         and state.endpoint == endpoint
         and state.valid_until is not None
         and state.valid_until > now
@@ -699,10 +703,7 @@ def _remember_held(microgrid, claimed: Claimed, batch: channels.Batch, endpoint:
         for s in batch.setpoints:
             held[s.target_id] = s.limit_kw
         fields["held"] = pack_held(held)
-    if state is None:
-        ReceiverState.objects.create(microgrid=microgrid, channel=claimed.channel, **fields)
-    else:
-        ReceiverState.objects.filter(pk=state.pk).update(**fields)
+    ReceiverState.objects.filter(pk=state.pk).update(**fields)
 
 
 def deliveries_record(

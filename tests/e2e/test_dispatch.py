@@ -83,8 +83,8 @@ def test_deliveries_show_accepted_then_rejected_on_cycle_card_and_fleet(
     expect(card).to_contain_text("ACCEPTED")
     expect(card).to_contain_text("No charger's latest delivery failed")
 
-    # The receiver now refuses what it gets: 422, never retried. (New setpoints: the same ones
-    # again would be UNCHANGED, within the deadband of the accepted ones, and not sent.)
+    # Another receiver, which refuses what it gets: 422, never retried. (It holds nothing yet,
+    # so the message is full: every charger's setpoint is in it; spec 4.7.)
     refusing = receiver_factory(status=422)
     _hook(microgrid, refusing.url)
     _feed(microgrid, 90)

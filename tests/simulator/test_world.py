@@ -93,6 +93,28 @@ def test_a_charger_that_hears_nothing_past_valid_until_draws_its_failsafe_power(
     assert by_id(w.readings(60, set(), "t"))["CH-01"]["power_kw"] == 22.0
 
 
+def test_a_renewal_extends_held_setpoints_but_never_revives_an_expired_one():
+    """Simulated chargers honour dispatch messages as webhook receivers must (spec 4.7)."""
+    w = world(
+        [
+            Session("CH-01", 0, 3600, 100.0, None, "sessions[0]"),
+            Session("CH-02", 0, 3600, 100.0, None, "sessions[1]"),
+        ]
+    )
+    w.apply_setpoint("CH-01", 40.0, valid_until_s=90)
+    w.apply_setpoint("CH-02", 20.0, valid_until_s=30)
+    w.advance(60)
+    w.readings(60, set(), "t")  # (readings average over the time since the last ones)
+    w.renew_setpoints(now_s=60, valid_until_s=180)  # a message with no setpoint listed
+    w.advance(120)
+    readings = by_id(w.readings(120, set(), "t"))
+    # CH-01 held its 40 kW past its first valid_until; CH-02 had lapsed to its failsafe.
+    assert (readings["CH-01"]["power_kw"], readings["CH-02"]["power_kw"]) == (40.0, 4.0)
+    w.drop_setpoints()  # a full message that names neither
+    w.advance(180)
+    assert by_id(w.readings(180, set(), "t"))["CH-01"]["power_kw"] == 4.0
+
+
 def test_a_charger_that_never_had_a_setpoint_draws_its_failsafe_power():
     w = world([Session("CH-01", 0, 3600, 100.0, None, "sessions[0]")])
     w.advance(120)

@@ -52,7 +52,14 @@ def start_gateway(tmp_path):
     def start(**env: str) -> int:
         log = tmp_path / f"gateway-{len(procs)}.log"
         proc = subprocess.Popen(
-            [sys.executable, "manage.py", "ocpp_gateway", "--port", "0"],
+            # (a free port; OCPP_TEST_GATEWAY_PORT pins one where only some ports may be used)
+            [
+                sys.executable,
+                "manage.py",
+                "ocpp_gateway",
+                "--port",
+                os.environ.get("OCPP_TEST_GATEWAY_PORT", "0"),
+            ],
             cwd=root,
             env={**os.environ, "DATABASE_URL": url, "MICROGRID_VAR_DIR": str(tmp_path), **env},
             stdout=subprocess.PIPE,
