@@ -271,7 +271,15 @@ class CycleTrigger(models.Model):
     )
 
     class Meta:
-        indexes = [models.Index(fields=["microgrid", "served_by"], name="trigger_pending")]
+        # Only the triggers waiting for a cycle (a handful): the served ones, one per cycle, are
+        # found by served_by's own index.
+        indexes = [
+            models.Index(
+                fields=["microgrid", "requested_at"],
+                name="trigger_waiting",
+                condition=models.Q(served_by__isnull=True),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.microgrid_id} {self.trigger.get('type')} at {self.requested_at.isoformat()}"

@@ -389,3 +389,25 @@ def test_a_read_that_cannot_be_answered_per_member_from_one_query_is_refused(mic
     assert sliced(microgrid=microgrid.pk) == []  # outside a batch: its own query
     with pytest.raises(TypeError, match="names no parameter"):
         PreparedRead(lambda microgrid: Cycle.objects.all(), microgrid=int, batch_by="mg")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_after_the_batch_committed_never_cycles_its_members_again(
+    microgrid, small_topology, monkeypatch
+):
+    """A receiver's on_commit that raises comes after the cycles are stored: the task must
+    not take it for a failed batch and cycle every member a second time."""
+    from balancing import batch, tasks
+
+    another("MG.B", small_topology)
+    real = batch.hand_over
+
+    def hand_over_then_fail_after_commit(mg, cycle):
+        real(mg, cycle)
+        transaction.on_commit(lambda: 1 / 0)
+
+    monkeypatch.setattr(batch, "hand_over", hand_over_then_fail_after_commit)
+    asked = timezone.now().isoformat()
+    assert tasks.run_scheduled_cycles.run([microgrid.microgrid_id, "MG.B"], asked, 15) == 2
+    assert Cycle.objects.filter(trigger_type="SCHEDULED").count() == 2
+    assert sorted(Cycle.objects.values_list("seq", flat=True)) == [1, 1]
