@@ -1472,14 +1472,16 @@ def _charger_results(
     alloc_out = _floor3(cols.setpoint).tolist()
     for k, value in cols.alloc_override.items():
         alloc_out[k] = value
+    departures = [None] * len(code_list) if dep is None else _departure_results(cols, dep)
     if model is not None:
-        return _phase_charger_results(cols, reason_table, binding_table, dep, model, alloc_out)
+        return _phase_charger_results(
+            cols, reason_table, binding_table, departures, model, alloc_out
+        )
     out: list[ChargerResult] = []
     append = out.append
     new = object.__new__
     layout = _ChargerResultLayout
     result_cls = ChargerResult
-    departures = [None] * len(code_list) if dep is None else _departure_results(cols, dep)
     for asset_id, node_id, requested, allocated, reasons, binding, departure in zip(
         cols.asset_ids,
         cols.node_ids,
@@ -1520,13 +1522,12 @@ def _phase_charger_results(
     cols: _Columns,
     reason_table: list[tuple[str, ...]],
     binding_table: list[Binding | None],
-    dep: _Departures | None,
+    departures: list[DepartureResult | None],
     model: phase_alloc.PhaseModel,
     alloc_out: list[float | None],
 ) -> tuple[ChargerResult, ...]:
     """`_charger_results` with per-phase data: each result also says its setpoint in A."""
     code_list = cols.code_list
-    departures = [None] * len(code_list) if dep is None else _departure_results(cols, dep)
     # the setpoint's current per phase, rounded down to 0.1 A (None where the setpoint is)
     alloc = np.array(alloc_out, dtype=float)
     amps = np.floor(alloc * model.amps_per_kw * 10.0 + 1e-9) / 10.0

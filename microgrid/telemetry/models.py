@@ -111,6 +111,11 @@ class ChargerSession(models.Model):
         return f"{self.asset_id} session until {self.departure_at.isoformat()}"
 
 
+# A default dwell's bounds: checked by the database, the admin and the profile section alike.
+MIN_DWELL_S = 60
+MAX_DWELL_S = 7 * 86400
+
+
 class SessionDefault(models.Model):
     """Support's default for the vehicles of a charger group that nobody describes: how long
     they stay (and, optionally, how much energy they need). Keyed by node_id, not by the node
@@ -133,7 +138,7 @@ class SessionDefault(models.Model):
                 fields=["microgrid", "node_id"], name="session_default_once_per_node"
             ),
             models.CheckConstraint(
-                condition=Q(default_dwell_s__gte=60) & Q(default_dwell_s__lte=7 * 86400),
+                condition=Q(default_dwell_s__gte=MIN_DWELL_S) & Q(default_dwell_s__lte=MAX_DWELL_S),
                 name="session_default_dwell_range",
             ),
             models.CheckConstraint(

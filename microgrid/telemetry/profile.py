@@ -16,12 +16,10 @@ from typing import Any
 
 from microgrid.common.errors import ErrorItem
 from microgrid.common.fields import is_number
-from microgrid.telemetry.models import SessionDefault
+from microgrid.telemetry.models import MAX_DWELL_S, MIN_DWELL_S, SessionDefault
 
 SECTION = "session_defaults"
 FIELDS = ("node_id", "default_dwell_s", "default_energy_kwh")
-MIN_DWELL_S = 60
-MAX_DWELL_S = 7 * 86400
 
 
 def _node_kinds(profile: dict[str, Any]) -> dict[str, Any]:
