@@ -145,20 +145,19 @@ def _fill(microgrid, cycle, *, history: int, others: int = 20) -> dict[str, Any]
     if connection.vendor != "postgresql":
         return {"skipped": "PostgreSQL only"}
     started = time.perf_counter()
+    _unfill()  # what an interrupted run left
     first = cycle()
     # The real cycles continue after the history.
     Cycle.objects.filter(pk=first.pk).update(seq=history + 1)
     source = DeliveryBatch.objects.get(cycle=first).pk
     table = DeliveryBatch._meta.db_table
-    status = (
-        "CASE WHEN g % 50 = 0 THEN 'EXPIRED' WHEN g % 12 = 0 THEN 'SUPERSEDED' ELSE 'ACCEPTED' END"
-    )
+    status = "CASE WHEN mod(g, 50) = 0 THEN 'EXPIRED' WHEN mod(g, 12) = 0 THEN 'SUPERSEDED' ELSE 'ACCEPTED' END"
     attempts = "CASE WHEN mod(g, 12) = 0 AND mod(g, 50) <> 0 THEN 0 ELSE 1 END"
     insert = (
-        f"INSERT INTO {table} (batch_id, microgrid_id, cycle_id, seq, channel, targets, full, "
+        f'INSERT INTO {table} (batch_id, microgrid_id, cycle_id, seq, channel, targets, "full", '
         f"sent_count, unchanged_count, valid_until, status, attempts, claim, claimed_at, "
         f"answered_at, last_error, created_at) "
-        f"SELECT 'fill' || md5(%s || g::text), %s, cycle_id, g, channel, {{targets}}, full, "
+        f"SELECT 'fill' || md5(%s || ':' || g::text), %s, cycle_id, g, channel, {{targets}}, \"full\", "
         f"sent_count, unchanged_count, valid_until - (%s - g) * interval '15 seconds', "
         f"{status}, {attempts}, '', NULL, NULL, '', "
         f"created_at - (%s - g) * interval '15 seconds' "
@@ -174,7 +173,7 @@ def _fill(microgrid, cycle, *, history: int, others: int = 20) -> dict[str, Any]
             other = microgrid_create(
                 microgrid_id=f"{_FILL_PREFIX}{i}",
                 name=f"{_FILL_PREFIX}{i}",
-                depot={"depot_id": f"D-{_FILL_PREFIX}", "name": "fill", "timezone": "UTC"},
+                depot={"depot_id": f"D-{_FILL_PREFIX}{i}", "name": "fill", "timezone": "UTC"},
             )
             cursor.execute(
                 insert.format(targets="%s"),
@@ -201,7 +200,7 @@ def _unfill() -> None:
             f"DELETE FROM {DeliveryBatch._meta.db_table} WHERE batch_id LIKE %s", ["fill%"]
         )
     Microgrid.objects.filter(microgrid_id__startswith=_FILL_PREFIX).delete()
-    Depot.objects.filter(depot_id=f"D-{_FILL_PREFIX}").delete()
+    Depot.objects.filter(depot_id__startswith=f"D-{_FILL_PREFIX}").delete()
 
 
 class _Meter:
@@ -244,20 +243,19 @@ def _outbox_cost(cycle, repeat: int, *, warmup: int = 3) -> dict[str, Any]:
     from dispatch.receivers import write_deliveries
 
     meter = _Meter()
-    pieces: dict[str, list[tuple[float, float]]] = {"deliveries_write": [], "enqueue_send": []}
+    pieces: dict[str, list[tuple[float, ...]]] = {"deliveries_write": [], "enqueue_send": []}
     originals = {name: getattr(services, name) for name in pieces}
 
     def timing(name):
         original = originals[name]
 
         def run(*args, **kwargs):
-            wall, cpu = time.perf_counter(), time.process_time()
+            before = meter.read()
             try:
                 return original(*args, **kwargs)
             finally:
-                pieces[name].append(
-                    ((time.perf_counter() - wall) * 1000.0, (time.process_time() - cpu) * 1000.0)
-                )
+                after = meter.read()
+                pieces[name].append(tuple(b - a for a, b in zip(before, after, strict=True)))
 
         return run
 
@@ -303,6 +301,7 @@ def _outbox_cost(cycle, repeat: int, *, warmup: int = 3) -> dict[str, Any]:
         out[name] = {
             "wall": _stats([s[0] for s in kept]) if kept else None,
             "cpu_median_ms": _med([s[1] for s in kept]),
+            "db_cpu_median_ms": _med([s[2] for s in kept]),
         }
     out["db_cpu_measured"] = meter.path is not None
     return out

@@ -259,7 +259,8 @@ class Command(BaseCommand):
                 f"ms, CPU {wr['cpu']['added_median_ms']:.2f}ms, database CPU "
                 f"{wr['db_cpu']['added_median_ms']:.2f}ms; of which deliveries_write p50 "
                 f"{wr['deliveries_write']['wall']['median_ms']:.2f}ms (CPU "
-                f"{wr['deliveries_write']['cpu_median_ms']:.2f}), enqueue on commit p50 "
+                f"{wr['deliveries_write']['cpu_median_ms']:.2f}, database "
+                f"{wr['deliveries_write']['db_cpu_median_ms']:.2f}), enqueue on commit p50 "
                 f"{wr['enqueue_send']['wall']['median_ms']:.2f}ms (CPU "
                 f"{wr['enqueue_send']['cpu_median_ms']:.2f})"
             )
