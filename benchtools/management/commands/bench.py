@@ -247,6 +247,8 @@ class Command(BaseCommand):
             w(f"\nDispatch outbox, {r['chargers']} chargers on {connection.vendor}")
             if r.get("filled"):
                 w(f"  filled first: {r['filled']}")
+            if not wr["db_cpu_measured"]:
+                w("  (no database CPU of its own here: SQLite runs in this process's CPU)")
             w(
                 f"  the cycle with / without the outbox, alternated ({wr['repeat']} pairs), p50: "
                 f"wall {wr['wall']['with_median_ms']:.2f} / {wr['wall']['without_median_ms']:.2f}"
