@@ -390,7 +390,14 @@ def cycle_aggregate_prune(*, now: datetime, limit: int | None = None) -> int:
 def cycle_maintain(*, now: datetime) -> dict[str, int]:
     """One beat's worth: aggregate, compact, prune cycles and blocks, prune aggregates (each
     bounded)."""
-    aggregated = cycle_aggregate(now=now)
+    # Compaction follows aggregation: aggregate in batches up to as many cycles as one
+    # compaction takes (a fleet of 5,000 writes 20,000 cycles a minute), each bounded.
+    aggregated = 0
+    while aggregated < settings.CYCLE_COMPACT_BATCH:
+        done = cycle_aggregate(now=now)
+        aggregated += done
+        if done < settings.CYCLE_MAINTENANCE_BATCH:
+            break
     compacted = cycle_compact(now=now, limit=settings.CYCLE_COMPACT_BATCH)
     return {
         "aggregated": aggregated,
