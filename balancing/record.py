@@ -476,10 +476,27 @@ def encode(
     return _compress(text, part), new_part
 
 
+def text_of(record: bytes, part: dict[str, bytes] | None) -> bytes:
+    """A record's encoded text (what `decode` reads; what a block of cycles stores)."""
+    return _decompress(record, part)
+
+
+def dictionary(part: dict[str, bytes] | None) -> bytes | None:
+    """The preset dictionary of a part's records (None without a template)."""
+    return _dictionary(part)
+
+
 def decode(
     record: bytes, part: dict[str, bytes] | None, *, row: dict[str, dict[str, Any]] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    encoded = _unshare(orjson.loads(_decompress(record, part)), part)
+    return decode_encoded(orjson.loads(_decompress(record, part)), part, row=row)
+
+
+def decode_encoded(
+    encoded: Any, part: dict[str, bytes] | None, *, row: dict[str, dict[str, Any]] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`decode` of a record's parsed text (`text_of`), which it consumes."""
+    encoded = _unshare(encoded, part)
     value = _decode_value(encoded)
     if value.get("v") not in _FORMATS:
         raise ValueError(f"unknown cycle record format {value.get('v')!r}")
