@@ -31,7 +31,7 @@ from balancing.choices import BreachStatus, TriggerType
 from balancing.dispatch import Dispatcher
 from balancing.engine import allocate
 from balancing.inputs import CycleInputs, gather_inputs
-from balancing.models import Breach, Cycle, CycleTrigger, HeadroomHistory
+from balancing.models import Breach, Cycle, CycleTrigger, HeadroomHistory, cycle_id_of
 from balancing.selectors import cycle_setpoints
 from balancing.signals import cycle_stored
 from microgrid.capabilities.scopes import Scope
@@ -238,7 +238,7 @@ def plan_locked(
         found = _last_seq(microgrid=microgrid.pk)
         last = found[0] if found else None
     seq = (last[0] if last else 0) + 1
-    cycle_id = stable_id("cycle", microgrid.microgrid_id, seq)
+    cycle_id = cycle_id_of(microgrid.microgrid_id, seq)
     document = _document(
         microgrid, cycle_id, scope, trigger, started_at, completed_at, result, inputs, valid_until
     )
