@@ -42,6 +42,7 @@ from django.utils import timezone
 from balancing.models import Cycle, CycleTrigger, parts_columns
 from balancing.services import LAST_CYCLE_FIELDS, hand_over, plan_locked
 from balancing.signals import cycles_created
+from microgrid.common.bulk import insert_rows
 from microgrid.common.prepared import PreparedRead, batched
 from microgrid.topology.models import Microgrid
 
@@ -88,12 +89,13 @@ _waiting = PreparedRead(
 
 def _insert(cycles: list[Cycle]) -> None:
     """The members' cycle rows with one INSERT: each record encoded as `Cycle.save` encodes
-    it, the rows from the model's own fields (`bulk_create`, which gives each its pk), then
-    `cycles_created` for what `post_save` would have told the receivers of each."""
+    it, the rows from the model's own fields (`insert_rows`: one array per column, SQL
+    compiled once; it gives each its pk), then `cycles_created` for what `post_save` would
+    have told the receivers of each."""
     for cycle in cycles:
         if cycle._pending:
             cycle._encode()
-    Cycle.objects.bulk_create(cycles)
+    insert_rows(cycles)
     cycles_created.send(sender=Cycle, cycles=cycles)
 
 

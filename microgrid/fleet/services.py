@@ -4,6 +4,7 @@ scheduled cycles)."""
 from __future__ import annotations
 
 from balancing.selectors import node_load
+from microgrid.common.bulk import insert_rows
 from microgrid.fleet.models import MicrogridState
 
 STATE_FIELDS = (
@@ -55,13 +56,7 @@ def microgrid_states_record(*, cycles) -> None:
             root_load_pct=pct,
             vehicles_at_risk=cycle.vehicles_at_risk,
         )
-    if rows:
-        MicrogridState.objects.bulk_create(
-            list(rows.values()),
-            update_conflicts=True,
-            unique_fields=["microgrid"],
-            update_fields=STATE_FIELDS,
-        )
+    insert_rows(list(rows.values()), unique_fields=["microgrid"], update_fields=STATE_FIELDS)
 
 
 def on_cycle_saved(sender, instance, created: bool, raw: bool = False, **kwargs) -> None:
