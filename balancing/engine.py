@@ -1860,35 +1860,24 @@ _EPOCH64 = np.datetime64(0, "us")
 # ISO UTC texts of one fixed layout are read and written column-wise, as bytes: a departure time
 # per charger would otherwise cost a parse and a print each cycle. The layouts are those numpy
 # reads: "YYYY-MM-DDTHH:MM:SS", optionally ".ffffff", then "Z" or "+00:00" (the cycle writes
-# ".ffffffZ"). Per layout: the digit columns, the other columns and their bytes, and the
-# weights that turn the digits into year, month, day, hour, minute, second, microsecond.
+# ".ffffffZ"). Per layout: the digit columns (in pairs: the year's two, month, day, hour,
+# minute, second, the fraction's three), the other columns and their bytes.
 # (for fewer texts numpy's own parse and print cost less than the columns' fixed cost)
 _READ_COLUMNWISE_MIN = 256
 _PRINT_COLUMNWISE_MIN = 96
-_ISO_LAYOUTS: dict[tuple[int, str], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
-_ISO_FIELDS = ((0, 4), (5, 7), (8, 10), (11, 13), (14, 16), (17, 19), (20, 26))
+_ISO_LAYOUTS: dict[tuple[int, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 _DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
 _FIRST_DAY, _END_DAY = -719162, 2932897  # days since 1970-01-01 of 0001-01-01 and 10000-01-01
 
 
-def _iso_layout(width: int, suffix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _iso_layout(width: int, suffix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     layout = _ISO_LAYOUTS.get((width, suffix))
     if layout is None:
-        body = width - len(suffix)
-        template = "0000-00-00T00:00:00.000000"[:body] + suffix
-        digits = [i for i in range(body) if template[i] == "0"]
+        template = "0000-00-00T00:00:00.000000"[: width - len(suffix)] + suffix
+        digits = [i for i in range(width - len(suffix)) if template[i] == "0"]
         others = [i for i in range(width) if i not in digits]
-        weights = np.zeros((len(_ISO_FIELDS), len(digits)))
-        for f, (lo, hi) in enumerate(_ISO_FIELDS):
-            for i in range(lo, min(hi, body)):
-                weights[f, digits.index(i)] = 10.0 ** (hi - 1 - i)
         expected = np.frombuffer(template.encode(), dtype=np.uint8)[others]
-        layout = _ISO_LAYOUTS[(width, suffix)] = (
-            np.array(digits),
-            np.array(others),
-            expected,
-            weights,
-        )
+        layout = _ISO_LAYOUTS[(width, suffix)] = (np.array(digits), np.array(others), expected)
     return layout
 
 
@@ -1897,37 +1886,39 @@ def _utc_seconds(texts: list[str] | tuple[str, ...]) -> np.ndarray | None:
     from their bytes at once: exactly what numpy's parser gives them. None when any text has
     another layout or names a time that does not exist (the caller then parses them one by one,
     as before, and refuses what it refused)."""
-    first = texts[0]
-    width = len(first)
-    suffix = "Z" if first[-1:] == "Z" else "+00:00" if first[-6:] == "+00:00" else None
-    if suffix is None or width - len(suffix) not in (19, 26) or len(set(map(len, texts))) != 1:
-        return None
     try:
+        first = texts[0]
+        width = len(first)
+        suffix = "Z" if first[-1:] == "Z" else "+00:00" if first[-6:] == "+00:00" else None
+        if suffix is None or width - len(suffix) not in (19, 26) or len(set(map(len, texts))) != 1:
+            return None
         raw = "".join(texts).encode("ascii")
-    except UnicodeEncodeError:
+    except (TypeError, UnicodeEncodeError):
         return None
-    digits, others, expected, weights = _iso_layout(width, suffix)
+    digits, others, expected = _iso_layout(width, suffix)
     chars = np.frombuffer(raw, dtype=np.uint8).reshape(len(texts), width)
     if not (chars[:, others] == expected).all():
         return None
-    values = chars[:, digits].T - np.uint8(48)  # (wraps round below "0")
+    values = chars[:, digits] - np.uint8(48)  # (wraps round below "0")
     if (values > 9).any():
         return None
-    # (whole numbers below 2**53: the float product is exact)
-    year, month, day, hour, minute, second, micro = (weights @ values.astype(float)).astype(
-        np.int64
-    )
+    # Two digits a number (at most 99: uint8 holds it), one row per number.
+    pairs = (values[:, 0::2] * np.uint8(10) + values[:, 1::2]).T.astype(np.int64)
+    low = pairs.min(axis=1).tolist()
+    high = pairs.max(axis=1).tolist()
+    year = pairs[0] * 100 + pairs[1]
+    month, day, hour, minute, second = pairs[2:7]
     if (
-        year.min() < 1
-        or month.min() < 1
-        or month.max() > 12
-        or day.min() < 1
-        or hour.max() > 23
-        or minute.max() > 59
-        or second.max() > 59
+        low[2] < 1
+        or high[2] > 12
+        or low[3] < 1
+        or high[4] > 23
+        or high[5] > 59
+        or high[6] > 59
+        or year.min() < 1
     ):
         return None
-    if day.max() > 28:
+    if high[3] > 28:
         leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
         if (day > _DAYS_IN_MONTH[month - 1] + (leap & (month == 2))).any():
             return None
@@ -1937,7 +1928,9 @@ def _utc_seconds(texts: list[str] | tuple[str, ...]) -> np.ndarray | None:
     yoe = y - era * 400
     doy = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
     days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-    micros = (((days * 24 + hour) * 60 + minute) * 60 + second) * 1_000_000 + micro
+    micros = (((days * 24 + hour) * 60 + minute) * 60 + second) * 1_000_000
+    if len(pairs) > 7:
+        micros += (pairs[7] * 100 + pairs[8]) * 100 + pairs[9]
     return micros / 1e6
 
 
