@@ -1091,9 +1091,10 @@ def _water_fill(a: _Active, tree: _Tree, remaining: np.ndarray, dep: _Departures
     fill.min0 = a.min
     grants_below = None
     if dep is not None and dep.grantable[a.idx].any():
-        # What every class's departures want, from the minimums as they are: a class's grants
-        # raise only its own, so each class's are still these when its turn comes.
-        wants = _departure_wants(a, dep, np.arange(n_act))
+        # Who may be served first in every class and what each wants, from the minimums as
+        # they are: a class's grants raise only its own, so each class's are still these when
+        # its turn comes.
+        candidates = _departure_candidates(a, dep)
         a.min = a.min.copy()
         fill.granted = np.zeros(n_act, dtype=bool)
         fill.held = np.zeros(n_act, dtype=bool)
@@ -1103,7 +1104,7 @@ def _water_fill(a: _Active, tree: _Tree, remaining: np.ndarray, dep: _Departures
         lo_c = class_starts[ci]
         hi_c = class_ends[ci]
         if grants_below is not None:
-            lo, hi = np.searchsorted(wants[0], (lo_c, hi_c)).tolist()
+            lo, hi = np.searchsorted(candidates[0], (lo_c, hi_c)).tolist()
             remaining, given, sub_given = _departure_grants(
                 a,
                 tree,
@@ -1111,7 +1112,7 @@ def _water_fill(a: _Active, tree: _Tree, remaining: np.ndarray, dep: _Departures
                 dep,  # type: ignore[arg-type]
                 fill,
                 lo_c,
-                tuple(w[lo:hi] for w in wants),
+                tuple(column[lo:hi] for column in candidates),
             )
             if given is not None:
                 min_all[lo_c:hi_c] = a.min[lo_c:hi_c].tolist()
@@ -2096,6 +2097,21 @@ def _departure_wants(a: _Active, dep: _Departures, pos: np.ndarray) -> tuple[np.
     return pos, k, slack, horizon, t_left, want
 
 
+def _departure_candidates(a: _Active, dep: _Departures) -> tuple[np.ndarray, ...]:
+    """The active chargers that may be served first (`_departure_wants`: a departure and an
+    energy still needed, not at risk, wanting more than their minimum), in position order:
+    position, node, grant wanted, slack (s), the time the grant is planned over (s) and
+    column (asset_id order)."""
+    pos, k, slack, horizon, t_left, want = _departure_wants(a, dep, np.arange(len(a.idx)))
+    ok = np.flatnonzero((slack >= 0.0) & (want > _EPS))
+    # The time over which a grant is planned: until `guard` before the departure, or until
+    # the departure itself once within the guard (its whole demand then).
+    h = horizon[ok]
+    plan = np.where(h > 0.0, h, t_left[ok])
+    cand = pos[ok]
+    return cand, a.node[cand], want[ok], slack[ok], plan, k[ok]
+
+
 def _departure_grants(
     a: _Active,
     tree: _Tree,
@@ -2103,24 +2119,18 @@ def _departure_grants(
     dep: _Departures,
     fill: _Fill,
     lo_c: int,
-    wants: tuple[np.ndarray, ...],
+    candidates: tuple[np.ndarray, ...],
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Step 2a for one class (starting at `lo_c`; `wants`: `_departure_wants` of its
-    chargers): least slack first, each charger's minimum is raised to what it needs to be
+    """Step 2a for one class (starting at `lo_c`; `candidates`: `_departure_candidates` of
+    its chargers): least slack first, each charger's minimum is raised to what it needs to be
     full `guard` before its departure (its whole demand once within the guard), within the
     room left on its path. A charger that cannot finish even at full power (negative slack)
     is not served first: it shares the rest fairly, so it never starves the others. Returns
     the room left, and the grants per node and summed over each subtree (None: nobody is
     served first)."""
-    pos, k, slack, horizon, t_left, want = wants
-    if not len(pos):
+    cand, cand_node, cand_want, slack, plan, k = candidates
+    if not len(cand):
         return remaining, None, None
-    ok = np.flatnonzero((slack >= 0.0) & (want > _EPS))
-    if not len(ok):
-        return remaining, None, None
-    cand = pos[ok]
-    cand_node = a.node[cand]
-    cand_want = want[ok]
     given = np.bincount(cand_node, weights=cand_want, minlength=tree.n)
     sub_want = tree.subtree_sums(given)
     scarce = sub_want > remaining + _EPS
@@ -2156,14 +2166,9 @@ def _departure_grants(
                     y = scarce_top[y]
             chains[x] = chain
         paths = [chains[x] for x in top_l]
-        sel = ok[under]
         u_want = cand_want[under]
-        u_slack = slack[sel]
-        u_k = k[sel]
-        # The time over which a grant is planned: until `guard` before the departure, or until
-        # the departure itself once within the guard (its whole demand then).
-        h = horizon[sel]
-        plan = np.where(h > 0.0, h, t_left[sel])
+        u_slack = slack[under]
+        u_k = k[under]
         names = [dep.asset_ids[q] for q in u_k.tolist()]
         # Ties of slack (and of plan) go by asset_id: the column order, as the columns are
         # sorted by asset_id, unless two chargers share one (then by the names themselves).
@@ -2172,7 +2177,7 @@ def _departure_grants(
         admitted = _admitted(
             paths,
             u_want,
-            plan,
+            plan[under],
             u_slack,
             u_k,
             names,
