@@ -1862,8 +1862,10 @@ _EPOCH64 = np.datetime64(0, "us")
 # per charger would otherwise cost a parse and a print each cycle. The layouts are those numpy
 # reads: "YYYY-MM-DDTHH:MM:SS", optionally ".ffffff", then "Z" or "+00:00" (the cycle writes
 # ".ffffffZ"). Per layout: the digit columns (in pairs: the year's two, month, day, hour,
-# minute, second, the fraction's three), the other columns and their bytes.
-# (for fewer texts numpy's own parse and print cost less than the columns' fixed cost)
+# minute, second, the fraction's three), the other columns and their bytes. (Handing the bytes
+# to numpy's own parser, a cast of a fixed-width bytes array to datetime64, would be simpler,
+# but numpy 2.4 crashes the process in that cast when a text among a few hundred does not
+# parse.) For fewer texts numpy's own parse and print cost less than the columns' fixed cost.
 _READ_COLUMNWISE_MIN = 256
 _PRINT_COLUMNWISE_MIN = 96
 _ISO_LAYOUTS: dict[tuple[int, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
