@@ -52,6 +52,7 @@ from balancing.models import (
     part_columns,
     parts_columns,
 )
+from microgrid.topology.models import Microgrid
 
 BUCKET = timedelta(minutes=15)
 SLACK = timedelta(minutes=1)  # a cycle started before the bucket closed may still be committing
@@ -228,12 +229,16 @@ def _references() -> list[tuple[type, str]]:
     return out
 
 
-def _compactable(horizon: datetime):
-    """The cycles compaction may move: started before `horizon`, of `cycle_id_of`'s form,
-    not their microgrid's newest, named by nothing but their served triggers."""
+def _compactable(microgrids: list[int], floor: datetime, horizon: datetime):
+    """The cycles of these microgrids compaction may move: started in [floor, horizon) (an
+    index range of `(microgrid, started_at)` per microgrid), of `cycle_id_of`'s form, not
+    their microgrid's newest, named by nothing but their served triggers."""
     qs = (
-        Cycle.objects.annotate(id_mark=Substr("cycle_id", 13, 1))
-        .filter(started_at__lt=horizon, id_mark="c")
+        Cycle.objects.filter(
+            microgrid_id__in=microgrids, started_at__gte=floor, started_at__lt=horizon
+        )
+        .annotate(id_mark=Substr("cycle_id", 13, 1))
+        .filter(id_mark="c")
         .filter(
             Exists(
                 Cycle.objects.filter(microgrid_id=OuterRef("microgrid_id"), seq__gt=OuterRef("seq"))
@@ -245,6 +250,7 @@ def _compactable(horizon: datetime):
     return qs
 
 
+_MICROGRIDS_PER_READ = 1000
 _COMPACT_FIELDS = (
     "pk",
     "microgrid_id",
@@ -259,20 +265,32 @@ def cycle_compact(*, now: datetime, limit: int | None = None) -> int:
     """Move up to `limit` cycles of aggregated quarter hours into blocks; returns how many.
 
     One transaction; a handful of statements whatever `limit` (the candidates with their
-    records, their served triggers, the blocks, two deletes)."""
+    records, one read per 1,000 microgrids; their served triggers, the blocks, two
+    deletes)."""
     limit = limit or settings.CYCLE_MAINTENANCE_BATCH
     cursor = CycleAggregateCursor.objects.filter(name="cycles").first()
     if cursor is None:
         return 0  # nothing aggregated yet: nothing may move
-    # The quarter hours before the cursor's are aggregated whole.
+    # The quarter hours before the cursor's are aggregated whole. Rows older than the
+    # lookback (cycles stored before ids named their seq, referenced ones) are not scanned
+    # again and again: they stay rows until pruned.
     horizon = bucket_of(cursor.started_at)
+    floor = horizon - timedelta(hours=settings.CYCLE_COMPACT_LOOKBACK_HOURS)
+    microgrids = list(Microgrid.objects.order_by("pk").values_list("pk", flat=True))
     with transaction.atomic():
-        rows = list(
-            _compactable(horizon)
-            .select_for_update(of=("self",), skip_locked=True)
-            .order_by("microgrid_id", "seq")
-            .values_list(*_COMPACT_FIELDS, *blocks.COLUMNS)[:limit]
-        )
+        rows: list[tuple] = []
+        cut = False
+        for at in range(0, len(microgrids), _MICROGRIDS_PER_READ):
+            found = list(
+                _compactable(microgrids[at : at + _MICROGRIDS_PER_READ], floor, horizon)
+                .select_for_update(of=("self",), skip_locked=True)
+                .order_by("microgrid_id", "seq")
+                .values_list(*_COMPACT_FIELDS, *blocks.COLUMNS)[: limit - len(rows)]
+            )
+            rows += found
+            if len(rows) >= limit:
+                cut = True
+                break
         groups: list[tuple[tuple, list[tuple]]] = []
         for row in rows:
             _, microgrid_pk, microgrid_id, cycle_id, _, part, seq, *_rest = row
@@ -283,7 +301,7 @@ def cycle_compact(*, now: datetime, limit: int | None = None) -> int:
                 groups[-1][1].append(row)
             else:
                 groups.append((key, [row]))
-        if len(rows) == limit and len(groups) > 1:
+        if cut and len(groups) > 1:
             groups.pop()  # maybe cut short: the next run takes the quarter hour whole
         if not groups:
             return 0

@@ -17,7 +17,6 @@ from balancing.models import (
     ROW_FIELDS,
     Breach,
     Cycle,
-    CycleBlock,
     cycle_id_prefix,
     cycle_seq_of,
     decode_record,
@@ -111,11 +110,10 @@ def find_cycle_anywhere(cycle_id: str) -> Cycle | None:
     parsed = cycle_seq_of(cycle_id)
     if parsed is None:
         return None
-    for microgrid in Microgrid.objects.filter(
-        pk__in=CycleBlock.objects.values("microgrid_id").distinct()
-    ):
-        if cycle_id_prefix(microgrid.microgrid_id) == parsed[0]:
-            return blocks.block_cycle(microgrid, parsed[1])
+    # The microgrid whose prefix the id starts with (one read of the microgrid ids).
+    for pk, microgrid_id in Microgrid.objects.values_list("pk", "microgrid_id").iterator():
+        if cycle_id_prefix(microgrid_id) == parsed[0]:
+            return blocks.block_cycle(Microgrid.objects.get(pk=pk), parsed[1])
     return None
 
 
@@ -344,9 +342,13 @@ def recent_series(
         with_records=True,
     )
     if compacted:
-        docs += [(c.seq, c.started_at, c.document) for c in compacted]
-        docs.sort(key=lambda d: (d[1], d[0]), reverse=True)
-        del docs[count:]
+        # Decoded only when among the `count` newest (a cycle of a block decodes on use).
+        merged: list[tuple] = docs + [(c.seq, c.started_at, c) for c in compacted]
+        merged.sort(key=lambda d: (d[1], d[0]), reverse=True)
+        docs = [
+            (seq, started, doc.document if isinstance(doc, Cycle) else doc)
+            for seq, started, doc in merged[:count]
+        ]
     docs.reverse()
     labels = [started.strftime("%H:%M:%S") for _, started, _ in docs]
     per_group: dict[str, dict[str, list]] = defaultdict(lambda: {"allocated": [], "requested": []})

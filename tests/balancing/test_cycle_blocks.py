@@ -264,7 +264,7 @@ def test_compaction_takes_the_same_queries_for_many_cycles_as_for_few(microgrid)
     assert counts[0] == counts[1] <= 12, counts
 
 
-@override_settings(CYCLE_RETENTION_DAYS=14)
+@override_settings(CYCLE_RETENTION_DAYS=14, CYCLE_COMPACT_LOOKBACK_HOURS=24 * 30)
 def test_blocks_past_retention_are_pruned_and_their_parts_with_them(microgrid):
     old = _run(microgrid, T0, 10)
     recent = _run(microgrid, T0 + timedelta(days=20), 1)
@@ -302,3 +302,34 @@ def test_a_compacted_cycle_cannot_be_saved(microgrid):
     assert cycle.in_block and cycle.pk is None
     with pytest.raises(ValueError):
         cycle.save()
+
+
+def test_cycles_stored_before_ids_named_their_seq_stay_rows_and_are_found(microgrid, operator_api):
+    """An upgraded database: cycles stored with uuid5 ids keep them, stay rows (until pruned)
+    and are found by them; the cycles after the upgrade are compacted around them."""
+    from balancing.services import stable_id
+
+    cycles = _run(microgrid, T0, 40)
+    for cycle in cycles[:20]:
+        Cycle.objects.filter(pk=cycle.pk).update(
+            cycle_id=stable_id("cycle", microgrid.microgrid_id, cycle.seq)
+        )
+    _run(microgrid, T0 + timedelta(minutes=30), 1)
+    before = _api_list(operator_api, microgrid, "?limit=100")
+    assert _compact_all(T0 + timedelta(minutes=50)) == 20
+    assert sorted(Cycle.objects.values_list("seq", flat=True)) == list(range(1, 21)) + [41]
+    assert _api_list(operator_api, microgrid, "?limit=100") == before
+    old = stable_id("cycle", microgrid.microgrid_id, 3)
+    assert _api_detail(operator_api, microgrid, old).json()["cycle_id"] == old
+    call_command("replay_cycle", old)
+    assert [c.seq for c in selectors.cycles_by_seq(microgrid)] == list(range(1, 42))
+
+
+@override_settings(CYCLE_COMPACT_LOOKBACK_HOURS=24)
+def test_compaction_looks_back_a_day_only(microgrid):
+    _run(microgrid, T0, 3)
+    _run(microgrid, T0 + timedelta(days=2), 3)
+    _run(microgrid, T0 + timedelta(days=2, minutes=30), 1)
+    # Cycles two days behind the aggregation stay rows (a backlog that old is pruned).
+    assert _compact_all(T0 + timedelta(days=2, minutes=50)) == 3
+    assert sorted(Cycle.objects.values_list("seq", flat=True)) == [1, 2, 3, 7]
