@@ -9,11 +9,15 @@ A batch pays those once for every microgrid in it (docs/performance.md, "Fleet")
 - every per-microgrid read of the cycle (nodes, assets with their latest readings and
   sessions, limit policies, envelopes, capability bindings, session defaults, open breaches)
   is answered for all members by one query (`microgrid.common.prepared.batched`);
-- then each member's cycle is the single path's own code (`services.run_locked`, then
-  `services.hand_over`): the same engine, the same document, snapshot, breaches and
-  outbox, so a batched cycle is the cycle `cycle_request` would have written;
-- the triggers are written set-based: one UPDATE serves those waiting, one INSERT records
-  the batch's own, served;
+- then each member's cycle is the single path's own code (`services.plan_locked`, the
+  row written, `PlannedCycle.stored`, then `services.hand_over`): the same engine, the same
+  document, snapshot, breaches and outbox, so a batched cycle is the cycle `cycle_request`
+  would have written;
+- the members' cycle rows are written with one INSERT (`bulk_create` of the model's fields,
+  each record encoded as `Cycle.save` does), and the fleet overview's states with one upsert
+  (the `cycles_created` signal, for what `post_save` tells it of a cycle saved on its own);
+- the triggers are written set-based: one read finds those waiting for any member (usually
+  none), one UPDATE serves them, one INSERT records the batch's own, served;
 - everything commits together, so a crash leaves no partial batch.
 
 The rules of the single path hold for each member: a microgrid whose lock another
@@ -36,8 +40,10 @@ from django.db.models import Case, OuterRef, Subquery, Value, When
 from django.utils import timezone
 
 from balancing.models import Cycle, CycleTrigger, parts_columns
-from balancing.services import LAST_CYCLE_FIELDS, hand_over, run_locked
-from microgrid.common.prepared import batched
+from balancing.services import LAST_CYCLE_FIELDS, hand_over, plan_locked
+from balancing.signals import cycles_created
+from microgrid.common.bulk import insert_rows
+from microgrid.common.prepared import PreparedRead, batched
 from microgrid.topology.models import Microgrid
 
 log = logging.getLogger(__name__)
@@ -64,6 +70,33 @@ def _lock(microgrid_ids: list[str]) -> dict[str, Microgrid]:
         .order_by()
     )
     return {m.microgrid_id: m for m in rows}
+
+
+# The triggers a batch's cycles serve (read for all members at once, balancing/batch.py).
+_waiting = PreparedRead(
+    lambda microgrid, at: (
+        CycleTrigger.objects.filter(
+            microgrid_id=microgrid, served_by__isnull=True, requested_at__lte=at
+        )
+        .order_by()
+        .values_list("pk", flat=True)
+    ),
+    microgrid=int,
+    at=datetime,
+    batch_by="microgrid",
+)
+
+
+def _insert(cycles: list[Cycle]) -> None:
+    """The members' cycle rows with one INSERT: each record encoded as `Cycle.save` encodes
+    it, the rows from the model's own fields (`insert_rows`: one array per column, SQL
+    compiled once; it gives each its pk), then `cycles_created` for what `post_save` would
+    have told the receivers of each."""
+    for cycle in cycles:
+        if cycle._pending:
+            cycle._encode()
+    insert_rows(cycles)
+    cycles_created.send(sender=Cycle, cycles=cycles)
 
 
 def _last(microgrid: Microgrid) -> tuple[Any, ...] | None:
@@ -128,8 +161,8 @@ def _cycle_members(out, microgrid_ids, trigger, scope, asked, clock, valid_for_s
         # One instant for the batch: its inputs are all read now, under all its locks.
         started_at = clock()
         with batched(microgrid=[m.pk for m in members]):
-            for microgrid in members:
-                cycle = run_locked(
+            planned = [
+                plan_locked(
                     microgrid,
                     trigger=trigger,
                     scope=scope,
@@ -138,13 +171,23 @@ def _cycle_members(out, microgrid_ids, trigger, scope, asked, clock, valid_for_s
                     valid_for_s=valid_for_s,
                     last=_last(microgrid),
                 )
-                hand_over(microgrid, cycle)
-                out.cycles[microgrid.microgrid_id] = cycle
-        by_pk = {m.pk: out.cycles[m.microgrid_id].pk for m in members}
-        # Every trigger waiting when the batch started is served by its microgrid's cycle.
-        CycleTrigger.objects.filter(
-            microgrid_id__in=list(by_pk), served_by__isnull=True, requested_at__lte=started_at
-        ).update(served_by=Case(*(When(microgrid_id=mg, then=Value(c)) for mg, c in by_pk.items())))
+                for microgrid in members
+            ]
+            _insert([p.cycle for p in planned])
+            for p in planned:
+                p.stored()
+                hand_over(p.microgrid, p.cycle)
+                out.cycles[p.microgrid.microgrid_id] = p.cycle
+            # Every trigger waiting when the batch started is served by its microgrid's
+            # cycle: found for all members by one read (usually there is none), then one
+            # UPDATE of those found.
+            waiting = {m.pk: _waiting(microgrid=m.pk, at=started_at) for m in members}
+        serve = {pk: ids for pk, ids in waiting.items() if ids}
+        if serve:
+            by_pk = {m.pk: out.cycles[m.microgrid_id].pk for m in members if m.pk in serve}
+            CycleTrigger.objects.filter(pk__in=[t for ids in serve.values() for t in ids]).update(
+                served_by=Case(*(When(microgrid_id=mg, then=Value(c)) for mg, c in by_pk.items()))
+            )
         CycleTrigger.objects.bulk_create(
             [
                 CycleTrigger(

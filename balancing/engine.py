@@ -34,6 +34,7 @@ lenient by design (it renders whatever the database holds).
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from heapq import heapify, heappop, heappush
@@ -652,7 +653,7 @@ def allocate(inp: EngineInput) -> EngineResult:
 class _Tree:
     """The node tree in preorder (parents before children) with what every phase needs of it."""
 
-    __slots__ = ("order", "index", "parent", "limits", "margins", "levels", "n")
+    __slots__ = ("order", "index", "parent", "limits", "margins", "levels", "pair_levels", "n")
 
     order: list[NodeInput]
     index: dict[str, int]  # node_id -> position in order
@@ -660,6 +661,7 @@ class _Tree:
     limits: np.ndarray  # effective limit per node
     margins: np.ndarray | None  # headroom kept back per node (None: none anywhere)
     levels: list[tuple[np.ndarray, np.ndarray]]  # (nodes, their parents) per depth, deepest first
+    pair_levels: list[tuple[np.ndarray, np.ndarray]] | None  # the same for two columns at once
     n: int
 
     def subtree_sums(self, own: np.ndarray) -> np.ndarray:
@@ -676,6 +678,28 @@ class _Tree:
         for kids, parents in self.levels:
             total += np.bincount(parents, weights=total[kids], minlength=n_nodes)
         return total
+
+    def subtree_sums_pair(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`subtree_sums` of two columns in one pass, to the last bit: interleaved, each column
+        gets the very same additions in the very same order."""
+        n_nodes = self.n
+        if n_nodes <= 64:
+            return self.subtree_sums(a), self.subtree_sums(b)
+        levels = self.pair_levels
+        if levels is None:
+            levels = self.pair_levels = [
+                (
+                    np.stack((2 * kids, 2 * kids + 1), axis=1).ravel(),
+                    np.stack((2 * parents, 2 * parents + 1), axis=1).ravel(),
+                )
+                for kids, parents in self.levels
+            ]
+        total = np.empty(2 * n_nodes)
+        total[0::2] = a
+        total[1::2] = b
+        for kids, parents in levels:
+            total += np.bincount(parents, weights=total[kids], minlength=2 * n_nodes)
+        return total[0::2], total[1::2]
 
     def path_of(self, ni: int) -> list[int]:
         """The node and its ancestors up to the root."""
@@ -837,6 +861,7 @@ def _topology(nodes: tuple[NodeInput, ...]) -> _Tree:
         (np.array(by_depth[k], dtype=np.intp), np.array([parent[i] for i in by_depth[k]]))
         for k in sorted(by_depth, reverse=True)
     ]
+    tree.pair_levels = None
     return tree
 
 
@@ -1066,6 +1091,10 @@ def _water_fill(a: _Active, tree: _Tree, remaining: np.ndarray, dep: _Departures
     fill.min0 = a.min
     grants_below = None
     if dep is not None and dep.grantable[a.idx].any():
+        # Who may be served first in every class and what each wants, from the minimums as
+        # they are: a class's grants raise only its own, so each class's are still these when
+        # its turn comes.
+        candidates = _departure_candidates(a, dep)
         a.min = a.min.copy()
         fill.granted = np.zeros(n_act, dtype=bool)
         fill.held = np.zeros(n_act, dtype=bool)
@@ -1075,10 +1104,19 @@ def _water_fill(a: _Active, tree: _Tree, remaining: np.ndarray, dep: _Departures
         lo_c = class_starts[ci]
         hi_c = class_ends[ci]
         if grants_below is not None:
-            remaining, given = _departure_grants(a, tree, remaining, dep, fill, lo_c, hi_c)  # type: ignore[arg-type]
+            lo, hi = np.searchsorted(candidates[0], (lo_c, hi_c)).tolist()
+            remaining, given, sub_given = _departure_grants(
+                a,
+                tree,
+                remaining,
+                dep,  # type: ignore[arg-type]
+                fill,
+                lo_c,
+                tuple(column[lo:hi] for column in candidates),
+            )
             if given is not None:
                 min_all[lo_c:hi_c] = a.min[lo_c:hi_c].tolist()
-                grants_below += tree.subtree_sums(given)
+                grants_below += sub_given
         c_level = _fill_class(a, tree, remaining, fill, lo_c, hi_c, dem_all, min_all, node_all)
         if grants_below is not None:
             # Bound by a node where departures (of this class or a higher one) took room first.
@@ -1472,6 +1510,8 @@ def _charger_results(
     alloc_out = _floor3(cols.setpoint).tolist()
     for k, value in cols.alloc_override.items():
         alloc_out[k] = value
+    if dep is not None and dep.every and model is None:
+        return _charger_results_with_sessions(cols, reason_table, binding_table, alloc_out, dep)
     departures = [None] * len(code_list) if dep is None else _departure_results(cols, dep)
     if model is not None:
         return _phase_charger_results(
@@ -1492,6 +1532,64 @@ def _charger_results(
         departures,
         strict=True,
     ):
+        obj = new(layout)
+        obj.asset_id = asset_id
+        obj.node_id = node_id
+        obj.requested_kw = requested
+        obj.allocated_kw = allocated
+        obj.reason_codes = reasons
+        obj.binding = binding
+        obj.departure = departure
+        obj.__class__ = result_cls
+        append(obj)
+    return tuple(out)
+
+
+def _charger_results_with_sessions(
+    cols: _Columns,
+    reason_table: list[tuple[str, ...]],
+    binding_table: list[Binding | None],
+    alloc_out: list[float | None],
+    dep: _Departures,
+) -> tuple[ChargerResult, ...]:
+    """`_charger_results` when every charger has a session: each result and its session's
+    (`_departure_columns`) are built in one loop."""
+    out: list[ChargerResult] = []
+    append = out.append
+    new = object.__new__
+    layout = _ChargerResultLayout
+    result_cls = ChargerResult
+    dep_layout = _DepartureLayout
+    dep_cls = DepartureResult
+    for (
+        asset_id,
+        node_id,
+        requested,
+        allocated,
+        reasons,
+        binding,
+        text,
+        needed_kwh,
+        delivered_kwh,
+        finish,
+        risk,
+    ) in zip(
+        cols.asset_ids,
+        cols.node_ids,
+        cols.req_out.tolist(),
+        alloc_out,
+        map(reason_table.__getitem__, cols.code_list),
+        map(binding_table.__getitem__, cols.code_list),
+        *_departure_columns(cols, dep),
+        strict=True,
+    ):
+        departure = new(dep_layout)
+        departure.departure_at = text
+        departure.energy_needed_kwh = needed_kwh
+        departure.energy_delivered_kwh = delivered_kwh
+        departure.projected_finish_at = finish
+        departure.at_risk = risk
+        departure.__class__ = dep_cls
         obj = new(layout)
         obj.asset_id = asset_id
         obj.node_id = node_id
@@ -1722,6 +1820,8 @@ class _Departures:
         "now",
         "guard",
         "show",
+        "every",
+        "texts",
         "asset_ids",
         "t_left",
         "e_left",
@@ -1729,11 +1829,14 @@ class _Departures:
         "grantable",
         "needed",
         "delivered",
+        "active_t",
     )
 
     now: datetime
     guard: float  # plan to be full this many seconds before the departure
     show: np.ndarray  # chargers with a session (positions): their results carry it
+    every: bool  # every charger has a session (show is every position)
+    texts: list[str | None]  # their departure_at as given, in the order of show
     asset_ids: list[str]  # of every charger (the tie-break of equal slack)
     t_left: np.ndarray  # seconds to departure (inf: unknown)
     e_left: np.ndarray  # kWh still needed (0 where unknown)
@@ -1741,6 +1844,9 @@ class _Departures:
     grantable: np.ndarray  # departure and a positive remaining energy known
     needed: np.ndarray  # kWh needed in the session (nan: unknown)
     delivered: np.ndarray  # kWh delivered so far
+    # (the active chargers' positions, their t_left, and who holds nothing it gives back: no
+    # departure ahead; for _releases, once per cycle)
+    active_t: tuple[np.ndarray, np.ndarray, np.ndarray] | None
 
 
 def _when(text: str) -> datetime:
@@ -1752,9 +1858,92 @@ _UTC = datetime.fromisoformat("2000-01-01T00:00:00+00:00").tzinfo
 _EPOCH64 = np.datetime64(0, "us")
 
 
-def _epoch_seconds(texts: tuple[str, ...]) -> np.ndarray:
-    """ISO times as seconds since the epoch; UTC texts (the cycle's own format) are parsed by
-    numpy in one call, any other offset one by one."""
+# ISO UTC texts of one fixed layout are read and written column-wise, as bytes: a departure time
+# per charger would otherwise cost a parse and a print each cycle. The layouts are those numpy
+# reads: "YYYY-MM-DDTHH:MM:SS", optionally ".ffffff", then "Z" or "+00:00" (the cycle writes
+# ".ffffffZ"). Per layout: the digit columns (in pairs: the year's two, month, day, hour,
+# minute, second, the fraction's three), the other columns and their bytes. (Handing the bytes
+# to numpy's own parser, a cast of a fixed-width bytes array to datetime64, would be simpler,
+# but numpy 2.4 crashes the process in that cast when a text among a few hundred does not
+# parse.) For fewer texts numpy's own parse and print cost less than the columns' fixed cost.
+_READ_COLUMNWISE_MIN = 256
+_PRINT_COLUMNWISE_MIN = 96
+_ISO_LAYOUTS: dict[tuple[int, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+_DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+_FIRST_DAY, _END_DAY = -719162, 2932897  # days since 1970-01-01 of 0001-01-01 and 10000-01-01
+
+
+def _iso_layout(width: int, suffix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    layout = _ISO_LAYOUTS.get((width, suffix))
+    if layout is None:
+        template = "0000-00-00T00:00:00.000000"[: width - len(suffix)] + suffix
+        digits = [i for i in range(width - len(suffix)) if template[i] == "0"]
+        others = [i for i in range(width) if i not in digits]
+        expected = np.frombuffer(template.encode(), dtype=np.uint8)[others]
+        layout = _ISO_LAYOUTS[(width, suffix)] = (np.array(digits), np.array(others), expected)
+    return layout
+
+
+def _utc_seconds(texts: list[str] | tuple[str, ...]) -> np.ndarray | None:
+    """Seconds since the epoch of ISO UTC texts that all have one of the layouts above, read
+    from their bytes at once: exactly what numpy's parser gives them. None when any text has
+    another layout or names a time that does not exist (the caller then parses them one by one,
+    as before, and refuses what it refused)."""
+    try:
+        first = texts[0]
+        width = len(first)
+        suffix = "Z" if first[-1:] == "Z" else "+00:00" if first[-6:] == "+00:00" else None
+        if suffix is None or width - len(suffix) not in (19, 26) or len(set(map(len, texts))) != 1:
+            return None
+        raw = "".join(texts).encode("ascii")
+    except (TypeError, UnicodeEncodeError):
+        return None
+    digits, others, expected = _iso_layout(width, suffix)
+    chars = np.frombuffer(raw, dtype=np.uint8).reshape(len(texts), width)
+    if not (chars[:, others] == expected).all():
+        return None
+    values = chars[:, digits] - np.uint8(48)  # (wraps round below "0")
+    if (values > 9).any():
+        return None
+    # Two digits a number (at most 99: uint8 holds it), one row per number.
+    pairs = (values[:, 0::2] * np.uint8(10) + values[:, 1::2]).T.astype(np.int64)
+    low = pairs.min(axis=1).tolist()
+    high = pairs.max(axis=1).tolist()
+    year = pairs[0] * 100 + pairs[1]
+    month, day, hour, minute, second = pairs[2:7]
+    if (
+        low[2] < 1
+        or high[2] > 12
+        or low[3] < 1
+        or high[4] > 23
+        or high[5] > 59
+        or high[6] > 59
+        or year.min() < 1
+    ):
+        return None
+    if high[3] > 28:
+        leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+        if (day > _DAYS_IN_MONTH[month - 1] + (leap & (month == 2))).any():
+            return None
+    # Days since 1970-01-01 of a proleptic Gregorian date, years counted from March.
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    micros = (((days * 24 + hour) * 60 + minute) * 60 + second) * 1_000_000
+    if len(pairs) > 7:
+        micros += (pairs[7] * 100 + pairs[8]) * 100 + pairs[9]
+    return micros / 1e6
+
+
+def _epoch_seconds(texts: list[str] | tuple[str, ...]) -> np.ndarray:
+    """ISO times as seconds since the epoch; UTC texts (the cycle's own format) are read at once,
+    any other offset one by one."""
+    if len(texts) >= _READ_COLUMNWISE_MIN:
+        fast = _utc_seconds(texts)
+        if fast is not None:
+            return fast
     plain = None
     if {t[-6:] for t in texts} == {"+00:00"}:
         plain = [t[:-6] for t in texts]
@@ -1770,45 +1959,121 @@ def _epoch_seconds(texts: tuple[str, ...]) -> np.ndarray:
     return np.array([_when(t).timestamp() for t in texts])
 
 
-def _finish_stamps(now: datetime, seconds: np.ndarray) -> np.ndarray:
-    """now + seconds (whole) as ISO UTC texts, in one numpy call."""
+# A finish time as text: the day's "YYYY-MM-DD" (from a table of the few days the finishes
+# span), "T", "HH:MM" (a table of the minutes of a day), ":", the seconds, "Z", and a space
+# to split on.
+_STAMP = np.dtype(
+    [
+        ("day", "S10"),
+        ("t", "S1"),
+        ("hour_minute", "S5"),
+        ("colon", "S1"),
+        ("second", "S2"),
+        ("z", "S2"),
+    ]
+)
+_TWO_DIGITS = np.array([b"%02d" % i for i in range(60)], dtype="S2")
+_HOUR_MINUTE = np.array([b"%02d:%02d" % divmod(m, 60) for m in range(1440)], dtype="S5")
+
+
+def _utc_stamps(moments: np.ndarray) -> list[str] | None:
+    """Seconds since the epoch (int64) as "YYYY-MM-DDTHH:MM:SSZ", exactly as numpy prints them;
+    None when they span more than a few years or leave the years 1 to 9999."""
+    days = moments // 86400
+    first = int(days.min())
+    span = int(days.max()) - first + 1
+    if span > 4096 or first < _FIRST_DAY or first + span > _END_DAY:
+        return None
+    table = np.datetime_as_string(np.arange(first, first + span).astype("datetime64[D]"))
+    in_day = moments - days * 86400
+    minute = in_day // 60
+    rows = np.empty(len(moments), dtype=_STAMP)
+    rows["day"] = table.astype("S10")[days - first]
+    rows["t"] = b"T"
+    rows["hour_minute"] = _HOUR_MINUTE[minute]
+    rows["colon"] = b":"
+    rows["second"] = _TWO_DIGITS[in_day - minute * 60]
+    rows["z"] = b"Z "  # (the space: one split makes the texts)
+    return rows.tobytes().decode("ascii").split()
+
+
+def _finish_stamps(now: datetime, seconds: np.ndarray) -> list[str]:
+    """now + seconds (whole) as ISO UTC texts ("...Z")."""
     base = np.datetime64(now.astimezone(_UTC).replace(tzinfo=None), "s")
-    moments = base + seconds.astype(np.int64).astype("timedelta64[s]")
-    return np.datetime_as_string(moments, unit="s", timezone="UTC")
+    whole = seconds.astype(np.int64)
+    if (
+        len(seconds) >= _PRINT_COLUMNWISE_MIN
+        and np.isfinite(seconds).all()
+        and np.abs(seconds).max() < 1e11
+    ):
+        stamps = _utc_stamps(base.astype(np.int64) + whole)
+        if stamps is not None:
+            return stamps
+    moments = base + whole.astype("timedelta64[s]")
+    return np.datetime_as_string(moments, unit="s", timezone="UTC").tolist()
+
+
+_FLOAT_MAX = float(np.finfo(float).max)
+
+
+def _no_inf(x: np.ndarray) -> np.ndarray:
+    """np.nan_to_num where nan is masked out anyway: +-inf as the largest finite floats, for
+    a fraction of its cost."""
+    return np.minimum(np.maximum(x, -_FLOAT_MAX), _FLOAT_MAX)
 
 
 def _departures(inp: EngineInput, cols: _Columns) -> _Departures | None:
     """The chargers' sessions as columns; None when no charger has one (today's allocation)."""
-    rows = [
-        (k, c.departure_at, c.energy_needed_kwh, c.energy_delivered_kwh)
-        for k, c in enumerate(cols.chargers)
-        if c.departure_at is not None or c.energy_needed_kwh is not None
+    chargers = cols.chargers
+    # (a filtered comprehension: the cheapest test when no charger has a session)
+    sessions = [
+        c for c in chargers if c.departure_at is not None or c.energy_needed_kwh is not None
     ]
-    if not rows:
+    if not sessions:
         return None
     if inp.now is None:
         raise ValueError("chargers with a session need the cycle's time (EngineInput.now)")
-    show, departures, needed_in, delivered_in = zip(*rows, strict=True)
     dep = _Departures()
     now = dep.now = _when(inp.now)
     dep.guard = max(float(inp.departure_guard_s), 0.0)
-    show = dep.show = np.array(show, dtype=np.intp)
     dep.asset_ids = cols.asset_ids
-    n_ch = len(cols.chargers)
-    t_left = dep.t_left = np.full(n_ch, inf)
-    if None in departures:
-        timed = [(k, d) for k, d in zip(show.tolist(), departures, strict=True) if d is not None]
-        if timed:
-            ks, texts = zip(*timed, strict=True)
-            t_left[list(ks)] = _epoch_seconds(texts) - now.timestamp()
+    dep.active_t = None
+    n_ch = len(chargers)
+    every = dep.every = len(sessions) == n_ch
+    if every:
+        show = np.arange(n_ch)
     else:
-        t_left[show] = _epoch_seconds(departures) - now.timestamp()
-    needed = dep.needed = np.full(n_ch, np.nan)
-    needed[show] = np.array(needed_in, dtype=float)  # None -> nan
-    delivered = dep.delivered = np.zeros(n_ch)
-    delivered[show] = np.maximum(np.array(delivered_in, dtype=float), 0.0)
+        show = np.array(
+            [
+                k
+                for k, c in enumerate(chargers)
+                if c.departure_at is not None or c.energy_needed_kwh is not None
+            ],
+            dtype=np.intp,
+        )
+    dep.show = show
+    texts = dep.texts = [c.departure_at for c in sessions]
+    t_left = dep.t_left = np.full(n_ch, inf)
+    untimed = texts.count(None)
+    if not untimed:
+        t_left[show] = _epoch_seconds(texts) - now.timestamp()
+    elif untimed < len(texts):
+        ks = [k for k, d in zip(show.tolist(), texts, strict=True) if d is not None]
+        t_left[ks] = _epoch_seconds([d for d in texts if d is not None]) - now.timestamp()
+    needed_in = np.array([c.energy_needed_kwh for c in sessions], dtype=float)  # None -> nan
+    delivered_in = np.maximum(
+        np.array([c.energy_delivered_kwh for c in sessions], dtype=float), 0.0
+    )
+    if every:
+        needed = dep.needed = needed_in
+        delivered = dep.delivered = delivered_in
+    else:
+        needed = dep.needed = np.full(n_ch, np.nan)
+        needed[show] = needed_in
+        delivered = dep.delivered = np.zeros(n_ch)
+        delivered[show] = delivered_in
     known = dep.energy_known = ~np.isnan(needed)
-    dep.e_left = np.where(known, np.maximum(np.nan_to_num(needed) - delivered, 0.0), 0.0)
+    dep.e_left = np.where(known, np.maximum(_no_inf(needed) - delivered, 0.0), 0.0)
     dep.grantable = known & (t_left < inf) & (dep.e_left > _EPS)
     return dep
 
@@ -1834,6 +2099,21 @@ def _departure_wants(a: _Active, dep: _Departures, pos: np.ndarray) -> tuple[np.
     return pos, k, slack, horizon, t_left, want
 
 
+def _departure_candidates(a: _Active, dep: _Departures) -> tuple[np.ndarray, ...]:
+    """The active chargers that may be served first (`_departure_wants`: a departure and an
+    energy still needed, not at risk, wanting more than their minimum), in position order:
+    position, node, grant wanted, slack (s), the time the grant is planned over (s) and
+    column (asset_id order)."""
+    pos, k, slack, horizon, t_left, want = _departure_wants(a, dep, np.arange(len(a.idx)))
+    ok = np.flatnonzero((slack >= 0.0) & (want > _EPS))
+    # The time over which a grant is planned: until `guard` before the departure, or until
+    # the departure itself once within the guard (its whole demand then).
+    h = horizon[ok]
+    plan = np.where(h > 0.0, h, t_left[ok])
+    cand = pos[ok]
+    return cand, a.node[cand], want[ok], slack[ok], plan, k[ok]
+
+
 def _departure_grants(
     a: _Active,
     tree: _Tree,
@@ -1841,78 +2121,126 @@ def _departure_grants(
     dep: _Departures,
     fill: _Fill,
     lo_c: int,
-    hi_c: int,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Step 2a for one class: least slack first, each charger's minimum is raised to what it
-    needs to be full `guard` before its departure (its whole demand once within the guard),
-    within the room left on its path. A charger that cannot finish even at full power (negative slack) is not served
-    first: it shares the rest fairly, so it never starves the others."""
-    pos, k, slack, horizon, t_left, want = _departure_wants(a, dep, np.arange(lo_c, hi_c))
-    if not len(pos):
-        return remaining, None
-    ok = np.flatnonzero((slack >= 0.0) & (want > _EPS))
-    if not len(ok):
-        return remaining, None
-    cand = pos[ok]
-    cand_node = a.node[cand]
-    cand_want = want[ok]
+    candidates: tuple[np.ndarray, ...],
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Step 2a for one class (starting at `lo_c`; `candidates`: `_departure_candidates` of
+    its chargers): least slack first, each charger's minimum is raised to what it needs to be
+    full `guard` before its departure (its whole demand once within the guard), within the
+    room left on its path. A charger that cannot finish even at full power (negative slack)
+    is not served first: it shares the rest fairly, so it never starves the others. Returns
+    the room left, and the grants per node and summed over each subtree (None: nobody is
+    served first)."""
+    cand, cand_node, cand_want, slack, plan, k = candidates
+    if not len(cand):
+        return remaining, None, None
     given = np.bincount(cand_node, weights=cand_want, minlength=tree.n)
     sub_want = tree.subtree_sums(given)
-    scarce = (sub_want > remaining + _EPS).tolist()
+    scarce = sub_want > remaining + _EPS
     granted = fill.granted
-    if not any(scarce):
+    if not scarce.any():
         # Room for every grant: the order does not matter.
         a.min[cand] += cand_want
         granted[cand] = True  # type: ignore[index]
-        return remaining - sub_want, given
-    # As for minimums, only the nodes where the grants do not all fit are checked: first who
-    # may be served first at all (_admitted), then in order of slack (then asset_id).
-    names = [dep.asset_ids[q] for q in k[ok].tolist()]
-    slack_l = slack[ok].tolist()
-    room = remaining.tolist()
-    paths: dict[int, list[int]] = {}
-    node_l = cand_node.tolist()
-    want_l = cand_want.tolist()
-    path_of = tree.path_of
-    for ni in set(node_l):
-        paths[ni] = [x for x in path_of(ni) if scarce[x]]
-    # The time over which a grant is planned: until `guard` before the departure, or until
-    # the departure itself once within the guard (its whole demand then).
-    plan_s = np.where(horizon[ok] > 0.0, horizon[ok], t_left[ok]).tolist()
-    rate, area = _releases(a, tree, dep, fill, lo_c)
-    admitted = _admitted(paths, node_l, want_l, plan_s, slack_l, names, room, rate, area)
-    order = sorted(zip(slack_l, names, range(len(names)), strict=True))
-    got = [0.0] * len(want_l)
-    for _, _, j in order:
-        if not admitted[j]:
-            continue
-        path = paths[node_l[j]]
-        g = want_l[j]
-        for x in path:
-            if room[x] < g:
-                g = room[x]
-        if g <= _EPS:
-            continue
-        for x in path:
-            room[x] -= g
-        got[j] = g
-    got_a = np.array(got)
-    a.min[cand] += got_a
-    granted[cand] = got_a > 0.0  # type: ignore[index]
-    given = np.bincount(cand_node, weights=got_a, minlength=tree.n)
-    return remaining - tree.subtree_sums(given), given
+        return remaining - sub_want, given, sub_want
+    # As for minimums, only the nodes where the grants do not all fit are checked, and only
+    # the candidates below one of them can get less than they want: first who may be served
+    # first at all (_admitted), then in order of slack (then asset_id). Every other candidate
+    # gets its whole grant (nothing on its path is short, and nobody else's grant is cut on
+    # its account: the loops below only count the room of the short nodes).
+    deepest = _deepest_scarce(tree, scarce)
+    top = deepest[cand_node]
+    under = np.flatnonzero(top >= 0)
+    got = cand_want.copy()
+    if len(under):
+        # A candidate's scarce path (its short nodes, deepest first) is that of its deepest
+        # short node: one list per short node.
+        top_l = top[under].tolist()
+        scarce_top = deepest.tolist()
+        parent = tree.parent
+        chains: dict[int, list[int]] = {}
+        for x in set(top_l):
+            chain = []
+            y = x
+            while y >= 0:
+                chain.append(y)
+                y = parent[y]
+                if y >= 0:
+                    y = scarce_top[y]
+            chains[x] = chain
+        paths = [chains[x] for x in top_l]
+        u_want = cand_want[under]
+        u_slack = slack[under]
+        u_k = k[under]
+        names = [dep.asset_ids[q] for q in u_k.tolist()]
+        # Ties of slack (and of plan) go by asset_id: the column order, as the columns are
+        # sorted by asset_id, unless two chargers share one (then by the names themselves).
+        unique = len(set(names)) == len(names)
+        room = remaining.tolist()
+        admitted = _admitted(
+            paths,
+            u_want,
+            plan[under],
+            u_slack,
+            u_k,
+            names,
+            unique,
+            room,
+            lambda: _releases(a, tree, dep, fill, lo_c),
+        )
+        if unique:
+            order = np.lexsort((u_k, u_slack)).tolist()
+        else:
+            ranked = zip(u_slack.tolist(), names, range(len(names)), strict=True)
+            order = [j for _, _, j in sorted(ranked)]
+        want_l = u_want.tolist()
+        got_l = [0.0] * len(want_l)
+        for j in order:
+            if not admitted[j]:
+                continue
+            path = paths[j]
+            g = want_l[j]
+            for x in path:
+                if room[x] < g:
+                    g = room[x]
+            if g <= _EPS:
+                continue
+            for x in path:
+                room[x] -= g
+            got_l[j] = g
+        got[under] = got_l
+    a.min[cand] += got
+    granted[cand] = got > 0.0  # type: ignore[index]
+    given = np.bincount(cand_node, weights=got, minlength=tree.n)
+    sub_given = tree.subtree_sums(given)
+    return remaining - sub_given, given, sub_given
+
+
+def _deepest_scarce(tree: _Tree, scarce: np.ndarray) -> np.ndarray:
+    """Per node, the deepest node of its path (itself included) where `scarce`; -1: none."""
+    top = np.where(scarce, np.arange(tree.n), -1)
+    if tree.n <= 64:
+        parent = tree.parent
+        out = top.tolist()
+        for i in range(1, tree.n):
+            if out[i] < 0:
+                out[i] = out[parent[i]]
+        return np.array(out)
+    for kids, parents in reversed(tree.levels):  # shallowest first: parents are final
+        mine = top[kids]
+        top[kids] = np.where(mine >= 0, mine, top[parents])
+    return top
 
 
 def _admitted(
-    paths: dict[int, list[int]],
-    node_l: list[int],
-    want_l: list[float],
-    plan_s: list[float],
-    slack_l: list[float],
+    paths: list[list[int]],
+    want: np.ndarray,
+    plan: np.ndarray,
+    slack: np.ndarray,
+    k: np.ndarray,
     names: list[str],
+    unique: bool,
     room: list[float],
-    rate: list[float],
-    area: list[float],
+    releases: Callable[[], tuple[list[float], list[float]]],
 ) -> list[bool]:
     """Who may be served first where the grants do not all fit (Moore-Hodgson per node):
     earliest planned finish first, each candidate's grant over its plan is energy its scarce
@@ -1924,27 +2252,40 @@ def _admitted(
     what each gives back from its departure on, less what those leaving after `h` would give
     back before leaving, so it never overstates the exact sum. A dropped charger is not at
     risk (it could finish alone): it shares what remains fairly, and is considered again at
-    the next cycle."""
-    n = len(want_l)
+    the next cycle.
+
+    The candidates are those below a scarce node (`paths`: their scarce nodes, deepest
+    first; every other candidate is admitted), `k` their column (asset_id order: the
+    tie-break when `unique`, else `names`). `releases()` gives `rate` and `area` per node,
+    asked for only when a node's room alone does not do."""
+    n = len(paths)
     admitted = [True] * n
-    energy = [w * h for w, h in zip(want_l, plan_s, strict=True)]  # kW x s above the minimum
-    load: dict[int, float] = {}
+    energy = (want * plan).tolist()  # kW x s above the minimum
+    plan_l = plan.tolist()
+    n_nodes = len(room)
+    load = [0.0] * n_nodes
     # Per node, the candidates admitted below it (-energy, asset_id, position): a plain list
     # until the node first has to drop someone, a heap from then on.
-    items: dict[int, list[tuple[float, str, int]]] = {}
-    heaped: set[int] = set()
-    # (a candidate with no scarce node on its path is never dropped: every grant there fits)
-    queue = sorted((plan_s[j], slack_l[j], names[j], j) for j in range(n) if paths[node_l[j]])
-    for h, _, name, j in queue:
-        path = paths[node_l[j]]
+    items: list[list[tuple[float, str, int]] | None] = [None] * n_nodes
+    heaped = [False] * n_nodes
+    rate: list[float] = []
+    area: list[float] = []
+    if unique:
+        queue = np.lexsort((k, slack, plan)).tolist()
+    else:
+        ranked = zip(plan_l, slack.tolist(), names, range(n), strict=True)
+        queue = [j for _, _, _, j in sorted(ranked)]
+    for j in queue:
+        h = plan_l[j]
+        path = paths[j]
         e = energy[j]
-        item = (-e, name, j)
+        item = (-e, names[j], j)
         for x in path:
-            load[x] = load.get(x, 0.0) + e
-            mine = items.get(x)
+            load[x] += e
+            mine = items[x]
             if mine is None:
                 items[x] = [item]
-            elif x in heaped:
+            elif heaped[x]:
                 heappush(mine, item)
             else:
                 mine.append(item)
@@ -1952,6 +2293,8 @@ def _admitted(
             cap = room[x] * h
             if load[x] <= cap:
                 continue
+            if not rate:
+                rate, area = releases()
             given_back = (room[x] + rate[x]) * h - area[x]
             if given_back > cap:
                 cap = given_back
@@ -1959,15 +2302,15 @@ def _admitted(
             if load[x] <= cap:
                 continue
             heap = items[x]
-            if x not in heaped:
-                heapify(heap)
-                heaped.add(x)
+            if not heaped[x]:
+                heapify(heap)  # type: ignore[arg-type]
+                heaped[x] = True
             while load[x] > cap and heap:
-                _, _, q = heappop(heap)
+                _, _, q = heappop(heap)  # type: ignore[arg-type]
                 if not admitted[q]:
                     continue  # dropped earlier, below another node
                 admitted[q] = False
-                for y in paths[node_l[q]]:
+                for y in paths[q]:
                     load[y] -= energy[q]
     return admitted
 
@@ -1979,14 +2322,20 @@ def _releases(
     class what its fill gave it, this class and the lower ones their minimums: the grants
     and the fair share are not given yet), and that times their departure (seconds ahead),
     summed: what they give back when they leave."""
-    t = dep.t_left[a.idx]
+    cached = dep.active_t
+    if cached is None or cached[0] is not a.idx:
+        t = dep.t_left[a.idx]
+        cached = dep.active_t = (a.idx, t, ~((t > 0.0) & (t < inf)))
+    _, t, staying = cached
     held = a.min.copy()
     if lo_c:
         held[:lo_c] = np.minimum(np.maximum(fill.level[:lo_c], a.min[:lo_c]), a.dem[:lo_c])
-    held[~((t > 0.0) & (t < inf))] = 0.0
+    held[staying] = 0.0
     t = np.where(held > 0.0, t, 0.0)
-    rate = tree.subtree_sums(np.bincount(a.node, weights=held, minlength=tree.n))
-    area = tree.subtree_sums(np.bincount(a.node, weights=held * t, minlength=tree.n))
+    rate, area = tree.subtree_sums_pair(
+        np.bincount(a.node, weights=held, minlength=tree.n),
+        np.bincount(a.node, weights=held * t, minlength=tree.n),
+    )
     return rate.tolist(), area.tolist()
 
 
@@ -1994,43 +2343,59 @@ class _DepartureLayout:
     __slots__ = DepartureResult.__slots__
 
 
-def _departure_results(cols: _Columns, dep: _Departures) -> list[DepartureResult | None]:
-    """Each session's figures, per charger (None without one): energy, projected finish at
-    this cycle's setpoint, at risk (cannot finish by its departure even at full power)."""
-    chargers = cols.chargers
+def _departure_columns(cols: _Columns, dep: _Departures) -> tuple[list[Any], ...]:
+    """Each session's figures, in the order of `dep.show`: departure_at, energy needed,
+    energy delivered, projected finish at this cycle's setpoint, at risk (cannot finish by its
+    departure even at full power)."""
     show = dep.show
-    now = dep.now
-    known = dep.energy_known[show]
-    e_left = dep.e_left[show]
-    t_left = dep.t_left[show]
-    setpoint = cols.setpoint[show]
-    req = cols.req[show]
-    max_kw = cols.max_kw[show]
-    full_kw = np.where(req > 0.0, np.maximum(np.minimum(req, max_kw), cols.min_kw[show]), max_kw)
+    if dep.every:  # (every charger has a session: the columns as they are)
+        known, e_left, t_left = dep.energy_known, dep.e_left, dep.t_left
+        setpoint, req, max_kw, min_kw = cols.setpoint, cols.req, cols.max_kw, cols.min_kw
+        needed, delivered = dep.needed, dep.delivered
+    else:
+        known, e_left, t_left = dep.energy_known[show], dep.e_left[show], dep.t_left[show]
+        setpoint, req = cols.setpoint[show], cols.req[show]
+        max_kw, min_kw = cols.max_kw[show], cols.min_kw[show]
+        needed, delivered = dep.needed[show], dep.delivered[show]
+    full_kw = np.where(req > 0.0, np.maximum(np.minimum(req, max_kw), min_kw), max_kw)
     done = e_left <= _EPS
     with np.errstate(divide="ignore", invalid="ignore"):
         finish_s = np.where(done, 0.0, np.round(e_left * 3600.0 / setpoint))
         risky = (t_left <= 0.0) | (full_kw <= 0.0) | (e_left * 3600.0 / full_kw > t_left)
     has = known & (done | (setpoint > 0.0))
-    finish_l = (
-        np.where(has, _finish_stamps(now, np.where(has, finish_s, 0.0)), None).tolist()
-        if has.any()
-        else [None] * len(show)
-    )
-    risk_l = np.where(known & (t_left < inf), ~done & risky, None).tolist()
-    needed_l = np.where(known, _floor3(np.nan_to_num(dep.needed[show])), None).tolist()
-    delivered_l = _floor3(dep.delivered[show]).tolist()
-    out: list[DepartureResult | None] = [None] * len(chargers)
+    if has.all():
+        finish_l: list[str | None] = _finish_stamps(dep.now, finish_s)  # type: ignore[assignment]
+    elif has.any():
+        stamps = np.array(_finish_stamps(dep.now, np.where(has, finish_s, 0.0)), dtype=object)
+        finish_l = np.where(has, stamps, None).tolist()
+    else:
+        finish_l = [None] * len(show)
+    timed = known & (t_left < inf)
+    if timed.all():
+        risk_l = (~done & risky).tolist()
+    else:
+        risk_l = np.where(timed, ~done & risky, None).tolist()
+    if known.all():
+        needed_l = _floor3(needed).tolist()  # (no nan: as _floor3(_no_inf(needed)))
+    else:
+        needed_l = np.where(known, _floor3(_no_inf(needed)), None).tolist()
+    return dep.texts, needed_l, _floor3(delivered).tolist(), finish_l, risk_l
+
+
+def _departure_results(cols: _Columns, dep: _Departures) -> list[DepartureResult | None]:
+    """Each session's figures (`_departure_columns`) as a result, per charger (None without
+    a session)."""
+    out: list[DepartureResult | None] = [None] * len(cols.chargers)
     new = object.__new__
     layout = _DepartureLayout
     result_cls = DepartureResult
-    for k, needed, delivered, finish, risk in zip(
-        show.tolist(), needed_l, delivered_l, finish_l, risk_l, strict=True
+    for k, text, needed_kwh, delivered_kwh, finish, risk in zip(
+        dep.show.tolist(), *_departure_columns(cols, dep), strict=True
     ):
         obj = new(layout)
-        obj.departure_at = chargers[k].departure_at
-        obj.energy_needed_kwh = needed
-        obj.energy_delivered_kwh = delivered
+        obj.departure_at = text
+        obj.energy_needed_kwh = needed_kwh
+        obj.energy_delivered_kwh = delivered_kwh
         obj.projected_finish_at = finish
         obj.at_risk = risk
         obj.__class__ = result_cls

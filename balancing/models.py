@@ -1,6 +1,8 @@
 """Cycles (one document per run), the triggers they served, and breaches."""
 
+import uuid
 from datetime import UTC
+from functools import lru_cache
 
 from django.db import models
 from django.utils import timezone
@@ -114,6 +116,44 @@ def decode_record(data: bytes, digest: str | None, parts=None, row=None) -> tupl
     return record.decode(bytes(data), part, row=row)
 
 
+# ---- cycle ids ----------------------------------------------------------------------------------
+
+_ID_NAMESPACE = uuid.UUID("6f1d3c2a-9a57-4d0e-8f7b-2b8e4c1d5a90")  # balancing.services.stable_id's
+_MARK = "c"  # the 13th digit of a cycle id of this form (a uuid5's is always "5")
+_SEQ_DIGITS = 8
+_HEX = frozenset("0123456789abcdef")
+
+
+@lru_cache(maxsize=8192)
+def cycle_id_prefix(microgrid_id: str) -> str:
+    """The 24 digits every cycle id of a microgrid starts with (issue 18)."""
+    digits = uuid.uuid5(_ID_NAMESPACE, f"cycle:{microgrid_id}").hex
+    return digits[:12] + _MARK + digits[13:24]
+
+
+def cycle_id_of(microgrid_id: str, seq: int) -> str:
+    """A cycle's id: 32 hex digits, the microgrid's prefix then `seq` in 8 hex digits.
+
+    Stable (the same microgrid and seq give the same id: a simulator run replayed from
+    scratch writes the same artifacts) and globally unique like the uuid5 it replaced, and a
+    cycle is found from its id by (microgrid, seq), without an index of the ids: a cycle
+    moved into a block (balancing/blocks.py) has no row of its own. Ids of cycles stored
+    before this form (uuid5 hex, whose 13th digit is "5") stay what they were."""
+    return cycle_id_prefix(microgrid_id) + format(seq, f"0{_SEQ_DIGITS}x")
+
+
+def cycle_seq_of(cycle_id: str) -> tuple[str, int] | None:
+    """(prefix, seq) of an id of `cycle_id_of`'s form, or None for any other text."""
+    if (
+        not isinstance(cycle_id, str)
+        or len(cycle_id) != 24 + _SEQ_DIGITS
+        or cycle_id[12] != _MARK
+        or not _HEX.issuperset(cycle_id)
+    ):
+        return None
+    return cycle_id[:24], int(cycle_id[24:], 16)
+
+
 class EqualityIndex(models.Index):
     """An index for equality lookups only: a hash index on PostgreSQL (4 bytes of hash per
     row instead of the key itself: a 32-digit id costs a btree about 75 bytes a row in a
@@ -187,20 +227,37 @@ class Cycle(models.Model):
         return f"{self.microgrid_id} cycle {self.seq} ({self.outcome})"
 
     def save(self, *args, **kwargs):
+        if self.in_block:
+            raise ValueError("a cycle read from a block of compacted cycles is not saved")
         if self._pending:
             self._encode()
         super().save(*args, **kwargs)
 
     # ---- the record as dicts ----------------------------------------------------------------
 
+    @property
+    def in_block(self) -> bool:
+        """Read from a block of compacted cycles (no row: nothing references it)."""
+        return self.pk is None and self.served_trigger_list is not None
+
     _decoded: tuple[dict, dict] | None = None
     _pending: bool = False
     # The part the microgrid's previous cycle used, when the caller knows it (saves a query).
     base_part: str | None = None
 
+    # A cycle read from a block (balancing/blocks.py) has no row: its parsed record text
+    # and the triggers it served come with it, and it cannot be saved.
+    _encoded = None
+    served_trigger_list: list | None = None
+
     def _load(self) -> tuple[dict, dict]:
         if self._decoded is None:
-            if not self.record:
+            if self._encoded is not None:
+                encoded, self._encoded = self._encoded, None
+                self._decoded = record.decode_encoded(
+                    encoded, part_columns(self.record_part_id), row=self._row()
+                )
+            elif not self.record:
                 self._decoded = ({}, {})
             else:
                 self._decoded = decode_record(self.record, self.record_part_id, row=self._row())
@@ -257,6 +314,55 @@ class Cycle(models.Model):
         instance._decoded = None
         instance._pending = False
         return instance
+
+
+class CycleBlock(models.Model):
+    """Consecutive cycles of one microgrid, compacted after their quarter hour was aggregated
+    (balancing/lifecycle.py `cycle_compact`): their rows' values as columns (`summary`) and
+    their records compressed together (`records`), against the one part they all use.
+
+    Why (spec 4.1, "Cycles in blocks"): a 50-charger cycle's own row, its indexes and its
+    trigger cost more than its record; in a block they cost a sixtieth, and consecutive
+    records compress against each other. Only cycles nothing references are compacted (no
+    breach, delivery or other row names them), never a microgrid's newest; they are read
+    through balancing/blocks.py like rows."""
+
+    microgrid = models.ForeignKey(
+        Microgrid, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    first_seq = models.PositiveIntegerField()
+    last_seq = models.PositiveIntegerField()
+    started_from = models.DateTimeField(help_text="started_at of its first cycle")
+    started_to = models.DateTimeField(help_text="started_at of its last cycle")
+    cycles = models.PositiveIntegerField()
+    record_part = models.ForeignKey(
+        CycleRecordPart,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+    )
+    summary = models.BinaryField(
+        editable=False, help_text="the cycles' row values as columns, zlib (balancing/blocks.py)"
+    )
+    records = models.BinaryField(
+        editable=False, help_text="the cycles' record texts, compressed together"
+    )
+
+    class Meta:
+        ordering = ["microgrid", "-first_seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["microgrid", "first_seq"], name="cycle_block_seq")
+        ]
+        indexes = [
+            models.Index(fields=["microgrid", "-started_to"], name="cycle_block_time"),
+            models.Index(fields=["started_to"], name="cycle_block_prune"),
+            models.Index(fields=["record_part"], name="cycle_block_part"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.microgrid_id} cycles {self.first_seq}-{self.last_seq}"
 
 
 class CycleTrigger(models.Model):

@@ -280,6 +280,26 @@ def part_columns(encoded: Any) -> dict[str, bytes]:
     return out
 
 
+def _shareable(encoded: Any) -> list[tuple[Any, Any, bytes, str]]:
+    """(container, key or index, printed value, digest) of every value of an encoded record
+    that `part_columns` counts, in `_share`'s order: the table-free top-level values, then the
+    table columns depth first. A column is printed before any column inside it is replaced,
+    so each text is the one `_share` would print."""
+    out = []
+    for container, key in _top_values(encoded):
+        data = _dumps(container[key])
+        if len(data) >= _MIN_TOP:
+            out.append((container, key, data, column_hash(data)))
+    found: list[list[Any]] = []
+    _columns(encoded, found)
+    for columns in found:
+        for i, column in enumerate(columns):
+            data = _dumps(column)
+            if len(data) >= _MIN_SHARED:
+                out.append((columns, i, data, column_hash(data)))
+    return out
+
+
 def _digests(part: dict[str, bytes]) -> list[str]:
     """A part's column digests in the order records name them (its template is no column)."""
     return sorted(k for k in part if k != TEMPLATE)
@@ -436,23 +456,47 @@ def encode(
             "s": _mark_row(snapshot, row.get("s")),
         }
     )
-    mine = part_columns(encoded)
+    # Each value worth sharing is found, printed and hashed once, for choosing the part and
+    # for naming the part's values (what `part_columns` then `_share` would each do again).
+    slots = _shareable(encoded)
+    mine = {digest: data for _, _, data, digest in slots}
     total = sum(len(v) for v in mine.values())
     reuse = sum(len(v) for k, v in mine.items() if part and k in part)
     new_part = None
     if part is None or TEMPLATE not in part or (total and reuse * 2 < total):
         new_part = part = dict(mine)
-    encoded, _ = _share(encoded, part)
+    place = {digest: i for i, digest in enumerate(_digests(part))}
+    for container, key, _, digest in slots:
+        at = place.get(digest)
+        if at is not None:
+            container[key] = {SHARED: at}
     text = _dumps(encoded)
     if new_part is not None:
         new_part[TEMPLATE] = text
     return _compress(text, part), new_part
 
 
+def text_of(record: bytes, part: dict[str, bytes] | None) -> bytes:
+    """A record's encoded text (what `decode` reads; what a block of cycles stores)."""
+    return _decompress(record, part)
+
+
+def dictionary(part: dict[str, bytes] | None) -> bytes | None:
+    """The preset dictionary of a part's records (None without a template)."""
+    return _dictionary(part)
+
+
 def decode(
     record: bytes, part: dict[str, bytes] | None, *, row: dict[str, dict[str, Any]] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    encoded = _unshare(orjson.loads(_decompress(record, part)), part)
+    return decode_encoded(orjson.loads(_decompress(record, part)), part, row=row)
+
+
+def decode_encoded(
+    encoded: Any, part: dict[str, bytes] | None, *, row: dict[str, dict[str, Any]] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`decode` of a record's parsed text (`text_of`), which it consumes."""
+    encoded = _unshare(encoded, part)
     value = _decode_value(encoded)
     if value.get("v") not in _FORMATS:
         raise ValueError(f"unknown cycle record format {value.get('v')!r}")

@@ -8,11 +8,20 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from balancing import blocks
 from balancing.charts import load_against_limit
 from balancing.choices import BreachStatus
 from balancing.dispatch import ChargingLimit, ScopeBudget
 from balancing.filters import BreachFilter, CycleFilter
-from balancing.models import ROW_FIELDS, Breach, Cycle, decode_record, parts_columns
+from balancing.models import (
+    ROW_FIELDS,
+    Breach,
+    Cycle,
+    cycle_id_prefix,
+    cycle_seq_of,
+    decode_record,
+    parts_columns,
+)
 from balancing.signals import cycle_document_read
 from microgrid.common.errors import DomainError
 from microgrid.topology.diagram import headroom
@@ -48,21 +57,83 @@ def cycle_summary(row: dict[str, Any] | Cycle) -> dict[str, Any]:
     }
 
 
+# The filters of the cycle list as tests of a cycle read from a block (the rows' are SQL).
+_CHOICE_FILTERS = (
+    ("trigger", "trigger_type"),
+    ("outcome", "outcome"),
+    ("source_mode", "source_mode"),
+)
+
+
 def cycle_list(
     microgrid, *, params, limit: int | None = None, offset: int = 0
 ) -> list[dict[str, Any]]:
     """The newest cycles matching the `CycleFilter` parameters, or FIELD_INVALID; `offset`
-    skips that many (the Manage page's paging)."""
+    skips that many (the Manage page's paging). Rows and compacted cycles alike: the rows'
+    page and the blocks' newest that can reach it, merged (balancing/blocks.py)."""
     filters = CycleFilter(params, queryset=Cycle.objects.filter(microgrid=microgrid))
     if limit is not None:
         filters.default_limit = limit
     ordered = filters.filtered().order_by("-started_at", "-seq").values(*SUMMARY_FIELDS)
-    rows = ordered[offset : offset + filters.limit()]
-    return [cycle_summary(row) for row in rows]
+    need = offset + filters.limit()
+    rows = list(ordered[:need])
+    wanted = {field: filters.value(name) for name, field in _CHOICE_FILTERS}
+    wanted = {field: value for field, value in wanted.items() if value is not None}
+    compacted = blocks.newest_first(
+        microgrid,
+        need=need,
+        keep=lambda c: all(getattr(c, f) == v for f, v in wanted.items()),
+        since=filters.value("since"),
+        until=filters.value("until"),
+        floor=rows[-1]["started_at"] if len(rows) >= need else None,
+    )
+    if compacted:
+        rows += [{f: getattr(c, f) for f in SUMMARY_FIELDS} for c in compacted]
+        rows.sort(key=lambda r: (r["started_at"], r["seq"]), reverse=True)
+    return [cycle_summary(row) for row in rows[offset:need]]
+
+
+def find_cycle(microgrid, cycle_id: str) -> Cycle | None:
+    """The cycle of the microgrid with this id, from its row or its block, or None: the one
+    way to read a cycle by id (a compacted cycle has no row)."""
+    cycle = Cycle.objects.filter(microgrid=microgrid, cycle_id=cycle_id).first()
+    return cycle if cycle is not None else blocks.find_in_block(microgrid, cycle_id)
+
+
+def find_cycle_anywhere(cycle_id: str) -> Cycle | None:
+    """The cycle with this id in any microgrid (replay names no microgrid), or None."""
+    from microgrid.topology.models import Microgrid
+
+    cycle = Cycle.objects.filter(cycle_id=cycle_id).select_related("microgrid").first()
+    if cycle is not None:
+        return cycle
+    parsed = cycle_seq_of(cycle_id)
+    if parsed is None:
+        return None
+    # The microgrid whose prefix the id starts with (one read of the microgrid ids).
+    for pk, microgrid_id in Microgrid.objects.values_list("pk", "microgrid_id").iterator():
+        if cycle_id_prefix(microgrid_id) == parsed[0]:
+            return blocks.block_cycle(Microgrid.objects.get(pk=pk), parsed[1])
+    return None
+
+
+def cycles_by_seq(microgrid):
+    """Every kept cycle of the microgrid by seq, rows and compacted alike (the simulator's
+    artifacts): an iterator of `Cycle`s."""
+    rows = Cycle.objects.filter(microgrid=microgrid).order_by("seq").iterator(chunk_size=200)
+    return blocks.in_seq_order(microgrid, rows)
+
+
+def cycle_seqs(microgrid) -> dict[str, int]:
+    """cycle_id -> seq of every kept cycle of the microgrid (rows and blocks' summaries)."""
+    out = dict(Cycle.objects.filter(microgrid=microgrid).values_list("cycle_id", "seq"))
+    for cycle in blocks.newest_first(microgrid, need=0):
+        out[cycle.cycle_id] = cycle.seq
+    return out
 
 
 def cycle_get(microgrid, cycle_id: str) -> Cycle:
-    cycle = Cycle.objects.filter(microgrid=microgrid, cycle_id=cycle_id).first()
+    cycle = find_cycle(microgrid, cycle_id)
     if cycle is None:
         raise DomainError(
             "CYCLE_NOT_FOUND",
@@ -118,8 +189,10 @@ def cycle_document(cycle: Cycle) -> dict[str, Any]:
             else b
             for b in doc["breaches"]
         ]
-    doc["served_triggers"] = list(
-        cycle.triggers.order_by("requested_at", "pk").values_list("trigger", flat=True)
+    doc["served_triggers"] = (
+        list(cycle.served_trigger_list)
+        if cycle.in_block
+        else list(cycle.triggers.order_by("requested_at", "pk").values_list("trigger", flat=True))
     )
     # Apps above balancing add what they own (the dispatch app: delivery statuses).
     cycle_document_read.send(sender=Cycle, cycle=cycle, document=doc)
@@ -255,12 +328,28 @@ def recent_series(
         .order_by("-started_at", "-seq")
         .values_list("seq", "started_at", "record", "record_part_id", *ROW_FIELDS)[:count]
     )
-    rows.reverse()
     parts = parts_columns(digest for _, _, _, digest, *_ in rows)
     docs = [
         (seq, started, decode_record(data, digest, parts, row)[0])
         for seq, started, data, digest, *row in rows
     ]
+    # Compacted cycles newer than the oldest of these rows, or the rest when the rows are
+    # fewer than asked (no block read when none can change the answer).
+    compacted = blocks.newest_first(
+        microgrid,
+        need=count,
+        floor=docs[-1][1] if len(docs) >= count else None,
+        with_records=True,
+    )
+    if compacted:
+        # Decoded only when among the `count` newest (a cycle of a block decodes on use).
+        merged: list[tuple] = docs + [(c.seq, c.started_at, c) for c in compacted]
+        merged.sort(key=lambda d: (d[1], d[0]), reverse=True)
+        docs = [
+            (seq, started, doc.document if isinstance(doc, Cycle) else doc)
+            for seq, started, doc in merged[:count]
+        ]
+    docs.reverse()
     labels = [started.strftime("%H:%M:%S") for _, started, _ in docs]
     per_group: dict[str, dict[str, list]] = defaultdict(lambda: {"allocated": [], "requested": []})
     for index, (_, _, doc) in enumerate(docs):

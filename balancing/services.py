@@ -31,7 +31,7 @@ from balancing.choices import BreachStatus, TriggerType
 from balancing.dispatch import Dispatcher
 from balancing.engine import allocate
 from balancing.inputs import CycleInputs, gather_inputs
-from balancing.models import Breach, Cycle, CycleTrigger, HeadroomHistory
+from balancing.models import Breach, Cycle, CycleTrigger, HeadroomHistory, cycle_id_of
 from balancing.selectors import cycle_setpoints
 from balancing.signals import cycle_stored
 from microgrid.capabilities.scopes import Scope
@@ -184,8 +184,38 @@ _open_breaches = PreparedRead(
 )
 
 
-def run_locked(microgrid, *, trigger, scope, started_at, clock, valid_for_s, last=_UNREAD) -> Cycle:
-    """Inside the transaction, the microgrid locked: read, compute and store one cycle.
+def run_locked(microgrid, **kwargs) -> Cycle:
+    """Inside the transaction, the microgrid locked: read, compute and store one cycle
+    (`plan_locked`'s arguments)."""
+    planned = plan_locked(microgrid, **kwargs)
+    planned.cycle.save()
+    planned.stored()
+    return planned.cycle
+
+
+@dataclass
+class PlannedCycle:
+    """A cycle computed and ready to store: its row not written yet (a batch writes its
+    members' rows with one INSERT, balancing/batch.py), then `stored()` once it is."""
+
+    microgrid: Microgrid
+    cycle: Cycle
+    result: Any
+    inputs: CycleInputs
+    breaches: BreachPlan
+
+    def stored(self) -> None:
+        """What follows the cycle's row in its transaction: its breaches, and the envelopes
+        app's facts after the commit."""
+        self.breaches.apply(self.cycle)
+        _announce(self.microgrid, self.cycle, self.result, self.inputs, self.breaches)
+
+
+def plan_locked(
+    microgrid, *, trigger, scope, started_at, clock, valid_for_s, last=_UNREAD
+) -> PlannedCycle:
+    """Inside the transaction, the microgrid locked: read and compute one cycle, and plan its
+    breaches; the cycle row is not saved.
 
     `last` is the microgrid's previous cycle as (seq, record part), or None when it has
     none, when the caller read it already (a batch reads them all at once)."""
@@ -208,7 +238,7 @@ def run_locked(microgrid, *, trigger, scope, started_at, clock, valid_for_s, las
         found = _last_seq(microgrid=microgrid.pk)
         last = found[0] if found else None
     seq = (last[0] if last else 0) + 1
-    cycle_id = stable_id("cycle", microgrid.microgrid_id, seq)
+    cycle_id = cycle_id_of(microgrid.microgrid_id, seq)
     document = _document(
         microgrid, cycle_id, scope, trigger, started_at, completed_at, result, inputs, valid_until
     )
@@ -236,10 +266,7 @@ def run_locked(microgrid, *, trigger, scope, started_at, clock, valid_for_s, las
     )
     # The previous cycle's shared columns: the record stores only what differs from them.
     cycle.base_part = last[1] if last else None
-    cycle.save()
-    breaches.apply(cycle)
-    _announce(microgrid, cycle, result, inputs, breaches)
-    return cycle
+    return PlannedCycle(microgrid, cycle, result, inputs, breaches)
 
 
 def _headroom_history(microgrid) -> HeadroomHistory:

@@ -178,8 +178,9 @@ def enqueue_cycle(microgrid_id: str, trigger: dict, scope: dict | None = None) -
 
 @shared_task(name="balancing.maintain_cycles", ignore_result=True)
 def maintain_cycles() -> dict[str, int]:
-    """Aggregate closed 15-minute buckets, prune full cycles past CYCLE_RETENTION_DAYS and
-    aggregates past CYCLE_AGGREGATE_RETENTION_DAYS; bounded per run (balancing.lifecycle)."""
+    """Aggregate closed 15-minute buckets, compact aggregated ones into blocks, prune full
+    cycles and blocks past CYCLE_RETENTION_DAYS and aggregates past
+    CYCLE_AGGREGATE_RETENTION_DAYS; bounded per run (balancing.lifecycle)."""
     from balancing.lifecycle import cycle_maintain
 
     done = cycle_maintain(now=timezone.now())

@@ -51,25 +51,32 @@ def timed(fn: Callable[[], Any], *, repeat: int, warmup: int = 2) -> dict[str, f
 
 def timed_pair(plain: Callable[[], Any], other: Callable[[], Any], *, repeat: int) -> dict:
     """Two functions timed in alternation (plain, other, plain, ...), so that a busy machine
-    slows both alike: medians and their ratio."""
+    slows both alike: medians and their ratio, in wall-clock time and in the CPU time of this
+    thread (`cpu_*`: what other processes on a shared machine take does not count)."""
     for _ in range(2):
         plain()
         other()
-    a, b = [], []
+    a, b, ca, cb = [], [], [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         plain()
         a.append((time.perf_counter() - start) * 1000.0)
-        start = time.perf_counter()
+        ca.append((time.thread_time() - cpu) * 1000.0)
+        start, cpu = time.perf_counter(), time.thread_time()
         other()
         b.append((time.perf_counter() - start) * 1000.0)
+        cb.append((time.thread_time() - cpu) * 1000.0)
     pa, pb = statistics.median(a), statistics.median(b)
+    qa, qb = statistics.median(ca), statistics.median(cb)
     return {
         "plain_median_ms": round(pa, 3),
         "departures_median_ms": round(pb, 3),
         "ratio": round(pb / pa, 2),
         "plain_min_ms": round(min(a), 3),
         "departures_min_ms": round(min(b), 3),
+        "cpu_plain_median_ms": round(qa, 3),
+        "cpu_departures_median_ms": round(qb, 3),
+        "cpu_ratio": round(qb / qa, 2),
         "repeat": repeat,
     }
 

@@ -7,17 +7,19 @@ measures its own time per request, so the delivery time can be stated without it
 
 from __future__ import annotations
 
+import gc
 import statistics
 import threading
 import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from benchtools.benchmarks import _drop, materialise, timed
+from benchtools.benchmarks import _drop, materialise
 from benchtools.synthetic import build_engine_input
 
 SECRET = "bench-secret"
@@ -62,11 +64,12 @@ def _stats(samples: list[float]) -> dict[str, float]:
     }
 
 
-def bench_dispatch(*, chargers: int = 2000, repeat: int = 15) -> dict[str, Any]:
+def bench_dispatch(*, chargers: int = 2000, repeat: int = 15, fill: int = 0) -> dict[str, Any]:
+    """`fill` > 0 (PostgreSQL): first give the database a history, as a depot that has run for
+    a while (`_fill`): the bench microgrid's `fill` earlier batches and 10 x `fill` batches of
+    20 other microgrids."""
     from balancing.services import cycle_request, trigger_of
-    from balancing.signals import cycle_stored
     from dispatch import services
-    from dispatch.receivers import write_deliveries
     from dispatch.services import deliveries_send, dispatch_config_set
 
     inp = build_engine_input(chargers, chargers // 5, depth=5, seed=4)
@@ -84,34 +87,15 @@ def bench_dispatch(*, chargers: int = 2000, repeat: int = 15) -> dict[str, Any]:
                     microgrid=microgrid, trigger=trigger_of("API"), now=lambda: at
                 ).cycle
 
-        # 1. What writing the deliveries adds to the cycle: the receiver timed directly, and the
-        # cycle with and without the outbox.
-        write_ms: list[float] = []
-        original = services.deliveries_write
+        if fill:
+            out["filled"] = _fill(microgrid, cycle, history=fill)
 
-        def timed_write(**kwargs):
-            start = time.perf_counter()
-            try:
-                return original(**kwargs)
-            finally:
-                write_ms.append((time.perf_counter() - start) * 1000.0)
-
-        services.deliveries_write = timed_write
-        try:
-            with_outbox = timed(cycle, repeat=repeat)
-        finally:
-            services.deliveries_write = original
-        cycle_stored.disconnect(write_deliveries, dispatch_uid="dispatch.write_deliveries")
-        try:
-            without = timed(cycle, repeat=repeat)
-        finally:
-            cycle_stored.connect(write_deliveries, dispatch_uid="dispatch.write_deliveries")
-        out["write"] = {
-            "deliveries_write": _stats(write_ms[-repeat:]),
-            "cycle_with_outbox": with_outbox,
-            "cycle_without_outbox": without,
-            "added_median_ms": round(with_outbox["median_ms"] - without["median_ms"], 3),
-        }
+        # 1. What the outbox adds to the cycle: with and without dispatch's receiver,
+        # alternated, wall and CPU time (this process and its PostgreSQL backend), and the
+        # pieces: the write in the transaction, and the send asked for on commit.
+        # Three times as many pairs as other repeats: a difference of a few milliseconds
+        # between two ~100 ms figures needs them on a shared machine.
+        out["write"] = _outbox_cost(cycle, 3 * repeat)
 
         # 2. One webhook delivery of a whole cycle's setpoints (every one changed).
         send_ms: list[float] = []
@@ -142,7 +126,195 @@ def bench_dispatch(*, chargers: int = 2000, repeat: int = 15) -> dict[str, Any]:
         ]
     finally:
         receiver.close()
+        if fill:
+            _unfill()
         _drop(microgrid)
+    return out
+
+
+_FILL_PREFIX = "BENCH-DISPATCH-FILL-"
+
+
+def _fill(microgrid, cycle, *, history: int, others: int = 20) -> dict[str, Any]:
+    """A database that holds many cycles' deliveries: the bench microgrid's `history` earlier
+    batches (copies of a real 2,000-charger batch, seq 1..history: 90 % ACCEPTED, 8 %
+    SUPERSEDED unsent, 2 % EXPIRED after a send, as a day of a depot whose receiver mostly
+    answers) and `others` microgrids with `history` / 2 batches each (small targets), batch
+    ids as random as real ones. Then ANALYZE, as autovacuum would have. PostgreSQL only."""
+    from balancing.models import Cycle
+    from dispatch.models import DeliveryBatch
+    from microgrid.topology.services import microgrid_create
+
+    if connection.vendor != "postgresql":
+        return {"skipped": "PostgreSQL only"}
+    started = time.perf_counter()
+    _unfill()  # what an interrupted run left
+    first = cycle()
+    # The real cycles continue after the history.
+    Cycle.objects.filter(pk=first.pk).update(seq=history + 1)
+    source = DeliveryBatch.objects.get(cycle=first).pk
+    table = DeliveryBatch._meta.db_table
+    status = "CASE WHEN mod(g, 50) = 0 THEN 'EXPIRED' WHEN mod(g, 12) = 0 THEN 'SUPERSEDED' ELSE 'ACCEPTED' END"
+    attempts = "CASE WHEN mod(g, 12) = 0 AND mod(g, 50) <> 0 THEN 0 ELSE 1 END"
+    insert = (
+        f'INSERT INTO {table} (batch_id, microgrid_id, cycle_id, seq, channel, targets, "full", '
+        f"sent_count, unchanged_count, valid_until, status, attempts, claim, claimed_at, "
+        f"answered_at, last_error, created_at) "
+        f"SELECT 'fill' || md5(%s || ':' || g::text), %s, cycle_id, g, channel, {{targets}}, \"full\", "
+        f"sent_count, unchanged_count, valid_until - (%s - g) * interval '15 seconds', "
+        f"{status}, {attempts}, '', NULL, NULL, '', "
+        f"created_at - (%s - g) * interval '15 seconds' "
+        f"FROM {table}, generate_series(1, %s) AS g WHERE id = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            insert.format(targets="targets"),
+            [microgrid.microgrid_id, microgrid.pk, history + 1, history + 1, history, source],
+        )
+        small = '{"ids":[],"kw":[],"send":"","budgets":[]}'
+        for i in range(others):
+            other = microgrid_create(
+                microgrid_id=f"{_FILL_PREFIX}{i}",
+                name=f"{_FILL_PREFIX}{i}",
+                depot={"depot_id": f"D-{_FILL_PREFIX}{i}", "name": "fill", "timezone": "UTC"},
+            )
+            cursor.execute(
+                insert.format(targets="%s"),
+                [other.microgrid_id, other.pk, small, history, history, history // 2, source],
+            )
+        cursor.execute(f"ANALYZE {table}")
+        cursor.execute(f"SELECT count(*), pg_total_relation_size('{table}') FROM {table}")
+        rows, size = cursor.fetchone()
+    return {
+        "history": history,
+        "other_microgrids": others,
+        "batches": rows,
+        "table_bytes": size,
+        "fill_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def _unfill() -> None:
+    from dispatch.models import DeliveryBatch
+    from microgrid.topology.models import Depot, Microgrid
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {DeliveryBatch._meta.db_table} WHERE batch_id LIKE %s", ["fill%"]
+        )
+    Microgrid.objects.filter(microgrid_id__startswith=_FILL_PREFIX).delete()
+    Depot.objects.filter(depot_id__startswith=f"D-{_FILL_PREFIX}").delete()
+
+
+class _Meter:
+    """Wall time, this process's CPU time and its PostgreSQL backend's CPU time (Linux
+    /proc/<pid>/schedstat, nanoseconds; None elsewhere), in milliseconds."""
+
+    def __init__(self) -> None:
+        self.path = None
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                path = Path(f"/proc/{cursor.fetchone()[0]}/schedstat")
+            if path.exists():
+                self.path = path
+
+    def _backend_ms(self) -> float:
+        if self.path is None:
+            return 0.0
+        try:
+            return int(self.path.read_text().split()[0]) / 1e6
+        except (OSError, ValueError, IndexError):
+            return 0.0
+
+    def read(self) -> tuple[float, float, float]:
+        return (time.perf_counter() * 1000.0, time.process_time() * 1000.0, self._backend_ms())
+
+
+def _med(samples: list[float]) -> float:
+    return round(statistics.median(samples), 3) if samples else 0.0
+
+
+def _outbox_cost(cycle, repeat: int, *, warmup: int = 3) -> dict[str, Any]:
+    """Cycles with and without dispatch's `cycle_stored` receiver, alternated (with, without,
+    then without, with: a growing database or a warming process slows both alike), each timed
+    from before its transaction to after its commit, so the difference is everything the
+    outbox adds, the on-commit send request included. Also the pieces: `deliveries_write`
+    (in the transaction) and `enqueue_send` (on commit), each timed where it runs."""
+    from balancing.signals import cycle_stored
+    from dispatch import services
+    from dispatch.receivers import write_deliveries
+
+    meter = _Meter()
+    pieces: dict[str, list[tuple[float, ...]]] = {"deliveries_write": [], "enqueue_send": []}
+    originals = {name: getattr(services, name) for name in pieces}
+
+    def timing(name):
+        original = originals[name]
+
+        def run(*args, **kwargs):
+            before = meter.read()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                after = meter.read()
+                pieces[name].append(tuple(b - a for a, b in zip(before, after, strict=True)))
+
+        return run
+
+    runs: dict[bool, list[tuple[float, float, float]]] = {True: [], False: []}
+
+    def one(with_outbox: bool, keep: bool) -> None:
+        if not with_outbox:
+            cycle_stored.disconnect(write_deliveries, dispatch_uid="dispatch.write_deliveries")
+        try:
+            # Each cycle starts from a collected heap, so that it pays for the collections its
+            # own garbage triggers, not for a full one the other variant's garbage was due
+            # (a full collection in this process costs more than the outbox: 20 ms and more).
+            gc.collect()
+            before = meter.read()
+            cycle()
+            after = meter.read()
+        finally:
+            if not with_outbox:
+                cycle_stored.connect(write_deliveries, dispatch_uid="dispatch.write_deliveries")
+        if keep:
+            runs[with_outbox].append(tuple(b - a for a, b in zip(before, after, strict=True)))
+
+    for name in pieces:
+        setattr(services, name, timing(name))
+    try:
+        for i in range(warmup + repeat):
+            order = (True, False) if i % 2 == 0 else (False, True)
+            for with_outbox in order:
+                one(with_outbox, keep=i >= warmup)
+    finally:
+        for name, original in originals.items():
+            setattr(services, name, original)
+    with_, without = runs[True], runs[False]
+    out: dict[str, Any] = {"repeat": repeat, "warmup_pairs": warmup}
+    for key, index in (("wall", 0), ("cpu", 1), ("db_cpu", 2)):
+        a = [r[index] for r in with_]
+        b = [r[index] for r in without]
+        out[key] = {
+            "with_median_ms": _med(a),
+            "without_median_ms": _med(b),
+            # Paired: each with-run against the without-run next to it.
+            "added_median_ms": _med([x - y for x, y in zip(a, b, strict=True)]),
+            "added_mean_ms": round(statistics.mean(a) - statistics.mean(b), 3),
+        }
+    for name, samples in pieces.items():
+        kept = samples[-repeat:]
+        out[name] = {
+            "wall": _stats([s[0] for s in kept]) if kept else None,
+            "cpu_median_ms": _med([s[1] for s in kept]),
+            "db_cpu_median_ms": _med([s[2] for s in kept]),
+        }
+    out["db_cpu_measured"] = meter.path is not None
+    # The CPU the outbox adds, wherever it runs (this process and its database backend).
+    out["cpu_total_added_median_ms"] = round(
+        out["cpu"]["added_median_ms"] + out["db_cpu"]["added_median_ms"], 3
+    )
     return out
 
 

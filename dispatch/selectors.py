@@ -51,21 +51,24 @@ def cycle_targets(
     expired: then it has the batch's), and the pulled ones, which have no row (spec 4.7): the
     cycle's own, PENDING while the cycle is the latest and they are valid, then EXPIRED, or
     SUPERSEDED once a newer cycle exists."""
-    rows = [
-        Target(*values)
-        for values in Delivery.objects.filter(cycle=cycle).values_list(
-            "target_type", "target_id", "scope", "limit_kw", "valid_until", "channel", "status"
-        )
-    ]
-    for batch in DeliveryBatch.objects.filter(cycle=cycle).values(
-        "channel", "targets", "full", "valid_until", "status"
-    ):
-        rows += batch_targets(batch)
+    rows: list[Target] = []
+    # A compacted cycle (no row: balancing/blocks.py) had no delivery: only its pulled ones.
+    if cycle.pk is not None:
+        rows = [
+            Target(*values)
+            for values in Delivery.objects.filter(cycle=cycle).values_list(
+                "target_type", "target_id", "scope", "limit_kw", "valid_until", "channel", "status"
+            )
+        ]
+        for batch in DeliveryBatch.objects.filter(cycle=cycle).values(
+            "channel", "targets", "full", "valid_until", "status"
+        ):
+            rows += batch_targets(batch)
     have = {(t.target_type, t.target_id) for t in rows}
     pulled = _pulled(cycle, document, have)
     if pulled:
         if is_latest is None:
-            is_latest = _latest_cycle_pk(cycle.microgrid_id) == cycle.pk
+            is_latest = cycle.pk is not None and _latest_cycle_pk(cycle.microgrid_id) == cycle.pk
         if not is_latest:
             status = DeliveryStatus.SUPERSEDED
         elif pulled[0][4] <= timezone.now():  # a cycle's setpoints share its valid_until

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -23,14 +24,14 @@ import math
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from balancing.dispatch import ChargingLimit, ScopeBudget
@@ -54,7 +55,7 @@ from dispatch.models import (
     LastAccepted,
     ReceiverState,
 )
-from dispatch.packing import pack_held, pack_targets, unpack_held, unpack_targets
+from dispatch.packing import pack_columns, pack_held, unpack_held, unpack_targets
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.prepared import PreparedRead
 from microgrid.topology.models import Microgrid
@@ -301,74 +302,148 @@ def _write_batch(cycle, channel, config, limits, budgets, now, valid_until) -> i
     `deadband_kw` of the new one. The message is full (every setpoint; the receiver drops any
     other it holds) when what the receiver holds is not known well enough for a difference:
     nothing held and valid, another endpoint, a message whose outcome is unknown, or a held
-    charger that this cycle no longer gives a setpoint."""
+    charger that this cycle no longer gives a setpoint.
+
+    Three statements whatever the charger count, each written in SQL once per process
+    (docs/performance.md: building them with the ORM cost more than the database's work):
+    supersede, read the receiver's state, insert."""
     microgrid_pk = cycle.microgrid_id
+    sql = _batch_sql()
     lease = now - timedelta(seconds=settings.DISPATCH_LEASE_S)
-    # Whatever an older cycle left unsent is replaced by this one's, and so is one whose
-    # sender died (its lease passed): a newer message renews what an older one would.
-    DeliveryBatch.objects.filter(microgrid_id=microgrid_pk).filter(
-        Q(status__in=SUPERSEDABLE) | Q(status=DeliveryStatus.SENT, claimed_at__lte=lease)
-    ).update(status=DeliveryStatus.SUPERSEDED, next_attempt_at=None, claim="")
-    # What the receiver holds, and whether a message sent since the last one it accepted has
-    # an unknown outcome (in flight, FAILED, expired or superseded after a send: the receiver
-    # may have applied it, so what it holds is not known), in one query.
-    state = (
-        ReceiverState.objects.filter(microgrid_id=microgrid_pk, channel=channel)
-        .annotate(
-            uncertain=Exists(
-                DeliveryBatch.objects.filter(
-                    microgrid_id=microgrid_pk,
-                    channel=channel,
-                    seq__gt=OuterRef("seq"),
-                    attempts__gt=0,
-                ).exclude(status__in=(DeliveryStatus.ACCEPTED, DeliveryStatus.REJECTED))
-            )
-        )
-        .values_list("endpoint", "held", "valid_until", "uncertain")
-        .first()
-    )
+    with connection.cursor() as cursor:
+        # Whatever an older cycle left unsent is replaced by this one's, and so is one whose
+        # sender died (its lease passed): a newer message renews what an older one would.
+        cursor.execute(sql.supersede, [microgrid_pk, _db_time(lease)])
+        # What the receiver holds, and whether a message sent since the last one it accepted
+        # has an unknown outcome (in flight, FAILED, expired or superseded after a send: the
+        # receiver may have applied it, so what it holds is not known), in one statement.
+        cursor.execute(sql.state, [microgrid_pk, channel])
+        state = cursor.fetchone()
     limits = sorted(limits, key=attrgetter("asset_id"))
+    ids = [limit.asset_id for limit in limits]
+    kw = [limit.limit_kw for limit in limits]
     held: dict[str, float] = {}
     full = True
     if (
         state is not None
         and state[0] == channels.endpoint(channel, config)
         and state[2] is not None
-        and state[2] > now
+        and _from_db_time(state[2]) > now
         and not state[3]
     ):
         held = unpack_held(state[1])
-        ids = {limit.asset_id for limit in limits}
-        full = any(asset_id not in ids for asset_id in held)
+        given = set(ids)
+        full = any(asset_id not in given for asset_id in held)
     if not limits and not budgets and not (state is not None and state[1] not in ("", "{}")):
         return 0  # nothing to send, nothing held to drop
-    deadband = (config.deadband_kw if config else DEFAULT_DEADBAND_KW) + 1e-9
-    chargers: list[tuple[str, float, bool]] = []
-    sent = 0
-    for limit in limits:
-        last = None if full else held.get(limit.asset_id)
-        send = last is None or abs(last - limit.limit_kw) > deadband
-        sent += send
-        chargers.append((limit.asset_id, limit.limit_kw, send))
+    if full:
+        send = "1" * len(ids)
+    else:
+        deadband = (config.deadband_kw if config else DEFAULT_DEADBAND_KW) + 1e-9
+        send = "".join(
+            "1" if last is None or abs(last - value) > deadband else "0"
+            for last, value in zip(map(held.get, ids), kw, strict=True)
+        )
+    sent = send.count("1")
     scoped = [[budget.scope or {"type": "MICROGRID"}, budget.budget_kw] for budget in budgets]
-    DeliveryBatch.objects.create(
-        batch_id=batch_id_of(cycle.cycle_id, channel),
-        microgrid_id=microgrid_pk,
-        cycle_id=cycle.pk,
-        seq=cycle.seq,
-        channel=channel,
-        targets=pack_targets(chargers, scoped),
-        full=full,
-        sent_count=sent,
-        unchanged_count=len(chargers) - sent,
-        valid_until=valid_until,
-        status=DeliveryStatus.PENDING,
-        created_at=now,
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.insert,
+            [
+                batch_id_of(cycle.cycle_id, channel),
+                microgrid_pk,
+                cycle.pk,
+                cycle.seq,
+                channel,
+                pack_columns(ids, kw, send, scoped),
+                full,
+                sent,
+                len(ids) - sent,
+                _db_time(valid_until),
+                DeliveryStatus.PENDING.value,
+                _db_time(now),
+            ],
+        )
     if channel not in NOT_BY_WORKER:
         microgrid_id = cycle.microgrid.microgrid_id
         transaction.on_commit(lambda: enqueue_send(microgrid_id))
     return sent + len(scoped)
+
+
+@dataclass(frozen=True)
+class _BatchSql:
+    supersede: str
+    state: str
+    insert: str
+
+
+@functools.cache
+def _batch_sql() -> _BatchSql:
+    """The outbox's statements for a pushed channel, in portable SQL (PostgreSQL, SQLite).
+
+    The supersede names the open statuses in its condition, so it reads the microgrid's
+    open batches through the (microgrid, status) index, never its whole history. The state
+    is one row by its unique key; its EXISTS reads the batches after the last accepted seq
+    through (microgrid, seq). It is one statement so that the state and the batches are
+    read in one snapshot: a batch accepted after the state was read would otherwise look
+    settled while the state read predates it."""
+    qn = connection.ops.quote_name
+    batch, state = qn(DeliveryBatch._meta.db_table), qn(ReceiverState._meta.db_table)
+
+    def literal(*statuses) -> str:
+        return ", ".join(f"'{DeliveryStatus(s).value}'" for s in statuses)
+
+    columns = (
+        "batch_id",
+        "microgrid_id",
+        "cycle_id",
+        "seq",
+        "channel",
+        "targets",
+        "full",
+        "sent_count",
+        "unchanged_count",
+        "valid_until",
+        "status",
+        "created_at",
+        "attempts",
+        "claim",
+        "last_error",
+    )
+    return _BatchSql(
+        supersede=(
+            f"UPDATE {batch} SET status = '{DeliveryStatus.SUPERSEDED.value}', "
+            f"next_attempt_at = NULL, claim = '' "
+            f"WHERE microgrid_id = %s AND status IN ({literal(*SUPERSEDABLE, DeliveryStatus.SENT)}) "
+            f"AND (status <> '{DeliveryStatus.SENT.value}' OR claimed_at <= %s)"
+        ),
+        state=(
+            f"SELECT s.endpoint, s.held, s.valid_until, EXISTS (SELECT 1 FROM {batch} b "
+            f"WHERE b.microgrid_id = s.microgrid_id AND b.channel = s.channel "
+            f"AND b.seq > s.seq AND b.attempts > 0 "
+            f"AND b.status NOT IN ({literal(DeliveryStatus.ACCEPTED, DeliveryStatus.REJECTED)})) "
+            f"FROM {state} s WHERE s.microgrid_id = %s AND s.channel = %s"
+        ),
+        insert=(
+            f"INSERT INTO {batch} ({', '.join(qn(c) for c in columns)}) "
+            f"VALUES ({', '.join(['%s'] * (len(columns) - 3))}, 0, '', '')"
+        ),
+    )
+
+
+_TIME_FIELD = DeliveryBatch._meta.get_field("valid_until")
+
+
+def _db_time(value: datetime) -> Any:
+    return _TIME_FIELD.get_db_prep_value(value, connection)
+
+
+def _from_db_time(value: Any) -> datetime:
+    """A datetime column read by raw SQL: aware already on PostgreSQL, text on SQLite."""
+    if isinstance(value, datetime):
+        return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)
+    parsed = datetime.fromisoformat(value)
+    return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=UTC)
 
 
 _COLUMNS = (

@@ -45,7 +45,8 @@ from django.db.models import ProtectedError, Q, RestrictedError
 from django.test.utils import override_settings
 
 from balancing.dispatch import ChargingLimit, ScopeBudget
-from balancing.models import Breach, Cycle
+from balancing.models import Breach
+from balancing.selectors import cycle_seqs, cycles_by_seq
 from balancing.services import cycle_request
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.fields import check_datetime
@@ -450,12 +451,12 @@ def _breadth_first(nodes: list[dict[str, Any]]) -> list[str]:
 
 
 def _write(out: Path, scenario: Scenario, profile, microgrid, run: _Run, *, chart: bool):
-    cycles = Cycle.objects.filter(microgrid=microgrid).order_by("seq")
-    seq_of = dict(cycles.values_list("cycle_id", "seq"))
+    # Every kept cycle, rows and compacted alike (balancing.selectors.cycles_by_seq).
+    seq_of = cycle_seqs(microgrid)
     normalise = artifacts.Normaliser(run.clock.start, seq_of)
     summary = artifacts.Summary()
     lines = []
-    for cycle in cycles.iterator(chunk_size=200):
+    for cycle in cycles_by_seq(microgrid):
         line = artifacts.cycle_line(cycle.seq, cycle.document, normalise)
         summary.add(line)
         lines.append(line)

@@ -171,7 +171,7 @@ def test_a_failing_microgrid_does_not_hold_back_the_rest_of_its_batch(
             raise RuntimeError("boom")
         return real(microgrid_id, *args)
 
-    monkeypatch.setattr(batch, "run_locked", broken)
+    monkeypatch.setattr(batch, "plan_locked", broken)
     monkeypatch.setattr(tasks, "_run_one", flaky)
     asked = timezone.now().isoformat()
     assert tasks.run_scheduled_cycles.run(["MG.BROKEN", "MG.NORTH-1"], asked, 15) == 2

@@ -6,7 +6,7 @@ import sys
 from django.core.management.base import BaseCommand
 
 from balancing.engine import EngineInput, allocate
-from balancing.models import Cycle
+from balancing.selectors import find_cycle_anywhere
 
 COMPARED = ("outcome", "source_mode", "reason_codes", "nodes", "chargers")
 
@@ -22,13 +22,16 @@ def _engine_view(doc: dict) -> dict:
 
 
 class Command(BaseCommand):
-    help = "Recompute a stored cycle from its input snapshot; exit 1 if the result differs."
+    help = (
+        "Recompute a stored cycle (a row, or compacted in a block) from its input snapshot; "
+        "exit 1 if the result differs."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("cycle_id")
 
     def handle(self, *args, cycle_id, **options):
-        cycle = Cycle.objects.filter(cycle_id=cycle_id).first()
+        cycle = find_cycle_anywhere(cycle_id)
         if cycle is None:
             self.stderr.write(f"CYCLE_NOT_FOUND: no cycle {cycle_id!r}")
             sys.exit(2)

@@ -72,6 +72,15 @@ class Command(BaseCommand):
             help="each worker's pool (concurrency 1)",
         )
 
+        dispatch = parser.add_argument_group("dispatch")
+        dispatch.add_argument(
+            "--fill",
+            type=int,
+            default=0,
+            help="dispatch on PostgreSQL: first fill the database with this many earlier "
+            "batches of the bench microgrid and 10x as many of 20 others",
+        )
+
         ocpp = parser.add_argument_group("ocpp")
         ocpp.add_argument("--stations", type=int, default=2000, help="stations (one EVSE each)")
         ocpp.add_argument("--cycles", type=int, default=5, help="cycles sent to the stations")
@@ -232,15 +241,33 @@ class Command(BaseCommand):
             from benchtools.dispatch_bench import bench_dispatch
 
             r = report["dispatch"] = bench_dispatch(
-                chargers=200 if quick else 2000, repeat=max(5, repeat // 2)
+                chargers=200 if quick else 2000, repeat=max(5, repeat // 2), fill=options["fill"]
             )
             wr, wh = r["write"], r["webhook"]
             w(f"\nDispatch outbox, {r['chargers']} chargers on {connection.vendor}")
+            if r.get("filled"):
+                w(f"  filled first: {r['filled']}")
+            if not wr["db_cpu_measured"]:
+                w("  (no database CPU of its own here: SQLite runs in this process's CPU)")
             w(
-                f"  deliveries written in the cycle: p50 {wr['deliveries_write']['median_ms']:.2f}ms"
-                f"  p95 {wr['deliveries_write']['p95_ms']:.2f}ms; cycle p50 "
-                f"{wr['cycle_with_outbox']['median_ms']:.2f}ms with, "
-                f"{wr['cycle_without_outbox']['median_ms']:.2f}ms without the outbox"
+                f"  the cycle with / without the outbox, alternated ({wr['repeat']} pairs), p50: "
+                f"wall {wr['wall']['with_median_ms']:.2f} / {wr['wall']['without_median_ms']:.2f}"
+                f"ms, CPU {wr['cpu']['with_median_ms']:.2f} / {wr['cpu']['without_median_ms']:.2f}"
+                f"ms, database CPU {wr['db_cpu']['with_median_ms']:.2f} / "
+                f"{wr['db_cpu']['without_median_ms']:.2f}ms"
+            )
+            w(
+                f"  added by the outbox (median of the pairs): wall {wr['wall']['added_median_ms']:.2f}"
+                f"ms (mean {wr['wall']['added_mean_ms']:.2f}); CPU here "
+                f"{wr['cpu']['added_median_ms']:.2f}ms + database {wr['db_cpu']['added_median_ms']:.2f}"
+                f"ms = {wr['cpu_total_added_median_ms']:.2f}ms"
+            )
+            w(
+                f"  of which deliveries_write p50 {wr['deliveries_write']['wall']['median_ms']:.2f}ms"
+                f" (CPU here {wr['deliveries_write']['cpu_median_ms']:.2f}, database "
+                f"{wr['deliveries_write']['db_cpu_median_ms']:.2f}); the send asked for on commit "
+                f"p50 {wr['enqueue_send']['wall']['median_ms']:.2f}ms (CPU "
+                f"{wr['enqueue_send']['cpu_median_ms']:.2f})"
             )
             w(
                 f"  webhook delivery of {wh['setpoints']} setpoints ({wh['body_bytes']} bytes): "
