@@ -17,8 +17,13 @@ GUNICORN_CMD_ARGS). Defaults, and why (docs/operations.md, "Web processes"):
 - preload_app: the application is imported once in the master and forked,
   saving memory and start time; Django opens database connections lazily, in
   each worker, never in the master.
+- each worker freezes what it holds once started (`gc.freeze`, as the Celery
+  workers do, microgrid/celery.py): Django, the apps and every module are left
+  out of the cyclic collector's full passes, which a 2,000-charger rebalance
+  otherwise triggers several times (docs/performance.md, "Over HTTP").
 """
 
+import gc
 import os
 
 bind = os.environ.get("WEB_BIND", "127.0.0.1:8000")
@@ -41,3 +46,10 @@ if os.environ.get("WEB_CONTROL_SOCKET"):
     control_socket = os.environ["WEB_CONTROL_SOCKET"]
 # Request line and header limits stay gunicorn's defaults; bodies are capped by
 # MAX_REQUEST_BODY_BYTES in the application.
+
+
+def post_worker_init(worker) -> None:
+    """Leave the objects a worker holds once started out of the collector's passes (they live
+    as long as the worker); everything a request allocates is collected as before."""
+    gc.collect()
+    gc.freeze()
