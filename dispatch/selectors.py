@@ -13,7 +13,13 @@ from django.utils import timezone
 from balancing.models import Cycle
 from balancing.selectors import cycle_setpoints_of
 from dispatch.choices import TROUBLE, Channel, DeliveryStatus, TargetType
-from dispatch.models import Delivery, DeliveryAttempt, DeliveryBatch, DispatchConfig
+from dispatch.models import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryBatch,
+    DispatchConfig,
+    DispatchPruned,
+)
 from dispatch.packing import unpack_targets
 from microgrid.topology.choices import AssetKind
 from microgrid.topology.models import Asset
@@ -50,9 +56,11 @@ def cycle_targets(
     UNCHANGED one keeps that status unless the batch that renews it failed, was rejected or
     expired: then it has the batch's), and the pulled ones, which have no row (spec 4.7): the
     cycle's own, PENDING while the cycle is the latest and they are valid, then EXPIRED, or
-    SUPERSEDED once a newer cycle exists."""
+    SUPERSEDED once a newer cycle exists. None for a cycle whose rows were pruned
+    (`cycle_pruned`): its setpoints were pushed or pulled, which is no longer known."""
     rows: list[Target] = []
-    # A compacted cycle (no row: balancing/blocks.py) had no delivery: only its pulled ones.
+    # A compacted cycle (no row: balancing/blocks.py) has no delivery left: pruned before it
+    # was compacted (below), or it had only pulled ones.
     if cycle.pk is not None:
         rows = [
             Target(*values)
@@ -64,6 +72,8 @@ def cycle_targets(
             "channel", "targets", "full", "valid_until", "status"
         ):
             rows += batch_targets(batch)
+    if not rows and is_latest is not True and cycle_pruned(cycle):
+        return []  # its rows were pruned: what they said is no longer known
     have = {(t.target_type, t.target_id) for t in rows}
     pulled = _pulled(cycle, document, have)
     if pulled:
@@ -77,6 +87,14 @@ def cycle_targets(
             status = DeliveryStatus.PENDING
         rows += [Target(*p, Channel.PULL, status) for p in pulled]
     return sorted(rows, key=lambda t: (t.target_type, t.target_id))
+
+
+def cycle_pruned(cycle: Cycle) -> bool:
+    """Whether the cycle's dispatch rows, if it had any, were pruned (dispatch/lifecycle.py):
+    its seq is at or below its microgrid's pruning mark. One query."""
+    return DispatchPruned.objects.filter(
+        microgrid_id=cycle.microgrid_id, through_seq__gte=cycle.seq
+    ).exists()
 
 
 def batch_targets(batch: dict[str, Any]) -> list[Target]:
@@ -185,10 +203,12 @@ def cycle_dispatch(
     """`{"channels", "counts"}` of a cycle and each charger's delivery status."""
     targets = cycle_targets(cycle, document=document)
     counts = Counter(t.status for t in targets)
-    summary = {
+    summary: dict[str, Any] = {
         "channels": sorted({t.channel for t in targets}),
         "counts": dict(sorted(counts.items())),
     }
+    if not targets and cycle_pruned(cycle):
+        summary["pruned"] = True  # past DISPATCH_RETENTION_HOURS: its deliveries are gone
     statuses = {t.target_id: t.status for t in targets if t.target_type == TargetType.CHARGER}
     return summary, statuses
 
