@@ -342,9 +342,13 @@ def recent_series(
         with_records=True,
     )
     if compacted:
-        docs += [(c.seq, c.started_at, c.document) for c in compacted]
-        docs.sort(key=lambda d: (d[1], d[0]), reverse=True)
-        del docs[count:]
+        # Decoded only when among the `count` newest (a cycle of a block decodes on use).
+        merged: list[tuple] = docs + [(c.seq, c.started_at, c) for c in compacted]
+        merged.sort(key=lambda d: (d[1], d[0]), reverse=True)
+        docs = [
+            (seq, started, doc.document if isinstance(doc, Cycle) else doc)
+            for seq, started, doc in merged[:count]
+        ]
     docs.reverse()
     labels = [started.strftime("%H:%M:%S") for _, started, _ in docs]
     per_group: dict[str, dict[str, list]] = defaultdict(lambda: {"allocated": [], "requested": []})

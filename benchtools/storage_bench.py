@@ -261,6 +261,126 @@ def _cpu() -> float:
     return time.process_time() + cpu_seconds([pid])
 
 
+def measure_fleet_compaction(
+    *, microgrids: int = FLEET_TABLE_MICROGRIDS, limit: int | None = None
+) -> dict[str, Any]:
+    """Compaction at fleet scale: `microgrids` microgrids each holding copies of a 50-charger
+    depot's quarter hour of cycles (and its newest), with ids of their own and a served
+    trigger each, the aggregation cursor set past them; then
+    `cycle_compact` runs as the maintenance task does (CYCLE_COMPACT_BATCH a run) until
+    nothing is left. Returns the cycles moved, the runs, and the CPU of this process and its
+    PostgreSQL backend per cycle moved."""
+    import time
+
+    from balancing.lifecycle import bucket_of, cycle_compact
+    from balancing.models import (
+        Cycle,
+        CycleAggregateCursor,
+        CycleBlock,
+        cycle_id_of,
+    )
+    from benchtools.benchmarks import materialise
+    from benchtools.synthetic import build_engine_input
+    from microgrid.topology.models import Depot, Microgrid
+    from microgrid.topology.services import microgrid_delete
+
+    limit = limit or settings.CYCLE_COMPACT_BATCH
+    # The source: a 50-charger depot's quarter hour of cycles (60) and the next one (its
+    # newest, which stays a row), after every cycle the database holds.
+    inp = build_engine_input(50, 10, depth=3, seed=1)
+    microgrid = materialise(inp, "BENCH-STORAGE-COMPACT-SOURCE")
+    start = timezone.now()
+    newest = Cycle.objects.order_by("-started_at").values_list("started_at", flat=True).first()
+    if newest is not None and newest > start:
+        start = newest
+    start = bucket_of(start) + timedelta(minutes=15)
+    _run_cycles(microgrid, inp, random.Random(7), start, 61)
+    source = list(
+        Cycle.objects.filter(microgrid=microgrid).order_by("seq").values_list("pk", "seq")
+    )[:-1]
+    last = Cycle.objects.filter(microgrid=microgrid).order_by("-seq").first()
+    prefix = "BENCH-STORAGE-COMPACT"
+    ids = [f"{prefix}-{i:05d}" for i in range(microgrids)]
+    depots = Depot.objects.bulk_create(
+        [Depot(depot_id=f"D-{mid}", name=mid, timezone="UTC") for mid in ids], batch_size=2000
+    )
+    fleet = Microgrid.objects.bulk_create(
+        [
+            Microgrid(microgrid_id=mid, depot=d, name=mid, enabled=False)
+            for mid, d in zip(ids, depots, strict=True)
+        ],
+        batch_size=2000,
+    )
+    fields = [f for f in Cycle._meta.concrete_fields if f.column != "id"]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    derived = {"cycle_id": "%s", "microgrid_id": "%s"}
+    values = ", ".join(
+        derived.get(f.column, f"c.{connection.ops.quote_name(f.column)}") for f in fields
+    )
+    pks = [m.pk for m in fleet]
+    with connection.cursor() as cursor:
+        for m in fleet:
+            cursor.executemany(
+                f"INSERT INTO balancing_cycle ({columns}) SELECT {values} "
+                f"FROM balancing_cycle c WHERE c.id = %s",
+                [(cycle_id_of(m.microgrid_id, seq), m.pk, pk) for pk, seq in source]
+                + [(cycle_id_of(m.microgrid_id, last.seq), m.pk, last.pk)],
+            )
+        cursor.execute(
+            "INSERT INTO balancing_cycletrigger (microgrid_id, trigger, scope, requested_at, "
+            'served_by_id) SELECT c.microgrid_id, \'{"type": "SCHEDULED"}\'::jsonb, '
+            "c.scope, c.started_at, c.id FROM balancing_cycle c WHERE c.microgrid_id = ANY(%s)",
+            [pks],
+        )
+        cursor.execute("ANALYZE balancing_cycle")
+    kept = (
+        CycleAggregateCursor.objects.filter(name="cycles")
+        .values_list("started_at", "cycle_pk")
+        .first()
+    )
+    # Past the copies' quarter hour(s): compaction may take them all.
+    CycleAggregateCursor.objects.update_or_create(
+        name="cycles",
+        defaults={"started_at": bucket_of(last.started_at) + timedelta(minutes=16), "cycle_pk": 0},
+    )
+    moved = runs = 0
+    cpu = wall = 0.0
+    try:
+        while True:
+            c0, w0 = _cpu(), time.perf_counter()
+            n = cycle_compact(now=last.started_at + timedelta(hours=1), limit=limit)
+            cpu += _cpu() - c0
+            wall += time.perf_counter() - w0
+            if not n:
+                break
+            moved += n
+            runs += 1
+    finally:
+        if kept is None:
+            CycleAggregateCursor.objects.filter(name="cycles").delete()
+        else:
+            CycleAggregateCursor.objects.update_or_create(
+                name="cycles", defaults={"started_at": kept[0], "cycle_pk": kept[1]}
+            )
+        blocks = CycleBlock.objects.filter(microgrid_id__in=pks).count()
+        CycleBlock.objects.filter(microgrid_id__in=pks).delete()
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM balancing_cycletrigger WHERE microgrid_id = ANY(%s)", [pks])
+            cursor.execute("DELETE FROM balancing_cycle WHERE microgrid_id = ANY(%s)", [pks])
+        Microgrid.objects.filter(pk__in=pks).delete()
+        Depot.objects.filter(pk__in=[d.pk for d in depots]).delete()
+        microgrid_delete(microgrid=microgrid)
+    return {
+        "microgrids": microgrids,
+        "compacted": moved,
+        "blocks": blocks,
+        "runs": runs,
+        "limit": limit,
+        "cpu_ms_per_cycle": round(1000 * cpu / moved, 3) if moved else None,
+        "wall_s": round(wall, 1),
+    }
+
+
 def _compact(microgrid, start, cycles: int) -> dict[str, Any]:
     """Aggregate and compact the run's cycles as the maintenance task would (all the closed
     quarter hours), with the CPU time it took; then the depot's blocks."""
@@ -288,34 +408,14 @@ def _compact(microgrid, start, cycles: int) -> dict[str, Any]:
     }
 
 
-def measure_depot(
-    chargers: int, nodes: int, *, cycles: int, seed: int = 7, keep: bool = False
-) -> dict[str, Any]:
-    """One depot's run; `keep` leaves the depot (its microgrid under "microgrid") for the fleet
-    tables, measured after every depot (a large delete just before a depot's measure could
-    be counted against it while its space is not yet reusable)."""
-    from balancing.lifecycle import cycle_aggregate
-    from balancing.models import Cycle, CycleAggregate, CycleAggregateCursor, CycleRecordPart
+def _run_cycles(microgrid, inp, rng, start, cycles: int) -> float:
+    """`cycles` cycles 15 s apart from `start`, each after a telemetry batch in which every
+    charger reports at its own time (a tenth of them changing what they ask for); returns
+    the CPU seconds of the cycles' writes (this process and its PostgreSQL backend)."""
     from balancing.services import cycle_request, trigger_of
-    from benchtools.benchmarks import materialise
-    from benchtools.synthetic import build_engine_input
     from microgrid.telemetry.services import telemetry_ingest
-    from microgrid.topology.services import microgrid_delete
 
-    if connection.in_atomic_block:
-        raise RuntimeError("bench storage runs outside a transaction (VACUUM)")
-    inp = build_engine_input(chargers, nodes, depth=5 if nodes > 20 else 3, seed=1)
-    microgrid = materialise(inp, f"BENCH-STORAGE-{chargers}")
-    rng = random.Random(seed)
     requested = {c.asset_id: (c.requested_kw or 11.0) for c in inp.chargers}
-    before = _sizes(full=True)
-    # After the readings `materialise` wrote (now): older readings would never become the
-    # latest ones, and every cycle would see the same telemetry. And after the cycles an
-    # earlier run aggregated, so that this run's are aggregated too.
-    start = timezone.now() + timedelta(seconds=20)
-    cursor = CycleAggregateCursor.objects.filter(name="cycles").first()
-    if cursor is not None and cursor.started_at + timedelta(seconds=20) > start:
-        start = cursor.started_at + timedelta(seconds=20)
     write_cpu = 0.0
     for i in range(cycles):
         now = start + timedelta(seconds=15 * i)
@@ -343,6 +443,35 @@ def measure_depot(
             dispatcher=_Quiet(),
         )
         write_cpu += _cpu() - write_started
+    return write_cpu
+
+
+def measure_depot(
+    chargers: int, nodes: int, *, cycles: int, seed: int = 7, keep: bool = False
+) -> dict[str, Any]:
+    """One depot's run; `keep` leaves the depot (its microgrid under "microgrid") for the fleet
+    tables, measured after every depot (a large delete just before a depot's measure could
+    be counted against it while its space is not yet reusable)."""
+    from balancing.lifecycle import cycle_aggregate
+    from balancing.models import Cycle, CycleAggregate, CycleAggregateCursor, CycleRecordPart
+    from benchtools.benchmarks import materialise
+    from benchtools.synthetic import build_engine_input
+    from microgrid.topology.services import microgrid_delete
+
+    if connection.in_atomic_block:
+        raise RuntimeError("bench storage runs outside a transaction (VACUUM)")
+    inp = build_engine_input(chargers, nodes, depth=5 if nodes > 20 else 3, seed=1)
+    microgrid = materialise(inp, f"BENCH-STORAGE-{chargers}")
+    rng = random.Random(seed)
+    before = _sizes(full=True)
+    # After the readings `materialise` wrote (now): older readings would never become the
+    # latest ones, and every cycle would see the same telemetry. And after the cycles an
+    # earlier run aggregated, so that this run's are aggregated too.
+    start = timezone.now() + timedelta(seconds=20)
+    cursor = CycleAggregateCursor.objects.filter(name="cycles").first()
+    if cursor is not None and cursor.started_at + timedelta(seconds=20) > start:
+        start = cursor.started_at + timedelta(seconds=20)
+    write_cpu = _run_cycles(microgrid, inp, rng, start, cycles)
     after = _sizes()
     rows = Cycle.objects.filter(microgrid=microgrid)
     with connection.cursor() as cursor:
@@ -457,6 +586,15 @@ def bench_storage(
     say("  fleet tables (1,000 microgrids)...")
     small["fleet_table"] = measure_fleet_table(kept, rounds=20 if quick else 250)
     small["fleet_blocks"] = measure_fleet_blocks(kept)
+    compaction = small["fleet_compaction"] = measure_fleet_compaction()
+    if compaction["compacted"]:
+        say(
+            f"  compaction at fleet scale ({compaction['microgrids']} microgrids, "
+            f"{compaction['compacted']} cycles in {compaction['blocks']} blocks, "
+            f"{compaction['runs']} runs of at most {compaction['limit']}): "
+            f"{compaction['cpu_ms_per_cycle']} ms of CPU per cycle moved (process and its "
+            f"PostgreSQL backend), {compaction['wall_s']} s in all"
+        )
     from microgrid.topology.services import microgrid_delete
 
     microgrid_delete(microgrid=kept)

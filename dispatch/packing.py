@@ -13,14 +13,18 @@ from microgrid.common import jsonfast
 def pack_targets(chargers: list[tuple[str, float, bool]], budgets: list[list[Any]]) -> str:
     """`chargers` as (asset_id, limit_kw, sent), in asset_id order; `budgets` as
     [scope, budget_kw]."""
-    return jsonfast.dumps(
-        {
-            "ids": [c[0] for c in chargers],
-            "kw": [c[1] for c in chargers],
-            "send": "".join("1" if c[2] else "0" for c in chargers),
-            "budgets": budgets,
-        }
-    ).decode()
+    return pack_columns(
+        [c[0] for c in chargers],
+        [c[1] for c in chargers],
+        "".join("1" if c[2] else "0" for c in chargers),
+        budgets,
+    )
+
+
+def pack_columns(ids: list[str], kw: list[float], send: str, budgets: list[list[Any]]) -> str:
+    """The same from its columns (what the outbox builds: no tuple per charger): `send` has a
+    "1" (sent) or "0" (only renewed) per charger."""
+    return jsonfast.dumps({"ids": ids, "kw": kw, "send": send, "budgets": budgets}).decode()
 
 
 def unpack_targets(text: str) -> tuple[list[tuple[str, float, bool]], list[list[Any]]]:

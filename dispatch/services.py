@@ -55,7 +55,7 @@ from dispatch.models import (
     LastAccepted,
     ReceiverState,
 )
-from dispatch.packing import pack_held, pack_targets, unpack_held, unpack_targets
+from dispatch.packing import pack_columns, pack_held, unpack_held, unpack_targets
 from microgrid.common.errors import DomainError, ErrorItem
 from microgrid.common.prepared import PreparedRead
 from microgrid.topology.models import Microgrid
@@ -320,6 +320,8 @@ def _write_batch(cycle, channel, config, limits, budgets, now, valid_until) -> i
         cursor.execute(sql.state, [microgrid_pk, channel])
         state = cursor.fetchone()
     limits = sorted(limits, key=attrgetter("asset_id"))
+    ids = [limit.asset_id for limit in limits]
+    kw = [limit.limit_kw for limit in limits]
     held: dict[str, float] = {}
     full = True
     if (
@@ -330,18 +332,19 @@ def _write_batch(cycle, channel, config, limits, budgets, now, valid_until) -> i
         and not state[3]
     ):
         held = unpack_held(state[1])
-        ids = {limit.asset_id for limit in limits}
-        full = any(asset_id not in ids for asset_id in held)
+        given = set(ids)
+        full = any(asset_id not in given for asset_id in held)
     if not limits and not budgets and not (state is not None and state[1] not in ("", "{}")):
         return 0  # nothing to send, nothing held to drop
-    deadband = (config.deadband_kw if config else DEFAULT_DEADBAND_KW) + 1e-9
-    chargers: list[tuple[str, float, bool]] = []
-    sent = 0
-    for limit in limits:
-        last = None if full else held.get(limit.asset_id)
-        send = last is None or abs(last - limit.limit_kw) > deadband
-        sent += send
-        chargers.append((limit.asset_id, limit.limit_kw, send))
+    if full:
+        send = "1" * len(ids)
+    else:
+        deadband = (config.deadband_kw if config else DEFAULT_DEADBAND_KW) + 1e-9
+        send = "".join(
+            "1" if last is None or abs(last - value) > deadband else "0"
+            for last, value in zip(map(held.get, ids), kw, strict=True)
+        )
+    sent = send.count("1")
     scoped = [[budget.scope or {"type": "MICROGRID"}, budget.budget_kw] for budget in budgets]
     with connection.cursor() as cursor:
         cursor.execute(
@@ -352,10 +355,10 @@ def _write_batch(cycle, channel, config, limits, budgets, now, valid_until) -> i
                 cycle.pk,
                 cycle.seq,
                 channel,
-                pack_targets(chargers, scoped),
+                pack_columns(ids, kw, send, scoped),
                 full,
                 sent,
-                len(chargers) - sent,
+                len(ids) - sent,
                 _db_time(valid_until),
                 DeliveryStatus.PENDING.value,
                 _db_time(now),
