@@ -10,6 +10,7 @@ from simple_history.models import HistoricalRecords
 
 from balancing import record
 from balancing.choices import BreachStatus, Outcome, SourceMode, TriggerType
+from microgrid.common.bulk import insert_rows
 from microgrid.topology.models import Microgrid
 
 
@@ -284,7 +285,8 @@ class Cycle(models.Model):
     def _encode(self) -> None:
         document, snapshot = self._load()
         base = self.base_part
-        if base is None and self.microgrid_id is not None:
+        # (A microgrid's first cycle, seq 1, has no previous cycle to look for.)
+        if base is None and self.microgrid_id is not None and self.seq != 1:
             base = (
                 Cycle.objects.filter(microgrid_id=self.microgrid_id, record_part__isnull=False)
                 .exclude(pk=self.pk)
@@ -296,9 +298,7 @@ class Cycle(models.Model):
         if new_part is not None:
             blob = record.encode_part(new_part)
             digest = record.column_hash(blob)
-            CycleRecordPart.objects.bulk_create(
-                [CycleRecordPart(digest=digest, data=blob)], ignore_conflicts=True
-            )
+            insert_rows([CycleRecordPart(digest=digest, data=blob)], ignore_conflicts=True)
             _remember(digest, new_part)
             base = digest
         self.record = data

@@ -24,8 +24,14 @@ from django.db.models import Model
 _compiled: dict[tuple, tuple[str, list, object | None]] = {}
 
 
-def _statement(model: type[Model], connection, unique_fields, update_fields):
-    key = (model, connection.alias, tuple(unique_fields or ()), tuple(update_fields or ()))
+def _statement(model: type[Model], connection, unique_fields, update_fields, ignore_conflicts):
+    key = (
+        model,
+        connection.alias,
+        tuple(unique_fields or ()),
+        tuple(update_fields or ()),
+        ignore_conflicts,
+    )
     found = _compiled.get(key)
     if found is not None:
         return found
@@ -47,10 +53,16 @@ def _statement(model: type[Model], connection, unique_fields, update_fields):
             f"{qn(c)} = EXCLUDED.{qn(c)}" for c in (opts.get_field(n).column for n in update_fields)
         )
         sql += f" ON CONFLICT ({target}) DO UPDATE SET {sets}"
+    elif ignore_conflicts:
+        sql += " ON CONFLICT DO NOTHING"
     if returning is not None:
         sql += f" RETURNING {qn(returning.column)}"
     found = _compiled[key] = (sql, fields, returning)
     return found
+
+
+def _returns_key(objs: Sequence[Model]) -> bool:
+    return bool(objs) and type(objs[0])._meta.pk.db_returning
 
 
 def insert_rows(
@@ -58,10 +70,14 @@ def insert_rows(
     *,
     unique_fields: Sequence[str] = (),
     update_fields: Sequence[str] = (),
+    ignore_conflicts: bool = False,
 ) -> None:
     """Insert `objs` (new instances of one model) with one statement; with `update_fields`,
     a row whose `unique_fields` exist already is updated instead (`bulk_create`'s
-    `update_conflicts`). Sets each new object's primary key, as `bulk_create` does."""
+    `update_conflicts`); with `ignore_conflicts`, it is left as it is. Sets each new
+    object's primary key, as `bulk_create` does (not with `ignore_conflicts`)."""
+    if ignore_conflicts and (update_fields or _returns_key(objs)):
+        raise ValueError("ignore_conflicts is for rows whose key the caller gives")
     if not objs:
         return
     model = type(objs[0])
@@ -76,12 +92,15 @@ def insert_rows(
     if connection.vendor != "postgresql":
         model._default_manager.using(alias).bulk_create(
             objs,
+            ignore_conflicts=ignore_conflicts,
             update_conflicts=bool(update_fields),
             unique_fields=list(unique_fields) or None,
             update_fields=list(update_fields) or None,
         )
         return
-    sql, fields, returning = _statement(model, connection, unique_fields, update_fields)
+    sql, fields, returning = _statement(
+        model, connection, unique_fields, update_fields, ignore_conflicts
+    )
     for obj in objs:
         obj._prepare_related_fields_for_save(operation_name="insert_rows")
     columns = [

@@ -88,3 +88,19 @@ def test_insert_rows_refuses_objects_that_are_stored_already(microgrid):
         insert_rows([trigger])
     with pytest.raises(TypeError, match="one model"):
         insert_rows([triggers(microgrid, timezone.now())[0], Cycle()])
+
+
+@pytest.mark.django_db
+def test_insert_rows_leaves_existing_rows_as_they_are_when_told_to_ignore_conflicts(microgrid):
+    from balancing.models import CycleRecordPart
+
+    insert_rows([CycleRecordPart(digest="d1", data=b"first")], ignore_conflicts=True)
+    insert_rows(
+        [CycleRecordPart(digest="d1", data=b"second"), CycleRecordPart(digest="d2", data=b"x")],
+        ignore_conflicts=True,
+    )
+    stored = dict(CycleRecordPart.objects.values_list("digest", "data"))
+    assert {k: bytes(v) for k, v in stored.items()} == {"d1": b"first", "d2": b"x"}
+    # Keys the database gives cannot be matched to rows it skipped.
+    with pytest.raises(ValueError, match="key the caller gives"):
+        insert_rows(triggers(microgrid, timezone.now()), ignore_conflicts=True)
