@@ -5,9 +5,11 @@ service (`check_config`: FIELD_INVALID beside the field) and saves the row itsel
 changes are kept in history (the secret is left out of history rows).
 Delivery batches (the webhook's and the simulator's: one per cycle, its
 targets shown with their derived statuses), per-charger deliveries (OCPP) and
-their send attempts are read-only: the outbox and its history. Fixing is
-done at the source (the settings, the receiver); a newer cycle supersedes
-what an older one could not deliver.
+their send attempts are read-only: the outbox and its history. So are the
+state the change-only rule compares with (what each pushed receiver holds,
+each OCPP charger's last accepted setpoint) and how far settled rows were
+pruned (spec 4.7, Lifecycle). Fixing is done at the source (the settings,
+the receiver); a newer cycle supersedes what an older one could not deliver.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from django.contrib import admin
 from django.utils import timezone
 from simple_history.admin import SimpleHistoryAdmin
 
-from dispatch.models import Delivery, DeliveryAttempt, DeliveryBatch, DispatchConfig
+from dispatch.models import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryBatch,
+    DispatchConfig,
+    DispatchPruned,
+    LastAccepted,
+    ReceiverState,
+)
 from dispatch.services import check_config
 from microgrid.common.admin_site import ReadOnlyMixin
 
@@ -214,4 +224,27 @@ class DeliveryAttemptAdmin(ReadOnlyAdmin):
     )
     list_filter = ("microgrid", "outcome", "channel", AttemptSinceFilter)
     search_fields = ("batch_id", "cycle__cycle_id")
+    list_select_related = ("microgrid",)
+
+
+@admin.register(ReceiverState)
+class ReceiverStateAdmin(ReadOnlyAdmin):
+    list_display = ("microgrid", "channel", "endpoint", "seq", "valid_until", "updated_at")
+    list_filter = ("channel",)
+    search_fields = ("microgrid__microgrid_id", "endpoint", "batch_id")
+    list_select_related = ("microgrid",)
+
+
+@admin.register(LastAccepted)
+class LastAcceptedAdmin(ReadOnlyAdmin):
+    list_display = ("microgrid", "target_type", "target_id", "limit_kw", "valid_until")
+    list_filter = ("microgrid", "target_type")
+    search_fields = ("target_id", "delivery_id")
+    list_select_related = ("microgrid",)
+
+
+@admin.register(DispatchPruned)
+class DispatchPrunedAdmin(ReadOnlyAdmin):
+    list_display = ("microgrid", "through_seq", "pruned_at")
+    search_fields = ("microgrid__microgrid_id",)
     list_select_related = ("microgrid",)

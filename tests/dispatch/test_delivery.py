@@ -12,7 +12,13 @@ from django.test import override_settings
 from django.utils import timezone
 
 from balancing.services import cycle_request, trigger_of
-from dispatch.models import Delivery, DeliveryAttempt, DeliveryBatch, DispatchConfig
+from dispatch.models import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryBatch,
+    DispatchConfig,
+    ReceiverState,
+)
 from dispatch.selectors import cycle_targets
 from dispatch.services import (
     batch_id_of,
@@ -477,3 +483,13 @@ def test_support_follows_a_batch_in_admin_with_its_targets_and_history(
     assert "#1 " in html and "ACCEPTED" in html  # its send attempt
     filtered = support_client.get("/admin/dispatch/deliverybatch/", {"channel__exact": "OCPP"})
     assert f"/{batch.pk}/change/" not in filtered.content.decode()
+    # What the receiver holds after the accepted messages: listed and shown, read-only.
+    state = ReceiverState.objects.get(microgrid=microgrid)
+    states = support_client.get("/admin/dispatch/receiverstate/", {"channel__exact": "WEBHOOK"})
+    assert states.status_code == 200
+    assert f"/admin/dispatch/receiverstate/{state.pk}/change/" in states.content.decode()
+    shown = support_client.get(f"/admin/dispatch/receiverstate/{state.pk}/change/")
+    assert shown.status_code == 200 and receiver.url in shown.content.decode()
+    assert (
+        support_client.post(f"/admin/dispatch/receiverstate/{state.pk}/delete/").status_code == 403
+    )
