@@ -21,6 +21,9 @@
   cycle is past CYCLE_RETENTION_DAYS.
 - `cycle_aggregate_prune(now=, limit=)`: aggregates older than
   CYCLE_AGGREGATE_RETENTION_DAYS.
+- Before compaction, `cycles_maintaining` (balancing/signals.py) lets the apps above free
+  the cycles they name: dispatch prunes its settled rows (dispatch/lifecycle.py), so a
+  push channel's cycles compact too.
 
 Every step is a handful of set-based statements; the beat task `balancing.maintain_cycles`
 runs them every minute (`CYCLE_MAINTENANCE_BATCH` rows per step and run).
@@ -52,6 +55,8 @@ from balancing.models import (
     part_columns,
     parts_columns,
 )
+from balancing.signals import cycles_maintaining
+from microgrid.common.signals import collect
 from microgrid.topology.models import Microgrid
 
 BUCKET = timedelta(minutes=15)
@@ -406,8 +411,9 @@ def cycle_aggregate_prune(*, now: datetime, limit: int | None = None) -> int:
 
 
 def cycle_maintain(*, now: datetime) -> dict[str, int]:
-    """One beat's worth: aggregate, compact, prune cycles and blocks, prune aggregates (each
-    bounded)."""
+    """One beat's worth: aggregate, let the apps above free old cycles (`cycles_maintaining`:
+    dispatch prunes its settled rows), compact, prune cycles and blocks, prune aggregates
+    (each bounded)."""
     # Compaction follows aggregation: aggregate in batches up to as many cycles as one
     # compaction takes (a fleet of 5,000 writes 20,000 cycles a minute), each bounded.
     aggregated = 0
@@ -416,8 +422,14 @@ def cycle_maintain(*, now: datetime) -> dict[str, int]:
         aggregated += done
         if done < settings.CYCLE_MAINTENANCE_BATCH:
             break
+    # What the apps above keep naming old cycles with (dispatch's settled deliveries) goes
+    # first, so the cycles it freed compact in this run.
+    freed: dict[str, int] = {}
+    for answer in collect(cycles_maintaining, now=now):
+        freed.update(answer or {})
     compacted = cycle_compact(now=now, limit=settings.CYCLE_COMPACT_BATCH)
     return {
+        **freed,
         "aggregated": aggregated,
         "compacted": compacted,
         "pruned": cycle_prune(now=now) + cycle_block_prune(now=now),

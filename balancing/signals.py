@@ -13,6 +13,10 @@
 - `cycle_document_read(sender=Cycle, cycle, document)`: when the API or a page
   reads a cycle document; receivers add what they own to `document` in place
   (the dispatch app adds `dispatch` and each charger's `dispatch_status`).
+- `cycles_maintaining(now)`: sent by the maintenance run (`balancing.lifecycle.cycle_maintain`)
+  before compaction, outside any transaction; a receiver settles what it keeps naming old
+  cycles (dispatch prunes its settled rows past DISPATCH_RETENTION_HOURS), bounded per run,
+  so those cycles compact in the same run, and answers `{step name: rows handled}`.
 """
 
 from django.dispatch import Signal
@@ -20,3 +24,4 @@ from django.dispatch import Signal
 cycle_stored = Signal()
 cycles_created = Signal()
 cycle_document_read = Signal()
+cycles_maintaining = Signal()

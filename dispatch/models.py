@@ -199,3 +199,22 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} {self.batch_id} #{self.attempt}: {self.outcome}"
+
+
+class DispatchPruned(models.Model):
+    """How far a microgrid's settled dispatch rows were pruned (dispatch/lifecycle.py): the
+    highest seq of a cycle whose rows went. A cycle at or below it with no rows left shows
+    its dispatch as pruned rather than as pulled (spec 4.7, Lifecycle). One row per
+    microgrid, written once per pruning run."""
+
+    microgrid = models.OneToOneField(
+        Microgrid, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    through_seq = models.PositiveIntegerField()
+    pruned_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "dispatch pruning mark"
+
+    def __str__(self) -> str:
+        return f"{self.microgrid_id} dispatch pruned through seq {self.through_seq}"

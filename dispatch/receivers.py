@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.dispatch import receiver
 
-from balancing.signals import cycle_document_read, cycle_stored
+from balancing.signals import cycle_document_read, cycle_stored, cycles_maintaining
 from dispatch import channels, selectors
 from dispatch.choices import Channel
 from dispatch.signals import channel_backends, channel_resolvers
@@ -40,3 +40,10 @@ cycle_document_read.connect(
 @receiver(card_page_sections, dispatch_uid="dispatch.card_page_sections")
 def page_section(sender, *, microgrid, **kwargs) -> tuple:
     return (55, "manage/_card_dispatch.html", selectors.card_context(microgrid))
+
+
+@receiver(cycles_maintaining, dispatch_uid="dispatch.prune")
+def prune(sender, *, now, **kwargs) -> dict[str, int]:
+    from dispatch.lifecycle import dispatch_prune
+
+    return {"dispatch_pruned": dispatch_prune(now=now)}

@@ -8,15 +8,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from balancing.models import Cycle
 from balancing.selectors import cycle_setpoints_of
 from dispatch.choices import TROUBLE, Channel, DeliveryStatus, TargetType
-from dispatch.models import Delivery, DeliveryAttempt, DeliveryBatch, DispatchConfig
+from dispatch.models import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryBatch,
+    DispatchConfig,
+    DispatchPruned,
+)
 from dispatch.packing import unpack_targets
 from microgrid.topology.choices import AssetKind
-from microgrid.topology.models import Asset
+from microgrid.topology.models import Asset, Microgrid
 
 
 def _latest_cycle_pk(microgrid) -> int | None:
@@ -50,20 +57,44 @@ def cycle_targets(
     UNCHANGED one keeps that status unless the batch that renews it failed, was rejected or
     expired: then it has the batch's), and the pulled ones, which have no row (spec 4.7): the
     cycle's own, PENDING while the cycle is the latest and they are valid, then EXPIRED, or
-    SUPERSEDED once a newer cycle exists."""
-    rows: list[Target] = []
-    # A compacted cycle (no row: balancing/blocks.py) had no delivery: only its pulled ones.
-    if cycle.pk is not None:
-        rows = [
-            Target(*values)
-            for values in Delivery.objects.filter(cycle=cycle).values_list(
-                "target_type", "target_id", "scope", "limit_kw", "valid_until", "channel", "status"
-            )
-        ]
-        for batch in DeliveryBatch.objects.filter(cycle=cycle).values(
-            "channel", "targets", "full", "valid_until", "status"
-        ):
-            rows += batch_targets(batch)
+    SUPERSEDED once a newer cycle exists. None for a cycle whose rows were pruned
+    (`cycle_pruned`): its setpoints were pushed or pulled, which is no longer known."""
+    return _cycle_targets(cycle, _rows_of(cycle), document, is_latest)[0]
+
+
+def _rows_of(cycle: Cycle) -> list[Target]:
+    """The targets of a cycle's delivery rows. A compacted cycle (no row: balancing/blocks.py)
+    has none left: pruned before it was compacted, or it had only pulled ones."""
+    if cycle.pk is None:
+        return []
+    rows = [
+        Target(*values)
+        for values in Delivery.objects.filter(cycle=cycle).values_list(
+            "target_type", "target_id", "scope", "limit_kw", "valid_until", "channel", "status"
+        )
+    ]
+    for batch in DeliveryBatch.objects.filter(cycle=cycle).values(
+        "channel", "targets", "full", "valid_until", "status"
+    ):
+        rows += batch_targets(batch)
+    return rows
+
+
+def _cycle_targets(
+    cycle: Cycle, rows: list[Target], document, is_latest: bool | None
+) -> tuple[list[Target], bool]:
+    """`cycle_targets` from the cycle's rows, and whether its rows were pruned."""
+    if not rows and is_latest is not True:
+        # The newest cycle's rows are never pruned; whether it is the newest and whether the
+        # microgrid's rows were pruned past it are one query.
+        if cycle.pk is None:
+            is_latest, pruned = False, cycle_pruned(cycle)
+        elif is_latest is None:
+            is_latest, pruned = _latest_or_pruned(cycle)
+        else:
+            pruned = cycle_pruned(cycle)
+        if pruned:
+            return [], True  # its rows were pruned: what they said is no longer known
     have = {(t.target_type, t.target_id) for t in rows}
     pulled = _pulled(cycle, document, have)
     if pulled:
@@ -76,7 +107,31 @@ def cycle_targets(
         else:
             status = DeliveryStatus.PENDING
         rows += [Target(*p, Channel.PULL, status) for p in pulled]
-    return sorted(rows, key=lambda t: (t.target_type, t.target_id))
+    return sorted(rows, key=lambda t: (t.target_type, t.target_id)), False
+
+
+def _latest_or_pruned(cycle: Cycle) -> tuple[bool, bool]:
+    """Whether a cycle (a row) is its microgrid's latest, and whether its dispatch rows were
+    pruned, in one query."""
+    latest = Cycle.objects.filter(microgrid=OuterRef("pk")).order_by("-started_at", "-seq")
+    marks = DispatchPruned.objects.filter(microgrid=OuterRef("pk"), through_seq__gte=cycle.seq)
+    found = (
+        Microgrid.objects.filter(pk=cycle.microgrid_id)
+        .annotate(latest=Subquery(latest.values("pk")[:1]), pruned=Exists(marks))
+        .values_list("latest", "pruned")
+        .first()
+    )
+    if found is None:
+        return False, False
+    return found[0] == cycle.pk, bool(found[1])
+
+
+def cycle_pruned(cycle: Cycle) -> bool:
+    """Whether the cycle's dispatch rows, if it had any, were pruned (dispatch/lifecycle.py):
+    its seq is at or below its microgrid's pruning mark. One query."""
+    return DispatchPruned.objects.filter(
+        microgrid_id=cycle.microgrid_id, through_seq__gte=cycle.seq
+    ).exists()
 
 
 def batch_targets(batch: dict[str, Any]) -> list[Target]:
@@ -183,12 +238,14 @@ def cycle_dispatch(
     cycle: Cycle, document: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """`{"channels", "counts"}` of a cycle and each charger's delivery status."""
-    targets = cycle_targets(cycle, document=document)
+    targets, pruned = _cycle_targets(cycle, _rows_of(cycle), document, None)
     counts = Counter(t.status for t in targets)
-    summary = {
+    summary: dict[str, Any] = {
         "channels": sorted({t.channel for t in targets}),
         "counts": dict(sorted(counts.items())),
     }
+    if pruned:
+        summary["pruned"] = True  # past DISPATCH_RETENTION_HOURS: its deliveries are gone
     statuses = {t.target_id: t.status for t in targets if t.target_type == TargetType.CHARGER}
     return summary, statuses
 

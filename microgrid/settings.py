@@ -320,6 +320,12 @@ CYCLE_COMPACT_BATCH = env_int("CYCLE_COMPACT_BATCH", 20000)
 # How far back compaction looks (hours before the last aggregated quarter hour): older rows
 # (stored before this form of cycle id, or referenced) are not read again every run.
 CYCLE_COMPACT_LOOKBACK_HOURS = env_int("CYCLE_COMPACT_LOOKBACK_HOURS", 24)
+# Settled dispatch rows (deliveries, batches, attempts of cycles whose every row is final) are
+# kept this long after their cycle, then pruned before compaction in the same maintenance run
+# (dispatch/lifecycle.py): well inside the compaction lookback, so the freed cycles compact.
+DISPATCH_RETENTION_HOURS = env_int("DISPATCH_RETENTION_HOURS", 6)
+# Cycles whose dispatch rows one maintenance run prunes (as many as compaction moves).
+DISPATCH_PRUNE_BATCH = env_int("DISPATCH_PRUNE_BATCH", 20000)
 TELEMETRY_MAX_BATCH = env_int("TELEMETRY_MAX_BATCH", 5000)
 
 # Production hardening; `manage.py check --deploy` is clean with DEBUG=false.

@@ -287,6 +287,7 @@ def test_blocks_past_retention_are_pruned_and_their_parts_with_them(microgrid):
     assert selectors.cycle_get(microgrid, recent[0].cycle_id).document == recent[0].document
     # The maintenance task runs all the steps.
     assert set(cycle_maintain(now=now)) == {
+        "dispatch_pruned",
         "aggregated",
         "compacted",
         "pruned",
