@@ -332,7 +332,11 @@ def measure_fleet_compaction(
             "c.scope, c.started_at, c.id FROM balancing_cycle c WHERE c.microgrid_id = ANY(%s)",
             [pks],
         )
+        # Statistics for both tables just filled, as autovacuum would have them for an
+        # established fleet: without the trigger table's, its lookups by cycle were planned
+        # as scans (a first run measured 1.2 ms of CPU per cycle moved against 0.15).
         cursor.execute("ANALYZE balancing_cycle")
+        cursor.execute("ANALYZE balancing_cycletrigger")
     kept = (
         CycleAggregateCursor.objects.filter(name="cycles")
         .values_list("started_at", "cycle_pk")
