@@ -1,7 +1,7 @@
 """Departure and finish times of many chargers at once (spec 4.3, "Departures"; issue 20).
 
 The engine reads a cycle's departure times, and prints its projected finish times, column-wise
-from the texts' bytes once there are enough of them (`_READ_COLUMNWISE_MIN`,
+from the texts' bytes once there are enough of them (`balancing.isotimes`: `_READ_COLUMNWISE_MIN`,
 `_PRINT_COLUMNWISE_MIN`). What it reads and prints must be exactly what numpy's own parse and
 print give, which is what the engine did one text at a time, and a text numpy refuses is still
 refused."""
@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from balancing import engine
+from balancing import isotimes
 from balancing.engine import EngineInput, allocate
 from tests.balancing.test_engine import charger, node
 
@@ -52,7 +52,7 @@ def test_many_utc_departure_texts_read_exactly_as_numpy_reads_them(layout):
         texts = [f"{b}.{u:06d}{suffix}" for b, u in zip(bodies, micros, strict=True)]
     else:
         texts = [b + suffix for b in bodies]
-    got = engine._epoch_seconds(texts)
+    got = isotimes.epoch_seconds(texts)
     expected = numpy_seconds(texts, suffix)
     assert got.dtype == expected.dtype
     assert np.array_equal(got, expected)
@@ -73,7 +73,7 @@ def test_many_utc_departure_texts_read_exactly_as_numpy_reads_them(layout):
 def test_a_departure_time_that_does_not_exist_is_refused_among_many(bad):
     texts = ["2026-03-02T08:00:00Z"] * 300 + [bad]
     with pytest.raises(ValueError):
-        engine._epoch_seconds(texts)
+        isotimes.epoch_seconds(texts)
 
 
 def test_texts_of_other_layouts_and_offsets_are_read_one_by_one_as_before():
@@ -83,12 +83,12 @@ def test_texts_of_other_layouts_and_offsets_are_read_one_by_one_as_before():
     offset = [m.astimezone(timezone_plus_two()).isoformat() for m in moments]
     short_fraction = [m.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" for m in moments]
     expected = np.array([m.timestamp() for m in moments])
-    assert np.array_equal(engine._epoch_seconds(z), expected)
-    assert np.array_equal(engine._epoch_seconds(offset), expected)
-    assert np.array_equal(engine._epoch_seconds(short_fraction), expected)
+    assert np.array_equal(isotimes.epoch_seconds(z), expected)
+    assert np.array_equal(isotimes.epoch_seconds(offset), expected)
+    assert np.array_equal(isotimes.epoch_seconds(short_fraction), expected)
     # one odd text among many: every text is read, the odd one one by one
     mixed = z[:-1] + [offset[-1]]
-    assert np.array_equal(engine._epoch_seconds(mixed), expected)
+    assert np.array_equal(isotimes.epoch_seconds(mixed), expected)
 
 
 def timezone_plus_two():
@@ -103,17 +103,17 @@ def test_many_finish_times_print_exactly_as_numpy_prints_them():
     expected = np.datetime_as_string(
         base + seconds.astype(np.int64).astype("timedelta64[s]"), unit="s", timezone="UTC"
     ).tolist()
-    assert engine._finish_stamps(now, seconds) == expected
+    assert isotimes.finish_stamps(now, seconds) == expected
     # every second of a day and the last days numpy prints with four digits
     day = np.arange(0, 86400, dtype=np.int64) + 1_772_409_600
-    assert engine._utc_stamps(day) == numpy_stamps(day)
+    assert isotimes.utc_stamps(day) == numpy_stamps(day)
     last = np.arange(253402300799 - 3 * 86400, 253402300800, 997, dtype=np.int64)
-    assert engine._utc_stamps(last) == numpy_stamps(last)
+    assert isotimes.utc_stamps(last) == numpy_stamps(last)
     for moments in spread(4000, seed=9).reshape(40, 100):
         near = moments[0] + np.sort(moments % (4000 * 86400))
         near = near[near <= 253402300799]
         if len(near):
-            assert engine._utc_stamps(near) == numpy_stamps(near)
+            assert isotimes.utc_stamps(near) == numpy_stamps(near)
 
 
 def test_finish_times_beyond_year_9999_or_years_apart_are_printed_by_numpy_as_before():
@@ -121,11 +121,11 @@ def test_finish_times_beyond_year_9999_or_years_apart_are_printed_by_numpy_as_be
     for far in (1.0e9, 3.0e11):  # 32 years; beyond year 9999
         seconds = np.full(200, far)
         seconds[0] = 0.0
-        stamps = engine._finish_stamps(now, seconds)
+        stamps = isotimes.finish_stamps(now, seconds)
         assert stamps[0] == "2026-03-02T18:00:00Z"
         assert stamps == numpy_stamps(np.int64(1772474400) + seconds.astype(np.int64))
-    assert engine._utc_stamps(np.array([0, 5000 * 86400])) is None
-    assert engine._utc_stamps(np.array([253402300800])) is None
+    assert isotimes.utc_stamps(np.array([0, 5000 * 86400])) is None
+    assert isotimes.utc_stamps(np.array([253402300800])) is None
 
 
 def test_departures_in_any_utc_form_give_the_same_allocation():
