@@ -26,20 +26,7 @@ class CycleAdmin(admin.ModelAdmin):
     date_hierarchy = "started_at"
     list_select_related = ("microgrid",)
     exclude = ("record", "record_part")
-    readonly_fields = (
-        "cycle_id",
-        "microgrid",
-        "seq",
-        "trigger_type",
-        "scope",
-        "started_at",
-        "completed_at",
-        "topology_version",
-        "outcome",
-        "source_mode",
-        "reason_codes",
-        "pretty_document",
-    )
+    readonly_fields = ("cycle_id", "microgrid", *blocks.COLUMNS, "pretty_document")
 
     @admin.display(description="document")
     def pretty_document(self, obj):

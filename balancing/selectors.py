@@ -26,19 +26,9 @@ from balancing.signals import cycle_document_read
 from microgrid.common.errors import DomainError
 from microgrid.topology.diagram import headroom
 
-SUMMARY_FIELDS = (
-    "cycle_id",
-    "seq",
-    "trigger_type",
-    "scope",
-    "started_at",
-    "completed_at",
-    "topology_version",
-    "outcome",
-    "source_mode",
-    "reason_codes",
-    "vehicles_at_risk",
-)
+# A cycle's summary: its id and the row values a block keeps of it (the same for a row and a
+# compacted cycle).
+SUMMARY_FIELDS = ("cycle_id", *blocks.COLUMNS)
 
 
 def cycle_summary(row: dict[str, Any] | Cycle) -> dict[str, Any]:
