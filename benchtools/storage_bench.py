@@ -119,6 +119,25 @@ FLEET_TABLE_MICROGRIDS = 1000
 FLEET_TABLE_ROUNDS = 60
 
 
+def _disabled_fleet(prefix: str, microgrids: int) -> tuple[list[Any], list[Any]]:
+    """`microgrids` disabled microgrids named `prefix`-00000..., each in a depot of its own, for
+    a table of copied rows (beat never cycles them)."""
+    from microgrid.topology.models import Depot, Microgrid
+
+    ids = [f"{prefix}-{i:05d}" for i in range(microgrids)]
+    depots = Depot.objects.bulk_create(
+        [Depot(depot_id=f"D-{mid}", name=mid, timezone="UTC") for mid in ids], batch_size=2000
+    )
+    fleet = Microgrid.objects.bulk_create(
+        [
+            Microgrid(microgrid_id=mid, depot=d, name=mid, enabled=False)
+            for mid, d in zip(ids, depots, strict=True)
+        ],
+        batch_size=2000,
+    )
+    return depots, fleet
+
+
 def measure_fleet_table(
     microgrid, *, microgrids: int = FLEET_TABLE_MICROGRIDS, rounds: int = FLEET_TABLE_ROUNDS
 ) -> dict[str, Any]:
@@ -131,18 +150,7 @@ def measure_fleet_table(
     from balancing.models import Cycle
     from microgrid.topology.models import Depot, Microgrid
 
-    prefix = "BENCH-STORAGE-FLEET"
-    ids = [f"{prefix}-{i:05d}" for i in range(microgrids)]
-    depots = Depot.objects.bulk_create(
-        [Depot(depot_id=f"D-{mid}", name=mid, timezone="UTC") for mid in ids], batch_size=2000
-    )
-    fleet = Microgrid.objects.bulk_create(
-        [
-            Microgrid(microgrid_id=mid, depot=d, name=mid, enabled=False)
-            for mid, d in zip(ids, depots, strict=True)
-        ],
-        batch_size=2000,
-    )
+    depots, fleet = _disabled_fleet("BENCH-STORAGE-FLEET", microgrids)
     samples = list(Cycle.objects.filter(microgrid=microgrid).order_by("seq").values_list("pk"))
     fields = [f for f in Cycle._meta.concrete_fields if f.column != "id"]
     derived = {
@@ -194,18 +202,7 @@ def measure_fleet_blocks(microgrid, *, microgrids: int = FLEET_TABLE_MICROGRIDS)
     from balancing.models import CycleBlock
     from microgrid.topology.models import Depot, Microgrid
 
-    prefix = "BENCH-STORAGE-BLOCKS"
-    ids = [f"{prefix}-{i:05d}" for i in range(microgrids)]
-    depots = Depot.objects.bulk_create(
-        [Depot(depot_id=f"D-{mid}", name=mid, timezone="UTC") for mid in ids], batch_size=2000
-    )
-    fleet = Microgrid.objects.bulk_create(
-        [
-            Microgrid(microgrid_id=mid, depot=d, name=mid, enabled=False)
-            for mid, d in zip(ids, depots, strict=True)
-        ],
-        batch_size=2000,
-    )
+    depots, fleet = _disabled_fleet("BENCH-STORAGE-BLOCKS", microgrids)
     samples = list(
         CycleBlock.objects.filter(microgrid=microgrid)
         .order_by("first_seq")
@@ -299,18 +296,7 @@ def measure_fleet_compaction(
         Cycle.objects.filter(microgrid=microgrid).order_by("seq").values_list("pk", "seq")
     )[:-1]
     last = Cycle.objects.filter(microgrid=microgrid).order_by("-seq").first()
-    prefix = "BENCH-STORAGE-COMPACT"
-    ids = [f"{prefix}-{i:05d}" for i in range(microgrids)]
-    depots = Depot.objects.bulk_create(
-        [Depot(depot_id=f"D-{mid}", name=mid, timezone="UTC") for mid in ids], batch_size=2000
-    )
-    fleet = Microgrid.objects.bulk_create(
-        [
-            Microgrid(microgrid_id=mid, depot=d, name=mid, enabled=False)
-            for mid, d in zip(ids, depots, strict=True)
-        ],
-        batch_size=2000,
-    )
+    depots, fleet = _disabled_fleet("BENCH-STORAGE-COMPACT", microgrids)
     fields = [f for f in Cycle._meta.concrete_fields if f.column != "id"]
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     derived = {"cycle_id": "%s", "microgrid_id": "%s"}
