@@ -21,6 +21,8 @@
   cycle is past CYCLE_RETENTION_DAYS.
 - `cycle_aggregate_prune(now=, limit=)`: aggregates older than
   CYCLE_AGGREGATE_RETENTION_DAYS.
+- `cycle_block_days(now=)`: on PostgreSQL, where blocks are partitioned by day, the days
+  ahead are created and the days past CYCLE_RETENTION_DAYS dropped whole.
 - Before compaction, `cycles_maintaining` (balancing/signals.py) lets the apps above free
   the cycles they name: dispatch prunes its settled rows (dispatch/lifecycle.py), so a
   push channel's cycles compact too.
@@ -32,12 +34,12 @@ runs them every minute (`CYCLE_MAINTENANCE_BATCH` rows per step and run).
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, Max, OuterRef
 from django.db.models.functions import Substr
 
@@ -56,6 +58,7 @@ from balancing.models import (
     parts_columns,
 )
 from balancing.signals import cycles_maintaining
+from microgrid.common import partitions
 from microgrid.common.signals import collect
 from microgrid.topology.models import Microgrid
 
@@ -377,6 +380,29 @@ def cycle_block_prune(*, now: datetime, limit: int | None = None) -> int:
     return len(pks)
 
 
+def cycle_block_days(*, now: datetime) -> dict[str, int]:
+    """PostgreSQL, where blocks are partitioned by UTC day of `started_from` (migration
+    balancing.0014, microgrid/common/partitions.py): create the partitions of today and the
+    next CYCLE_PARTITION_DAYS_AHEAD days (blocks of such a day already in the DEFAULT
+    partition move into it), drop the days that ended at or before CYCLE_RETENTION_DAYS ago
+    (a block's cycles lie in one quarter hour, so every block of such a day ended before the
+    cutoff, as `cycle_block_prune` would have it), then the record parts they alone used.
+    Nothing has a foreign key to a block. The bounded `cycle_block_prune` takes the rest (the
+    first hours of the oldest kept day, the DEFAULT partition). Nothing on SQLite."""
+    if not partitions.is_partitioned(connection, CycleBlock._meta.db_table):
+        return {"block_days_created": 0, "block_days_dropped": 0}
+    table = CycleBlock._meta.db_table
+    cutoff = now - timedelta(days=settings.CYCLE_RETENTION_DAYS)
+    today = now.astimezone(UTC).date()
+    created = partitions.ensure_days(
+        connection, table, today, today + timedelta(days=settings.CYCLE_PARTITION_DAYS_AHEAD)
+    )
+    dropped = partitions.drop_days_before(connection, table, cutoff)
+    if dropped:
+        _prune_parts(cutoff, settings.CYCLE_MAINTENANCE_BATCH)
+    return {"block_days_created": len(created), "block_days_dropped": len(dropped)}
+
+
 def _prune_parts(cutoff: datetime, limit: int) -> None:
     old = list(
         CycleRecordPart.objects.filter(created_at__lt=cutoff).values_list("digest", flat=True)[
@@ -427,9 +453,13 @@ def cycle_maintain(*, now: datetime) -> dict[str, int]:
     freed: dict[str, int] = {}
     for answer in collect(cycles_maintaining, now=now):
         freed.update(answer or {})
+    # Today's partition exists before compaction writes into it; whole days go before the
+    # row-by-row pruning, which then finds only what they left.
+    days = cycle_block_days(now=now)
     compacted = cycle_compact(now=now, limit=settings.CYCLE_COMPACT_BATCH)
     return {
         **freed,
+        **days,
         "aggregated": aggregated,
         "compacted": compacted,
         "pruned": cycle_prune(now=now) + cycle_block_prune(now=now),

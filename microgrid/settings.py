@@ -313,6 +313,8 @@ TELEMETRY_PARTITION_DAYS_AHEAD = env_int("TELEMETRY_PARTITION_DAYS_AHEAD", 3)
 # CYCLE_MAINTENANCE_BATCH rows per step (balancing/lifecycle.py).
 CYCLE_RETENTION_DAYS = env_int("CYCLE_RETENTION_DAYS", 14)
 CYCLE_AGGREGATE_RETENTION_DAYS = env_int("CYCLE_AGGREGATE_RETENTION_DAYS", 400)
+# PostgreSQL: cycle blocks are partitioned by day; the maintenance creates this many days ahead.
+CYCLE_PARTITION_DAYS_AHEAD = env_int("CYCLE_PARTITION_DAYS_AHEAD", 3)
 CYCLE_MAINTENANCE_BATCH = env_int("CYCLE_MAINTENANCE_BATCH", 5000)
 # Cycles moved into blocks per maintenance run (balancing/lifecycle.py `cycle_compact`): a
 # fleet of 5,000 microgrids cycled every 15 s writes 20,000 a minute.

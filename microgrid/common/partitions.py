@@ -11,9 +11,10 @@ partition go by the tasks' bounded DELETEs as on any table.
 What partitioning imposes, and how it is met: a primary key or unique constraint must
 include the partition key, so the table's keys become (id, <time>) and (..., <time>); ids
 still come from the table's one identity sequence, so `id` stays unique, which is what the
-models use. A foreign key may not point into a partitioned table (its target must be unique
-on its own), so no table may refer to a partitioned one in the database: `partition_table`
-refuses if one does. SQLite keeps plain tables: every function here does nothing there.
+models use. A foreign key into a partitioned table must name a unique key that includes the
+partition key (PostgreSQL 12 and later), which a reference by id alone cannot: so no table
+may refer to a partitioned one in the database, and `partition_table` refuses if one does.
+The day partitions copy the table's CHECK constraints (ATTACH requires them). SQLite keeps plain tables: every function here does nothing there.
 """
 
 from __future__ import annotations
@@ -173,7 +174,10 @@ def _add_day(connection, table: str, day: date) -> None:
     with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         # ALTER TABLE refuses while this transaction has deferred checks pending.
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cursor.execute(f"CREATE TABLE {_q(name)} (LIKE {_q(table)} INCLUDING DEFAULTS)")
+        # CHECK constraints too: ATTACH refuses a child missing one of the parent's.
+        cursor.execute(
+            f"CREATE TABLE {_q(name)} (LIKE {_q(table)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+        )
         # Rows of that day that came before its partition (ATTACH refuses while the default
         # partition holds any).
         cursor.execute(

@@ -288,6 +288,8 @@ def test_blocks_past_retention_are_pruned_and_their_parts_with_them(microgrid):
     # The maintenance task runs all the steps.
     assert set(cycle_maintain(now=now)) == {
         "dispatch_pruned",
+        "block_days_created",
+        "block_days_dropped",
         "aggregated",
         "compacted",
         "pruned",
