@@ -13,8 +13,9 @@ A batch pays those once for every microgrid in it (docs/performance.md, "Fleet")
   row written, `PlannedCycle.stored`, then `services.hand_over`): the same engine, the same
   document, snapshot, breaches and outbox, so a batched cycle is the cycle `cycle_request`
   would have written;
-- the members' cycle rows are written with one INSERT (`bulk_create` of the model's fields,
-  each record encoded as `Cycle.save` does), and the fleet overview's states with one upsert
+- the members' cycle rows are written with one INSERT (`microgrid.common.bulk.insert_rows`
+  of the model's fields, each record encoded as `Cycle.save` does), and the fleet overview's
+  states with one upsert
   (the `cycles_created` signal, for what `post_save` tells it of a cycle saved on its own);
 - the triggers are written set-based: one read finds those waiting for any member (usually
   none), one UPDATE serves them, one INSERT records the batch's own, served;

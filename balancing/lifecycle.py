@@ -192,10 +192,24 @@ def cycle_aggregate(*, now: datetime, limit: int | None = None) -> int:
     return len(rows)
 
 
+def _retention_cutoff(now: datetime) -> datetime:
+    """Full cycles (rows and blocks) that started before this are past CYCLE_RETENTION_DAYS."""
+    return now - timedelta(days=settings.CYCLE_RETENTION_DAYS)
+
+
+def _delete_oldest(queryset, field: str, limit: int) -> int:
+    """Delete the `limit` rows of `queryset` that are oldest by `field` (a bounded run: one
+    read of their keys, one DELETE); returns how many went."""
+    pks = list(queryset.order_by(field).values_list("pk", flat=True)[:limit])
+    if pks:
+        queryset.model.objects.filter(pk__in=pks).delete()
+    return len(pks)
+
+
 def cycle_prune(*, now: datetime, limit: int | None = None) -> int:
     """Delete up to `limit` aggregated full cycles past CYCLE_RETENTION_DAYS; returns how many."""
     limit = limit or settings.CYCLE_MAINTENANCE_BATCH
-    cutoff = now - timedelta(days=settings.CYCLE_RETENTION_DAYS)
+    cutoff = _retention_cutoff(now)
     cursor = CycleAggregateCursor.objects.filter(name="cycles").first()
     if cursor is None:
         return 0  # nothing aggregated yet: nothing may go
@@ -368,16 +382,11 @@ def record_text(data, columns) -> bytes:
 def cycle_block_prune(*, now: datetime, limit: int | None = None) -> int:
     """Delete up to `limit` blocks whose last cycle is past CYCLE_RETENTION_DAYS."""
     limit = limit or settings.CYCLE_MAINTENANCE_BATCH
-    cutoff = now - timedelta(days=settings.CYCLE_RETENTION_DAYS)
-    pks = list(
-        CycleBlock.objects.filter(started_to__lt=cutoff)
-        .order_by("started_to")
-        .values_list("pk", flat=True)[:limit]
-    )
-    if pks:
-        CycleBlock.objects.filter(pk__in=pks).delete()
+    cutoff = _retention_cutoff(now)
+    deleted = _delete_oldest(CycleBlock.objects.filter(started_to__lt=cutoff), "started_to", limit)
+    if deleted:
         _prune_parts(cutoff, limit)
-    return len(pks)
+    return deleted
 
 
 def cycle_block_days(*, now: datetime) -> dict[str, int]:
@@ -392,7 +401,7 @@ def cycle_block_days(*, now: datetime) -> dict[str, int]:
     if not partitions.is_partitioned(connection, CycleBlock._meta.db_table):
         return {"block_days_created": 0, "block_days_dropped": 0}
     table = CycleBlock._meta.db_table
-    cutoff = now - timedelta(days=settings.CYCLE_RETENTION_DAYS)
+    cutoff = _retention_cutoff(now)
     today = now.astimezone(UTC).date()
     created = partitions.ensure_days(
         connection, table, today, today + timedelta(days=settings.CYCLE_PARTITION_DAYS_AHEAD)
@@ -426,14 +435,9 @@ def _prune_parts(cutoff: datetime, limit: int) -> None:
 def cycle_aggregate_prune(*, now: datetime, limit: int | None = None) -> int:
     limit = limit or settings.CYCLE_MAINTENANCE_BATCH
     cutoff = now - timedelta(days=settings.CYCLE_AGGREGATE_RETENTION_DAYS)
-    pks = list(
-        CycleAggregate.objects.filter(bucket_start__lt=cutoff)
-        .order_by("bucket_start")
-        .values_list("pk", flat=True)[:limit]
+    return _delete_oldest(
+        CycleAggregate.objects.filter(bucket_start__lt=cutoff), "bucket_start", limit
     )
-    if pks:
-        CycleAggregate.objects.filter(pk__in=pks).delete()
-    return len(pks)
 
 
 def cycle_maintain(*, now: datetime) -> dict[str, int]:

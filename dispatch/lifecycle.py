@@ -38,6 +38,7 @@ from dispatch.models import (
     DispatchPruned,
     ReceiverState,
 )
+from dispatch.services import receiver_states_forget
 
 
 def dispatch_horizon(now: datetime) -> datetime:
@@ -102,7 +103,7 @@ def dispatch_prune(*, now: datetime, limit: int | None = None) -> int:
         doomed_pks = [pk for pk, _, _ in doomed]
         # A pruned message sent after the last accepted one, whose outcome is unknown: what
         # the receiver holds is not known, and the next message must be full (spec 4.7).
-        ReceiverState.objects.filter(valid_until__isnull=False).filter(
+        stale = ReceiverState.objects.filter(valid_until__isnull=False).filter(
             Exists(
                 DeliveryBatch.objects.filter(
                     cycle_id__in=doomed_pks,
@@ -112,7 +113,8 @@ def dispatch_prune(*, now: datetime, limit: int | None = None) -> int:
                     attempts__gt=0,
                 ).exclude(status__in=(DeliveryStatus.ACCEPTED, DeliveryStatus.REJECTED))
             )
-        ).update(held="{}", valid_until=None, updated_at=now)
+        )
+        receiver_states_forget(stale, now)
         for model in (DeliveryAttempt, DeliveryBatch, Delivery):
             model.objects.filter(cycle_id__in=doomed_pks)._raw_delete(model.objects.db)
     return len(doomed)

@@ -719,8 +719,8 @@ def batch_record(
                 last_error=error,
             )
             if changed:
-                ReceiverState.objects.filter(microgrid=microgrid, channel=claimed.channel).update(
-                    held="{}", valid_until=None, updated_at=now
+                receiver_states_forget(
+                    ReceiverState.objects.filter(microgrid=microgrid, channel=claimed.channel), now
                 )
         else:
             outcome, error = result.status, result.error
@@ -741,6 +741,12 @@ def batch_record(
             error=error[:300],
         )
     return conflict and bool(changed)
+
+
+def receiver_states_forget(states, now: datetime) -> int:
+    """Forget what these receivers hold (a 409, or a message of unknown outcome pruned): the
+    next message to each is full and renews nothing (spec 4.7)."""
+    return states.update(held="{}", valid_until=None, updated_at=now)
 
 
 def _remember_held(microgrid, claimed: Claimed, batch: channels.Batch, endpoint: str, now):
